@@ -8,7 +8,7 @@
 #ifndef SCHEMAD_COMMON_STATUS_MACROS_H_
 #define SCHEMAD_COMMON_STATUS_MACROS_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
@@ -19,7 +19,7 @@ namespace schemad {
 
 // Returns `status` with `context` prepended to its message ("context: message"),
 // keeping the code. An OK status is returned unchanged.
-inline absl::Status Annotate(const absl::Status& status, std::string_view context) {
+inline absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok() || context.empty()) {
     return status;
   }
@@ -43,7 +43,8 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
 // from the enclosing function when it is not OK.
 #define RETURN_IF_ERROR(expr)                                                       \
   do {                                                                              \
-    const auto& schemad_status_ = ::schemad::status_internal::GetStatus((expr));    \
+    /* A copy: `expr` may be a temporary that dies with this statement. */         \
+    ::absl::Status schemad_status_ = ::schemad::status_internal::GetStatus((expr)); \
     if (!schemad_status_.ok()) {                                                    \
       return schemad_status_;                                                       \
     }                                                                               \

@@ -795,6 +795,14 @@ absl::StatusOr<Plan> PlanStamp(const RevisionGraph& graph, absl::Span<const std:
   return plan;
 }
 
+absl::StatusOr<std::vector<VersionRowChange>> VersionChangesFor(const RevisionGraph& graph,
+                                                                absl::Span<const std::string> rows,
+                                                                int revision, Direction direction) {
+  RETURN_IF_ERROR(ResolveRows(graph, rows).status());
+  HeadMaintainer heads(graph, std::vector<std::string>(rows.begin(), rows.end()));
+  return heads.Apply(revision, direction);
+}
+
 absl::StatusOr<int> CountPending(const RevisionGraph& graph, absl::Span<const std::string> rows) {
   ASSIGN_OR_RETURN(std::vector<int> current, ResolveRows(graph, rows));
   std::vector<bool> applied = graph.AncestorMask(current, /*include_dependencies=*/true);

@@ -84,6 +84,13 @@ absl::StatusOr<Plan> PlanDowngrade(const RevisionGraph& graph, absl::Span<const 
 absl::StatusOr<Plan> PlanStamp(const RevisionGraph& graph, absl::Span<const std::string> rows,
                                absl::Span<const std::string> targets, bool purge);
 
+// The version-row changes that running `revision` in `direction` makes when
+// the rows are `rows` (one step of a plan; used to resolve an interrupted
+// non-transactional revision as applied).
+absl::StatusOr<std::vector<VersionRowChange>> VersionChangesFor(const RevisionGraph& graph,
+                                                                absl::Span<const std::string> rows,
+                                                                int revision, Direction direction);
+
 // Revisions that `upgrade heads` would apply from `rows`, or an error when the
 // rows are not valid for the graph. Cheap enough for EnsureHead's fast path.
 absl::StatusOr<int> CountPending(const RevisionGraph& graph, absl::Span<const std::string> rows);

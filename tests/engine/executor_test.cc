@@ -1,0 +1,368 @@
+// Unit tests of the executor's logic over the in-memory store. The same
+// behaviours run against real PostgreSQL in tests/cli/cli_pgtest.cc and
+// tests/store/.
+#include "service/engine/executor.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/engine/checksum.h"
+#include "tests/testing/fake_store.h"
+#include "tests/testing/status_matchers.h"
+
+namespace schemad::engine {
+namespace {
+
+using ::schemad::testing::FakeDatabase;
+using ::schemad::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+SqlSection Section(std::vector<std::string> statements, int first_line = 10) {
+  SqlSection section;
+  section.line = first_line - 1;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    section.statements.push_back({statements[i], first_line + static_cast<int>(i)});
+    section.body += statements[i] + ";\n";
+  }
+  return section;
+}
+
+Revision Rev(std::string id, std::vector<std::string> revises, std::vector<std::string> up,
+             std::optional<std::vector<std::string>> down = std::vector<std::string>{}) {
+  Revision rev;
+  rev.id = id;
+  rev.revises = std::move(revises);
+  rev.path = "migrations/" + id + ".sql";
+  rev.id_line = 1;
+  rev.upgrade = Section(std::move(up));
+  if (down) {
+    rev.downgrade = Section(*down, 20);
+  }
+  rev.checksum = RevisionChecksum(rev.upgrade, rev.downgrade);
+  return rev;
+}
+
+// a <- b <- c <- d <- e, each creating and dropping a table.
+std::vector<Revision> Linear() {
+  std::vector<Revision> revs;
+  std::string parent;
+  for (const char* id : {"a", "b", "c", "d", "e"}) {
+    revs.push_back(Rev(id, parent.empty() ? std::vector<std::string>{}
+                                          : std::vector<std::string>{parent},
+                       {std::string("CREATE TABLE t_") + id + " (id int)"},
+                       std::vector<std::string>{std::string("DROP TABLE t_") + id}));
+    parent = id;
+  }
+  return revs;
+}
+
+class RecordingSink : public EventSink {
+ public:
+  void OnEvent(const Event& event) override { events.push_back(event); }
+  std::vector<Event::Kind> kinds() const {
+    std::vector<Event::Kind> out;
+    for (const Event& e : events) {
+      out.push_back(e.kind);
+    }
+    return out;
+  }
+  std::vector<Event> events;
+};
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void Load(std::vector<Revision> revisions, ExecutorOptions options = {}) {
+    auto graph = RevisionGraph::Build(std::move(revisions));
+    ASSERT_TRUE(graph.ok()) << graph.status();
+    graph_ = std::make_unique<RevisionGraph>(std::move(*graph));
+    options.lock_wait = absl::Milliseconds(50);
+    options.who = "tester";
+    executor_ = std::make_unique<Executor>(*graph_, db_, options);
+    auto session = db_.Connect();
+    ASSERT_TRUE(session.ok());
+    session_ = std::move(*session);
+  }
+
+  FakeDatabase db_;
+  std::unique_ptr<RevisionGraph> graph_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<store::Session> session_;
+};
+
+TEST_F(ExecutorTest, UpgradeAppliesInOrderWithHistoryAndEvents) {
+  Load(Linear());
+  RecordingSink sink;
+  CallControl control;
+  control.sink = &sink;
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->Upgrade(*session_, "heads", control));
+  EXPECT_EQ(result.revisions_run, 5);
+  EXPECT_TRUE(result.took_lock);
+  EXPECT_THAT(result.rows_after, ElementsAre("e"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+  EXPECT_THAT(db_.committed_statements(),
+              ElementsAre("CREATE TABLE t_a (id int)", "CREATE TABLE t_b (id int)",
+                          "CREATE TABLE t_c (id int)", "CREATE TABLE t_d (id int)",
+                          "CREATE TABLE t_e (id int)"));
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), 5u);
+  EXPECT_EQ(history[0].revision, "a");
+  EXPECT_THAT(history[0].rows_before, IsEmpty());
+  EXPECT_THAT(history[0].rows_after, ElementsAre("a"));
+  EXPECT_EQ(history[4].rows_before, std::vector<std::string>{"d"});
+  EXPECT_EQ(history[2].who, "tester");
+  EXPECT_EQ(history[2].operation_id, result.operation_id);
+  EXPECT_EQ(history[2].checksum, graph_->revision(2).checksum);
+  EXPECT_EQ(history[2].outcome, "success");
+
+  ASSERT_FALSE(sink.events.empty());
+  EXPECT_EQ(sink.events.front().kind, Event::Kind::kLockAcquired);
+  EXPECT_EQ(sink.events[1].kind, Event::Kind::kOperationStarted);
+  EXPECT_EQ(sink.events[1].plan.size(), 5u);
+  EXPECT_EQ(sink.events.back().kind, Event::Kind::kOperationFinished);
+  EXPECT_THAT(sink.events.back().rows_after, ElementsAre("e"));
+  int statements = 0;
+  for (const Event& e : sink.events) {
+    statements += e.kind == Event::Kind::kStatementStarted ? 1 : 0;
+  }
+  EXPECT_EQ(statements, 5);
+}
+
+TEST_F(ExecutorTest, UpgradeAtHeadTakesNoLockAndWritesNothing) {
+  Load(Linear());
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  const size_t history = db_.history().size();
+  ASSERT_OK_AND_ASSIGN(OperationResult again, executor_->Upgrade(*session_, "heads"));
+  EXPECT_EQ(again.revisions_run, 0);
+  EXPECT_FALSE(again.took_lock);
+  EXPECT_EQ(db_.lock_acquisitions(), 1);
+  EXPECT_EQ(db_.history().size(), history);
+}
+
+TEST_F(ExecutorTest, EnsureHeadAtHeadIsOneRead) {
+  Load(Linear());
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  const int reads = db_.state_reads();
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->EnsureHead(*session_));
+  EXPECT_FALSE(result.took_lock);
+  EXPECT_EQ(db_.state_reads(), reads + 1);
+  EXPECT_EQ(db_.lock_acquisitions(), 1);
+}
+
+TEST_F(ExecutorTest, EnsureHeadBehindAppliesOrRefusesWhenNotAllowed) {
+  Load(Linear());
+  db_.SetRows({"b"});
+  EXPECT_THAT(executor_->EnsureHead(*session_, /*apply=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("c, d, e")));
+  EXPECT_THAT(db_.rows(), ElementsAre("b"));
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->EnsureHead(*session_));
+  EXPECT_EQ(result.revisions_run, 3);
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+}
+
+TEST_F(ExecutorTest, FailureInThirdRevisionLeavesSecondAppliedAndRecordsIt) {
+  Load(Linear());
+  db_.FailOn("t_c", "42P07", "relation \"t_c\" already exists");
+  absl::StatusOr<OperationResult> result = executor_->Upgrade(*session_, "heads");
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("revision c failed at migrations/c.sql:10: SQLSTATE "
+                                         "42P07: relation \"t_c\" already exists")));
+  EXPECT_THAT(result.status().message(), HasSubstr("database is at b"));
+  EXPECT_THAT(db_.rows(), ElementsAre("b"));
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[2].revision, "c");
+  EXPECT_EQ(history[2].outcome, "failed");
+  EXPECT_THAT(history[2].error, HasSubstr("42P07"));
+
+  db_.ClearFailures();
+  ASSERT_OK_AND_ASSIGN(OperationResult retry, executor_->Upgrade(*session_, "heads"));
+  EXPECT_EQ(retry.revisions_run, 3);
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+}
+
+TEST_F(ExecutorTest, ErrorPositionBecomesFileLine) {
+  std::vector<Revision> revs = {Rev("a", {}, {"CREATE TABLE x (\n  id int,\n  BROKEN\n)"})};
+  Load(std::move(revs));
+  db_.FailOn("BROKEN", "42601", "syntax error at or near \"BROKEN\"");
+  // The fake reports no position: the statement's first line is named.
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("migrations/a.sql:10")));
+}
+
+TEST_F(ExecutorTest, NonTransactionalFailureNeedsAttentionUntilResolved) {
+  std::vector<Revision> revs = Linear();
+  revs[2].transactional = false;
+  revs[2].upgrade = Section({"CREATE INDEX CONCURRENTLY i1 ON t_a (id)", "CREATE INDEX CONCURRENTLY BAD"});
+  Load(std::move(revs));
+  db_.FailOn("BAD", "42601", "syntax error");
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("needs attention")));
+  ASSERT_TRUE(db_.needs_attention().has_value());
+  EXPECT_EQ(db_.needs_attention()->revision, "c");
+  EXPECT_EQ(db_.needs_attention()->statements_done, 1);
+  EXPECT_THAT(db_.rows(), ElementsAre("b"));
+
+  db_.ClearFailures();
+  // Blocked until resolved, even with the cause gone.
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("resolve")));
+  EXPECT_THAT(executor_->EnsureHead(*session_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("needs attention")));
+
+  ASSERT_OK(executor_->Resolve(*session_, Executor::Resolution::kApplied));
+  EXPECT_FALSE(db_.needs_attention().has_value());
+  EXPECT_THAT(db_.rows(), ElementsAre("c"));
+  EXPECT_EQ(db_.history().back().direction, "resolve");
+  EXPECT_EQ(db_.history().back().outcome, "applied");
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+}
+
+TEST_F(ExecutorTest, ResolveRolledBackLeavesRowsAndNothingToResolveIsAnError) {
+  std::vector<Revision> revs = Linear();
+  revs[0].transactional = false;
+  Load(std::move(revs));
+  db_.FailOn("t_a", "42601", "boom");
+  EXPECT_FALSE(executor_->Upgrade(*session_, "heads").ok());
+  ASSERT_OK(executor_->Resolve(*session_, Executor::Resolution::kRolledBack));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+  EXPECT_THAT(executor_->Resolve(*session_, Executor::Resolution::kRolledBack),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing to resolve")));
+}
+
+TEST_F(ExecutorTest, ChangedAppliedRevisionBlocksUpgradeUnlessAllowed) {
+  Load(Linear());
+  ASSERT_OK(executor_->Upgrade(*session_, "c"));
+  // Someone edits b after it was applied: simulate by recording another checksum.
+  db_.SetChecksum("b", "0000");
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("b (migrations/b.sql) changed since it was applied")));
+  EXPECT_THAT(db_.rows(), ElementsAre("c"));
+  ASSERT_OK_AND_ASSIGN(ValidationReport report, executor_->Validate(*session_));
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.applied_checked, 3);
+
+  ExecutorOptions allow;
+  allow.allow_changed = true;
+  Executor permissive(*graph_, db_, allow);
+  ASSERT_OK(permissive.Upgrade(*session_, "heads"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+}
+
+TEST_F(ExecutorTest, AdoptedRowsWithoutChecksumsAreInformational) {
+  Load(Linear());
+  db_.SetRows({"b"});
+  ASSERT_OK_AND_ASSIGN(ValidationReport report, executor_->Validate(*session_));
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(report.issues.size(), 2u);
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+}
+
+TEST_F(ExecutorTest, DowngradeRunsDownSectionsChildrenFirst) {
+  Load(Linear());
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->Downgrade(*session_, "b"));
+  EXPECT_EQ(result.revisions_run, 3);
+  EXPECT_THAT(db_.rows(), ElementsAre("b"));
+  std::vector<std::string> statements = db_.committed_statements();
+  ASSERT_EQ(statements.size(), 8u);
+  EXPECT_EQ(statements[5], "DROP TABLE t_e");
+  EXPECT_EQ(statements[7], "DROP TABLE t_c");
+  ASSERT_OK(executor_->Downgrade(*session_, "base"));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+}
+
+TEST_F(ExecutorTest, IrreversibleRevisionRefusesDowngradeAndChangesNothing) {
+  std::vector<Revision> revs = Linear();
+  revs[3].downgrade.reset();
+  Load(std::move(revs));
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  const size_t statements = db_.committed_statements().size();
+  EXPECT_THAT(executor_->Downgrade(*session_, "base"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("revision d has no -- +downgrade section")));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+  EXPECT_EQ(db_.committed_statements().size(), statements);
+  ASSERT_OK(executor_->Downgrade(*session_, "d"));
+  EXPECT_THAT(db_.rows(), ElementsAre("d"));
+}
+
+TEST_F(ExecutorTest, LockHeldElsewhereTimesOutNamingTheHolder) {
+  Load(Linear());
+  db_.SetLockedElsewhere(true);
+  RecordingSink sink;
+  CallControl control;
+  control.sink = &sink;
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("pid 4242")));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+  ASSERT_FALSE(sink.events.empty());
+  EXPECT_EQ(sink.events.front().kind, Event::Kind::kWaitingForLock);
+  EXPECT_THAT(sink.events.front().lock_holder, HasSubstr("other-migrator"));
+}
+
+TEST_F(ExecutorTest, CancelStopsBetweenRevisions) {
+  Load(Linear());
+  std::atomic<bool> cancelled{false};
+  struct CancelAfterFirst : EventSink {
+    std::atomic<bool>* flag;
+    void OnEvent(const Event& e) override {
+      if (e.kind == Event::Kind::kRevisionFinished) {
+        flag->store(true);
+      }
+    }
+  } sink;
+  sink.flag = &cancelled;
+  CallControl control;
+  control.sink = &sink;
+  control.cancelled = &cancelled;
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("database is at a")));
+  EXPECT_THAT(db_.rows(), ElementsAre("a"));
+}
+
+TEST_F(ExecutorTest, TransactionAllIsAllOrNothing) {
+  ExecutorOptions options;
+  options.transaction_mode = ExecutorOptions::TransactionMode::kAll;
+  Load(Linear(), options);
+  db_.FailOn("t_d", "42601", "boom");
+  EXPECT_FALSE(executor_->Upgrade(*session_, "heads").ok());
+  EXPECT_THAT(db_.rows(), IsEmpty());
+  EXPECT_THAT(db_.committed_statements(), IsEmpty());
+  db_.ClearFailures();
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+  EXPECT_EQ(db_.history().size(), 5u);
+}
+
+TEST_F(ExecutorTest, StampRewritesRowsWithoutRunningSql) {
+  Load(Linear());
+  const std::vector<std::string> target = {"c"};
+  ASSERT_OK(executor_->Stamp(*session_, target, /*purge=*/false));
+  EXPECT_THAT(db_.rows(), ElementsAre("c"));
+  EXPECT_THAT(db_.committed_statements(), IsEmpty());
+  EXPECT_EQ(db_.history().back().direction, "stamp");
+  const std::vector<std::string> base = {"base"};
+  ASSERT_OK(executor_->Stamp(*session_, base, false));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+}
+
+TEST_F(ExecutorTest, UnknownRowIsNotFound) {
+  Load(Linear());
+  db_.SetRows({"zzzz"});
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("'zzzz'")));
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, executor_->Status(*session_));
+  EXPECT_FALSE(status.at_head);
+  EXPECT_THAT(status.row_error, HasSubstr("zzzz"));
+}
+
+}  // namespace
+}  // namespace schemad::engine

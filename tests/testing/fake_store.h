@@ -1,0 +1,79 @@
+// In-memory implementation of the store seam (service/store/store.h) for unit
+// tests of the executor: version rows, history and the needs-attention mark
+// live in a FakeDatabase; transactions buffer their writes and apply them on
+// Commit. Statements are not interpreted: each is logged, and fails when it
+// contains a substring registered with FailOn().
+//
+//   FakeDatabase db;
+//   db.FailOn("BROKEN", "42601", "syntax error at or near \"BROKEN\"");
+//   Executor executor(graph, db, {});
+//   auto session = db.Connect();
+//
+// Thread-safety: FakeDatabase is thread-safe (one mutex); sessions share it.
+#ifndef SCHEMAD_TESTS_TESTING_FAKE_STORE_H_
+#define SCHEMAD_TESTS_TESTING_FAKE_STORE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "service/store/store.h"
+
+namespace schemad::testing {
+
+class FakeDatabase : public store::Database {
+ public:
+  struct Failure {
+    std::string sqlstate;
+    std::string message;
+  };
+
+  // Statements containing `needle` fail with this SQLSTATE and message.
+  void FailOn(const std::string& needle, const std::string& sqlstate, const std::string& message);
+  void ClearFailures();
+  // Makes AcquireLock behave as if another session held the lock.
+  void SetLockedElsewhere(bool locked);
+
+  // Inspection.
+  std::vector<std::string> rows() const;
+  std::vector<store::HistoryRecord> history() const;
+  std::optional<store::NeedsAttention> needs_attention() const;
+  std::vector<std::string> committed_statements() const;  // in commit order
+  int lock_acquisitions() const;
+  int state_reads() const;
+  bool tables_exist() const;
+  // Direct setup, as if stamped by another tool.
+  void SetRows(std::vector<std::string> rows);
+  void SetChecksum(const std::string& revision, const std::string& checksum);
+
+  // store::Database
+  absl::StatusOr<std::unique_ptr<store::Session>> Connect() override;
+  absl::StatusOr<std::unique_ptr<store::MigrationLock>> AcquireLock(
+      absl::Duration wait, const store::LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled) override;
+  std::string DisplayName() const override { return "fake"; }
+
+ private:
+  friend class FakeSession;
+  friend class FakeTransaction;
+  friend class FakeLock;
+
+  mutable std::mutex mu_;
+  bool tables_exist_ = false;
+  std::vector<std::string> rows_;
+  std::vector<store::HistoryRecord> history_;
+  std::optional<store::NeedsAttention> needs_attention_;
+  std::vector<std::string> committed_statements_;
+  std::map<std::string, Failure> failures_;
+  bool locked_ = false;
+  bool locked_elsewhere_ = false;
+  int lock_acquisitions_ = 0;
+  int state_reads_ = 0;
+};
+
+}  // namespace schemad::testing
+
+#endif  // SCHEMAD_TESTS_TESTING_FAKE_STORE_H_
