@@ -198,13 +198,52 @@ absl::Status RevisionGraph::DetectCycles() const {
     }
     return stuck;
   };
-  auto describe = [&](std::vector<int> stuck, absl::string_view kind) {
+  // One actual cycle among `stuck`, following `revises` (and with
+  // dependencies, `depends_on`) edges: "b -> d -> c -> b".
+  auto find_cycle = [&](const std::vector<int>& stuck, bool with_deps) -> std::string {
+    std::vector<int> color(size(), 0);  // 0 new, 1 on the path, 2 done
+    std::vector<int> parent(size(), -1);
+    for (int start : stuck) {
+      if (color[start] != 0) {
+        continue;
+      }
+      std::vector<std::pair<int, size_t>> stack = {{start, 0}};
+      color[start] = 1;
+      while (!stack.empty()) {
+        auto& [rev, next] = stack.back();
+        const std::vector<int>& edges = with_deps ? nodes_[rev].all_down : nodes_[rev].down;
+        if (next == edges.size()) {
+          color[rev] = 2;
+          stack.pop_back();
+          continue;
+        }
+        int to = edges[next++];
+        if (color[to] == 1) {
+          std::vector<std::string> path = {revisions_[to].id};
+          for (int at = rev; at != to; at = parent[at]) {
+            path.push_back(revisions_[at].id);
+          }
+          path.push_back(revisions_[to].id);
+          std::reverse(path.begin(), path.end());
+          return absl::StrJoin(path, " -> ");
+        }
+        if (color[to] == 0) {
+          color[to] = 1;
+          parent[to] = rev;
+          stack.push_back({to, 0});
+        }
+      }
+    }
+    return "";
+  };
+  auto describe = [&](std::vector<int> stuck, absl::string_view kind, bool with_deps) {
+    std::string cycle = find_cycle(stuck, with_deps);
     std::vector<std::string> ids = Ids(stuck);
     std::sort(ids.begin(), ids.end());
     const Revision& first = revisions_[stuck.front()];
-    return absl::FailedPreconditionError(absl::StrCat(first.Where(), ": ", kind,
-                                                      " detected in revisions (",
-                                                      absl::StrJoin(ids, ", "), ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        first.Where(), ": ", kind, " detected in revisions (", absl::StrJoin(ids, ", "), ")",
+        cycle.empty() ? "" : absl::StrCat("; cycle: ", cycle)));
   };
   std::vector<int> real_bases;
   for (int i = 0; i < size(); ++i) {
@@ -213,10 +252,10 @@ absl::Status RevisionGraph::DetectCycles() const {
     }
   }
   if (std::vector<int> stuck = unreachable(heads_, bases_, false); !stuck.empty()) {
-    return describe(std::move(stuck), "Cycle");
+    return describe(std::move(stuck), "Cycle", false);
   }
   if (std::vector<int> stuck = unreachable(real_heads_, real_bases, true); !stuck.empty()) {
-    return describe(std::move(stuck), "Dependency cycle");
+    return describe(std::move(stuck), "Dependency cycle", true);
   }
   return absl::OkStatus();
 }

@@ -53,10 +53,10 @@ std::vector<Revision> Linear() {
   std::vector<Revision> revs;
   std::string parent;
   for (const char* id : {"a", "b", "c", "d", "e"}) {
-    revs.push_back(Rev(id, parent.empty() ? std::vector<std::string>{}
-                                          : std::vector<std::string>{parent},
-                       {std::string("CREATE TABLE t_") + id + " (id int)"},
-                       std::vector<std::string>{std::string("DROP TABLE t_") + id}));
+    revs.push_back(
+        Rev(id, parent.empty() ? std::vector<std::string>{} : std::vector<std::string>{parent},
+            {std::string("CREATE TABLE t_") + id + " (id int)"},
+            std::vector<std::string>{std::string("DROP TABLE t_") + id}));
     parent = id;
   }
   return revs;
@@ -198,7 +198,8 @@ TEST_F(ExecutorTest, ErrorPositionBecomesFileLine) {
 TEST_F(ExecutorTest, NonTransactionalFailureNeedsAttentionUntilResolved) {
   std::vector<Revision> revs = Linear();
   revs[2].transactional = false;
-  revs[2].upgrade = Section({"CREATE INDEX CONCURRENTLY i1 ON t_a (id)", "CREATE INDEX CONCURRENTLY BAD"});
+  revs[2].upgrade =
+      Section({"CREATE INDEX CONCURRENTLY i1 ON t_a (id)", "CREATE INDEX CONCURRENTLY BAD"});
   Load(std::move(revs));
   db_.FailOn("BAD", "42601", "syntax error");
   EXPECT_THAT(executor_->Upgrade(*session_, "heads"),

@@ -34,8 +34,11 @@ MATCHER_P2(StatusIs, code, message_matcher,
     *result_listener << "status is " << status;
     return false;
   }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(status.message()),
-                                       result_listener);
+  if (!::testing::Value(std::string(status.message()), message_matcher)) {
+    *result_listener << "status is " << status;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace schemad::testing
