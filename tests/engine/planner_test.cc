@@ -154,7 +154,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "",
                  {},
                  "ambiguous"}),
-    [](const ::testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<PlanCase>& param_info) { return param_info.param.name; });
 
 TEST(PlannerTest, LabelBaseDowngradesOnlyThatBranch) {
   // Two independent roots, each labelled.

@@ -1,0 +1,66 @@
+#include "service/engine/checksum.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace schemad::engine {
+namespace {
+
+// Appends `body` to `out` with line endings made "\n" and trailing
+// whitespace removed.
+void AppendNormalized(absl::string_view body, std::string& out) {
+  size_t end = body.size();
+  while (end > 0 && (body[end - 1] == ' ' || body[end - 1] == '\t' || body[end - 1] == '\n' ||
+                     body[end - 1] == '\r' || body[end - 1] == '\f' || body[end - 1] == '\v')) {
+    --end;
+  }
+  out.reserve(out.size() + end);
+  for (size_t i = 0; i < end; ++i) {
+    if (body[i] == '\r') {
+      out.push_back('\n');
+      if (i + 1 < end && body[i + 1] == '\n') {
+        ++i;
+      }
+    } else {
+      out.push_back(body[i]);
+    }
+  }
+}
+
+}  // namespace
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &digest_size, EVP_sha256(), nullptr) != 1) {
+    std::fputs("schemad: OpenSSL failed to compute SHA-256\n", stderr);
+    std::abort();
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * digest_size);
+  for (unsigned int i = 0; i < digest_size; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 0x0f]);
+  }
+  return hex;
+}
+
+std::string RevisionChecksum(const std::optional<SqlSection>& upgrade,
+                             const std::optional<SqlSection>& downgrade) {
+  std::string data = "upgrade\n";
+  if (upgrade.has_value()) {
+    AppendNormalized(upgrade->body, data);
+  }
+  if (downgrade.has_value()) {
+    data.append("\0downgrade\n", 11);
+    AppendNormalized(downgrade->body, data);
+  } else {
+    data.append("\0irreversible", 13);
+  }
+  return Sha256Hex(data);
+}
+
+}  // namespace schemad::engine

@@ -1,0 +1,774 @@
+#include "service/engine/revision_file.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <system_error>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "service/common/status_macros.h"
+#include "service/engine/checksum.h"
+#include "service/engine/sql_splitter.h"
+
+namespace schemad::engine {
+namespace {
+
+constexpr absl::string_view kUpgradeMarker = "-- +upgrade";
+constexpr absl::string_view kDowngradeMarker = "-- +downgrade";
+constexpr absl::string_view kUtf8Bom = "\xEF\xBB\xBF";
+constexpr size_t kMaxIdLength = 32;  // alembic_version.version_num varchar(32)
+constexpr size_t kMaxSlugLength = 40;
+
+enum Key {
+  kRevision,
+  kRevises,
+  kBranchLabels,
+  kDependsOn,
+  kMessage,
+  kCreated,
+  kTransactional,
+  kLockTimeout,
+  kStatementTimeout,
+  kKeyCount,
+};
+
+constexpr std::array<absl::string_view, kKeyCount> kKeyNames = {
+    "revision", "revises",       "branch_labels", "depends_on",        "message",
+    "created",  "transactional", "lock_timeout",  "statement_timeout",
+};
+
+std::optional<Key> FindKey(absl::string_view name) {
+  for (int key = 0; key < kKeyCount; ++key) {
+    if (kKeyNames[key] == name) {
+      return static_cast<Key>(key);
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsIdChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+absl::Status FileError(absl::string_view path, int line, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", what));
+}
+
+// One line of the file: [begin, end) is its text, `next` where the next line
+// starts (after "\n", "\r\n" or "\r").
+struct Line {
+  size_t begin = 0;
+  size_t end = 0;
+  size_t next = 0;
+};
+
+std::vector<Line> SplitLines(absl::string_view content) {
+  std::vector<Line> lines;
+  size_t begin = 0;
+  while (begin < content.size()) {
+    size_t end = content.find_first_of("\r\n", begin);
+    if (end == absl::string_view::npos) {
+      lines.push_back(Line{begin, content.size(), content.size()});
+      break;
+    }
+    size_t next = end + 1;
+    if (content[end] == '\r' && next < content.size() && content[next] == '\n') {
+      ++next;
+    }
+    lines.push_back(Line{begin, end, next});
+    begin = next;
+  }
+  return lines;
+}
+
+// A `--` line that is almost a section marker, or another tool's marker:
+// as a comment it would silently merge two sections.
+std::optional<std::string> MarkerLookalikeProblem(absl::string_view trimmed) {
+  if (!absl::StartsWith(trimmed, "--")) {
+    return std::nullopt;
+  }
+  absl::string_view rest = trimmed;
+  while (absl::ConsumePrefix(&rest, "-")) {
+  }
+  rest = absl::StripLeadingAsciiWhitespace(rest);
+  const bool plus = absl::ConsumePrefix(&rest, "+");
+  rest = absl::StripLeadingAsciiWhitespace(rest);
+  if (absl::EqualsIgnoreCase(rest, "upgrade") || absl::EqualsIgnoreCase(rest, "downgrade")) {
+    const bool up = absl::EqualsIgnoreCase(rest, "upgrade");
+    return absl::StrCat("malformed section marker '", trimmed, "': write exactly `",
+                        up ? kUpgradeMarker : kDowngradeMarker, "`");
+  }
+  // goose: `-- +goose Down`; sql-migrate: `-- +migrate Down`; dbmate: `-- migrate:down`.
+  std::vector<absl::string_view> words =
+      absl::StrSplit(rest, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  words.resize(2);
+  const bool other_tool = plus ? (absl::EqualsIgnoreCase(words[0], "goose") ||
+                                  absl::EqualsIgnoreCase(words[0], "migrate")) &&
+                                     (absl::EqualsIgnoreCase(words[1], "up") ||
+                                      absl::EqualsIgnoreCase(words[1], "down") ||
+                                      absl::EqualsIgnoreCase(words[1], "statementbegin") ||
+                                      absl::EqualsIgnoreCase(words[1], "statementend"))
+                               : absl::StartsWithIgnoreCase(rest, "migrate:");
+  if (other_tool) {
+    return absl::StrCat("section marker '", trimmed, "' of another migration tool: use `",
+                        kUpgradeMarker, "` and `", kDowngradeMarker, "`");
+  }
+  return std::nullopt;
+}
+
+// Checks an id or label; `what` names it for the message ("revision id").
+absl::Status CheckName(absl::string_view name, absl::string_view what) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("empty ", what));
+  }
+  if (!std::all_of(name.begin(), name.end(), IsIdChar)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", what, " '", name, "': use only letters, digits and '_'"));
+  }
+  if (name == "head" || name == "heads" || name == "base") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", what, " '", name, "': it is a target keyword"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ParseList(absl::string_view value, absl::string_view key,
+                                                   absl::string_view item) {
+  std::vector<std::string> items;
+  for (absl::string_view entry : absl::StrSplit(value, ',')) {
+    entry = absl::StripAsciiWhitespace(entry);
+    if (entry.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("empty entry in '", key, "' list"));
+    }
+    if (absl::Status status = CheckName(entry, item); !status.ok()) {
+      return status;
+    }
+    if (std::find(items.begin(), items.end(), entry) != items.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", entry, "' appears twice in '", key, "' list"));
+    }
+    items.emplace_back(entry);
+  }
+  return items;
+}
+
+// Duration grammar: see revision_file.h.
+absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
+  const auto invalid = [text](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid duration '", text, "': ", why,
+                                                   " (e.g. 500ms, 5s, 2min, 1h; units: us, ms, s, ",
+                                                   "min or m, h, d)"));
+  };
+  if (absl::StartsWith(text, "-")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration '", text, "': must not be negative"));
+  }
+  if (text == "0") {
+    return absl::ZeroDuration();
+  }
+  absl::Duration total = absl::ZeroDuration();
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    size_t n = 0;
+    while (n < rest.size() &&
+           (absl::ascii_isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '.')) {
+      ++n;
+    }
+    double number = 0;
+    if (n == 0 || !absl::SimpleAtod(rest.substr(0, n), &number)) {
+      return invalid("expected a number");
+    }
+    rest = absl::StripLeadingAsciiWhitespace(rest.substr(n));
+    size_t u = 0;
+    while (u < rest.size() && absl::ascii_isalpha(static_cast<unsigned char>(rest[u]))) {
+      ++u;
+    }
+    const absl::string_view unit = rest.substr(0, u);
+    absl::Duration scale;
+    if (unit == "us") {
+      scale = absl::Microseconds(1);
+    } else if (unit == "ms") {
+      scale = absl::Milliseconds(1);
+    } else if (unit == "s") {
+      scale = absl::Seconds(1);
+    } else if (unit == "min" || unit == "m") {
+      scale = absl::Minutes(1);
+    } else if (unit == "h") {
+      scale = absl::Hours(1);
+    } else if (unit == "d") {
+      scale = absl::Hours(24);
+    } else if (unit.empty()) {
+      return invalid("a unit is required");
+    } else {
+      return invalid(absl::StrCat("unknown unit '", unit, "'"));
+    }
+    total += number * scale;
+    rest = absl::StripLeadingAsciiWhitespace(rest.substr(u));
+  }
+  if (total == absl::InfiniteDuration()) {
+    return invalid("too large");
+  }
+  return total;
+}
+
+// Reads SQL words: enough of a lexer to recognise the statements that cannot
+// run in a transaction block. The statement has already been split, so its
+// quotes and comments are terminated.
+class WordReader {
+ public:
+  explicit WordReader(absl::string_view sql) : sql_(sql) {}
+
+  // The next token: a bare word in upper case; "(" for a whole parenthesised
+  // group; "\"", "'" or "$" for a quoted identifier, string constant or
+  // dollar-quoted body; any other character as itself; "" at the end.
+  std::string Next() {
+    SkipSpaceAndComments();
+    if (pos_ >= sql_.size()) {
+      return "";
+    }
+    const char c = sql_[pos_];
+    if (absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      const size_t start = pos_;
+      while (pos_ < sql_.size() && (IsIdChar(sql_[pos_]) || sql_[pos_] == '$')) {
+        ++pos_;
+      }
+      return absl::AsciiStrToUpper(sql_.substr(start, pos_ - start));
+    }
+    if (c == '\'' || c == '"') {
+      SkipQuoted(c);
+      return std::string(1, c);
+    }
+    if (c == '(') {
+      int depth = 0;
+      do {
+        SkipSpaceAndComments();
+        if (pos_ >= sql_.size()) {
+          break;
+        }
+        const char d = sql_[pos_];
+        if (d == '\'' || d == '"') {
+          SkipQuoted(d);
+          continue;
+        }
+        if (d == '(') {
+          ++depth;
+        } else if (d == ')') {
+          --depth;
+        }
+        ++pos_;
+      } while (depth > 0);
+      return "(";
+    }
+    if (c == '$' && pos_ + 1 < sql_.size() &&
+        absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_ + 1]))) {
+      ++pos_;
+      while (pos_ < sql_.size() && absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_]))) {
+        ++pos_;
+      }
+      return "$";
+    }
+    if (c == '$') {
+      const size_t close = sql_.find('$', pos_ + 1);
+      if (close != absl::string_view::npos) {
+        const absl::string_view tag = sql_.substr(pos_, close - pos_ + 1);
+        const size_t end = sql_.find(tag, close + 1);
+        pos_ = end == absl::string_view::npos ? sql_.size() : end + tag.size();
+      } else {
+        ++pos_;
+      }
+      return "$";
+    }
+    ++pos_;
+    return std::string(1, c);
+  }
+
+ private:
+  void SkipSpaceAndComments() {
+    while (pos_ < sql_.size()) {
+      if (absl::ascii_isspace(static_cast<unsigned char>(sql_[pos_]))) {
+        ++pos_;
+      } else if (absl::StartsWith(sql_.substr(pos_), "--")) {
+        const size_t end = sql_.find_first_of("\r\n", pos_);
+        pos_ = end == absl::string_view::npos ? sql_.size() : end;
+      } else if (absl::StartsWith(sql_.substr(pos_), "/*")) {
+        int depth = 0;
+        while (pos_ < sql_.size()) {
+          if (absl::StartsWith(sql_.substr(pos_), "/*")) {
+            ++depth;
+            pos_ += 2;
+          } else if (absl::StartsWith(sql_.substr(pos_), "*/")) {
+            pos_ += 2;
+            if (--depth == 0) {
+              break;
+            }
+          } else {
+            ++pos_;
+          }
+        }
+      } else {
+        return;
+      }
+    }
+  }
+
+  void SkipQuoted(char quote) {
+    ++pos_;
+    while (pos_ < sql_.size()) {
+      if (sql_[pos_++] == quote) {
+        if (pos_ >= sql_.size() || sql_[pos_] != quote) {
+          return;
+        }
+        ++pos_;
+      }
+    }
+  }
+
+  absl::string_view sql_;
+  size_t pos_ = 0;
+};
+
+// Why `statement` cannot be part of a transactional revision, or nullopt.
+std::optional<std::string> TransactionProblem(absl::string_view statement) {
+  WordReader reader(statement);
+  std::vector<std::string> w;
+  // The first words decide, except for ALTER TABLE ... DETACH PARTITION ...
+  // CONCURRENTLY and CLUSTER, which need the whole statement.
+  for (int i = 0; i < 6; ++i) {
+    w.push_back(reader.Next());
+  }
+  const std::string& first = w[0];
+  const auto no_transaction = [](absl::string_view what) {
+    return absl::StrCat(what, " cannot run inside a transaction; set `-- transactional: false`");
+  };
+  const auto control = [](absl::string_view what) {
+    return absl::StrCat(what,
+                        " would end the transaction schemad runs this revision in; remove it, or "
+                        "set `-- transactional: false`");
+  };
+
+  if (first == "CREATE" || first == "DROP") {
+    const size_t index = first == "CREATE" && w[1] == "UNIQUE" ? 2 : 1;
+    if (w[index] == "INDEX" && w[index + 1] == "CONCURRENTLY") {
+      return no_transaction(
+          absl::StrCat(first, index == 2 ? " UNIQUE" : "", " INDEX CONCURRENTLY"));
+    }
+    if (w[1] == "DATABASE" || w[1] == "TABLESPACE") {
+      return no_transaction(absl::StrCat(first, " ", w[1]));
+    }
+  } else if (first == "REINDEX") {
+    const size_t kind = w[1] == "(" ? 2 : 1;
+    if (w[kind + 1] == "CONCURRENTLY") {
+      return no_transaction(absl::StrCat("REINDEX ", w[kind], " CONCURRENTLY"));
+    }
+    if (w[kind] == "SCHEMA" || w[kind] == "DATABASE" || w[kind] == "SYSTEM") {
+      return no_transaction(absl::StrCat("REINDEX ", w[kind]));
+    }
+  } else if (first == "VACUUM") {
+    return no_transaction("VACUUM");
+  } else if (first == "ALTER") {
+    if (w[1] == "SYSTEM") {
+      return no_transaction("ALTER SYSTEM");
+    }
+    if (w[1] == "DATABASE" && w[3] == "SET" && w[4] == "TABLESPACE") {
+      return no_transaction("ALTER DATABASE ... SET TABLESPACE");
+    }
+    if (w[1] == "TABLE") {
+      for (std::string word = reader.Next(); !word.empty(); word = reader.Next()) {
+        w.push_back(std::move(word));
+      }
+      w.erase(std::remove(w.begin(), w.end(), std::string()), w.end());
+      const auto detach = std::adjacent_find(w.begin(), w.end(), [](const auto& a, const auto& b) {
+        return a == "DETACH" && b == "PARTITION";
+      });
+      if (detach != w.end() && w.back() == "CONCURRENTLY") {
+        return no_transaction("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY");
+      }
+    }
+  } else if (first == "CLUSTER") {
+    // CLUSTER [VERBOSE | (options)] [table [USING index]]: no table means
+    // every previously clustered table, which cannot run in a transaction.
+    size_t next = 1;
+    while (next + 1 < w.size() && (w[next] == "VERBOSE" || w[next] == "(")) {
+      ++next;
+    }
+    if (w[next].empty()) {
+      return no_transaction("CLUSTER without a table");
+    }
+  } else if (first == "DISCARD" && w[1] == "ALL") {
+    return no_transaction("DISCARD ALL");
+  } else if (first == "COMMIT" || first == "ROLLBACK") {
+    if (w[1] == "PREPARED") {
+      return no_transaction(absl::StrCat(first, " PREPARED"));
+    }
+    if (first == "COMMIT" || (w[1] != "TO" && w[2] != "TO")) {
+      return control(first);
+    }
+  } else if (first == "BEGIN" || first == "END" || first == "ABORT") {
+    return control(first);
+  } else if ((first == "START" || first == "PREPARE") && w[1] == "TRANSACTION") {
+    return control(absl::StrCat(first, " TRANSACTION"));
+  }
+  return std::nullopt;
+}
+
+// Splits a section, turning a splitter error into "path:line: ...".
+absl::Status SplitSection(absl::string_view path, SqlSection& section) {
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(section.body, section.line + 1);
+  if (!statements.ok()) {
+    return FileError(path, SqlErrorLine(statements.status()).value_or(section.line),
+                     statements.status().message());
+  }
+  section.statements = *std::move(statements);
+  return absl::OkStatus();
+}
+
+// Header state while parsing.
+class HeaderParser {
+ public:
+  HeaderParser(absl::string_view path, Revision& revision) : path_(path), revision_(revision) {}
+
+  // Parses one trimmed header-area line.
+  absl::Status ParseLine(absl::string_view trimmed, int line) {
+    if (trimmed.empty()) {
+      return absl::OkStatus();
+    }
+    if (!absl::StartsWith(trimmed, "--")) {
+      return FileError(path_, line,
+                       absl::StrCat("SQL before `", kUpgradeMarker,
+                                    "`: the header holds only `-- key: value` lines, `--` "
+                                    "comments and blank lines"));
+    }
+    absl::string_view rest = absl::StripLeadingAsciiWhitespace(trimmed.substr(2));
+    size_t n = 0;
+    while (n < rest.size() && (IsIdChar(rest[n]) || (n > 0 && rest[n] == '-'))) {
+      ++n;
+    }
+    if (n == 0 || absl::ascii_isdigit(static_cast<unsigned char>(rest[0]))) {
+      return absl::OkStatus();  // a comment
+    }
+    const absl::string_view name = rest.substr(0, n);
+    absl::string_view after = absl::StripLeadingAsciiWhitespace(rest.substr(n));
+    if (!absl::ConsumePrefix(&after, ":")) {
+      return absl::OkStatus();  // a comment
+    }
+    const std::optional<Key> key = FindKey(name);
+    if (!key.has_value()) {
+      if (!after.empty() && !absl::ascii_isspace(static_cast<unsigned char>(after[0]))) {
+        return absl::OkStatus();  // a comment such as `-- https://...`
+      }
+      return FileError(path_, line,
+                       absl::StrCat("unknown header key '", name,
+                                    "' (known: ", absl::StrJoin(kKeyNames, ", "), ")"));
+    }
+    if (seen_line_[*key] != 0) {
+      return FileError(
+          path_, line,
+          absl::StrCat("duplicate header key '", name, "' (first at line ", seen_line_[*key], ")"));
+    }
+    seen_line_[*key] = line;
+    const absl::string_view value = absl::StripAsciiWhitespace(after);
+    if (value.empty()) {
+      return FileError(path_, line, absl::StrCat("empty value for header key '", name, "'"));
+    }
+    const absl::Status status = SetValue(*key, value, line);
+    if (!status.ok()) {
+      return FileError(path_, line, status.message());
+    }
+    return absl::OkStatus();
+  }
+
+  int seen_line(Key key) const { return seen_line_[key]; }
+
+ private:
+  absl::Status SetValue(Key key, absl::string_view value, int line) {
+    switch (key) {
+      case kRevision:
+        if (absl::Status status = CheckName(value, "revision id"); !status.ok()) {
+          return status;
+        }
+        if (value.size() > kMaxIdLength) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("revision id '", value, "' is longer than ", kMaxIdLength,
+                           " characters (alembic_version.version_num is varchar(32))"));
+        }
+        revision_.id = std::string(value);
+        revision_.id_line = line;
+        return absl::OkStatus();
+      case kRevises: {
+        ASSIGN_OR_RETURN(revision_.revises, ParseList(value, "revises", "revision id"));
+        return absl::OkStatus();
+      }
+      case kBranchLabels: {
+        ASSIGN_OR_RETURN(revision_.branch_labels, ParseList(value, "branch_labels", "label"));
+        return absl::OkStatus();
+      }
+      case kDependsOn: {
+        ASSIGN_OR_RETURN(revision_.depends_on,
+                         ParseList(value, "depends_on", "revision id or label"));
+        return absl::OkStatus();
+      }
+      case kMessage:
+        revision_.message = std::string(value);
+        return absl::OkStatus();
+      case kCreated:
+        revision_.created = std::string(value);
+        return absl::OkStatus();
+      case kTransactional:
+        if (value == "true" || value == "false") {
+          revision_.transactional = value == "true";
+          return absl::OkStatus();
+        }
+        return absl::InvalidArgumentError(
+            absl::StrCat("transactional must be true or false, not '", value, "'"));
+      case kLockTimeout: {
+        ASSIGN_OR_RETURN(revision_.lock_timeout, ParseTimeout(value));
+        return absl::OkStatus();
+      }
+      case kStatementTimeout: {
+        ASSIGN_OR_RETURN(revision_.statement_timeout, ParseTimeout(value));
+        return absl::OkStatus();
+      }
+      case kKeyCount:
+        break;
+    }
+    return absl::InternalError("unhandled header key");
+  }
+
+  absl::string_view path_;
+  Revision& revision_;
+  std::array<int, kKeyCount> seen_line_{};  // 0: not seen
+};
+
+// `text` on one line: line breaks become spaces.
+std::string OneLine(absl::string_view text) {
+  std::string out(text);
+  std::replace_if(
+      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  return out;
+}
+
+void AppendSection(absl::string_view marker, absl::string_view sql, absl::string_view placeholder,
+                   std::string& out) {
+  absl::StrAppend(&out, marker, "\n");
+  const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(sql);
+  if (absl::StripLeadingAsciiWhitespace(trimmed).empty()) {
+    absl::StrAppend(&out, placeholder, "\n");
+  } else {
+    absl::StrAppend(&out, trimmed, "\n");
+  }
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string content;
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
+    content.append(buffer, static_cast<size_t>(in.gcount()));
+  }
+  if (!in.eof() || in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read revision file '", path, "'"));
+  }
+  return content;
+}
+
+}  // namespace
+
+absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content) {
+  absl::ConsumePrefix(&content, kUtf8Bom);
+  const std::vector<Line> lines = SplitLines(content);
+
+  Revision revision;
+  revision.path = std::string(path);
+  HeaderParser header(path, revision);
+  std::optional<size_t> upgrade;    // index in `lines` of the marker
+  std::optional<size_t> downgrade;  // index in `lines` of the marker
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const int number = static_cast<int>(i) + 1;
+    const absl::string_view trimmed =
+        absl::StripAsciiWhitespace(content.substr(lines[i].begin, lines[i].end - lines[i].begin));
+    if (trimmed == kUpgradeMarker) {
+      if (upgrade.has_value()) {
+        return FileError(
+            path, number,
+            absl::StrCat("second `", kUpgradeMarker, "` (first at line ", *upgrade + 1, ")"));
+      }
+      upgrade = i;
+      continue;
+    }
+    if (trimmed == kDowngradeMarker) {
+      if (!upgrade.has_value()) {
+        return FileError(path, number,
+                         absl::StrCat("`", kDowngradeMarker, "` before `", kUpgradeMarker, "`"));
+      }
+      if (downgrade.has_value()) {
+        return FileError(
+            path, number,
+            absl::StrCat("second `", kDowngradeMarker, "` (first at line ", *downgrade + 1, ")"));
+      }
+      downgrade = i;
+      continue;
+    }
+    if (std::optional<std::string> problem = MarkerLookalikeProblem(trimmed)) {
+      return FileError(path, number, *problem);
+    }
+    if (!upgrade.has_value()) {
+      if (absl::Status status = header.ParseLine(trimmed, number); !status.ok()) {
+        return status;
+      }
+    }
+  }
+  if (header.seen_line(kRevision) == 0) {
+    return FileError(path, 1, "missing required header `-- revision: <id>`");
+  }
+  if (!upgrade.has_value()) {
+    return FileError(path, std::max<int>(1, static_cast<int>(lines.size())),
+                     absl::StrCat("no `", kUpgradeMarker, "` line: the SQL of a revision follows `",
+                                  kUpgradeMarker, "` (and optionally `", kDowngradeMarker, "`)"));
+  }
+
+  const auto section = [&](size_t marker, size_t end) {
+    SqlSection s;
+    s.line = static_cast<int>(marker) + 1;
+    const size_t begin = lines[marker].next;
+    s.body = std::string(content.substr(begin, end - begin));
+    return s;
+  };
+  revision.upgrade =
+      section(*upgrade, downgrade.has_value() ? lines[*downgrade].begin : content.size());
+  if (absl::Status status = SplitSection(path, *revision.upgrade); !status.ok()) {
+    return status;
+  }
+  if (downgrade.has_value()) {
+    revision.downgrade = section(*downgrade, content.size());
+    if (absl::Status status = SplitSection(path, *revision.downgrade); !status.ok()) {
+      return status;
+    }
+  }
+
+  if (revision.transactional) {
+    for (const std::optional<SqlSection>* s : {&revision.upgrade, &revision.downgrade}) {
+      if (!s->has_value()) {
+        continue;
+      }
+      for (const SqlStatement& statement : (*s)->statements) {
+        if (std::optional<std::string> problem = TransactionProblem(statement.text)) {
+          return FileError(path, statement.line, *problem);
+        }
+      }
+    }
+  }
+  revision.checksum = RevisionChecksum(revision.upgrade, revision.downgrade);
+  return revision;
+}
+
+absl::StatusOr<std::vector<Revision>> LoadRevisionDirectory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(dir, ec);
+  if (status.type() == fs::file_type::not_found) {
+    return absl::NotFoundError(absl::StrCat("migration directory '", dir, "' does not exist"));
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read migration directory '", dir, "': ", ec.message()));
+  }
+  if (status.type() != fs::file_type::directory) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("migration directory '", dir, "' is not a directory"));
+  }
+
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (name.empty() || name[0] == '.' || !absl::EndsWith(name, ".sql") ||
+        !it->is_regular_file(type_ec)) {
+      continue;
+    }
+    names.push_back(std::move(name));
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read migration directory '", dir, "': ", ec.message()));
+  }
+  std::sort(names.begin(), names.end());
+
+  std::vector<Revision> revisions;
+  revisions.reserve(names.size());
+  for (const std::string& name : names) {
+    const std::string path = (fs::path(dir) / name).string();
+    absl::StatusOr<std::string> content = ReadFile(path);
+    if (!content.ok()) {
+      return content.status();
+    }
+    ASSIGN_OR_RETURN(Revision revision, ParseRevisionFile(path, *content));
+    revisions.push_back(std::move(revision));
+  }
+  return revisions;
+}
+
+std::string RenderRevisionFile(const NewRevisionSpec& spec) {
+  std::string out = absl::StrCat("-- revision: ", spec.id, "\n");
+  const auto list = [&out](absl::string_view key, const std::vector<std::string>& items) {
+    if (!items.empty()) {
+      absl::StrAppend(&out, "-- ", key, ": ", absl::StrJoin(items, ", "), "\n");
+    }
+  };
+  list("revises", spec.revises);
+  list("branch_labels", spec.branch_labels);
+  list("depends_on", spec.depends_on);
+  if (!spec.message.empty()) {
+    absl::StrAppend(&out, "-- message: ", OneLine(spec.message), "\n");
+  }
+  if (!spec.created.empty()) {
+    absl::StrAppend(&out, "-- created: ", OneLine(spec.created), "\n");
+  }
+  if (!spec.transactional) {
+    absl::StrAppend(&out, "-- transactional: false\n");
+  }
+  out += "\n";
+  AppendSection(kUpgradeMarker, spec.upgrade_sql, "-- write the upgrade SQL here", out);
+  out += "\n";
+  AppendSection(kDowngradeMarker, spec.downgrade_sql,
+                "-- write the downgrade SQL here. Left empty, downgrading is a no-op;\n"
+                "-- delete this section, marker included, to make the revision irreversible.",
+                out);
+  return out;
+}
+
+std::string RevisionFileName(const std::string& id, const std::string& message) {
+  std::string slug;
+  for (const char c : message) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c))) {
+      slug.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
+    } else if (!slug.empty() && slug.back() != '_') {
+      slug.push_back('_');
+    }
+  }
+  if (slug.size() > kMaxSlugLength) {
+    slug.resize(kMaxSlugLength);
+  }
+  while (!slug.empty() && slug.back() == '_') {
+    slug.pop_back();
+  }
+  return slug.empty() ? absl::StrCat(id, ".sql") : absl::StrCat(id, "_", slug, ".sql");
+}
+
+std::string NewRevisionId() {
+  std::random_device device;
+  const uint64_t bits = (static_cast<uint64_t>(device()) << 32) | device();
+  return absl::StrFormat("%012x", bits & 0xffffffffffffULL);
+}
+
+}  // namespace schemad::engine

@@ -1,0 +1,130 @@
+// Revision files: parsing one (ParseRevisionFile), loading a migration
+// directory (LoadRevisionDirectory) and writing a new one (RenderRevisionFile,
+// RevisionFileName, NewRevisionId). The format is DESIGN.md's:
+//
+//   -- revision: 3f2a9c1b7d4e
+//   -- revises: 1c9e8b7a6f5d
+//   -- message: Add sensor_data table
+//   -- lock_timeout: 5s
+//
+//   -- +upgrade
+//   CREATE TABLE sensor_data (id bigint);
+//
+//   -- +downgrade
+//   DROP TABLE sensor_data;
+//
+//   ASSIGN_OR_RETURN(std::vector<Revision> revisions,
+//                    LoadRevisionDirectory("migrations/modax"));
+//
+// The header is every line before `-- +upgrade`. It may hold only:
+//   - header lines `-- key: value`. Keys: revision (required), revises,
+//     branch_labels, depends_on (comma-separated lists), message, created,
+//     transactional (true|false, default true), lock_timeout and
+//     statement_timeout (durations, see below). Every header needs a value.
+//     Ids and labels are made of [A-Za-z0-9_] and are not `head`, `heads` or
+//     `base` (target keywords); a revision id is at most 32 characters
+//     (Alembic's alembic_version.version_num is varchar(32)). A list must not
+//     have empty entries or name the same entry twice.
+//   - blank lines and other `--` comments. A comment that reads like a header
+//     line, `-- word: text` (word of letters, digits, '_', '-'), is taken as
+//     one, so a misspelt key (`-- revison: ...`, `-- Revises: ...`) is an error
+//     rather than silently ignored; write such notes another way
+//     (`-- Note - ...`). `-- word:text` with no space after the colon is a
+//     comment (`-- https://...`) unless word is a known key.
+//   - nothing else: SQL, or a /* comment, before `-- +upgrade` is an error.
+// A UTF-8 byte order mark at the start of the file is ignored.
+//
+// Section markers are lines whose text, trimmed, is exactly `-- +upgrade` or
+// `-- +downgrade`; the markers are not SQL-aware (a marker line inside a
+// dollar-quoted body still ends the section). A `--` line that looks like a
+// mistyped marker (`--+downgrade`, `-- +Downgrade`, `-- downgrade`) or another
+// tool's marker (goose's `-- +goose Down`, sql-migrate's `-- +migrate Up`,
+// dbmate's `-- migrate:down`) is an error, since as a comment it would run
+// the downgrade SQL as part of the upgrade.
+//
+// Durations: a non-negative decimal number followed by a unit, `us`, `ms`,
+// `s`, `min` (PostgreSQL's) or `m` (abseil's), `h` or `d`, optionally with
+// spaces between number and unit; several terms may be joined (`1h30min`).
+// Plain `0` means no limit. A bare non-zero number is an error (PostgreSQL
+// would read it as milliseconds, a reader as seconds).
+//
+// Thread-safety: all functions are safe to call concurrently.
+#ifndef SCHEMAD_SERVICE_ENGINE_REVISION_FILE_H_
+#define SCHEMAD_SERVICE_ENGINE_REVISION_FILE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "service/engine/revision.h"
+
+namespace schemad::engine {
+
+// Parses `content`, the text of the revision file at `path` (used only for
+// messages and Revision::path). Fills every field of Revision, including
+// id_line, the sections with their statements (see sql_splitter.h) and the
+// checksum (see checksum.h). No `-- +downgrade` section: downgrade is nullopt
+// (irreversible); an empty one: present with no statements (a no-op).
+//
+// When the revision is transactional, statements PostgreSQL refuses inside a
+// transaction block are errors: CREATE [UNIQUE] INDEX CONCURRENTLY, DROP
+// INDEX CONCURRENTLY, REINDEX ... CONCURRENTLY, REINDEX SCHEMA|DATABASE|
+// SYSTEM, VACUUM, CREATE|DROP DATABASE, ALTER DATABASE ... SET TABLESPACE,
+// CREATE|DROP TABLESPACE, ALTER SYSTEM, ALTER TABLE ... DETACH PARTITION ...
+// CONCURRENTLY, CLUSTER without a table, DISCARD ALL. So are transaction
+// control statements (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT,
+// PREPARE TRANSACTION, COMMIT|ROLLBACK PREPARED), which would end the
+// transaction schemad runs the revision in.
+//
+// Errors: InvalidArgument "path:line: what is wrong", for every violation of
+// the format described at the top of this file and for SQL the splitter
+// rejects (unterminated string, dollar-quoted body, comment, ...).
+absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content);
+
+// Reads and parses every regular file (or symlink to one) named `*.sql`
+// directly in `dir`, in byte order of file name; subdirectories, other files
+// and hidden files (name starting with '.', e.g. macOS's `._x.sql`) are
+// ignored. Revision::path is `dir` joined with the file name. Duplicate ids
+// and graph problems are left to the revision graph.
+//
+// Errors: NotFound when `dir` does not exist; InvalidArgument when it is not a
+// directory or it or a file in it cannot be read; otherwise the first parse
+// error in file-name order, as ParseRevisionFile returns it.
+absl::StatusOr<std::vector<Revision>> LoadRevisionDirectory(const std::string& dir);
+
+// What `schemactl revision` writes.
+struct NewRevisionSpec {
+  std::string id;
+  std::vector<std::string> revises, branch_labels, depends_on;
+  std::string message;
+  std::string created;
+  bool transactional = true;
+  std::string upgrade_sql, downgrade_sql;
+};
+
+// Writes a revision file for `spec`: the header (empty lists, message and
+// created are omitted; `transactional: false` only when false), then
+// `-- +upgrade` and `-- +downgrade` sections holding the given SQL or, when
+// it is empty, a placeholder comment (an empty downgrade section is a no-op;
+// the placeholder says how to make the revision irreversible instead).
+// ParseRevisionFile reads the result back to the same fields, provided the
+// spec is valid (ids as ParseRevisionFile requires them, message and created
+// without surrounding whitespace) and the SQL has no line that is a section
+// marker. Line breaks in message and created are written as spaces.
+std::string RenderRevisionFile(const NewRevisionSpec& spec);
+
+// `<id>_<slug>.sql`, the slug being `message` lower-cased with each run of
+// characters other than ASCII letters and digits made one '_', without
+// leading or trailing '_', cut to at most 40 characters; `<id>.sql` when the
+// slug is empty. Example: ("3f2a9c1b7d4e", "Add sensor_data table!") ->
+// "3f2a9c1b7d4e_add_sensor_data_table.sql".
+std::string RevisionFileName(const std::string& id, const std::string& message);
+
+// A new random revision id: 12 lower-case hex digits (Alembic's
+// uuid4().hex[-12:]), from std::random_device.
+std::string NewRevisionId();
+
+}  // namespace schemad::engine
+
+#endif  // SCHEMAD_SERVICE_ENGINE_REVISION_FILE_H_

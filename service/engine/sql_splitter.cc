@@ -1,0 +1,317 @@
+#include "service/engine/sql_splitter.h"
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace schemad::engine {
+namespace {
+
+// Type URL of the payload carrying the line of a SplitSql error.
+constexpr absl::string_view kErrorLineUrl = "type.schemad.dev/schemad.engine.SqlErrorLine";
+
+bool IsAsciiLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsHighBit(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+
+// PostgreSQL's ident_start / ident_cont / dolq_start / dolq_cont (scan.l).
+bool IsIdentStart(char c) { return IsAsciiLetter(c) || c == '_' || IsHighBit(c); }
+bool IsIdentCont(char c) { return IsIdentStart(c) || IsDigit(c) || c == '$'; }
+bool IsTagCont(char c) { return IsIdentStart(c) || IsDigit(c); }
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+absl::Status SyntaxError(absl::string_view what, int line) {
+  absl::Status status = absl::InvalidArgumentError(absl::StrCat(what, " starting at line ", line));
+  status.SetPayload(kErrorLineUrl, absl::Cord(absl::StrCat(line)));
+  return status;
+}
+
+// One left-to-right pass over the SQL; every character is looked at a bounded
+// number of times.
+class Splitter {
+ public:
+  Splitter(absl::string_view sql, int first_line) : sql_(sql), line_(first_line) {}
+
+  absl::StatusOr<std::vector<SqlStatement>> Run() {
+    while (pos_ < sql_.size()) {
+      const char c = sql_[pos_];
+      if (IsSpace(c)) {
+        Step();
+      } else if (c == '-' && Peek(1) == '-') {
+        while (pos_ < sql_.size() && sql_[pos_] != '\n' && sql_[pos_] != '\r') {
+          ++pos_;
+        }
+      } else if (c == '/' && Peek(1) == '*') {
+        if (absl::Status status = SkipBlockComment(); !status.ok()) {
+          return status;
+        }
+      } else if (c == ';' && paren_depth_ == 0 && begin_depth_ == 0) {
+        EndStatement(pos_);
+        ++pos_;
+        statement_start_ = pos_;
+        SkipSameLineComment();
+      } else {
+        if (statement_line_ == 0) {
+          statement_line_ = line_;
+        }
+        if (absl::Status status = ScanToken(c); !status.ok()) {
+          return status;
+        }
+      }
+    }
+    if (paren_depth_ > 0) {
+      return SyntaxError("unclosed parenthesis", paren_line_);
+    }
+    if (begin_depth_ > 0) {
+      return SyntaxError("BEGIN ... END function body without END", begin_line_);
+    }
+    EndStatement(sql_.size());
+    return std::move(statements_);
+  }
+
+ private:
+  char Peek(size_t ahead) const { return pos_ + ahead < sql_.size() ? sql_[pos_ + ahead] : '\0'; }
+
+  // Counts the line break that the character at `at` ends, if any.
+  void CountLineBreak(size_t at) {
+    const char c = sql_[at];
+    if (c == '\n' || (c == '\r' && (at + 1 >= sql_.size() || sql_[at + 1] != '\n'))) {
+      ++line_;
+    }
+  }
+
+  void Step() {
+    CountLineBreak(pos_);
+    ++pos_;
+  }
+
+  // After a statement's ';': a `--` comment on the rest of the line comments
+  // on that statement, so it is left out of the next statement's text.
+  void SkipSameLineComment() {
+    size_t end = pos_;
+    while (end < sql_.size() && (sql_[end] == ' ' || sql_[end] == '\t')) {
+      ++end;
+    }
+    if (end + 1 < sql_.size() && sql_[end] == '-' && sql_[end + 1] == '-') {
+      end = sql_.find_first_of("\r\n", end);
+      pos_ = end == absl::string_view::npos ? sql_.size() : end;
+      statement_start_ = pos_;
+    }
+  }
+
+  // Scans one significant token starting with `c` at pos_.
+  absl::Status ScanToken(char c) {
+    if (c == '\'') {
+      return SkipQuoted('\'', /*backslash_escapes=*/false);
+    }
+    if (c == '"') {
+      return SkipQuoted('"', /*backslash_escapes=*/false);
+    }
+    if (c == '$') {
+      return ScanDollar();
+    }
+    if (IsIdentStart(c)) {
+      return ScanWord();
+    }
+    if (IsDigit(c)) {
+      // A number, including 1e5, 0x1F and 1_000; never an identifier or tag.
+      while (pos_ < sql_.size() && IsIdentCont(sql_[pos_])) {
+        ++pos_;
+      }
+      return absl::OkStatus();
+    }
+    if (c == '(') {
+      if (paren_depth_++ == 0) {
+        paren_line_ = line_;
+      }
+    } else if (c == ')' && paren_depth_ > 0) {
+      --paren_depth_;
+    }
+    Step();
+    return absl::OkStatus();
+  }
+
+  // pos_ is at the opening quote ('\'' or '"'); a doubled quote stands for
+  // itself; with `backslash_escapes` a backslash escapes the next character.
+  absl::Status SkipQuoted(char quote, bool backslash_escapes) {
+    const int start_line = line_;
+    ++pos_;
+    while (pos_ < sql_.size()) {
+      const char c = sql_[pos_];
+      if (backslash_escapes && c == '\\' && pos_ + 1 < sql_.size()) {
+        Step();
+        Step();
+      } else if (c == quote) {
+        ++pos_;
+        if (pos_ >= sql_.size() || sql_[pos_] != quote) {
+          return absl::OkStatus();
+        }
+        ++pos_;
+      } else {
+        Step();
+      }
+    }
+    return SyntaxError(
+        quote == '\'' ? "unterminated quoted string" : "unterminated quoted identifier",
+        start_line);
+  }
+
+  // pos_ is at '$': a dollar-quoted body, a parameter ($1) or a lone '$'.
+  absl::Status ScanDollar() {
+    size_t end = pos_ + 1;
+    if (end < sql_.size() && IsIdentStart(sql_[end])) {
+      while (end < sql_.size() && IsTagCont(sql_[end])) {
+        ++end;
+      }
+    }
+    if (end >= sql_.size() || sql_[end] != '$') {
+      // `$1` or a stray '$': not a quote. Digits are skipped by the caller's loop.
+      ++pos_;
+      return absl::OkStatus();
+    }
+    const absl::string_view delimiter = sql_.substr(pos_, end - pos_ + 1);
+    const int start_line = line_;
+    const size_t close = sql_.find(delimiter, end + 1);
+    if (close == absl::string_view::npos) {
+      return SyntaxError(absl::StrCat("unterminated dollar-quoted string ", delimiter), start_line);
+    }
+    const size_t after = close + delimiter.size();
+    for (; pos_ < after; ++pos_) {
+      CountLineBreak(pos_);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SkipBlockComment() {
+    const int start_line = line_;
+    int depth = 0;
+    while (pos_ < sql_.size()) {
+      if (sql_[pos_] == '/' && Peek(1) == '*') {
+        ++depth;
+        pos_ += 2;
+      } else if (sql_[pos_] == '*' && Peek(1) == '/') {
+        pos_ += 2;
+        if (--depth == 0) {
+          return absl::OkStatus();
+        }
+      } else {
+        Step();
+      }
+    }
+    return SyntaxError("unterminated /* comment", start_line);
+  }
+
+  // pos_ is at an identifier start: a keyword or identifier, or the prefix of
+  // E'...', U&'...', U&"...", B'...', X'...', N'...'.
+  absl::Status ScanWord() {
+    const size_t start = pos_;
+    while (pos_ < sql_.size() && IsIdentCont(sql_[pos_])) {
+      ++pos_;
+    }
+    const absl::string_view word = sql_.substr(start, pos_ - start);
+    const char next = Peek(0);
+    if (word.size() == 1) {
+      const char prefix = absl::ascii_tolower(word[0]);
+      if (prefix == 'e' && next == '\'') {
+        return SkipQuoted('\'', /*backslash_escapes=*/true);
+      }
+      if (prefix == 'u' && next == '&' && (Peek(1) == '\'' || Peek(1) == '"')) {
+        ++pos_;
+        return SkipQuoted(sql_[pos_], /*backslash_escapes=*/false);
+      }
+      if ((prefix == 'b' || prefix == 'x' || prefix == 'n') && next == '\'') {
+        return absl::OkStatus();  // the string itself is scanned next
+      }
+    }
+    TrackBeginEnd(word);
+    return absl::OkStatus();
+  }
+
+  // psql's heuristic (psqlscan.l) for the SQL-standard body of
+  // CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ...; ...; END,
+  // whose semicolons do not end the statement.
+  void TrackBeginEnd(absl::string_view word) {
+    if (word_count_ == 0) {
+      first_words_.fill('\0');
+    }
+    if (word_count_ < first_words_.size() &&
+        (absl::EqualsIgnoreCase(word, "create") || absl::EqualsIgnoreCase(word, "function") ||
+         absl::EqualsIgnoreCase(word, "procedure") || absl::EqualsIgnoreCase(word, "or") ||
+         absl::EqualsIgnoreCase(word, "replace"))) {
+      first_words_[word_count_] = absl::ascii_tolower(word[0]);
+    }
+    ++word_count_;
+    const auto& w = first_words_;
+    const bool creates_routine =
+        w[0] == 'c' && (w[1] == 'f' || w[1] == 'p' ||
+                        (w[1] == 'o' && w[2] == 'r' && (w[3] == 'f' || w[3] == 'p')));
+    if (!creates_routine || paren_depth_ != 0) {
+      return;
+    }
+    if (absl::EqualsIgnoreCase(word, "begin")) {
+      if (begin_depth_++ == 0) {
+        begin_line_ = line_;
+      }
+    } else if (absl::EqualsIgnoreCase(word, "case")) {
+      if (begin_depth_ > 0) {
+        ++begin_depth_;  // CASE also ends with END
+      }
+    } else if (absl::EqualsIgnoreCase(word, "end")) {
+      if (begin_depth_ > 0) {
+        --begin_depth_;
+      }
+    }
+  }
+
+  // Ends the statement that runs from statement_start_ to `end` (exclusive).
+  void EndStatement(size_t end) {
+    if (statement_line_ != 0) {
+      statements_.push_back(SqlStatement{std::string(absl::StripAsciiWhitespace(sql_.substr(
+                                             statement_start_, end - statement_start_))),
+                                         statement_line_});
+    }
+    statement_line_ = 0;
+    word_count_ = 0;
+  }
+
+  const absl::string_view sql_;
+  size_t pos_ = 0;
+  int line_;
+
+  size_t statement_start_ = 0;
+  int statement_line_ = 0;  // 0 until the statement's first significant character
+  int paren_depth_ = 0;
+  int paren_line_ = 0;  // where paren_depth_ last left 0
+  int begin_depth_ = 0;
+  int begin_line_ = 0;  // where begin_depth_ last left 0
+  size_t word_count_ = 0;
+  std::array<char, 4> first_words_{};  // psql's `identifiers`
+  std::vector<SqlStatement> statements_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql, int first_line) {
+  return Splitter(sql, first_line).Run();
+}
+
+std::optional<int> SqlErrorLine(const absl::Status& status) {
+  const absl::optional<absl::Cord> payload = status.GetPayload(kErrorLineUrl);
+  int line = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &line)) {
+    return std::nullopt;
+  }
+  return line;
+}
+
+}  // namespace schemad::engine
