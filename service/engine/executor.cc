@@ -688,9 +688,6 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
                                        marker.direction == "down" ? Direction::kDown
                                                                   : Direction::kUp));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session.Begin());
-  RETURN_IF_ERROR(tx->ApplyVersionChanges(changes));
-  RETURN_IF_ERROR(tx->SetNeedsAttention(std::nullopt));
   store::HistoryRecord h;
   h.revision = marker.revision;
   h.direction = "resolve";
@@ -714,8 +711,14 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
   h.who = options_.who;
   h.operation_id = run.operation_id();
   h.schemad_version = options_.schemad_version;
-  RETURN_IF_ERROR(tx->AppendHistory(h));
-  RETURN_IF_ERROR(tx->Commit());
+  {
+    // Scoped: the transaction must be gone before the session is used again.
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session.Begin());
+    RETURN_IF_ERROR(tx->ApplyVersionChanges(changes));
+    RETURN_IF_ERROR(tx->SetNeedsAttention(std::nullopt));
+    RETURN_IF_ERROR(tx->AppendHistory(h));
+    RETURN_IF_ERROR(tx->Commit());
+  }
   result.rows_before = state.rows;
   ASSIGN_OR_RETURN(store::DatabaseState after, session.ReadState());
   result.rows_after = after.rows;

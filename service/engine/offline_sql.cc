@@ -124,10 +124,15 @@ std::string RenderOfflineSql(const RevisionGraph& graph, const Plan& plan,
     absl::StrAppend(&out, "-- Running ", up ? "upgrade " : "downgrade ", rev.id,
                     rev.message.empty() ? "" : absl::StrCat(": ", rev.message),
                     rev.path.empty() ? "" : absl::StrCat(" (", rev.path, ")"), "\n\n");
-    const bool transactional = rev.transactional || in_plan_tx;
+    const bool transactional = rev.transactional;
     if (transactional) {
       begin();
     } else {
+      if (in_plan_tx) {
+        // PostgreSQL refuses these inside a transaction block: close the
+        // plan's transaction around them.
+        out += "COMMIT;\n\n";
+      }
       out += "-- non-transactional: these statements run outside a transaction\n\n";
     }
     if (transactional && (rev.lock_timeout || rev.statement_timeout)) {
@@ -154,13 +159,15 @@ std::string RenderOfflineSql(const RevisionGraph& graph, const Plan& plan,
       }
     }
     if (!transactional) {
-      begin();
+      out += "BEGIN;\n\n";
     }
     for (const VersionRowChange& change : step.version_changes) {
       out += VersionChangeSql(change, table);
     }
     out += "\n";
-    commit();
+    if (transactional || !in_plan_tx) {
+      commit();
+    }
   }
   if (in_plan_tx) {
     out += "COMMIT;\n\n";

@@ -11,7 +11,8 @@
 //   RETURN_IF_ERROR(tx->Commit());
 //
 // Error contract (every method): no exception escapes; codes follow abseil's
-// rules — UNAVAILABLE lost or refused connection (retry the call), ABORTED
+// rules — UNAVAILABLE lost or refused connection (retry the call),
+// PERMISSION_DENIED authentication refused (retrying will not help), ABORTED
 // lock held elsewhere / deadlock / serialization failure / cancelled
 // (retry higher up), FAILED_PRECONDITION an SQL error in a statement or a
 // version table that does not match, UNKNOWN a commit whose outcome is not
@@ -19,8 +20,10 @@
 // DSN or password.
 //
 // Thread-safety: a Session and its Transaction are used by one thread at a
-// time, except Session::Cancel, which any thread may call. Database is
-// thread-safe.
+// time, except Session::Cancel, which any thread may call (but not while the
+// Session is being destroyed). A Transaction must be destroyed before its
+// Session. After UNAVAILABLE a Session stays lost: connect a new one. Database
+// is thread-safe.
 #ifndef SCHEMAD_SERVICE_STORE_STORE_H_
 #define SCHEMAD_SERVICE_STORE_STORE_H_
 

@@ -115,5 +115,23 @@ TEST(OfflineSqlTest, WholePlanInOneTransaction) {
   EXPECT_EQ(Count(sql, "COMMIT;"), 1u);
 }
 
+TEST(OfflineSqlTest, WholePlanTransactionIsClosedAroundNonTransactionalRevisions) {
+  ASSERT_OK_AND_ASSIGN(
+      RevisionGraph graph,
+      RevisionGraph::Build({R("a1", {}, "CREATE TABLE t1 (id int)", "DROP TABLE t1"),
+                            R("b2", {"a1"}, "CREATE INDEX CONCURRENTLY i ON t1 (id)",
+                              "DROP INDEX CONCURRENTLY i", /*transactional=*/false),
+                            R("c3", {"b2"}, "SELECT 3", "SELECT 4")}));
+  ASSERT_OK_AND_ASSIGN(Plan plan, PlanUpgrade(graph, {}, "heads"));
+  OfflineSqlOptions options;
+  options.transaction_per_plan = true;
+  const std::string sql = RenderOfflineSql(graph, plan, options);
+  const size_t index = sql.find("CREATE INDEX CONCURRENTLY");
+  ASSERT_NE(index, std::string::npos);
+  // The nearest transaction statement before it is a COMMIT, after it a BEGIN.
+  EXPECT_GT(sql.rfind("COMMIT;", index), sql.rfind("BEGIN;", index)) << sql;
+  EXPECT_EQ(Count(sql, "BEGIN;"), Count(sql, "COMMIT;")) << sql;
+}
+
 }  // namespace
 }  // namespace schemad::engine

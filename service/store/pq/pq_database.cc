@@ -1,0 +1,1402 @@
+// PostgreSQL store on libpqxx 6.4 (see pq_database.h and store.h for the
+// contracts). Notes on choices that are not visible in the interface:
+//
+// - DSNs, both `postgresql://` URIs and `key=value` strings, are parsed with
+//   libpq's own PQconninfoParse and rebuilt as one `key=value` conninfo, to
+//   which application_name and connect_timeout are added unless the DSN sets
+//   them. The password stays in memory only to connect and to be scrubbed
+//   from every message built from libpq's errors.
+// - Statements of revisions run through the raw PGconn (captured by a
+//   connection policy, libpqxx's extension point) so that PostgreSQL's
+//   PG_DIAG_STATEMENT_POSITION reaches StatementError::position; libpqxx's
+//   sql_error does not carry it. Everything else goes through libpqxx.
+// - Migration lock key: the int64 whose bits are FNV-1a 64 of
+//   "schemad:" + the qualified version table name as configured ("alembic_version",
+//   or "schema.alembic_version"). It shows in pg_locks as locktype 'advisory',
+//   classid = high 32 bits, objid = low 32 bits, objsubid = 1.
+// - EnsureTables serialises creators with pg_advisory_xact_lock on FNV-1a 64 of
+//   "schemad:ensure_tables" (one key per database: the history and state tables
+//   are shared by every version table of the database).
+#include "service/store/pq/pq_database.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <pqxx/pqxx>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "service/common/status_macros.h"
+
+namespace schemad::store {
+namespace {
+
+constexpr int kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
+
+// ------------------------------------------------------------------ helpers
+
+uint64_t Fnv1a64(absl::string_view text) {
+  uint64_t hash = 14695981039346656037ULL;
+  for (char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+int64_t AdvisoryKey(absl::string_view text) {
+  const uint64_t hash = Fnv1a64(text);
+  int64_t key = 0;
+  std::memcpy(&key, &hash, sizeof key);
+  return key;
+}
+
+std::string QuoteIdent(absl::string_view name) {
+  return absl::StrCat("\"", absl::StrReplaceAll(name, {{"\"", "\"\""}}), "\"");
+}
+
+// A value for a libpq `key=value` conninfo string.
+std::string QuoteConninfoValue(absl::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') {
+      out.push_back('\\');
+    }
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+// A PostgreSQL text[] literal ("{\"a\",\"b\"}").
+std::string TextArrayLiteral(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) {
+      out.push_back(',');
+    }
+    out.push_back('"');
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+      }
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::vector<std::string> ParseTextArray(const pqxx::field& field) {
+  std::vector<std::string> out;
+  if (field.is_null()) {
+    return out;
+  }
+  pqxx::array_parser parser = field.as_array();
+  for (;;) {
+    std::pair<pqxx::array_parser::juncture, std::string> item = parser.get_next();
+    if (item.first == pqxx::array_parser::juncture::done) {
+      break;
+    }
+    if (item.first == pqxx::array_parser::juncture::string_value) {
+      out.push_back(std::move(item.second));
+    } else if (item.first == pqxx::array_parser::juncture::null_value) {
+      out.emplace_back();
+    }
+  }
+  return out;
+}
+
+std::string FieldText(const pqxx::field& field) {
+  return field.is_null() ? std::string() : std::string(field.c_str());
+}
+
+absl::Time MicrosToTime(const pqxx::field& field) {
+  if (field.is_null()) {
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixMicros(field.as<int64_t>());
+}
+
+// Microseconds since the epoch as text, or "" for an unset time.
+std::string TimeToMicros(absl::Time time) {
+  if (time == absl::InfinitePast() || time == absl::InfiniteFuture()) {
+    return "";
+  }
+  return absl::StrCat(absl::ToUnixMicros(time));
+}
+
+// nullptr (SQL NULL) for an empty string.
+const char* NullIfEmpty(const std::string& text) { return text.empty() ? nullptr : text.c_str(); }
+
+// "0" or "1500ms" for SET lock_timeout / statement_timeout.
+absl::StatusOr<std::string> TimeoutSetting(absl::Duration duration, absl::string_view name) {
+  if (duration < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must not be negative, got ", absl::FormatDuration(duration)));
+  }
+  if (duration == absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
+    return std::string("0");
+  }
+  int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
+  ms = std::min<int64_t>(std::max<int64_t>(ms, 1), std::numeric_limits<int32_t>::max());
+  return absl::StrCat(ms, "ms");
+}
+
+// Replaces every occurrence of `secret` in `text`.
+std::string Scrub(absl::string_view text, const std::string& secret) {
+  if (secret.empty()) {
+    return std::string(text);
+  }
+  return absl::StrReplaceAll(text, {{secret, "***"}});
+}
+
+// libpq's multi-line messages on one line.
+std::string OneLine(absl::string_view text) {
+  std::vector<std::string> parts;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty()) {
+      parts.emplace_back(line);
+    }
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// PostgreSQL's primary message from a libpq error text ("ERROR:  x\nLINE 1: ...").
+std::string PrimaryMessage(absl::string_view text) {
+  absl::string_view line = text.substr(0, text.find('\n'));
+  for (absl::string_view prefix : {"ERROR:", "FATAL:", "PANIC:"}) {
+    if (absl::ConsumePrefix(&line, prefix)) {
+      break;
+    }
+  }
+  return std::string(absl::StripAsciiWhitespace(line));
+}
+
+absl::StatusCode CodeForSqlState(absl::string_view sqlstate) {
+  if (sqlstate == "55P03" || sqlstate == "40P01" || sqlstate == "40001" || sqlstate == "57014") {
+    return absl::StatusCode::kAborted;
+  }
+  if (sqlstate == "40003") {
+    return absl::StatusCode::kUnknown;  // statement_completion_unknown
+  }
+  if (absl::StartsWith(sqlstate, "08") || sqlstate == "57P01" || sqlstate == "57P02" ||
+      sqlstate == "57P03") {
+    return absl::StatusCode::kUnavailable;
+  }
+  return absl::StatusCode::kFailedPrecondition;
+}
+
+absl::Status SqlStatus(absl::string_view sqlstate, absl::string_view message) {
+  if (sqlstate.empty()) {
+    return absl::Status(absl::StatusCode::kFailedPrecondition, message);
+  }
+  return absl::Status(CodeForSqlState(sqlstate),
+                      absl::StrCat("SQLSTATE ", sqlstate, ": ", message));
+}
+
+// Maps the exception being handled to a status. Call only inside a catch block.
+absl::Status StatusFromCurrentException() {
+  try {
+    throw;
+  } catch (const pqxx::in_doubt_error& e) {
+    return absl::UnknownError(absl::StrCat(
+        "the connection broke during COMMIT; the outcome is unknown: ", OneLine(e.what())));
+  } catch (const pqxx::broken_connection& e) {
+    return absl::UnavailableError(absl::StrCat("connection lost: ", OneLine(e.what())));
+  } catch (const pqxx::sql_error& e) {
+    return SqlStatus(e.sqlstate(), PrimaryMessage(e.what()));
+  } catch (const pqxx::statement_completion_unknown& e) {
+    return absl::UnknownError(
+        absl::StrCat("statement outcome unknown: ", PrimaryMessage(e.what())));
+  } catch (const pqxx::deadlock_detected& e) {
+    return absl::AbortedError(absl::StrCat("SQLSTATE 40P01: ", PrimaryMessage(e.what())));
+  } catch (const pqxx::serialization_failure& e) {
+    return absl::AbortedError(absl::StrCat("SQLSTATE 40001: ", PrimaryMessage(e.what())));
+  } catch (const pqxx::transaction_rollback& e) {
+    return absl::AbortedError(PrimaryMessage(e.what()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(OneLine(e.what()));
+  } catch (...) {
+    return absl::UnknownError("unknown exception from libpqxx");
+  }
+}
+
+bool IsSqlState(const pqxx::sql_error& e, absl::string_view sqlstate) {
+  return e.sqlstate() == sqlstate;
+}
+
+// ---------------------------------------------------------------------- DSN
+
+struct ParsedDsn {
+  std::vector<std::pair<std::string, std::string>> options;  // as set in the DSN
+  std::string host;
+  std::string port;
+  std::string dbname;
+  std::string user;
+  std::string password;
+};
+
+bool IsUri(absl::string_view dsn) {
+  return absl::StartsWith(dsn, "postgresql://") || absl::StartsWith(dsn, "postgres://");
+}
+
+std::string EnvOr(const char* name, absl::string_view fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : std::string(fallback);
+}
+
+absl::StatusOr<ParsedDsn> ParseDsn(const std::string& dsn) {
+  if (absl::StripAsciiWhitespace(dsn).empty()) {
+    return absl::InvalidArgumentError("dsn: empty");
+  }
+  char* errmsg = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &errmsg);
+  if (parsed == nullptr) {
+    std::string detail = errmsg != nullptr ? OneLine(errmsg) : std::string("out of memory");
+    if (errmsg != nullptr) {
+      PQfreemem(errmsg);
+    }
+    // libpq quotes the offending text, which may hold the password: drop it,
+    // except where it is an option name.
+    const bool names_option = absl::StartsWith(detail, "invalid connection option") ||
+                              absl::StartsWith(detail, "invalid URI query parameter");
+    std::string safe = names_option ? detail : std::string();
+    if (!names_option) {
+      bool quoted = false;
+      for (absl::string_view part : absl::StrSplit(detail, '"')) {
+        if (!quoted) {
+          absl::StrAppend(&safe, part);
+        } else {
+          absl::StrAppend(&safe, "\"", part == "=" ? part : "...", "\"");
+        }
+        quoted = !quoted;
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dsn: not a valid PostgreSQL connection string (", safe,
+        "); expected postgresql://user@host:port/dbname or host=... dbname=... key=value pairs"));
+  }
+  ParsedDsn out;
+  for (PQconninfoOption* option = parsed; option->keyword != nullptr; ++option) {
+    if (option->val == nullptr) {
+      continue;
+    }
+    const std::string key = option->keyword;
+    const std::string value = option->val;
+    out.options.emplace_back(key, value);
+    if (key == "host") {
+      out.host = value;
+    } else if (key == "hostaddr" && out.host.empty()) {
+      out.host = value;
+    } else if (key == "port") {
+      out.port = value;
+    } else if (key == "dbname") {
+      out.dbname = value;
+    } else if (key == "user") {
+      out.user = value;
+    } else if (key == "password") {
+      out.password = value;
+    }
+  }
+  PQconninfoFree(parsed);
+  return out;
+}
+
+// One `key=value` conninfo: the DSN's settings, then application_name
+// (`application_name` unless the DSN names one, plus `suffix`) and
+// connect_timeout (unless the DSN sets one).
+std::string BuildConninfo(const ParsedDsn& dsn, absl::string_view application_name,
+                          absl::string_view suffix, absl::Duration connect_timeout) {
+  std::vector<std::string> parts;
+  bool has_application_name = false;
+  bool has_connect_timeout = false;
+  // PostgreSQL keeps 63 bytes (and says so in a NOTICE before libpqxx can
+  // route notices): shorten the name, not the suffix.
+  const auto with_suffix = [suffix](absl::string_view name) {
+    const size_t room = static_cast<size_t>(kMaxIdentifierBytes) - suffix.size();
+    return QuoteConninfoValue(absl::StrCat(name.substr(0, room), suffix));
+  };
+  for (const auto& [key, value] : dsn.options) {
+    if (key == "application_name") {
+      has_application_name = true;
+      parts.push_back(absl::StrCat(key, "=", with_suffix(value)));
+      continue;
+    }
+    has_connect_timeout = has_connect_timeout || key == "connect_timeout";
+    parts.push_back(absl::StrCat(key, "=", QuoteConninfoValue(value)));
+  }
+  if (!has_application_name) {
+    parts.push_back(absl::StrCat("application_name=", with_suffix(application_name)));
+  }
+  if (!has_connect_timeout && connect_timeout > absl::ZeroDuration() &&
+      connect_timeout != absl::InfiniteDuration()) {
+    // libpq counts whole seconds and treats values below 2 as 2.
+    const int64_t seconds =
+        std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(connect_timeout, absl::Seconds(1))));
+    parts.push_back(absl::StrCat("connect_timeout=", seconds));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// ------------------------------------------------------------- connection
+
+// Connects like pqxx::connect_direct and remembers the PGconn, so that
+// statements can run through libpq directly (for PG_DIAG_STATEMENT_POSITION)
+// and be cancelled with a PGcancel made once, up front.
+class HandlePolicy final : public pqxx::connect_direct {
+ public:
+  explicit HandlePolicy(const std::string& options) : pqxx::connect_direct(options) {}
+  handle do_startconnect(handle orig) override {
+    handle_ = pqxx::connect_direct::do_startconnect(orig);
+    return handle_;
+  }
+  handle do_dropconnect(handle orig) noexcept override {
+    handle_ = pqxx::connect_direct::do_dropconnect(orig);
+    return handle_;
+  }
+  handle do_disconnect(handle orig) noexcept override {
+    handle_ = pqxx::connect_direct::do_disconnect(orig);
+    return handle_;
+  }
+  PGconn* pgconn() const { return handle_; }
+
+ private:
+  handle handle_ = nullptr;
+};
+
+// A pqxx connection whose PGconn is reachable. Throws like pqxx::connection.
+class PqConnection final : public pqxx::connection_base {
+ public:
+  explicit PqConnection(const std::string& conninfo)
+      : pqxx::connection_base(policy_), conninfo_(conninfo), policy_(conninfo_) {
+    init();
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // A lost connection stays lost: a silent reconnect would hide that the
+    // state must be re-read.
+    inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+  }
+  ~PqConnection() noexcept { close(); }
+  PqConnection(const PqConnection&) = delete;
+  PqConnection& operator=(const PqConnection&) = delete;
+
+  PGconn* pgconn() const { return policy_.pgconn(); }
+
+ private:
+  std::string conninfo_;  // must be initialised before policy_
+  HandlePolicy policy_;
+};
+
+// ------------------------------------------------------------------- config
+
+struct Config {
+  std::string display_name;   // "dbname on host:port"
+  std::string user;           // for messages
+  std::string password;       // scrubbed from messages
+  std::string conninfo;       // sessions
+  std::string lock_conninfo;  // the lock connection (application_name + " lock")
+  PqOptions options;
+
+  std::string version_table_name;  // as configured, for Alembic's messages
+  std::string table_key;           // "schema.table" / "table": state row key, history column
+  std::string version_table;       // quoted, qualified
+  std::string version_pkc;         // quoted constraint name
+  std::string history_table;       // quoted, qualified
+  std::string state_table;         // quoted, qualified
+  std::string lock_key;            // decimal int64
+  uint64_t lock_key_bits = 0;      // the same bits, unsigned (pg_locks shows them as two oids)
+  std::string ensure_key;          // decimal int64
+};
+
+absl::Status ValidateIdentifier(absl::string_view field, const std::string& name,
+                                bool may_be_empty) {
+  if (name.empty()) {
+    if (may_be_empty) {
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
+  }
+  if (name.size() > static_cast<size_t>(kMaxIdentifierBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": '", name, "' is longer than ", kMaxIdentifierBytes, " bytes"));
+  }
+  if (name.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Qualified(const std::string& schema, const std::string& table) {
+  return schema.empty() ? QuoteIdent(table)
+                        : absl::StrCat(QuoteIdent(schema), ".", QuoteIdent(table));
+}
+
+// ------------------------------------------------------------------ session
+
+class PqSession;
+
+class PqTransaction final : public Transaction {
+ public:
+  PqTransaction(PqSession* session, std::unique_ptr<pqxx::work> work)
+      : session_(session), work_(std::move(work)) {}
+  ~PqTransaction() override;
+
+  // Transaction:
+  absl::Status SetTimeouts(const Timeouts& timeouts) override;
+  absl::Status Execute(const SqlStatement& statement, StatementError* error) override;
+  absl::Status ApplyVersionChanges(absl::Span<const VersionRowChange> changes) override;
+  absl::Status AppendHistory(const HistoryRecord& record) override;
+  absl::Status SetNeedsAttention(const std::optional<NeedsAttention>& marker) override;
+  absl::Status Commit() override;
+
+ private:
+  absl::Status Usable() const;
+  // Runs `fn` (which may throw) on the transaction; any failure poisons it.
+  absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
+
+  PqSession* session_;
+  std::unique_ptr<pqxx::work> work_;
+  bool failed_ = false;
+  bool committed_ = false;
+};
+
+class PqSession final : public Session {
+ public:
+  PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn)
+      : config_(std::move(config)), conn_(std::move(conn)) {
+    cancel_ = PQgetCancel(conn_->pgconn());
+  }
+  ~PqSession() override {
+    {
+      std::lock_guard<std::mutex> lock(cancel_mu_);
+      if (cancel_ != nullptr) {
+        PQfreeCancel(cancel_);
+        cancel_ = nullptr;
+      }
+    }
+    conn_.reset();
+  }
+
+  // Session:
+  absl::StatusOr<DatabaseState> ReadState() override;
+  absl::Status EnsureTables() override;
+  absl::StatusOr<std::unique_ptr<Transaction>> Begin() override;
+  absl::Status ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
+                                 StatementError* error) override;
+  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override;
+  absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) override;
+  void Cancel() override;
+
+  // For PqTransaction.
+  const Config& config() const { return *config_; }
+  // Runs `fn` (which may throw pqxx exceptions) as a cancellable statement
+  // and turns exceptions into a status annotated with `context`.
+  absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
+  // Runs `sql` through libpq directly, filling `error` on an SQL error.
+  absl::Status RunRaw(const std::string& sql, StatementError* error);
+  void TransactionEnded() { transaction_open_ = false; }
+  // libpq's view, without a round trip.
+  PGTransactionStatusType TransactionStatus() const { return PQtransactionStatus(conn_->pgconn()); }
+
+ private:
+  class RunningScope {
+   public:
+    explicit RunningScope(PqSession* session) : session_(session) {
+      std::lock_guard<std::mutex> lock(session_->cancel_mu_);
+      session_->running_ = true;
+    }
+    ~RunningScope() {
+      std::lock_guard<std::mutex> lock(session_->cancel_mu_);
+      session_->running_ = false;
+    }
+    RunningScope(const RunningScope&) = delete;
+    RunningScope& operator=(const RunningScope&) = delete;
+
+   private:
+    PqSession* session_;
+  };
+
+  absl::Status Lost() const {
+    return absl::UnavailableError(
+        absl::StrCat("the connection to ", config_->display_name,
+                     " was lost; open a new session and re-read the state"));
+  }
+  absl::Status NoTransactionOpen() const {
+    if (transaction_open_) {
+      return absl::FailedPreconditionError("a transaction is open on this session");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status ReadStateFallback(DatabaseState* state);
+  static void AddStateRow(const pqxx::row& row, DatabaseState* state);
+
+  std::shared_ptr<const Config> config_;
+  std::unique_ptr<PqConnection> conn_;
+  bool broken_ = false;
+  bool transaction_open_ = false;
+
+  std::mutex cancel_mu_;
+  bool running_ ABSL_GUARDED_BY(cancel_mu_) = false;
+  PGcancel* cancel_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+};
+
+absl::Status PqSession::Run(absl::string_view context, const std::function<absl::Status()>& fn) {
+  if (broken_) {
+    return Lost();
+  }
+  absl::Status status;
+  {
+    RunningScope running(this);
+    try {
+      status = fn();
+    } catch (...) {
+      status = StatusFromCurrentException();
+    }
+  }
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    broken_ = true;
+  }
+  return Annotate(status, context);
+}
+
+absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error) {
+  if (broken_) {
+    return Lost();
+  }
+  PGconn* pg = conn_->pgconn();
+  if (pg == nullptr || PQstatus(pg) != CONNECTION_OK) {
+    broken_ = true;
+    return Lost();
+  }
+  PGresult* result = nullptr;
+  {
+    RunningScope running(this);
+    result = PQexec(pg, sql.c_str());
+    // COPY is not a statement schemad can feed or read: finish it.
+    while (result != nullptr &&
+           (PQresultStatus(result) == PGRES_COPY_IN || PQresultStatus(result) == PGRES_COPY_OUT)) {
+      if (PQresultStatus(result) == PGRES_COPY_IN) {
+        PQputCopyEnd(pg, "COPY FROM STDIN is not supported in schemad revisions");
+      } else {
+        char* buffer = nullptr;
+        while (PQgetCopyData(pg, &buffer, 0) > 0) {
+          PQfreemem(buffer);
+        }
+      }
+      PQclear(result);
+      result = nullptr;
+      // The last result of the command is its outcome.
+      while (PGresult* next = PQgetResult(pg)) {
+        if (result != nullptr) {
+          PQclear(result);
+        }
+        result = next;
+      }
+    }
+  }
+  std::unique_ptr<PGresult, void (*)(PGresult*)> owned(result, &PQclear);
+  if (result == nullptr) {
+    const std::string message = OneLine(PQerrorMessage(pg));
+    if (PQstatus(pg) != CONNECTION_OK) {
+      broken_ = true;
+      return absl::UnavailableError(absl::StrCat("connection lost: ", message));
+    }
+    return absl::InternalError(absl::StrCat("libpq returned no result: ", message));
+  }
+  switch (PQresultStatus(result)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+    case PGRES_SINGLE_TUPLE:
+      return absl::OkStatus();
+    default:
+      break;
+  }
+  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  const char* position = PQresultErrorField(result, PG_DIAG_STATEMENT_POSITION);
+  StatementError statement_error;
+  statement_error.sqlstate = sqlstate != nullptr ? sqlstate : "";
+  statement_error.message =
+      primary != nullptr ? std::string(primary) : PrimaryMessage(PQresultErrorMessage(result));
+  int parsed_position = 0;
+  if (position != nullptr && absl::SimpleAtoi(position, &parsed_position)) {
+    statement_error.position = parsed_position;
+  }
+  if (PQstatus(pg) != CONNECTION_OK) {
+    broken_ = true;
+    if (statement_error.message.empty()) {
+      statement_error.message = OneLine(PQerrorMessage(pg));
+    }
+    if (error != nullptr) {
+      *error = statement_error;
+    }
+    return absl::UnavailableError(absl::StrCat("connection lost: ", statement_error.message));
+  }
+  if (error != nullptr) {
+    *error = statement_error;
+  }
+  return SqlStatus(statement_error.sqlstate, statement_error.message);
+}
+
+void PqSession::Cancel() {
+  std::lock_guard<std::mutex> lock(cancel_mu_);
+  if (!running_ || cancel_ == nullptr) {
+    return;
+  }
+  char errbuf[256];
+  PQcancel(cancel_, errbuf, sizeof errbuf);  // best effort
+}
+
+void PqSession::AddStateRow(const pqxx::row& row, DatabaseState* state) {
+  const std::string kind = row[0].c_str();
+  if (kind == "v") {
+    state->rows.push_back(FieldText(row[1]));
+    return;
+  }
+  NeedsAttention marker;
+  marker.revision = FieldText(row[1]);
+  marker.direction = FieldText(row[2]);
+  marker.statements_done = row[3].is_null() ? 0 : row[3].as<int>();
+  marker.statements_total = row[4].is_null() ? 0 : row[4].as<int>();
+  marker.error = FieldText(row[5]);
+  marker.operation_id = FieldText(row[6]);
+  marker.started = MicrosToTime(row[7]);
+  state->needs_attention = std::move(marker);
+}
+
+constexpr absl::string_view kStateColumns =
+    "revision, direction, statements_done, statements_total, error, operation_id, "
+    "(extract(epoch FROM started) * 1000000)::bigint";
+
+absl::StatusOr<DatabaseState> PqSession::ReadState() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const Config& c = *config_;
+  DatabaseState state;
+  bool missing_table = false;
+  absl::Status status = Run("reading the version table", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    try {
+      const pqxx::result result = tx.exec_params(
+          absl::StrCat(
+              "SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, NULL::text, "
+              "NULL::text, NULL::bigint FROM ",
+              c.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ", c.state_table,
+              " WHERE version_table = $1"),
+          c.table_key);
+      for (const pqxx::row& row : result) {
+        AddStateRow(row, &state);
+      }
+      state.version_table_exists = true;
+    } catch (const pqxx::sql_error& e) {
+      if (!IsSqlState(e, "42P01")) {
+        throw;
+      }
+      missing_table = true;
+    }
+    return absl::OkStatus();
+  });
+  RETURN_IF_ERROR(status);
+  if (missing_table) {
+    state = DatabaseState();
+    RETURN_IF_ERROR(ReadStateFallback(&state));
+  }
+  std::sort(state.rows.begin(), state.rows.end());
+  return state;
+}
+
+// One of the tables is missing: find out which, and read the others.
+absl::Status PqSession::ReadStateFallback(DatabaseState* state) {
+  const Config& c = *config_;
+  return Run("reading the version table", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    const pqxx::row exists =
+        tx.exec_params1("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
+                        c.version_table, c.state_table);
+    state->version_table_exists = exists[0].as<bool>();
+    if (state->version_table_exists) {
+      for (const pqxx::row& row :
+           tx.exec(absl::StrCat("SELECT 'v', version_num::text FROM ", c.version_table))) {
+        AddStateRow(row, state);
+      }
+    }
+    if (exists[1].as<bool>()) {
+      for (const pqxx::row& row :
+           tx.exec_params(absl::StrCat("SELECT 's', ", kStateColumns, " FROM ", c.state_table,
+                                       " WHERE version_table = $1"),
+                          c.table_key)) {
+        AddStateRow(row, state);
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PqSession::EnsureTables() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const Config& c = *config_;
+  bool all_exist = false;
+  RETURN_IF_ERROR(Run("checking for schemad's tables", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    all_exist = tx.exec_params1(
+                      "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND "
+                      "to_regclass($3) IS NOT NULL",
+                      c.version_table, c.history_table, c.state_table)[0]
+                    .as<bool>();
+    return absl::OkStatus();
+  }));
+  if (all_exist) {
+    return absl::OkStatus();
+  }
+  // Exactly Alembic's DDL for the version table (a table it made is kept).
+  const std::string create_version = absl::StrCat("CREATE TABLE IF NOT EXISTS ", c.version_table,
+                                                  " (version_num VARCHAR(32) NOT NULL, CONSTRAINT ",
+                                                  c.version_pkc, " PRIMARY KEY (version_num))");
+  const std::string create_history = absl::StrCat(
+      "CREATE TABLE IF NOT EXISTS ", c.history_table,
+      " (id bigserial PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
+      "rows_before text[] NOT NULL, rows_after text[] NOT NULL, checksum text, "
+      "started timestamptz, duration_ms double precision, outcome text NOT NULL, error text, "
+      "who text, operation_id text, schemad_version text, version_table text NOT NULL)");
+  const std::string create_state = absl::StrCat(
+      "CREATE TABLE IF NOT EXISTS ", c.state_table,
+      " (version_table text PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
+      "statements_done int NOT NULL, statements_total int NOT NULL, error text, "
+      "operation_id text, started timestamptz)");
+  absl::Status status;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    bool raced = false;
+    status = Run("creating schemad's tables", [&]() -> absl::Status {
+      try {
+        pqxx::work tx(*conn_);
+        // Creators queue here; CREATE TABLE IF NOT EXISTS alone can still
+        // fail on pg_type's unique index when two run at once.
+        tx.exec_params("SELECT pg_advisory_xact_lock($1::bigint)", c.ensure_key);
+        tx.exec(create_version);
+        tx.exec(create_history);
+        tx.exec(create_state);
+        tx.commit();
+      } catch (const pqxx::sql_error& e) {
+        // Someone outside schemad (Alembic) created a table meanwhile.
+        if (!IsSqlState(e, "23505") && !IsSqlState(e, "42P07")) {
+          throw;
+        }
+        raced = true;
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok() || !raced) {
+      return status;
+    }
+  }
+  return status;
+}
+
+absl::StatusOr<std::unique_ptr<Transaction>> PqSession::Begin() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  std::unique_ptr<pqxx::work> work;
+  RETURN_IF_ERROR(Run("beginning a transaction", [&]() -> absl::Status {
+    work = std::make_unique<pqxx::work>(*conn_);
+    return absl::OkStatus();
+  }));
+  transaction_open_ = true;
+  return std::unique_ptr<Transaction>(std::make_unique<PqTransaction>(this, std::move(work)));
+}
+
+absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
+                                          StatementError* error) {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  ASSIGN_OR_RETURN(const std::string lock_timeout,
+                   TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
+  ASSIGN_OR_RETURN(const std::string statement_timeout,
+                   TimeoutSetting(timeouts.statement_timeout, "statement_timeout"));
+  RETURN_IF_ERROR(
+      Annotate(RunRaw(absl::StrCat("SET lock_timeout = '", lock_timeout,
+                                   "'; SET statement_timeout = '", statement_timeout, "'"),
+                      nullptr),
+               "setting timeouts"));
+  absl::Status status = RunRaw(statement.text, error);
+  if (status.ok() && !broken_ && TransactionStatus() != PQTRANS_IDLE) {
+    // A BEGIN (or START TRANSACTION) left a transaction open: undo it.
+    status = absl::FailedPreconditionError(
+        "the statement left a transaction open (BEGIN does not belong in a non-transactional "
+        "revision); it was rolled back");
+    RunRaw("ROLLBACK", nullptr).IgnoreError();
+  }
+  const absl::Status reset =
+      broken_ ? absl::OkStatus() : RunRaw("RESET lock_timeout; RESET statement_timeout", nullptr);
+  if (!status.ok()) {
+    return status;
+  }
+  return Annotate(reset, "resetting timeouts");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksums() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const Config& c = *config_;
+  std::map<std::string, std::string> checksums;
+  RETURN_IF_ERROR(Run("reading applied checksums", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    try {
+      const pqxx::result result = tx.exec_params(
+          absl::StrCat("SELECT DISTINCT ON (revision) revision, direction, checksum FROM ",
+                       c.history_table,
+                       " WHERE version_table = $1 AND outcome IN ('success', 'applied') AND "
+                       "direction IN ('up', 'down') ORDER BY revision, id DESC"),
+          c.table_key);
+      for (const pqxx::row& row : result) {
+        const std::string checksum = FieldText(row[2]);
+        if (FieldText(row[1]) == "up" && !checksum.empty()) {
+          checksums[FieldText(row[0])] = checksum;
+        }
+      }
+    } catch (const pqxx::sql_error& e) {
+      if (!IsSqlState(e, "42P01")) {
+        throw;
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return checksums;
+}
+
+absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const Config& c = *config_;
+  std::vector<HistoryRecord> records;
+  const std::string limit_text = limit > 0 ? absl::StrCat(limit) : std::string();
+  RETURN_IF_ERROR(Run("reading history", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    try {
+      const pqxx::result result = tx.exec_params(
+          absl::StrCat("SELECT id, revision, direction, rows_before, rows_after, checksum, "
+                       "(extract(epoch FROM started) * 1000000)::bigint, "
+                       "(duration_ms * 1000)::bigint, outcome, error, who, operation_id, "
+                       "schemad_version FROM ",
+                       c.history_table,
+                       " WHERE version_table = $1 ORDER BY id DESC LIMIT $2::bigint"),
+          c.table_key, NullIfEmpty(limit_text));
+      for (const pqxx::row& row : result) {
+        HistoryRecord record;
+        record.id = row[0].as<int64_t>();
+        record.revision = FieldText(row[1]);
+        record.direction = FieldText(row[2]);
+        record.rows_before = ParseTextArray(row[3]);
+        record.rows_after = ParseTextArray(row[4]);
+        record.checksum = FieldText(row[5]);
+        record.started = MicrosToTime(row[6]);
+        record.duration =
+            row[7].is_null() ? absl::ZeroDuration() : absl::Microseconds(row[7].as<int64_t>());
+        record.outcome = FieldText(row[8]);
+        record.error = FieldText(row[9]);
+        record.who = FieldText(row[10]);
+        record.operation_id = FieldText(row[11]);
+        record.schemad_version = FieldText(row[12]);
+        records.push_back(std::move(record));
+      }
+    } catch (const pqxx::sql_error& e) {
+      if (!IsSqlState(e, "42P01")) {
+        throw;
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return records;
+}
+
+// -------------------------------------------------------------- transaction
+
+PqTransaction::~PqTransaction() {
+  try {
+    work_.reset();  // rolls back unless committed
+  } catch (...) {
+  }
+  session_->TransactionEnded();
+}
+
+absl::Status PqTransaction::Usable() const {
+  if (committed_) {
+    return absl::FailedPreconditionError("the transaction was already committed");
+  }
+  if (failed_) {
+    return absl::FailedPreconditionError(
+        "the transaction was aborted by an earlier error; it can only be rolled back");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PqTransaction::Run(absl::string_view context,
+                                const std::function<absl::Status()>& fn) {
+  RETURN_IF_ERROR(Usable());
+  absl::Status status = session_->Run(context, fn);
+  if (!status.ok()) {
+    failed_ = true;
+  }
+  return status;
+}
+
+absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
+  RETURN_IF_ERROR(Usable());
+  ASSIGN_OR_RETURN(const std::string lock_timeout,
+                   TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
+  ASSIGN_OR_RETURN(const std::string statement_timeout,
+                   TimeoutSetting(timeouts.statement_timeout, "statement_timeout"));
+  return Run("setting timeouts", [&]() -> absl::Status {
+    work_->exec(absl::StrCat("SET LOCAL lock_timeout = '", lock_timeout,
+                             "'; SET LOCAL statement_timeout = '", statement_timeout, "'"));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementError* error) {
+  RETURN_IF_ERROR(Usable());
+  absl::Status status = session_->RunRaw(statement.text, error);
+  if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
+    status = absl::FailedPreconditionError(
+        "the statement ended the transaction (COMMIT, ROLLBACK and the like do not belong in a "
+        "transactional revision)");
+  }
+  if (!status.ok()) {
+    failed_ = true;
+  }
+  return status;
+}
+
+absl::Status PqTransaction::ApplyVersionChanges(absl::Span<const VersionRowChange> changes) {
+  const Config& c = session_->config();
+  return Run("updating the version table", [&]() -> absl::Status {
+    for (const VersionRowChange& change : changes) {
+      switch (change.kind) {
+        case VersionRowChange::Kind::kInsert:
+          work_->exec_params(
+              absl::StrCat("INSERT INTO ", c.version_table, " (version_num) VALUES ($1)"),
+              change.to);
+          break;
+        case VersionRowChange::Kind::kDelete: {
+          const pqxx::result result = work_->exec_params(
+              absl::StrCat("DELETE FROM ", c.version_table, " WHERE version_num = $1"),
+              change.from);
+          if (result.affected_rows() != 1) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "Online migration expected to match one row when deleting '", change.from, "' in '",
+                c.version_table_name, "'; ", result.affected_rows(), " found"));
+          }
+          break;
+        }
+        case VersionRowChange::Kind::kUpdate: {
+          const pqxx::result result =
+              work_->exec_params(absl::StrCat("UPDATE ", c.version_table,
+                                              " SET version_num = $1 WHERE version_num = $2"),
+                                 change.to, change.from);
+          if (result.affected_rows() != 1) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("Online migration expected to match one row when updating '",
+                             change.from, "' to '", change.to, "' in '", c.version_table_name,
+                             "'; ", result.affected_rows(), " found"));
+          }
+          break;
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PqTransaction::AppendHistory(const HistoryRecord& record) {
+  const Config& c = session_->config();
+  const std::string started = TimeToMicros(record.started);
+  const std::string duration_micros = absl::StrCat(absl::ToInt64Microseconds(record.duration));
+  return Run("appending history", [&]() -> absl::Status {
+    work_->exec_params(
+        absl::StrCat(
+            "INSERT INTO ", c.history_table,
+            " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
+            "outcome, error, who, operation_id, schemad_version, version_table) VALUES "
+            "($1, $2, $3::text[], $4::text[], $5, "
+            "'epoch'::timestamptz + $6::bigint * interval '1 microsecond', "
+            "$7::bigint / 1000.0, $8, $9, $10, $11, $12, $13)"),
+        record.revision, record.direction, TextArrayLiteral(record.rows_before),
+        TextArrayLiteral(record.rows_after), NullIfEmpty(record.checksum), NullIfEmpty(started),
+        duration_micros, record.outcome, NullIfEmpty(record.error), NullIfEmpty(record.who),
+        NullIfEmpty(record.operation_id), NullIfEmpty(record.schemad_version), c.table_key);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention>& marker) {
+  const Config& c = session_->config();
+  if (!marker.has_value()) {
+    return Run("clearing the needs-attention marker", [&]() -> absl::Status {
+      work_->exec_params(absl::StrCat("DELETE FROM ", c.state_table, " WHERE version_table = $1"),
+                         c.table_key);
+      return absl::OkStatus();
+    });
+  }
+  const std::string started = TimeToMicros(marker->started);
+  return Run("writing the needs-attention marker", [&]() -> absl::Status {
+    work_->exec_params(
+        absl::StrCat("INSERT INTO ", c.state_table,
+                     " (version_table, revision, direction, statements_done, statements_total, "
+                     "error, operation_id, started) VALUES ($1, $2, $3, $4::int, $5::int, $6, $7, "
+                     "'epoch'::timestamptz + $8::bigint * interval '1 microsecond') "
+                     "ON CONFLICT (version_table) DO UPDATE SET revision = EXCLUDED.revision, "
+                     "direction = EXCLUDED.direction, statements_done = EXCLUDED.statements_done, "
+                     "statements_total = EXCLUDED.statements_total, error = EXCLUDED.error, "
+                     "operation_id = EXCLUDED.operation_id, started = EXCLUDED.started"),
+        c.table_key, marker->revision, marker->direction, marker->statements_done,
+        marker->statements_total, NullIfEmpty(marker->error), NullIfEmpty(marker->operation_id),
+        NullIfEmpty(started));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PqTransaction::Commit() {
+  RETURN_IF_ERROR(Usable());
+  absl::Status status = session_->Run("committing", [&]() -> absl::Status {
+    work_->commit();
+    return absl::OkStatus();
+  });
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    // The connection broke with COMMIT possibly sent: nobody knows.
+    status = absl::UnknownError(status.message());
+  }
+  if (status.ok()) {
+    committed_ = true;
+  } else {
+    failed_ = true;
+  }
+  return status;
+}
+
+// --------------------------------------------------------------------- lock
+
+class PqMigrationLock final : public MigrationLock {
+ public:
+  PqMigrationLock(std::unique_ptr<PqConnection> conn, std::string key)
+      : conn_(std::move(conn)), key_(std::move(key)) {}
+  ~PqMigrationLock() override {
+    try {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec_params("SELECT pg_advisory_unlock($1::bigint)", key_);
+    } catch (...) {
+      // Closing the connection releases the lock anyway.
+    }
+    conn_.reset();
+  }
+
+ private:
+  std::unique_ptr<PqConnection> conn_;
+  std::string key_;
+};
+
+absl::Duration Jittered(absl::Duration delay) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> factor(0.8, 1.2);
+  return delay * factor(rng);
+}
+
+// ----------------------------------------------------------------- database
+
+class PqDatabase final : public Database {
+ public:
+  explicit PqDatabase(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
+
+  // Database:
+  absl::StatusOr<std::unique_ptr<Session>> Connect() override;
+  absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
+      absl::Duration wait, const LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled) override;
+  std::string DisplayName() const override { return config_->display_name; }
+
+ private:
+  absl::StatusOr<std::unique_ptr<PqConnection>> Open(const std::string& conninfo) const;
+  absl::Status ConnectError(absl::string_view libpq_message) const;
+
+  std::shared_ptr<const Config> config_;
+};
+
+absl::Status PqDatabase::ConnectError(absl::string_view libpq_message) const {
+  const Config& c = *config_;
+  const std::string as_user = c.user.empty() ? "" : absl::StrCat(" as user ", c.user);
+  const std::string detail = OneLine(libpq_message);
+  std::string message;
+  absl::StatusCode code = absl::StatusCode::kUnavailable;
+  if (absl::StrContains(detail, "password authentication failed") ||
+      absl::StrContains(detail, "no password supplied") ||
+      absl::StrContains(detail, "authentication failed")) {
+    code = absl::StatusCode::kPermissionDenied;
+    message = absl::StrCat("authentication failed connecting to ", c.display_name, as_user,
+                           ": check the credentials (", detail, ")");
+  } else {
+    message = absl::StrCat("cannot connect to ", c.display_name, as_user, ": ", detail);
+  }
+  return absl::Status(code, Scrub(message, c.password));
+}
+
+absl::StatusOr<std::unique_ptr<PqConnection>> PqDatabase::Open(const std::string& conninfo) const {
+  try {
+    auto conn = std::make_unique<PqConnection>(conninfo);
+    if (conn->pgconn() == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect to ", config_->display_name, ": no connection"));
+    }
+    return conn;
+  } catch (const std::exception& e) {
+    return ConnectError(e.what());
+  } catch (...) {
+    return ConnectError("unknown error");
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
+  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(config_->conninfo));
+  return std::unique_ptr<Session>(std::make_unique<PqSession>(config_, std::move(conn)));
+}
+
+absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
+    absl::Duration wait, const LockWaitCallback& on_wait, const std::function<bool()>& cancelled) {
+  const Config& c = *config_;
+  wait = std::max(wait, absl::ZeroDuration());
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c.lock_conninfo));
+  const uint64_t key_bits = c.lock_key_bits;
+  const std::string classid = absl::StrCat(key_bits >> 32);
+  const std::string objid = absl::StrCat(key_bits & 0xffffffffULL);
+  const auto is_cancelled = [&cancelled]() { return cancelled && cancelled(); };
+  const absl::Status cancelled_status = absl::CancelledError(
+      absl::StrCat("cancelled while waiting for the migration lock on ", c.display_name));
+
+  absl::Duration delay = std::max(c.options.lock_poll_initial, absl::Milliseconds(1));
+  const absl::Duration max_delay = std::max(c.options.lock_poll_max, delay);
+  for (;;) {
+    if (is_cancelled()) {
+      return cancelled_status;
+    }
+    bool acquired = false;
+    bool holder_known = false;
+    LockHolder holder;
+    try {
+      pqxx::nontransaction tx(*conn);
+      acquired =
+          tx.exec_params1("SELECT pg_try_advisory_lock($1::bigint)", c.lock_key)[0].as<bool>();
+      if (!acquired) {
+        const pqxx::result rows = tx.exec_params(
+            "SELECT a.pid, a.application_name, host(a.client_addr), "
+            "(extract(epoch FROM COALESCE(a.query_start, a.backend_start)) * 1000000)::bigint "
+            "FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND "
+            "l.objid = $2::oid AND l.objsubid = 1 AND "
+            "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            classid, objid);
+        if (!rows.empty()) {
+          holder_known = true;
+          holder.pid = rows[0][0].as<int>();
+          holder.application_name = FieldText(rows[0][1]);
+          holder.client_address = FieldText(rows[0][2]);
+          holder.since = MicrosToTime(rows[0][3]);
+        }
+      }
+    } catch (...) {
+      return Annotate(StatusFromCurrentException(),
+                      absl::StrCat("taking the migration lock on ", c.display_name));
+    }
+    if (acquired) {
+      return std::unique_ptr<MigrationLock>(
+          std::make_unique<PqMigrationLock>(std::move(conn), c.lock_key));
+    }
+    const absl::Duration waited = absl::Now() - start;
+    if (waited >= wait) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("timed out after ", absl::FormatDuration(wait),
+                       " waiting for the migration lock on ", c.display_name, "; held by ",
+                       holder_known ? holder.Describe()
+                                    : std::string("another session (it was just released)")));
+    }
+    if (on_wait) {
+      on_wait(holder, waited);
+    }
+    // Sleep in short slices so that cancellation is noticed promptly.
+    const absl::Time wake = absl::Now() + std::min(Jittered(delay), wait - waited);
+    for (absl::Time now = absl::Now(); now < wake; now = absl::Now()) {
+      if (is_cancelled()) {
+        return cancelled_status;
+      }
+      absl::SleepFor(std::min(wake - now, absl::Milliseconds(50)));
+    }
+    delay = std::min(delay * 2, max_delay);
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------- public
+
+absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
+                                                         const PqOptions& options) {
+  ASSIGN_OR_RETURN(ParsedDsn parsed, ParseDsn(dsn));
+  const TableNames& tables = options.tables;
+  RETURN_IF_ERROR(ValidateIdentifier("tables.schema", tables.schema, /*may_be_empty=*/true));
+  RETURN_IF_ERROR(ValidateIdentifier("tables.version_table", tables.version_table, false));
+  RETURN_IF_ERROR(ValidateIdentifier("tables.history_table", tables.history_table, false));
+  RETURN_IF_ERROR(ValidateIdentifier("tables.state_table", tables.state_table, false));
+  if (tables.version_table == tables.history_table || tables.version_table == tables.state_table ||
+      tables.history_table == tables.state_table) {
+    return absl::InvalidArgumentError(
+        "tables: version_table, history_table and state_table must be different tables");
+  }
+  if (options.application_name.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("application_name: contains a NUL byte");
+  }
+
+  auto config = std::make_shared<Config>();
+  config->options = options;
+  config->user = parsed.user.empty() ? EnvOr("PGUSER", "") : parsed.user;
+  config->password = parsed.password;
+  std::string host = parsed.host.empty() ? EnvOr("PGHOST", "localhost") : parsed.host;
+  std::string port = parsed.port.empty() ? EnvOr("PGPORT", "5432") : parsed.port;
+  std::string dbname = parsed.dbname.empty() ? EnvOr("PGDATABASE", config->user) : parsed.dbname;
+  if (dbname.empty()) {
+    dbname = "(default database)";
+  }
+  config->display_name = Scrub(absl::StrCat(dbname, " on ", host, ":", port), parsed.password);
+  config->conninfo = BuildConninfo(parsed, options.application_name, "", options.connect_timeout);
+  config->lock_conninfo =
+      BuildConninfo(parsed, options.application_name, " lock", options.connect_timeout);
+
+  config->version_table_name = tables.version_table;
+  config->table_key = tables.schema.empty()
+                          ? tables.version_table
+                          : absl::StrCat(tables.schema, ".", tables.version_table);
+  config->version_table = Qualified(tables.schema, tables.version_table);
+  config->version_pkc = QuoteIdent(absl::StrCat(tables.version_table, "_pkc"));
+  config->history_table = Qualified(tables.schema, tables.history_table);
+  config->state_table = Qualified(tables.schema, tables.state_table);
+  config->lock_key_bits = Fnv1a64(absl::StrCat("schemad:", config->table_key));
+  config->lock_key = absl::StrCat(AdvisoryKey(absl::StrCat("schemad:", config->table_key)));
+  config->ensure_key = absl::StrCat(AdvisoryKey("schemad:ensure_tables"));
+  return std::unique_ptr<Database>(std::make_unique<PqDatabase>(std::move(config)));
+}
+
+namespace {
+
+// Key=value conninfo with password values dropped. Text that does not parse
+// is dropped too: it could be part of a secret.
+std::string RedactKeyValue(absl::string_view dsn) {
+  std::vector<std::string> kept;
+  size_t i = 0;
+  const auto skip_space = [&]() {
+    while (i < dsn.size() && absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+      ++i;
+    }
+  };
+  for (;;) {
+    skip_space();
+    if (i >= dsn.size()) {
+      break;
+    }
+    const size_t start = i;
+    while (i < dsn.size() && dsn[i] != '=' &&
+           !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+      ++i;
+    }
+    const std::string key = absl::AsciiStrToLower(dsn.substr(start, i - start));
+    skip_space();
+    if (i >= dsn.size() || dsn[i] != '=') {
+      break;
+    }
+    ++i;
+    skip_space();
+    if (i < dsn.size() && dsn[i] == '\'') {
+      ++i;
+      bool closed = false;
+      while (i < dsn.size()) {
+        if (dsn[i] == '\\' && i + 1 < dsn.size()) {
+          i += 2;
+          continue;
+        }
+        if (dsn[i] == '\'') {
+          ++i;
+          closed = true;
+          break;
+        }
+        ++i;
+      }
+      if (!closed) {
+        break;
+      }
+    } else {
+      while (i < dsn.size() && !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+        i += (dsn[i] == '\\' && i + 1 < dsn.size()) ? 2 : 1;
+      }
+    }
+    if (key != "password" && key != "sslpassword") {
+      kept.emplace_back(dsn.substr(start, i - start));
+    }
+  }
+  return absl::StrJoin(kept, " ");
+}
+
+std::string RedactUri(absl::string_view dsn) {
+  const size_t scheme_end = dsn.find("://") + 3;
+  const size_t query_start = std::min(dsn.find('?', scheme_end), dsn.size());
+  absl::string_view before_query = dsn.substr(0, query_start);
+  std::string out;
+  const size_t at = before_query.rfind('@');
+  if (at != absl::string_view::npos && at >= scheme_end) {
+    absl::string_view userinfo = before_query.substr(scheme_end, at - scheme_end);
+    userinfo = userinfo.substr(0, userinfo.find(':'));
+    out = absl::StrCat(dsn.substr(0, scheme_end), userinfo, before_query.substr(at));
+  } else {
+    out = std::string(before_query);
+  }
+  if (query_start < dsn.size()) {
+    std::vector<std::string> params;
+    for (absl::string_view param : absl::StrSplit(dsn.substr(query_start + 1), '&')) {
+      const std::string key = absl::AsciiStrToLower(param.substr(0, param.find('=')));
+      if (!param.empty() && key != "password" && key != "sslpassword") {
+        params.emplace_back(param);
+      }
+    }
+    if (!params.empty()) {
+      absl::StrAppend(&out, "?", absl::StrJoin(params, "&"));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RedactDsn(const std::string& dsn) {
+  return IsUri(dsn) ? RedactUri(dsn) : RedactKeyValue(dsn);
+}
+
+}  // namespace schemad::store
