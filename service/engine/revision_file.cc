@@ -163,65 +163,6 @@ absl::StatusOr<std::vector<std::string>> ParseList(absl::string_view value, absl
   return items;
 }
 
-// Duration grammar: see revision_file.h.
-absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
-  const auto invalid = [text](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid duration '", text, "': ", why,
-                                                   " (e.g. 500ms, 5s, 2min, 1h; units: us, ms, s, ",
-                                                   "min or m, h, d)"));
-  };
-  if (absl::StartsWith(text, "-")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid duration '", text, "': must not be negative"));
-  }
-  if (text == "0") {
-    return absl::ZeroDuration();
-  }
-  absl::Duration total = absl::ZeroDuration();
-  absl::string_view rest = text;
-  while (!rest.empty()) {
-    size_t n = 0;
-    while (n < rest.size() &&
-           (absl::ascii_isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '.')) {
-      ++n;
-    }
-    double number = 0;
-    if (n == 0 || !absl::SimpleAtod(rest.substr(0, n), &number)) {
-      return invalid("expected a number");
-    }
-    rest = absl::StripLeadingAsciiWhitespace(rest.substr(n));
-    size_t u = 0;
-    while (u < rest.size() && absl::ascii_isalpha(static_cast<unsigned char>(rest[u]))) {
-      ++u;
-    }
-    const absl::string_view unit = rest.substr(0, u);
-    absl::Duration scale;
-    if (unit == "us") {
-      scale = absl::Microseconds(1);
-    } else if (unit == "ms") {
-      scale = absl::Milliseconds(1);
-    } else if (unit == "s") {
-      scale = absl::Seconds(1);
-    } else if (unit == "min" || unit == "m") {
-      scale = absl::Minutes(1);
-    } else if (unit == "h") {
-      scale = absl::Hours(1);
-    } else if (unit == "d") {
-      scale = absl::Hours(24);
-    } else if (unit.empty()) {
-      return invalid("a unit is required");
-    } else {
-      return invalid(absl::StrCat("unknown unit '", unit, "'"));
-    }
-    total += number * scale;
-    rest = absl::StripLeadingAsciiWhitespace(rest.substr(u));
-  }
-  if (total == absl::InfiniteDuration()) {
-    return invalid("too large");
-  }
-  return total;
-}
-
 // Reads SQL words: enough of a lexer to recognise the statements that cannot
 // run in a transaction block. The statement has already been split, so its
 // quotes and comments are terminated.
@@ -532,11 +473,11 @@ class HeaderParser {
         return absl::InvalidArgumentError(
             absl::StrCat("transactional must be true or false, not '", value, "'"));
       case kLockTimeout: {
-        ASSIGN_OR_RETURN(revision_.lock_timeout, ParseTimeout(value));
+        ASSIGN_OR_RETURN(revision_.lock_timeout, ParseDuration(value));
         return absl::OkStatus();
       }
       case kStatementTimeout: {
-        ASSIGN_OR_RETURN(revision_.statement_timeout, ParseTimeout(value));
+        ASSIGN_OR_RETURN(revision_.statement_timeout, ParseDuration(value));
         return absl::OkStatus();
       }
       case kKeyCount:
@@ -583,6 +524,67 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
+  const auto invalid = [text](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid duration '", text, "': ", why,
+                                                   " (e.g. 500ms, 5s, 2min, 1h; units: us, ms, s, ",
+                                                   "min or m, h, d)"));
+  };
+  if (absl::StartsWith(text, "-")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration '", text, "': must not be negative"));
+  }
+  if (text == "0") {
+    return absl::ZeroDuration();
+  }
+  if (text.empty()) {
+    return invalid("empty");
+  }
+  absl::Duration total = absl::ZeroDuration();
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    size_t n = 0;
+    while (n < rest.size() &&
+           (absl::ascii_isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '.')) {
+      ++n;
+    }
+    double number = 0;
+    if (n == 0 || !absl::SimpleAtod(rest.substr(0, n), &number)) {
+      return invalid("expected a number");
+    }
+    rest = absl::StripLeadingAsciiWhitespace(rest.substr(n));
+    size_t u = 0;
+    while (u < rest.size() && absl::ascii_isalpha(static_cast<unsigned char>(rest[u]))) {
+      ++u;
+    }
+    const absl::string_view unit = rest.substr(0, u);
+    absl::Duration scale;
+    if (unit == "us") {
+      scale = absl::Microseconds(1);
+    } else if (unit == "ms") {
+      scale = absl::Milliseconds(1);
+    } else if (unit == "s") {
+      scale = absl::Seconds(1);
+    } else if (unit == "min" || unit == "m") {
+      scale = absl::Minutes(1);
+    } else if (unit == "h") {
+      scale = absl::Hours(1);
+    } else if (unit == "d") {
+      scale = absl::Hours(24);
+    } else if (unit.empty()) {
+      return invalid("a unit is required");
+    } else {
+      return invalid(absl::StrCat("unknown unit '", unit, "'"));
+    }
+    total += number * scale;
+    rest = absl::StripLeadingAsciiWhitespace(rest.substr(u));
+  }
+  if (total == absl::InfiniteDuration()) {
+    return invalid("too large");
+  }
+  return total;
+}
 
 absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content) {
   absl::ConsumePrefix(&content, kUtf8Bom);

@@ -56,10 +56,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/strings/string_view.h"
 #include "service/engine/revision.h"
 
 namespace schemad::engine {
+
+// Parses a duration in the grammar described above (`5s`, `500ms`, `2min`,
+// `1h30min`, `0`). INVALID_ARGUMENT saying what is wrong and what is allowed.
+absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
 
 // Parses `content`, the text of the revision file at `path` (used only for
 // messages and Revision::path). Fills every field of Revision, including

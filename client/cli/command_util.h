@@ -1,0 +1,72 @@
+// Helpers shared by commands.cc (offline verbs) and direct_commands.cc
+// (database verbs). Internal to schemactl.
+//
+// Thread-safety: stateless.
+#ifndef SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_
+#define SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/cli/commands.h"
+#include "client/cli/output.h"
+#include "service/engine/planner.h"
+#include "service/engine/revision_graph.h"
+
+namespace schemad::cli::internal {
+
+// What every verb prints to.
+struct Io {
+  const GlobalOptions& global;
+  std::ostream& out;
+  std::ostream& err;
+};
+
+// Prints `status` (secrets scrubbed) as "schemactl: error: ..." on err and,
+// with --json, `{"ok":false,"error":{...}}` on out; returns ExitCodeFor(status).
+int Fail(const Io& io, const absl::Status& status);
+// OK: the value; otherwise Fail.
+int Finish(const Io& io, const absl::StatusOr<int>& result);
+
+// `text` with the DSN's password (raw and percent-decoded) replaced by "***".
+std::string ScrubSecrets(absl::string_view text, const std::string& dsn);
+
+// Loads and builds the migration directory of --dir.
+absl::StatusOr<engine::RevisionGraph> LoadGraph(const GlobalOptions& global);
+
+// "base" (or empty): no rows; otherwise comma-separated symbols, each resolved
+// to revision ids (`heads` expands). `what` names the flag in errors.
+absl::StatusOr<std::vector<std::string>> ResolveRows(const engine::RevisionGraph& graph,
+                                                     absl::string_view text,
+                                                     absl::string_view what);
+
+// Revision indices newest first (children before parents, dependents before
+// their dependencies), branches kept together.
+std::vector<int> NewestFirst(const engine::RevisionGraph& graph);
+
+// `{"steps":[{"revision","direction"}],"heads_after":[...],"kind",...}`.
+Json PlanJson(const engine::RevisionGraph& graph, const engine::Plan& plan);
+// The plan for people, one line per step.
+void PrintPlan(const engine::RevisionGraph& graph, const engine::Plan& plan, absl::string_view verb,
+               std::ostream& out);
+
+// "per-revision" / "all" for --transaction; kExitUsage otherwise.
+absl::StatusOr<bool> TransactionAll(absl::string_view value);
+
+// Offline `upgrade --sql` / `downgrade --sql`: `spec` is "[FROM:]TO".
+absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,
+                                  bool from_required, absl::string_view transaction);
+
+// Rows from the database of --dsn (for `plan` without --from), read without the lock.
+absl::StatusOr<std::vector<std::string>> ReadRowsFromDatabase(const GlobalOptions& global);
+
+Json StringListJson(const std::vector<std::string>& values);
+std::string RowsText(const std::vector<std::string>& rows);  // "a, b" or "<base>"
+
+}  // namespace schemad::cli::internal
+
+#endif  // SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_

@@ -1,0 +1,772 @@
+// The verbs that talk to a database (--dsn): upgrade, downgrade, current,
+// history, stamp, ensure-head, validate, resolve. All go through
+// engine::Executor on the PostgreSQL store, so the CLI and the service share
+// one semantics.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/cli/command_util.h"
+#include "client/cli/commands.h"
+#include "client/cli/output.h"
+#include "service/common/status_macros.h"
+#include "service/engine/executor.h"
+#include "service/engine/revision_graph.h"
+#include "service/store/pq/pq_database.h"
+#include "service/store/store.h"
+
+namespace schemad::cli {
+
+using engine::RevisionGraph;
+using internal::Finish;
+using internal::Io;
+using internal::RowsText;
+using internal::StringListJson;
+
+namespace {
+
+// Everything a database verb works with; heap-allocated so the executor's
+// references to the graph and the database stay valid.
+struct Direct {
+  RevisionGraph graph;
+  std::unique_ptr<store::Database> database;
+  std::unique_ptr<store::Session> session;
+  std::unique_ptr<engine::Executor> executor;
+};
+
+struct ExecutorTweaks {
+  bool allow_changed = false;
+  bool transaction_all = false;
+};
+
+store::TableNames TablesFor(const std::string& version_table) {
+  store::TableNames tables;
+  const size_t dot = version_table.find('.');
+  if (dot == std::string::npos) {
+    tables.version_table = version_table;
+  } else {
+    tables.schema = version_table.substr(0, dot);
+    tables.version_table = version_table.substr(dot + 1);
+  }
+  return tables;
+}
+
+absl::Status NeedDsn(const GlobalOptions& global) {
+  if (global.dsn.empty()) {
+    return UsageError(
+        "this verb needs a database: pass --dsn DSN or set SCHEMAD_DSN (or DATABASE_URL)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<store::Database>> OpenDatabase(const GlobalOptions& global) {
+  RETURN_IF_ERROR(NeedDsn(global));
+  store::PqOptions options;
+  options.tables = TablesFor(global.version_table);
+  options.application_name = "schemactl";
+  absl::StatusOr<std::unique_ptr<store::Database>> database =
+      store::OpenPqDatabase(global.dsn, options);
+  if (!database.ok()) {
+    // A DSN or table name that does not parse is a bad argument.
+    if (database.status().code() == absl::StatusCode::kInvalidArgument) {
+      return WithExitCode(database.status(), kExitUsage);
+    }
+    return database.status();
+  }
+  return database;
+}
+
+// The store's connect errors already name the database (never the password).
+absl::StatusOr<std::unique_ptr<store::Session>> Connect(store::Database& database) {
+  return database.Connect();
+}
+
+absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
+                                                   const ExecutorTweaks& tweaks = {}) {
+  RETURN_IF_ERROR(NeedDsn(global));
+  auto direct = std::make_unique<Direct>();
+  ASSIGN_OR_RETURN(direct->graph, internal::LoadGraph(global));
+  ASSIGN_OR_RETURN(direct->database, OpenDatabase(global));
+  ASSIGN_OR_RETURN(direct->session, Connect(*direct->database));
+  engine::ExecutorOptions options;
+  options.lock_wait = global.lock_wait;
+  options.timeouts.lock_timeout = global.lock_timeout;
+  options.timeouts.statement_timeout = global.statement_timeout;
+  options.allow_changed = tweaks.allow_changed;
+  options.transaction_mode = tweaks.transaction_all
+                                 ? engine::ExecutorOptions::TransactionMode::kAll
+                                 : engine::ExecutorOptions::TransactionMode::kPerRevision;
+  options.who = global.who.empty() ? DefaultWho() : global.who;
+  direct->executor =
+      std::make_unique<engine::Executor>(direct->graph, *direct->database, std::move(options));
+  return direct;
+}
+
+// Cancels the session's running statement when `flag` turns true (Ctrl-C):
+// the executor only looks at the flag between statements.
+class CancelWatcher {
+ public:
+  CancelWatcher(const std::atomic<bool>* flag, store::Session* session) {
+    if (flag == nullptr) {
+      return;
+    }
+    thread_ = std::thread([this, flag, session] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!stop_) {
+        if (flag->load()) {
+          session->Cancel();
+          return;
+        }
+        wake_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~CancelWatcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  CancelWatcher(const CancelWatcher&) = delete;
+  CancelWatcher& operator=(const CancelWatcher&) = delete;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+ProgressSink::Mode ProgressMode(const GlobalOptions& global) {
+  if (global.quiet) {
+    return ProgressSink::Mode::kNone;
+  }
+  if (global.json) {
+    return ProgressSink::Mode::kJsonLines;
+  }
+  if (global.progress_is_terminal && !global.no_progress) {
+    return ProgressSink::Mode::kLive;
+  }
+  return ProgressSink::Mode::kPlain;
+}
+
+std::unique_ptr<ProgressSink> MakeSink(const Io& io, const RevisionGraph& graph) {
+  ProgressSink::Options options;
+  options.mode = ProgressMode(io.global);
+  options.width = io.global.terminal_width;
+  options.graph = &graph;
+  options.ticker = options.mode == ProgressSink::Mode::kLive;
+  return std::make_unique<ProgressSink>(io.err, options);
+}
+
+// After a failed operation: when the database is now (or was already) marked
+// "needs attention", the exit code says so.
+absl::Status Classify(Direct& direct, absl::Status status) {
+  if (status.ok() || ExitCodeFor(status) != kExitFailed) {
+    return status;
+  }
+  absl::StatusOr<store::DatabaseState> state = direct.session->ReadState();
+  if (!state.ok()) {
+    // The failure may have broken the connection: look once more on a new one.
+    absl::StatusOr<std::unique_ptr<store::Session>> fresh = direct.database->Connect();
+    if (!fresh.ok()) {
+      return status;
+    }
+    state = (*fresh)->ReadState();
+  }
+  if (state.ok() && state->needs_attention.has_value()) {
+    return WithExitCode(std::move(status), kExitNeedsAttention);
+  }
+  return status;
+}
+
+Json StepsJson(const RevisionGraph& graph, const engine::Plan& plan) {
+  Json steps = Json::array();
+  for (const engine::PlanStep& step : plan.steps) {
+    Json item;
+    item["revision"] = graph.id(step.revision);
+    item["direction"] = std::string(engine::DirectionName(step.direction));
+    steps.push_back(std::move(item));
+  }
+  return steps;
+}
+
+Json OperationJson(const RevisionGraph& graph, absl::string_view operation,
+                   const engine::OperationResult& result) {
+  Json json;
+  json["ok"] = true;
+  json["operation"] = std::string(operation);
+  json["operation_id"] = result.operation_id;
+  json["target"] = result.plan.target;
+  json["heads_before"] = StringListJson(result.rows_before);
+  json["heads_after"] = StringListJson(result.rows_after);
+  json["revisions_run"] = result.revisions_run;
+  json["took_lock"] = result.took_lock;
+  json["duration_ms"] = Milliseconds(result.duration);
+  json["steps"] = StepsJson(graph, result.plan);
+  return json;
+}
+
+Json NeedsAttentionJson(const std::optional<store::NeedsAttention>& marker) {
+  if (!marker.has_value()) {
+    return Json(nullptr);
+  }
+  Json json;
+  json["revision"] = marker->revision;
+  json["direction"] = marker->direction;
+  json["statements_done"] = marker->statements_done;
+  json["statements_total"] = marker->statements_total;
+  json["error"] = marker->error;
+  json["operation_id"] = marker->operation_id;
+  json["started"] =
+      marker->started == absl::InfinitePast() ? Json(nullptr) : Json(TimeText(marker->started));
+  return json;
+}
+
+// Runs `operation` against the database with progress and cancellation, and
+// reports its result. `summary` is the human line for a successful run.
+template <typename Operation>
+absl::StatusOr<int> RunOperation(const Io& io, Direct& direct, absl::string_view name,
+                                 Operation operation) {
+  std::unique_ptr<ProgressSink> sink = MakeSink(io, direct.graph);
+  engine::CallControl control;
+  control.sink = sink.get();
+  control.cancelled = io.global.cancelled;
+  absl::StatusOr<engine::OperationResult> result;
+  {
+    CancelWatcher watcher(io.global.cancelled, direct.session.get());
+    result = operation(control);
+  }
+  sink->Finish();
+  if (!result.ok()) {
+    return Classify(direct, result.status());
+  }
+  if (io.global.json) {
+    io.out << OperationJson(direct.graph, name, *result).dump() << "\n";
+    return kExitOk;
+  }
+  if (io.global.quiet) {
+    return kExitOk;
+  }
+  const engine::OperationResult& r = *result;
+  if (name == "stamp") {
+    io.out << (r.rows_before == r.rows_after ? "Already stamped: " : "Stamped: ")
+           << RowsText(r.rows_after);
+    if (r.rows_before != r.rows_after) {
+      io.out << " (was " << RowsText(r.rows_before) << ")";
+    }
+    io.out << "\n";
+  } else if (name == "resolve") {
+    io.out << "Resolved; version rows now: " << RowsText(r.rows_after) << "\n";
+  } else if (r.revisions_run == 0 && r.plan.steps.empty()) {
+    io.out << (name == "ensure-head" ? "At head: " : "Nothing to do; version rows: ")
+           << RowsText(r.rows_after) << "\n";
+  } else {
+    const char* verb = name == "downgrade" ? "Downgraded" : "Upgraded";
+    io.out << verb << " " << r.revisions_run << (r.revisions_run == 1 ? " revision" : " revisions")
+           << " in " << DurationText(r.duration) << "; version rows: " << RowsText(r.rows_after)
+           << "\n";
+  }
+  return kExitOk;
+}
+
+// ------------------------------------------------------------- the verbs
+
+absl::StatusOr<int> Upgrade(const Io& io, const UpgradeOptions& options) {
+  if (options.sql) {
+    return internal::RunOfflineSql(io, "upgrade", options.target, /*from_required=*/false,
+                                   options.transaction);
+  }
+  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+  if (options.target.find(':') != std::string::npos) {
+    return UsageError(
+        "FROM:TO targets are for --sql only; online upgrade starts from the "
+        "database's version rows");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{options.allow_changed, all}));
+  return RunOperation(io, *direct, "upgrade", [&](const engine::CallControl& control) {
+    return direct->executor->Upgrade(*direct->session, options.target, control);
+  });
+}
+
+absl::StatusOr<int> Downgrade(const Io& io, const DowngradeOptions& options) {
+  if (options.target.empty()) {
+    return UsageError("downgrade: a TARGET is required (e.g. -1, base, 3f2a)");
+  }
+  if (options.sql) {
+    return internal::RunOfflineSql(io, "downgrade", options.target, /*from_required=*/true,
+                                   options.transaction);
+  }
+  if (options.target.find(':') != std::string::npos) {
+    return UsageError(
+        "FROM:TO targets are for --sql only; online downgrade starts from the "
+        "database's version rows");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  return RunOperation(io, *direct, "downgrade", [&](const engine::CallControl& control) {
+    return direct->executor->Downgrade(*direct->session, options.target, control);
+  });
+}
+
+absl::StatusOr<int> Stamp(const Io& io, const StampOptions& options) {
+  if (options.revisions.empty()) {
+    return UsageError("stamp: name the revision(s) to stamp (REV..., heads, base)");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  return RunOperation(io, *direct, "stamp", [&](const engine::CallControl& control) {
+    return direct->executor->Stamp(*direct->session, options.revisions, options.purge, control);
+  });
+}
+
+absl::StatusOr<int> EnsureHead(const Io& io, const EnsureHeadOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  absl::StatusOr<int> code =
+      RunOperation(io, *direct, "ensure-head", [&](const engine::CallControl& control) {
+        return direct->executor->EnsureHead(*direct->session, !options.no_apply, control);
+      });
+  if (!code.ok() && options.no_apply && ExitCodeFor(code.status()) == kExitFailed) {
+    // Behind and told not to apply: "not at head", unless something else is wrong.
+    absl::StatusOr<engine::DatabaseStatus> status = direct->executor->Status(*direct->session);
+    if (status.ok() && status->row_error.empty() && status->pending > 0 &&
+        !status->needs_attention.has_value()) {
+      return WithExitCode(code.status(), kExitNotAtHead);
+    }
+  }
+  return code;
+}
+
+absl::StatusOr<int> Resolve(const Io& io, const ResolveOptions& options) {
+  if (options.applied == options.rolled_back) {
+    return UsageError(
+        "resolve: pass exactly one of --applied (the interrupted revision is complete) or "
+        "--rolled-back (its effects were undone)");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  const engine::Executor::Resolution resolution = options.applied
+                                                      ? engine::Executor::Resolution::kApplied
+                                                      : engine::Executor::Resolution::kRolledBack;
+  return RunOperation(io, *direct, "resolve", [&](const engine::CallControl& control) {
+    return direct->executor->Resolve(*direct->session, resolution, control);
+  });
+}
+
+absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(engine::DatabaseStatus status, direct->executor->Status(*direct->session));
+  const RevisionGraph& graph = direct->graph;
+
+  absl::Status problem;
+  if (!status.row_error.empty()) {
+    problem = absl::FailedPreconditionError(
+        absl::StrCat("the version rows do not fit ", io.global.dir, ": ", status.row_error));
+  } else if (status.needs_attention.has_value()) {
+    problem = WithExitCode(
+        absl::FailedPreconditionError(absl::StrCat(
+            "database needs attention: non-transactional revision ",
+            status.needs_attention->revision, " (", status.needs_attention->direction,
+            ") stopped after ", status.needs_attention->statements_done, " of ",
+            status.needs_attention->statements_total, " statement(s)",
+            status.needs_attention->error.empty() ? "" : ": ", status.needs_attention->error,
+            "; check the database, then `schemactl resolve --applied` or `--rolled-back`")),
+        kExitNeedsAttention);
+  } else if (!status.at_head && options.check_heads) {
+    problem =
+        WithExitCode(absl::FailedPreconditionError(absl::StrCat(
+                         "not at head: ", status.pending, " revision(s) pending (heads: ",
+                         absl::StrJoin(status.graph_heads, ", "), "); run `schemactl upgrade`")),
+                     kExitNotAtHead);
+  }
+  // Without --check-heads, being behind or needing attention is reported
+  // but is not a failure of `current`.
+  const bool fails = !problem.ok() && (options.check_heads || ExitCodeFor(problem) == kExitFailed);
+  const int code = fails ? ExitCodeFor(problem) : kExitOk;
+
+  if (io.global.json) {
+    Json json;
+    json["ok"] = !fails;
+    if (fails) {
+      json["error"] = StatusJson(problem, code);
+    }
+    json["database"] = direct->database->DisplayName();
+    json["version_table_exists"] = status.version_table_exists;
+    json["rows"] = StringListJson(status.rows);
+    json["heads"] = StringListJson(status.graph_heads);
+    json["at_head"] = status.at_head;
+    json["pending"] = status.pending;
+    json["needs_attention"] = NeedsAttentionJson(status.needs_attention);
+    if (!status.row_error.empty()) {
+      json["row_error"] = status.row_error;
+    }
+    io.out << json.dump() << "\n";
+  } else {
+    for (const std::string& row : status.rows) {
+      const int index = graph.IndexOf(row);
+      if (index < 0) {
+        io.out << row << " (not in " << io.global.dir << ")\n";
+      } else if (options.verbose) {
+        io.out << FormatLogEntry(graph, index, /*current=*/false);
+      } else {
+        LineFormat format;
+        format.labels = true;
+        io.out << FormatRevisionLine(graph, index, format) << "\n";
+      }
+    }
+    if (!io.global.quiet) {
+      if (status.rows.empty()) {
+        io.err << "(no version rows: " << direct->database->DisplayName() << " is at base)\n";
+      }
+      if (problem.ok() && !status.at_head && status.pending > 0) {
+        io.err << status.pending << " revision(s) pending; `schemactl upgrade` applies them\n";
+      }
+    }
+  }
+  if (!problem.ok()) {
+    io.err << (fails ? "schemactl: error: " : "schemactl: warning: ") << problem.message() << "\n";
+  }
+  return code;
+}
+
+absl::StatusOr<int> Validate(const Io& io, const ValidateOptions&) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(engine::ValidationReport report, direct->executor->Validate(*direct->session));
+  const auto kind_name = [](engine::ValidationIssue::Kind kind) {
+    switch (kind) {
+      case engine::ValidationIssue::Kind::kChanged:
+        return "changed";
+      case engine::ValidationIssue::Kind::kMissingFile:
+        return "missing_file";
+      case engine::ValidationIssue::Kind::kNoChecksum:
+        return "no_checksum";
+    }
+    return "unknown";
+  };
+  const int code = report.ok() ? kExitOk : kExitFailed;
+  if (io.global.json) {
+    Json json;
+    json["ok"] = report.ok();
+    json["applied_checked"] = report.applied_checked;
+    Json issues = Json::array();
+    for (const engine::ValidationIssue& issue : report.issues) {
+      Json item;
+      item["kind"] = kind_name(issue.kind);
+      item["revision"] = issue.revision;
+      item["path"] = issue.path;
+      item["recorded_checksum"] = issue.recorded_checksum;
+      item["current_checksum"] = issue.current_checksum;
+      issues.push_back(std::move(item));
+    }
+    json["issues"] = std::move(issues);
+    io.out << json.dump() << "\n";
+  } else {
+    std::vector<std::string> unrecorded;
+    for (const engine::ValidationIssue& issue : report.issues) {
+      switch (issue.kind) {
+        case engine::ValidationIssue::Kind::kChanged:
+          io.out << "changed       " << issue.revision << "  " << issue.path << "  (applied "
+                 << issue.recorded_checksum.substr(0, 12) << ", file now "
+                 << issue.current_checksum.substr(0, 12) << ")\n";
+          break;
+        case engine::ValidationIssue::Kind::kMissingFile:
+          io.out << "missing file  " << issue.revision << "  (applied, but no revision file in "
+                 << io.global.dir << ")\n";
+          break;
+        case engine::ValidationIssue::Kind::kNoChecksum:
+          unrecorded.push_back(issue.revision);
+          break;
+      }
+    }
+    if (!unrecorded.empty() && !io.global.quiet) {
+      io.out << "no checksum   " << absl::StrJoin(unrecorded, ", ")
+             << "  (applied before schemad recorded checksums, e.g. by Alembic)\n";
+    }
+    if (!io.global.quiet || !report.ok()) {
+      io.out << (report.ok() ? "OK: " : "FAILED: ") << report.applied_checked
+             << " applied revision(s) checked against " << io.global.dir << "\n";
+    }
+  }
+  if (!report.ok()) {
+    io.err << "schemactl: error: applied revisions do not match their files\n";
+  }
+  return code;
+}
+
+// ---------------------------------------------------------------- history
+
+absl::StatusOr<std::vector<int>> RangeEnd(const RevisionGraph& graph, absl::string_view symbol,
+                                          const std::vector<std::string>* rows) {
+  if (symbol == "current") {
+    if (rows == nullptr) {
+      return UsageError("history -r: `current` needs a database (--dsn)");
+    }
+    std::vector<int> indices;
+    for (const std::string& row : *rows) {
+      const int index = graph.IndexOf(row);
+      if (index >= 0) {
+        indices.push_back(index);
+      }
+    }
+    return indices;
+  }
+  return graph.ResolveSymbol(symbol);
+}
+
+absl::StatusOr<std::vector<bool>> RangeMask(const RevisionGraph& graph, absl::string_view range,
+                                            const std::vector<std::string>* rows) {
+  std::vector<bool> include(graph.size(), true);
+  if (range.empty()) {
+    return include;
+  }
+  const size_t colon = range.find(':');
+  if (colon == absl::string_view::npos) {
+    return UsageError(absl::StrCat("history -r: expected [START]:[END], got '", range, "'"));
+  }
+  const absl::string_view start = range.substr(0, colon);
+  const absl::string_view end = range.substr(colon + 1);
+  if (!start.empty() && start != "base") {
+    ASSIGN_OR_RETURN(std::vector<int> from, RangeEnd(graph, start, rows));
+    const std::vector<bool> mask = graph.DescendantMask(from, /*include_dependencies=*/true);
+    for (int i = 0; i < graph.size(); ++i) {
+      include[i] = include[i] && mask[i];
+    }
+  }
+  if (!end.empty() && end != "heads") {
+    ASSIGN_OR_RETURN(std::vector<int> to, RangeEnd(graph, end, rows));
+    const std::vector<bool> mask = graph.AncestorMask(to, /*include_dependencies=*/true);
+    for (int i = 0; i < graph.size(); ++i) {
+      include[i] = include[i] && mask[i];
+    }
+  }
+  return include;
+}
+
+absl::StatusOr<int> HistoryLog(const Io& io, const HistoryOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
+  ASSIGN_OR_RETURN(std::vector<store::HistoryRecord> records, session->ReadHistory(options.limit));
+  if (io.global.json) {
+    Json list = Json::array();
+    for (const store::HistoryRecord& record : records) {
+      Json item;
+      item["id"] = record.id;
+      item["revision"] = record.revision;
+      item["direction"] = record.direction;
+      item["heads_before"] = StringListJson(record.rows_before);
+      item["heads_after"] = StringListJson(record.rows_after);
+      item["checksum"] = record.checksum;
+      item["started"] = TimeText(record.started);
+      item["duration_ms"] = Milliseconds(record.duration);
+      item["outcome"] = record.outcome;
+      item["error"] = record.error;
+      item["who"] = record.who;
+      item["operation_id"] = record.operation_id;
+      item["schemad_version"] = record.schemad_version;
+      list.push_back(std::move(item));
+    }
+    Json json;
+    json["records"] = std::move(list);
+    io.out << json.dump() << "\n";
+    return kExitOk;
+  }
+  for (const store::HistoryRecord& record : records) {
+    io.out << TimeText(record.started) << "  " << record.direction << "  "
+           << (record.revision.empty() ? RowsText(record.rows_after) : record.revision) << "  "
+           << record.outcome << "  " << DurationText(record.duration) << "  "
+           << RowsText(record.rows_before) << " -> " << RowsText(record.rows_after) << "  "
+           << record.who << "  " << record.operation_id << "\n";
+    if (!record.error.empty()) {
+      io.out << "    error: " << record.error << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
+  if (options.log) {
+    return HistoryLog(io, options);
+  }
+  ASSIGN_OR_RETURN(RevisionGraph graph, internal::LoadGraph(io.global));
+
+  // With a database: rows, applied set and the history records.
+  const bool with_db = !io.global.dsn.empty();
+  std::vector<std::string> rows;
+  std::vector<bool> applied(graph.size(), false);
+  std::map<std::string, store::HistoryRecord> last_applied;  // revision -> newest success
+  if (with_db) {
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(io.global));
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
+    ASSIGN_OR_RETURN(store::DatabaseState state, session->ReadState());
+    rows = state.rows;
+    std::vector<int> current;
+    for (const std::string& row : rows) {
+      const int index = graph.IndexOf(row);
+      if (index >= 0) {
+        current.push_back(index);
+      } else if (!io.global.quiet) {
+        io.err << "schemactl: warning: version row " << row << " is not in " << io.global.dir
+               << "\n";
+      }
+    }
+    applied = graph.AncestorMask(current, /*include_dependencies=*/true);
+    if (state.version_table_exists) {
+      ASSIGN_OR_RETURN(std::vector<store::HistoryRecord> records, session->ReadHistory(0));
+      for (store::HistoryRecord& record : records) {  // newest first
+        const bool done = (record.direction == "up" && record.outcome == "success") ||
+                          (record.direction == "resolve" && record.outcome == "applied");
+        if (done && !record.revision.empty()) {
+          last_applied.emplace(record.revision, std::move(record));
+        }
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<bool> include,
+                   RangeMask(graph, options.range, with_db ? &rows : nullptr));
+
+  const auto is_current = [&](int index) {
+    return std::find(rows.begin(), rows.end(), graph.id(index)) != rows.end();
+  };
+  const auto info_for = [&](int index) {
+    AppliedInfo info;
+    info.applied = applied[index];
+    auto it = last_applied.find(graph.id(index));
+    if (info.applied && it != last_applied.end()) {
+      info.applied_at = it->second.started;
+      info.duration = it->second.duration;
+      info.who = it->second.who;
+    }
+    return info;
+  };
+
+  Json list = Json::array();
+  for (int index : internal::NewestFirst(graph)) {
+    if (!include[index]) {
+      continue;
+    }
+    if (io.global.json) {
+      Json item = RevisionJson(graph, index);
+      if (with_db) {
+        const AppliedInfo info = info_for(index);
+        item["current"] = is_current(index);
+        item["applied"] = info.applied;
+        item["applied_at"] =
+            info.applied_at.has_value() ? Json(TimeText(*info.applied_at)) : Json(nullptr);
+        item["duration_ms"] =
+            info.duration.has_value() ? Json(Milliseconds(*info.duration)) : Json(nullptr);
+        item["applied_by"] = info.who;
+      }
+      list.push_back(std::move(item));
+      continue;
+    }
+    if (options.verbose) {
+      const AppliedInfo info = info_for(index);
+      io.out << FormatLogEntry(graph, index, with_db && is_current(index),
+                               with_db ? &info : nullptr);
+      continue;
+    }
+    io.out << FormatRevisionLine(graph, index, LineFormat::History(), with_db && is_current(index));
+    if (with_db) {
+      const AppliedInfo info = info_for(index);
+      if (!info.applied) {
+        io.out << "  [pending]";
+      } else if (info.applied_at.has_value()) {
+        io.out << "  [applied " << TimeText(*info.applied_at);
+        if (info.duration.has_value()) {
+          io.out << " in " << DurationText(*info.duration);
+        }
+        io.out << "]";
+      } else {
+        io.out << "  [applied]";
+      }
+    }
+    io.out << "\n";
+  }
+  if (io.global.json) {
+    Json json;
+    json["revisions"] = std::move(list);
+    if (with_db) {
+      json["rows"] = StringListJson(rows);
+    }
+    io.out << json.dump() << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+namespace internal {
+
+absl::StatusOr<std::vector<std::string>> ReadRowsFromDatabase(const GlobalOptions& global) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(global));
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
+  ASSIGN_OR_RETURN(store::DatabaseState state, session->ReadState());
+  return state.rows;
+}
+
+}  // namespace internal
+
+// ------------------------------------------------------------ entry points
+
+int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::ostream& out,
+               std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Upgrade(io, options));
+}
+
+int RunDowngrade(const GlobalOptions& global, const DowngradeOptions& options, std::ostream& out,
+                 std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Downgrade(io, options));
+}
+
+int RunCurrent(const GlobalOptions& global, const CurrentOptions& options, std::ostream& out,
+               std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Current(io, options));
+}
+
+int RunHistory(const GlobalOptions& global, const HistoryOptions& options, std::ostream& out,
+               std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, History(io, options));
+}
+
+int RunStamp(const GlobalOptions& global, const StampOptions& options, std::ostream& out,
+             std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Stamp(io, options));
+}
+
+int RunEnsureHead(const GlobalOptions& global, const EnsureHeadOptions& options, std::ostream& out,
+                  std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, EnsureHead(io, options));
+}
+
+int RunValidate(const GlobalOptions& global, const ValidateOptions& options, std::ostream& out,
+                std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Validate(io, options));
+}
+
+int RunResolve(const GlobalOptions& global, const ResolveOptions& options, std::ostream& out,
+               std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Resolve(io, options));
+}
+
+}  // namespace schemad::cli

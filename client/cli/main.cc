@@ -1,0 +1,307 @@
+// schemactl: the command-line front end of schemad. This file only parses
+// flags (CLI11) and dispatches to the verb functions in commands.h; see
+// docs/cli.md for the verbs, their output and their JSON shapes.
+//
+// Exit codes (ExitCode in commands.h; one mapping, ExitCodeFor):
+//   0  ok
+//   1  operation failed: SQL error in a revision, refused plan, unknown or
+//      ambiguous revision, bad revision files, validation issues, cancelled
+//   2  usage error: bad flags or arguments (unknown flag, bad duration, no
+//      DSN for a database verb, malformed DSN, --sql FROM:TO missing, ...)
+//   3  not at head: `current --check-heads` or `ensure-head --no-apply` on a
+//      database that is behind; `check` with several heads
+//   4  needs attention: a non-transactional revision was interrupted; the
+//      database is blocked until `schemactl resolve`
+//   5  cannot use the database (unreachable, connection refused or lost,
+//      authentication failed) or the wait for the migration lock ran out
+//      (--lock-wait)
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "client/cli/commands.h"
+
+namespace {
+
+using namespace schemad::cli;  // NOLINT: a main file dispatching to this namespace
+
+std::atomic<bool> g_cancelled{false};
+
+extern "C" void OnSignal(int signal_number) {
+  if (g_cancelled.exchange(true)) {
+    // Second Ctrl-C: stop waiting for a clean cancel.
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+  }
+}
+
+void InstallSignalHandlers() {
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int TerminalWidth() {
+  struct winsize size = {};
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) {
+    return size.ws_col;
+  }
+  return 80;
+}
+
+int Usage(const std::string& message) {
+  std::cerr << "schemactl: error: " << message << "\nRun with --help for more information.\n";
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"schemactl: versioned schema migrations for PostgreSQL, with Alembic's semantics",
+               "schemactl"};
+  app.set_version_flag("--version", std::string("schemactl ") + SCHEMAD_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the verb
+  app.footer(
+      "Exit codes: 0 ok, 1 failed, 2 usage, 3 not at head, 4 needs attention, "
+      "5 cannot connect or lock wait timed out. See docs/cli.md.");
+
+  GlobalOptions global;
+  std::string lock_wait = "60s";
+  std::string lock_timeout = "0";
+  std::string statement_timeout = "0";
+  app.add_option("--dir", global.dir, "Migration directory (env SCHEMAD_DIR; default migrations)")
+      ->envname("SCHEMAD_DIR");
+  app.add_option("--dsn", global.dsn,
+                 "PostgreSQL DSN, URI or key=value (env SCHEMAD_DSN, then DATABASE_URL)")
+      ->envname("SCHEMAD_DSN");
+  app.add_flag("--json", global.json,
+               "Print one JSON object as the result (progress: JSON lines "
+               "on stderr)");
+  app.add_option("--version-table", global.version_table,
+                 "Version table, optionally schema-qualified (default alembic_version)")
+      ->envname("SCHEMAD_VERSION_TABLE");
+  app.add_option("--lock-wait", lock_wait,
+                 "How long to wait for another migrator's lock (default 60s)")
+      ->envname("SCHEMAD_LOCK_WAIT");
+  app.add_option("--lock-timeout", lock_timeout,
+                 "PostgreSQL lock_timeout for revision statements (default 0: none)")
+      ->envname("SCHEMAD_LOCK_TIMEOUT");
+  app.add_option("--statement-timeout", statement_timeout,
+                 "PostgreSQL statement_timeout for revision statements (default 0: none)")
+      ->envname("SCHEMAD_STATEMENT_TIMEOUT");
+  app.add_option("--who", global.who, "Identity recorded in schemad_history (default user@host)");
+  app.add_flag("-q,--quiet", global.quiet, "Only results and errors; no progress");
+  app.add_flag("--no-progress", global.no_progress, "Plain progress lines even on a terminal");
+
+  // Offline verbs.
+  HeadsOptions heads;
+  CLI::App* heads_cmd = app.add_subcommand("heads", "Show the heads of the revision graph");
+  heads_cmd->add_flag("-v,--verbose", heads.verbose, "Full entries");
+
+  BranchesOptions branches;
+  CLI::App* branches_cmd = app.add_subcommand("branches", "Show branch points");
+  branches_cmd->add_flag("-v,--verbose", branches.verbose, "Full entries");
+
+  HistoryOptions history;
+  CLI::App* history_cmd = app.add_subcommand(
+      "history", "List revisions, newest first (with --dsn: applied marks and dates)");
+  history_cmd->add_flag("-v,--verbose", history.verbose, "Full entries");
+  history_cmd->add_option("-r,--rev-range", history.range,
+                          "[START]:[END], e.g. 3f2a:, base:timeseries@head, current: (--dsn)");
+  history_cmd->add_flag("--log", history.log,
+                        "Print the schemad_history table of the database instead (--dsn)");
+  history_cmd->add_option("--limit", history.limit, "With --log: at most N rows");
+
+  ShowOptions show;
+  CLI::App* show_cmd = app.add_subcommand("show", "Show one revision (or several: heads, ...)");
+  show_cmd->add_option("revision", show.revision, "Revision: id, prefix, label, head...")
+      ->required();
+
+  CheckOptions check;
+  CLI::App* check_cmd =
+      app.add_subcommand("check", "Check that the directory loads and has a single head");
+  check_cmd->add_flag("--allow-multiple-heads", check.allow_multiple_heads,
+                      "Several heads are fine");
+
+  RevisionOptions revision;
+  CLI::App* revision_cmd = app.add_subcommand("revision", "Write a new revision file");
+  revision_cmd->add_option("-m,--message", revision.message, "What the revision does")->required();
+  revision_cmd->add_option("--head", revision.head,
+                           "Revision(s) the new one revises (default head; base: a new root)");
+  revision_cmd->add_option("--branch-label", revision.branch_labels, "Branch label(s)");
+  revision_cmd->add_option("--depends-on", revision.depends_on, "Dependencies (ids or labels)");
+  revision_cmd->add_flag("--non-transactional", revision.non_transactional,
+                         "Statements run one by one outside a transaction");
+  revision_cmd->add_flag("--splice", revision.splice,
+                         "Allow --head to name a revision that is not a head");
+  revision_cmd->add_option("--id", revision.id, "Revision id (default: 12 random hex digits)");
+
+  MergeOptions merge;
+  CLI::App* merge_cmd = app.add_subcommand("merge", "Write a revision that merges heads");
+  merge_cmd->add_option("-m,--message", merge.message, "What the merge is")->required();
+  merge_cmd->add_option("revisions", merge.revisions, "Heads to merge (`heads`: all)")->required();
+  merge_cmd->add_option("--branch-label", merge.branch_labels, "Branch label(s)");
+  merge_cmd->add_option("--id", merge.id, "Revision id (default: 12 random hex digits)");
+
+  PlanOptions plan;
+  std::string plan_from;
+  CLI::App* plan_cmd = app.add_subcommand("plan", "Show what an upgrade or downgrade would do");
+  plan_cmd->add_option("direction", plan.direction, "upgrade or downgrade")
+      ->required()
+      ->check(CLI::IsMember({"upgrade", "downgrade"}));
+  plan_cmd->add_option("target", plan.target, "Target: heads, head, base, +1, -1, REV, label@head")
+      ->required();
+  CLI::Option* plan_from_opt = plan_cmd->add_option(
+      "--from", plan_from, "Version rows to plan from: REV,REV... or base (default: the database)");
+  plan_cmd->add_flag("--sql", plan.sql, "Print the SQL script instead");
+  plan_cmd->add_option("--transaction", plan.transaction, "With --sql: per-revision or all")
+      ->check(CLI::IsMember({"per-revision", "all"}));
+
+  // Database verbs.
+  UpgradeOptions upgrade;
+  CLI::App* upgrade_cmd = app.add_subcommand("upgrade", "Apply revisions up to TARGET");
+  upgrade_cmd->add_option("target", upgrade.target,
+                          "Target (default heads); with --sql also FROM:TO");
+  upgrade_cmd->add_flag("--sql", upgrade.sql, "Print the SQL script; do not connect");
+  upgrade_cmd->add_flag("--allow-changed", upgrade.allow_changed,
+                        "Upgrade although applied revision files changed");
+  upgrade_cmd
+      ->add_option("--transaction", upgrade.transaction,
+                   "per-revision (default) or all: the whole plan in one transaction")
+      ->check(CLI::IsMember({"per-revision", "all"}));
+
+  DowngradeOptions downgrade;
+  CLI::App* downgrade_cmd = app.add_subcommand("downgrade", "Revert revisions down to TARGET");
+  downgrade_cmd->add_option("target", downgrade.target, "Target: -1, base, REV; --sql: FROM:TO")
+      ->required();
+  downgrade_cmd->add_flag("--sql", downgrade.sql, "Print the SQL script; do not connect");
+  downgrade_cmd
+      ->add_option("--transaction", downgrade.transaction, "With --sql: per-revision or all")
+      ->check(CLI::IsMember({"per-revision", "all"}));
+
+  CurrentOptions current;
+  CLI::App* current_cmd = app.add_subcommand("current", "Show the database's version rows");
+  current_cmd->add_flag("--check-heads", current.check_heads, "Exit 3 unless at head");
+  current_cmd->add_flag("-v,--verbose", current.verbose, "Full entries");
+
+  StampOptions stamp;
+  CLI::App* stamp_cmd = app.add_subcommand("stamp", "Set the version rows without running any SQL");
+  stamp_cmd->add_option("revisions", stamp.revisions, "Revision(s), heads or base")->required();
+  stamp_cmd->add_flag("--purge", stamp.purge, "Replace every row, not only related ones");
+
+  EnsureHeadOptions ensure_head;
+  CLI::App* ensure_head_cmd =
+      app.add_subcommand("ensure-head", "Upgrade to heads if behind (cheap when already at head)");
+  ensure_head_cmd->add_flag("--no-apply", ensure_head.no_apply, "Only check: exit 3 when behind");
+
+  ValidateOptions validate;
+  CLI::App* validate_cmd =
+      app.add_subcommand("validate", "Check applied revisions against their files (checksums)");
+
+  ResolveOptions resolve;
+  CLI::App* resolve_cmd = app.add_subcommand("resolve",
+                                             "Clear a needs-attention state left by a failed "
+                                             "non-transactional revision");
+  resolve_cmd->add_flag("--applied", resolve.applied, "The interrupted revision is complete");
+  resolve_cmd->add_flag("--rolled-back", resolve.rolled_back,
+                        "The interrupted revision's effects were undone");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  // Values that need more than CLI11's checks.
+  absl::StatusOr<absl::Duration> duration = ParseDurationFlag("--lock-wait", lock_wait);
+  if (!duration.ok()) {
+    return Usage(std::string(duration.status().message()));
+  }
+  global.lock_wait = *duration;
+  duration = ParseDurationFlag("--lock-timeout", lock_timeout);
+  if (!duration.ok()) {
+    return Usage(std::string(duration.status().message()));
+  }
+  global.lock_timeout = *duration;
+  duration = ParseDurationFlag("--statement-timeout", statement_timeout);
+  if (!duration.ok()) {
+    return Usage(std::string(duration.status().message()));
+  }
+  global.statement_timeout = *duration;
+  if (global.dsn.empty()) {
+    const char* url = std::getenv("DATABASE_URL");
+    if (url != nullptr) {
+      global.dsn = url;
+    }
+  }
+  if (global.who.empty()) {
+    global.who = DefaultWho();
+  }
+  if (*plan_from_opt) {
+    plan.from = plan_from;
+  }
+  global.progress_is_terminal = isatty(STDERR_FILENO) == 1;
+  global.terminal_width = global.progress_is_terminal ? TerminalWidth() : 0;
+  InstallSignalHandlers();
+  global.cancelled = &g_cancelled;
+
+  std::ostream& out = std::cout;
+  std::ostream& err = std::cerr;
+  if (*heads_cmd) {
+    return RunHeads(global, heads, out, err);
+  }
+  if (*branches_cmd) {
+    return RunBranches(global, branches, out, err);
+  }
+  if (*history_cmd) {
+    return RunHistory(global, history, out, err);
+  }
+  if (*show_cmd) {
+    return RunShow(global, show, out, err);
+  }
+  if (*check_cmd) {
+    return RunCheck(global, check, out, err);
+  }
+  if (*revision_cmd) {
+    return RunRevision(global, revision, out, err);
+  }
+  if (*merge_cmd) {
+    return RunMerge(global, merge, out, err);
+  }
+  if (*plan_cmd) {
+    return RunPlan(global, plan, out, err);
+  }
+  if (*upgrade_cmd) {
+    return RunUpgrade(global, upgrade, out, err);
+  }
+  if (*downgrade_cmd) {
+    return RunDowngrade(global, downgrade, out, err);
+  }
+  if (*current_cmd) {
+    return RunCurrent(global, current, out, err);
+  }
+  if (*stamp_cmd) {
+    return RunStamp(global, stamp, out, err);
+  }
+  if (*ensure_head_cmd) {
+    return RunEnsureHead(global, ensure_head, out, err);
+  }
+  if (*validate_cmd) {
+    return RunValidate(global, validate, out, err);
+  }
+  if (*resolve_cmd) {
+    return RunResolve(global, resolve, out, err);
+  }
+  return Usage("no verb given");
+}

@@ -1,0 +1,145 @@
+// What schemactl prints: revision lines and entries in `alembic history`'s
+// format, JSON shapes, durations, and the progress display (an EventSink).
+//
+//   ProgressSink sink(std::cerr, {ProgressSink::Mode::kLive, 100, &graph, true});
+//   executor.Upgrade(*session, "heads", {.sink = &sink});
+//
+//   out << FormatRevisionLine(graph, index, LineFormat::History()) << "\n";
+//
+// Thread-safety: the functions are stateless. A ProgressSink serialises its
+// own output (the executor thread and, in live mode, its ticker thread).
+#ifndef SCHEMAD_CLIENT_CLI_OUTPUT_H_
+#define SCHEMAD_CLIENT_CLI_OUTPUT_H_
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "service/engine/events.h"
+#include "service/engine/planner.h"
+#include "service/engine/revision_graph.h"
+
+namespace schemad::cli {
+
+// Key order is kept as written, so `plan --json` starts with "steps".
+using Json = nlohmann::ordered_json;
+
+// Which parts of Alembic's one-line revision format (Script._head_only) to show.
+struct LineFormat {
+  bool parents = false;    // "parent -> rev" (with "(deps)" after the parent)
+  bool labels = false;     // " (label, ...)"
+  bool head_marks = true;  // " (head)", " (effective head)", " (current)"
+  bool tree_marks = true;  // " (branchpoint)", " (mergepoint)"
+  bool message = false;    // ", message"
+
+  static LineFormat History() { return {true, true, true, true, true}; }
+  static LineFormat Heads() { return {false, true, true, false, false}; }
+};
+
+// One revision as `alembic history` prints it:
+//   "1c9e8b7a6f5d -> 3f2a9c1b7d4e (timeseries) (head), Add sensor_data table".
+// `current` adds " (current)".
+std::string FormatRevisionLine(const engine::RevisionGraph& graph, int index,
+                               const LineFormat& format, bool current = false);
+
+// Extra lines of a verbose entry that come from a database.
+struct AppliedInfo {
+  bool applied = false;
+  std::optional<absl::Time> applied_at;  // from schemad_history, when recorded
+  std::optional<absl::Duration> duration;
+  std::string who;
+};
+
+// A multi-line entry as `alembic history --verbose` / `alembic show` print it
+// (Rev, Parent or Merges, Also depends on, Branches into, Branch names, Path),
+// plus schemad's fields (Created, Transactional, timeouts, statements,
+// checksum) and, with `applied`, the database's record. Ends with a blank line.
+std::string FormatLogEntry(const engine::RevisionGraph& graph, int index, bool current = false,
+                           const AppliedInfo* applied = nullptr);
+
+// The JSON object of one revision (see docs/cli.md, "revision object").
+Json RevisionJson(const engine::RevisionGraph& graph, int index);
+
+// "350ms", "1.2s", "2m03s", "1h02m".
+std::string DurationText(absl::Duration duration);
+// "2025-12-09T14:00:03Z" (UTC, seconds).
+std::string TimeText(absl::Time time);
+double Milliseconds(absl::Duration duration);
+
+// `{"code":"FAILED_PRECONDITION","message":"...","exit_code":1}`.
+Json StatusJson(const absl::Status& status, int exit_code);
+
+// One event as a JSON object (the `--json` progress lines on stderr).
+Json EventJson(const engine::Event& event);
+
+// Cuts `text` to at most `width` bytes without splitting a UTF-8 sequence;
+// width <= 0 leaves it whole.
+std::string FitWidth(absl::string_view text, int width);
+
+// The progress display of upgrade, downgrade, stamp, ensure-head, resolve.
+class ProgressSink final : public engine::EventSink {
+ public:
+  enum class Mode {
+    kNone,       // print nothing (--quiet)
+    kLive,       // one line per revision, updated in place with '\r' (a terminal)
+    kPlain,      // one line per event, never rewritten (logs, pipes)
+    kJsonLines,  // one JSON object per event (--json)
+  };
+  struct Options {
+    Mode mode = Mode::kPlain;
+    int width = 0;                                 // terminal columns (kLive); 0: unknown
+    const engine::RevisionGraph* graph = nullptr;  // for messages; may be null
+    bool ticker = false;  // kLive: redraw the elapsed time every 250ms between events
+  };
+
+  ProgressSink(std::ostream& out, Options options);
+  ~ProgressSink() override;
+  ProgressSink(const ProgressSink&) = delete;
+  ProgressSink& operator=(const ProgressSink&) = delete;
+
+  // Clears a live line that is still showing (also done by the destructor).
+  void Finish();
+
+  // engine::EventSink:
+  void OnEvent(const engine::Event& event) override;
+
+ private:
+  void OnLiveEvent(const engine::Event& event);
+  std::string LiveLine(absl::Time now) const;  // requires mu_
+  void Redraw(absl::Time now);                 // requires mu_
+  void ClearLine();                            // requires mu_
+  void TickerLoop();
+
+  std::ostream& out_;
+  const Options options_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  // Live state.
+  enum class Showing { kNothing, kLock, kRevision };
+  Showing showing_ = Showing::kNothing;
+  std::string lock_holder_;
+  absl::Time lock_since_ = absl::InfinitePast();
+  std::string revision_;
+  engine::Direction direction_ = engine::Direction::kUp;
+  int step_index_ = 0;
+  int step_count_ = 0;
+  int statement_index_ = -1;
+  int statement_count_ = 0;
+  absl::Time revision_started_ = absl::InfinitePast();
+  size_t last_length_ = 0;
+  std::thread ticker_;
+};
+
+}  // namespace schemad::cli
+
+#endif  // SCHEMAD_CLIENT_CLI_OUTPUT_H_

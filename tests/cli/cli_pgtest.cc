@@ -1,0 +1,493 @@
+// schemactl's database verbs end to end through the command functions, on a
+// fresh PostgreSQL database per test (tests/testing/pg_fixture.h).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/cli/commands.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/pg_fixture.h"
+
+namespace schemad::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ::schemad::testing::Exec;
+using ::schemad::testing::Query;
+using ::schemad::testing::Rows;
+using ::schemad::testing::TestDatabase;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+struct Output {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+constexpr char kR1[] = "a1a1a1a1a1a1";
+constexpr char kR2[] = "b2b2b2b2b2b2";
+constexpr char kR3[] = "c3c3c3c3c3c3";
+
+class CliPgTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(db_.ok());
+    std::random_device random;
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("schemactl_pgtest_", getpid(), "_", random(), "_", random());
+    fs::create_directories(dir_);
+    global_.dir = dir_.string();
+    global_.dsn = db_.dsn();
+    global_.who = "tester@test";
+    global_.lock_wait = absl::Seconds(10);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  void Write(const std::string& id, const std::string& revises, const std::string& message,
+             const std::string& up, const std::optional<std::string>& down,
+             const std::string& extra = "") {
+    std::string text = absl::StrCat("-- revision: ", id, "\n");
+    if (!revises.empty()) {
+      absl::StrAppend(&text, "-- revises: ", revises, "\n");
+    }
+    absl::StrAppend(&text, "-- message: ", message, "\n", extra, "\n-- +upgrade\n", up, "\n");
+    if (down.has_value()) {
+      absl::StrAppend(&text, "\n-- +downgrade\n", *down, "\n");
+    }
+    std::ofstream(dir_ / (id + "_rev.sql")) << text;
+  }
+  // r1: table a; r2: table b; r3: table c.
+  void WriteLinear() {
+    Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+    Write(kR2, kR1, "create b", "CREATE TABLE b (id int);", "DROP TABLE b;");
+    Write(kR3, kR2, "create c", "CREATE TABLE c (id int);", "DROP TABLE c;");
+  }
+
+  template <typename Options, typename Fn>
+  Output Run(Fn fn, const Options& options) {
+    std::ostringstream out, err;
+    Output result;
+    result.code = fn(global_, options, out, err);
+    result.out = out.str();
+    result.err = err.str();
+    return result;
+  }
+  Output Upgrade(const std::string& target = "heads") {
+    UpgradeOptions options;
+    options.target = target;
+    return Run(RunUpgrade, options);
+  }
+  Output Downgrade(const std::string& target) {
+    DowngradeOptions options;
+    options.target = target;
+    return Run(RunDowngrade, options);
+  }
+  Output Current(bool check_heads = false) {
+    CurrentOptions options;
+    options.check_heads = check_heads;
+    return Run(RunCurrent, options);
+  }
+
+  Rows VersionRows() {
+    return Query(db_.dsn(), "SELECT version_num FROM alembic_version ORDER BY 1");
+  }
+  bool TableExists(const std::string& name) {
+    return Query(db_.dsn(), absl::StrCat("SELECT to_regclass('public.", name, "') IS NOT NULL")) ==
+           Rows{{"t"}};
+  }
+  nlohmann::json Json(const std::string& text) {
+    nlohmann::json json = nlohmann::json::parse(text, nullptr, false);
+    EXPECT_FALSE(json.is_discarded()) << text;
+    return json;
+  }
+
+  TestDatabase db_;
+  fs::path dir_;
+  GlobalOptions global_;
+};
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+TEST_F(CliPgTest, UpgradeCurrentDowngrade) {
+  WriteLinear();
+  Output before = Current();
+  EXPECT_EQ(before.code, kExitOk) << before.err;
+  EXPECT_EQ(before.out, "");
+  EXPECT_THAT(before.err, HasSubstr("at base"));
+  EXPECT_EQ(Current(/*check_heads=*/true).code, kExitNotAtHead);
+
+  Output up = Upgrade();
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  EXPECT_THAT(up.out, AllOf(StartsWith("Upgraded 3 revisions"), HasSubstr(kR3)));
+  // Not a terminal: plain progress lines on stderr, no carriage returns.
+  EXPECT_THAT(up.err, AllOf(HasSubstr(kR1), Not(HasSubstr("\r"))));
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+  EXPECT_TRUE(TableExists("c"));
+
+  Output current = Current();
+  EXPECT_EQ(current.code, kExitOk) << current.err;
+  EXPECT_EQ(current.out, absl::StrCat(kR3, " (head)\n"));
+  EXPECT_EQ(Current(/*check_heads=*/true).code, kExitOk);
+
+  Output again = Upgrade();
+  EXPECT_EQ(again.code, kExitOk);
+  EXPECT_THAT(again.out, StartsWith("Nothing to do"));
+
+  Output down = Downgrade("-1");
+  ASSERT_EQ(down.code, kExitOk) << down.err;
+  EXPECT_THAT(down.out, StartsWith("Downgraded 1 revision"));
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+  EXPECT_FALSE(TableExists("c"));
+  EXPECT_EQ(Current(/*check_heads=*/true).code, kExitNotAtHead);
+
+  ASSERT_EQ(Downgrade("base").code, kExitOk);
+  EXPECT_THAT(VersionRows(), IsEmpty());
+  EXPECT_FALSE(TableExists("a"));
+}
+
+TEST_F(CliPgTest, JsonResults) {
+  WriteLinear();
+  global_.json = true;
+  Output up = Upgrade(kR2);
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  nlohmann::json json = Json(up.out);
+  EXPECT_EQ(json["ok"], true);
+  EXPECT_EQ(json["operation"], "upgrade");
+  EXPECT_EQ(json["heads_before"], nlohmann::json::array());
+  EXPECT_EQ(json["heads_after"], nlohmann::json::array({kR2}));
+  EXPECT_EQ(json["revisions_run"], 2);
+  EXPECT_EQ(json["steps"].size(), 2u);
+  EXPECT_THAT(json["operation_id"].get<std::string>(), StartsWith("op-"));
+  // Progress as JSON lines on stderr.
+  for (const std::string& line : Lines(up.err)) {
+    EXPECT_TRUE(Json(line).contains("event")) << line;
+  }
+
+  Output current = Current();
+  nlohmann::json status = Json(current.out);
+  EXPECT_EQ(status["rows"], nlohmann::json::array({kR2}));
+  EXPECT_EQ(status["heads"], nlohmann::json::array({kR3}));
+  EXPECT_EQ(status["at_head"], false);
+  EXPECT_EQ(status["pending"], 1);
+  EXPECT_TRUE(status["needs_attention"].is_null());
+  EXPECT_THAT(current.out, Not(HasSubstr(db_.cluster().password)));
+
+  // `plan` with a DSN and no --from plans from the database.
+  PlanOptions plan;
+  plan.direction = "upgrade";
+  plan.target = "heads";
+  Output planned = Run(RunPlan, plan);
+  ASSERT_EQ(planned.code, kExitOk) << planned.err;
+  EXPECT_EQ(Json(planned.out)["steps"], nlohmann::json::parse(absl::StrCat(
+                                            R"([{"revision":")", kR3, R"(","direction":"up"}])")));
+}
+
+TEST_F(CliPgTest, StampRunsNoSql) {
+  WriteLinear();
+  StampOptions options;
+  options.revisions = {kR2};
+  Output stamped = Run(RunStamp, options);
+  ASSERT_EQ(stamped.code, kExitOk) << stamped.err;
+  EXPECT_THAT(stamped.out, HasSubstr(kR2));
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+  EXPECT_FALSE(TableExists("a"));
+
+  Output up = Upgrade();
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  EXPECT_TRUE(TableExists("c"));
+  EXPECT_FALSE(TableExists("a"));
+
+  options.revisions = {"base"};
+  ASSERT_EQ(Run(RunStamp, options).code, kExitOk);
+  EXPECT_THAT(VersionRows(), IsEmpty());
+
+  options.revisions = {"ffff"};
+  EXPECT_EQ(Run(RunStamp, options).code, kExitFailed);
+}
+
+TEST_F(CliPgTest, StampPurgeReplacesEveryRow) {
+  Write(kR1, "", "root", "SELECT 1;", "SELECT 1;");
+  Write(kR2, kR1, "left", "SELECT 1;", "SELECT 1;");
+  Write(kR3, kR1, "right", "SELECT 1;", "SELECT 1;");
+  ASSERT_EQ(Upgrade().code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}, {kR3}}));
+  StampOptions options;
+  options.revisions = {kR1};
+  options.purge = true;
+  ASSERT_EQ(Run(RunStamp, options).code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
+}
+
+TEST_F(CliPgTest, HistoryShowsAppliedMarksDatesAndLog) {
+  WriteLinear();
+  ASSERT_EQ(Upgrade(kR2).code, kExitOk);
+  Output history = Run(RunHistory, HistoryOptions{});
+  ASSERT_EQ(history.code, kExitOk) << history.err;
+  const std::vector<std::string> lines = Lines(history.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], AllOf(StartsWith(absl::StrCat(kR2, " -> ", kR3, " (head), create c")),
+                              HasSubstr("[pending]")));
+  EXPECT_THAT(lines[1], AllOf(HasSubstr(absl::StrCat(kR2, " (current)")), HasSubstr("[applied 20"),
+                              HasSubstr(" in ")));
+  EXPECT_THAT(lines[2], HasSubstr("[applied 20"));
+
+  HistoryOptions verbose;
+  verbose.verbose = true;
+  EXPECT_THAT(Run(RunHistory, verbose).out,
+              AllOf(HasSubstr("Applied: no"), HasSubstr("by tester@test")));
+
+  HistoryOptions range;
+  range.range = "current:";
+  EXPECT_EQ(Lines(Run(RunHistory, range).out).size(), 2u);
+
+  HistoryOptions log;
+  log.log = true;
+  Output records = Run(RunHistory, log);
+  ASSERT_EQ(records.code, kExitOk) << records.err;
+  EXPECT_EQ(Lines(records.out).size(), 2u);
+  EXPECT_THAT(records.out, AllOf(HasSubstr("up"), HasSubstr("success"), HasSubstr(kR1),
+                                 HasSubstr("tester@test")));
+
+  global_.json = true;
+  nlohmann::json json = Json(Run(RunHistory, HistoryOptions{}).out);
+  ASSERT_EQ(json["revisions"].size(), 3u);
+  EXPECT_EQ(json["revisions"][0]["applied"], false);
+  EXPECT_EQ(json["revisions"][1]["applied"], true);
+  EXPECT_EQ(json["revisions"][1]["current"], true);
+  EXPECT_TRUE(json["revisions"][1]["applied_at"].is_string());
+  EXPECT_EQ(json["rows"], nlohmann::json::array({kR2}));
+}
+
+TEST_F(CliPgTest, EnsureHead) {
+  WriteLinear();
+  ASSERT_EQ(Upgrade(kR1).code, kExitOk);
+  Output check = Run(RunEnsureHead, EnsureHeadOptions{/*no_apply=*/true});
+  EXPECT_EQ(check.code, kExitNotAtHead) << check.err;
+  EXPECT_THAT(check.err, AllOf(HasSubstr(kR2), HasSubstr(kR3)));
+  EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
+
+  Output apply = Run(RunEnsureHead, EnsureHeadOptions{});
+  ASSERT_EQ(apply.code, kExitOk) << apply.err;
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+
+  Output at_head = Run(RunEnsureHead, EnsureHeadOptions{});
+  EXPECT_EQ(at_head.code, kExitOk);
+  EXPECT_EQ(at_head.out, absl::StrCat("At head: ", kR3, "\n"));
+  EXPECT_EQ(Run(RunEnsureHead, EnsureHeadOptions{true}).code, kExitOk);
+}
+
+TEST_F(CliPgTest, ValidateAndChangedFiles) {
+  WriteLinear();
+  ASSERT_EQ(Upgrade(kR2).code, kExitOk);
+  Output ok = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(ok.code, kExitOk) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("OK: 2 applied"));
+
+  Write(kR1, "", "create a", "CREATE TABLE a (id bigint);", "DROP TABLE a;");
+  Output changed = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(changed.code, kExitFailed);
+  EXPECT_THAT(changed.out, AllOf(HasSubstr("changed"), HasSubstr(kR1)));
+
+  global_.json = true;
+  nlohmann::json json = Json(Run(RunValidate, ValidateOptions{}).out);
+  EXPECT_EQ(json["ok"], false);
+  EXPECT_EQ(json["issues"][0]["kind"], "changed");
+  EXPECT_EQ(json["issues"][0]["revision"], kR1);
+  global_.json = false;
+
+  Output refused = Upgrade();
+  EXPECT_EQ(refused.code, kExitFailed);
+  EXPECT_THAT(refused.err, AllOf(HasSubstr(kR1), HasSubstr("--allow-changed")));
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+
+  UpgradeOptions allow;
+  allow.allow_changed = true;
+  ASSERT_EQ(Run(RunUpgrade, allow).code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+}
+
+TEST_F(CliPgTest, SqlErrorNamesFileLineAndSqlstate) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "broken", "CREATE TABLE b (id int);\nINSERT INTO missing_table VALUES (1);",
+        "DROP TABLE b;");
+  Output failed = Upgrade();
+  EXPECT_EQ(failed.code, kExitFailed);
+  EXPECT_THAT(failed.err, AllOf(HasSubstr(kR2), HasSubstr("b2b2b2b2b2b2_rev.sql:"),
+                                HasSubstr("42P01"), HasSubstr("missing_table")));
+  EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
+  EXPECT_FALSE(TableExists("b"));
+
+  // Fixed: the upgrade finishes.
+  Write(kR2, kR1, "fixed", "CREATE TABLE b (id int);", "DROP TABLE b;");
+  ASSERT_EQ(Upgrade().code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+}
+
+TEST_F(CliPgTest, NeedsAttentionAndResolve) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "concurrent index",
+        "CREATE INDEX CONCURRENTLY a_id ON a (id);\nINSERT INTO missing_table VALUES (1);",
+        "DROP INDEX CONCURRENTLY a_id;", "-- transactional: false\n");
+  Output failed = Upgrade();
+  EXPECT_EQ(failed.code, kExitNeedsAttention) << failed.err;
+  EXPECT_THAT(failed.err, AllOf(HasSubstr("needs attention"), HasSubstr("resolve")));
+  EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
+
+  Output current = Current();
+  EXPECT_EQ(current.code, kExitOk);
+  EXPECT_THAT(current.err, AllOf(HasSubstr("warning"), HasSubstr("needs attention")));
+  EXPECT_EQ(Current(/*check_heads=*/true).code, kExitNeedsAttention);
+  global_.json = true;
+  nlohmann::json status = Json(Current().out);
+  EXPECT_EQ(status["needs_attention"]["revision"], kR2);
+  EXPECT_EQ(status["needs_attention"]["statements_done"], 1);
+  global_.json = false;
+
+  EXPECT_EQ(Upgrade().code, kExitNeedsAttention);  // blocked
+  EXPECT_EQ(Run(RunEnsureHead, EnsureHeadOptions{}).code, kExitNeedsAttention);
+  EXPECT_EQ(Run(RunResolve, ResolveOptions{}).code, kExitUsage);
+
+  // The operator undoes what ran and resolves as rolled back; history records it.
+  Exec(db_.dsn(), "DROP INDEX a_id");
+  Output resolved = Run(RunResolve, ResolveOptions{false, true});
+  ASSERT_EQ(resolved.code, kExitOk) << resolved.err;
+  EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
+  HistoryOptions log;
+  log.log = true;
+  EXPECT_THAT(Run(RunHistory, log).out, AllOf(HasSubstr("resolve"), HasSubstr("rolled_back")));
+  EXPECT_EQ(Run(RunResolve, ResolveOptions{false, true}).code, kExitFailed);  // nothing to resolve
+
+  // After fixing the file, the upgrade goes through.
+  Write(kR2, kR1, "concurrent index", "CREATE INDEX CONCURRENTLY a_id ON a (id);",
+        "DROP INDEX CONCURRENTLY a_id;", "-- transactional: false\n");
+  Output up = Upgrade();
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+}
+
+TEST_F(CliPgTest, ResolveApplied) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "two steps", "CREATE TABLE b (id int);\nINSERT INTO missing_table VALUES (1);",
+        "DROP TABLE b;", "-- transactional: false\n");
+  ASSERT_EQ(Upgrade().code, kExitNeedsAttention);
+  Output resolved = Run(RunResolve, ResolveOptions{true, false});
+  ASSERT_EQ(resolved.code, kExitOk) << resolved.err;
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+  EXPECT_EQ(Current(/*check_heads=*/true).code, kExitOk);
+}
+
+TEST_F(CliPgTest, LockWaitTimesOutNamingTheHolder) {
+  Write(kR1, "", "slow", "SELECT pg_sleep(3);", "SELECT 1;");
+  Output slow;
+  std::thread holder([&] {
+    GlobalOptions global = global_;
+    global.quiet = true;
+    std::ostringstream out, err;
+    slow.code = RunUpgrade(global, UpgradeOptions{}, out, err);
+    slow.err = err.str();
+  });
+  // Wait until the slow upgrade holds the lock (its statement is running).
+  for (int i = 0; i < 100; ++i) {
+    if (Query(db_.dsn(),
+              "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+              "'%pg_sleep(3)%' AND pid <> pg_backend_pid()") == Rows{{"1"}}) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  global_.lock_wait = absl::Milliseconds(300);
+  Output waiter = Run(RunEnsureHead, EnsureHeadOptions{});
+  holder.join();
+  EXPECT_EQ(slow.code, kExitOk) << slow.err;
+  EXPECT_EQ(waiter.code, kExitUnavailable) << waiter.err;
+  EXPECT_THAT(waiter.err, AllOf(HasSubstr("schemactl"), HasSubstr("pid")));
+}
+
+TEST_F(CliPgTest, TransactionAllAndSchemaQualifiedVersionTable) {
+  WriteLinear();
+  Exec(db_.dsn(), "CREATE SCHEMA ops");
+  global_.version_table = "ops.alembic_version";
+  UpgradeOptions options;
+  options.transaction = "all";
+  Output up = Run(RunUpgrade, options);
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  EXPECT_EQ(Query(db_.dsn(), "SELECT version_num FROM ops.alembic_version"), (Rows{{kR3}}));
+  EXPECT_EQ(Current().out, absl::StrCat(kR3, " (head)\n"));
+}
+
+TEST_F(CliPgTest, WrongPasswordIsNeverPrinted) {
+  WriteLinear();
+  const std::string wrong = "Wr0ngPassw0rdXYZ";
+  global_.dsn = absl::StrCat("postgresql://postgres:", wrong, "@127.0.0.1:", db_.cluster().port,
+                             "/", db_.name());
+  global_.json = true;
+  Output r = Current();
+  EXPECT_EQ(r.code, kExitUnavailable) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("authentication"));
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr(wrong)));
+  // Nor the right one, in any output of a successful run.
+  global_.dsn = db_.dsn();
+  global_.json = false;
+  Output up = Upgrade();
+  ASSERT_EQ(up.code, kExitOk);
+  EXPECT_THAT(up.err + up.out, Not(HasSubstr(db_.cluster().password)));
+}
+
+TEST_F(CliPgTest, UnreachableDatabaseExitsFiveWithoutPassword) {
+  WriteLinear();
+  // Port 1 on loopback: connection refused.
+  global_.dsn = "postgresql://app:s3cr3tpass@127.0.0.1:1/site";
+  global_.json = true;
+  Output r = Run(RunCurrent, CurrentOptions{});
+  EXPECT_EQ(r.code, kExitUnavailable) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("s3cr3tpass")));
+  EXPECT_THAT(r.out, Not(HasSubstr("s3cr3tpass")));
+  EXPECT_EQ(Json(r.out)["error"]["exit_code"], kExitUnavailable);
+  global_.dsn = "host=127.0.0.1 port=1 user=app password=s3cr3tpass dbname=site";
+  Output kv = Run(RunEnsureHead, EnsureHeadOptions{});
+  EXPECT_EQ(kv.code, kExitUnavailable) << kv.err;
+  EXPECT_THAT(kv.err + kv.out, Not(HasSubstr("s3cr3tpass")));
+}
+
+TEST_F(CliPgTest, AdoptsAlembicVersionTable) {
+  WriteLinear();
+  // A database that Alembic migrated up to r1: its table, its row, r1's schema.
+  Exec(db_.dsn(),
+       "CREATE TABLE alembic_version (version_num varchar(32) NOT NULL, "
+       "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
+       "INSERT INTO alembic_version VALUES ('a1a1a1a1a1a1');"
+       "CREATE TABLE a (id int);");
+  Output current = Current();
+  EXPECT_EQ(current.out, absl::StrCat(kR1, "\n"));
+  ASSERT_EQ(Upgrade().code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+  Output validate = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(validate.code, kExitOk) << validate.out;
+  EXPECT_THAT(validate.out, AllOf(HasSubstr("no checksum"), HasSubstr(kR1)));
+}
+
+}  // namespace
+}  // namespace schemad::cli
