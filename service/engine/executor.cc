@@ -162,6 +162,7 @@ class Executor::Run {
   void RecordFailure(store::HistoryRecord record, const absl::Status& error,
                      const std::optional<store::NeedsAttention>& marker) {
     record.outcome = marker ? "needs_attention" : "failed";
+    record.duration = absl::Now() - record.started;
     record.error = std::string(error.message());
     record.rows_after = record.rows_before;
     absl::StatusOr<std::unique_ptr<store::Transaction>> tx = session_.Begin();
@@ -298,6 +299,12 @@ class Executor::Run {
             absl::StrCat(status.message(), "; ", NeedsAttentionMessage(marker)));
       }
       marker.statements_done = static_cast<int>(i) + 1;
+      if (marker.statements_done < marker.statements_total) {
+        // Keep the mark current, so that after a crash it says how far it got.
+        ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> progress, session_.Begin());
+        RETURN_IF_ERROR(progress->SetNeedsAttention(marker));
+        RETURN_IF_ERROR(progress->Commit());
+      }
     }
     ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
     RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));

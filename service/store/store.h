@@ -121,7 +121,10 @@ class Transaction {
   virtual absl::Status SetTimeouts(const Timeouts& timeouts) = 0;
   // Runs one statement. On an SQL error returns FAILED_PRECONDITION (ABORTED
   // for lock/deadlock/cancel) whose message is PostgreSQL's, and fills
-  // `error` when given; the transaction is then unusable (roll back).
+  // `error` when given; the transaction is then unusable (roll back). With a
+  // lock_timeout set, a lock timeout (55P03) also names, where the store
+  // could find them, the sessions that blocked the statement ("...; blocked
+  // by pid 1234 (psql) from 10.0.0.7, idle in transaction: LOCK TABLE ...").
   virtual absl::Status Execute(const SqlStatement& statement, StatementError* error) = 0;
   // Applies version-row changes, each of which must touch exactly one row
   // (FAILED_PRECONDITION otherwise: someone else changed the table).
@@ -144,7 +147,8 @@ class Session {
   // safe under concurrency). An existing Alembic version table is kept as is.
   virtual absl::Status EnsureTables() = 0;
   virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin() = 0;
-  // Runs one statement outside any transaction (non-transactional revisions).
+  // Runs one statement outside any transaction (non-transactional revisions);
+  // errors as Transaction::Execute.
   virtual absl::Status ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
                                          StatementError* error) = 0;
   // The checksum recorded when each currently applied revision was last

@@ -37,6 +37,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::Pair;
+using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
 VersionRowChange Insert(const std::string& to) {
@@ -479,6 +480,66 @@ TEST_F(PqDatabaseTest, LockTimeoutIsAborted) {
               StatusIs(absl::StatusCode::kAborted, HasSubstr("SQLSTATE 55P03")));
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(error.sqlstate, "55P03");
+}
+
+TEST_F(PqDatabaseTest, LockTimeoutNamesTheBlocker) {
+  Exec(db_.dsn(), "CREATE TABLE busy (id int)");
+  pqxx::connection holder(db_.dsn() + "?application_name=the-holder");
+  const std::string holder_pid = absl::StrCat(holder.backendpid());
+  pqxx::work holding(holder);
+  holding.exec("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE");
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Milliseconds(800), absl::ZeroDuration()}));
+  StatementError error;
+  const absl::Status status = tx->Execute(Sql("ALTER TABLE busy ADD COLUMN name text"), &error);
+  const auto names_holder = AllOf(
+      HasSubstr(absl::StrCat("blocked by pid ", holder_pid,
+                             " (the-holder) from 127.0.0.1, "
+                             "idle in transaction: LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")),
+      Not(HasSubstr(db_.cluster().password)));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted, names_holder));
+  EXPECT_EQ(error.sqlstate, "55P03");
+  EXPECT_THAT(error.message,
+              AllOf(StartsWith("canceling statement due to lock timeout; "), names_holder));
+  tx.reset();
+
+  // Outside a transaction (non-transactional revisions) too.
+  EXPECT_THAT(
+      session_->ExecuteAutocommit(Sql("CREATE INDEX CONCURRENTLY busy_id ON busy (id)"),
+                                  Timeouts{absl::Milliseconds(800), absl::Seconds(10)}, &error),
+      StatusIs(absl::StatusCode::kAborted, names_holder));
+
+  // The monitor's connection is gone soon after; the session works as before.
+  holding.abort();
+  ASSERT_OK(session_->ExecuteAutocommit(Sql("ALTER TABLE busy ADD COLUMN name text"),
+                                        Timeouts{absl::Milliseconds(800), absl::ZeroDuration()},
+                                        nullptr));
+  const std::string monitors = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = '", app_name_, " monitor'");
+  EXPECT_EQ(Q(monitors), (Rows{{"1"}}));  // kept for the next statement a while
+  session_.reset();
+  Rows left = Q(monitors);
+  for (int i = 0; i < 100 && left != Rows{{"0"}}; ++i) {  // the backend exits asynchronously
+    absl::SleepFor(absl::Milliseconds(20));
+    left = Q(monitors);
+  }
+  EXPECT_EQ(left, (Rows{{"0"}}));
+}
+
+TEST_F(PqDatabaseTest, FastStatementsWithALockTimeoutOpenNoMonitorConnection) {
+  const std::string monitors = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = '", app_name_, " monitor'");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Milliseconds(400), absl::ZeroDuration()}));
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK(tx->Execute(Sql("SELECT 1"), nullptr));
+  }
+  EXPECT_EQ(Q(monitors), (Rows{{"0"}}));
+  // A statement that runs long without waiting for a lock: asked about, nothing to name.
+  ASSERT_OK(tx->Execute(Sql("SELECT pg_sleep(0.5)"), nullptr));
+  ASSERT_OK(tx->Commit());
+  EXPECT_EQ(Q(monitors), (Rows{{"1"}}));
 }
 
 TEST_F(PqDatabaseTest, StatementsMayNotEndTheTransaction) {

@@ -17,11 +17,21 @@
 // - EnsureTables serialises creators with pg_advisory_xact_lock on FNV-1a 64 of
 //   "schemad:ensure_tables" (one key per database: the history and state tables
 //   are shared by every version table of the database).
+// - Who blocks a statement: while a statement runs with a lock_timeout, a
+//   per-session BlockerMonitor thread (started on the first such statement)
+//   asks, from a separate short-lived connection ("... monitor" in
+//   application_name), which backends block ours (pg_blocking_pids), first
+//   after half the lock_timeout (at most 1 s), then at that interval. A lock
+//   timeout (55P03) then names the last ones seen. Statements that finish
+//   sooner cost a mutex and a clock read; statements without a lock_timeout,
+//   nothing.
 #include "service/store/pq/pq_database.h"
 
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +45,7 @@
 #include <pqxx/pqxx>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -419,11 +430,12 @@ class PqConnection final : public pqxx::connection_base {
 // ------------------------------------------------------------------- config
 
 struct Config {
-  std::string display_name;   // "dbname on host:port"
-  std::string user;           // for messages
-  std::string password;       // scrubbed from messages
-  std::string conninfo;       // sessions
-  std::string lock_conninfo;  // the lock connection (application_name + " lock")
+  std::string display_name;      // "dbname on host:port"
+  std::string user;              // for messages
+  std::string password;          // scrubbed from messages
+  std::string conninfo;          // sessions
+  std::string lock_conninfo;     // the lock connection (application_name + " lock")
+  std::string monitor_conninfo;  // BlockerMonitor (application_name + " monitor")
   PqOptions options;
 
   std::string version_table_name;  // as configured, for Alembic's messages
@@ -460,6 +472,213 @@ std::string Qualified(const std::string& schema, const std::string& table) {
                         : absl::StrCat(QuoteIdent(schema), ".", QuoteIdent(table));
 }
 
+// ------------------------------------------------------------ lock waits
+
+// Finds out who blocks a statement that waits for a lock, so that a lock
+// timeout can name them. One per PqSession, created by its first statement
+// with a lock_timeout; its thread sleeps on a condition variable between
+// watches. The statement's thread calls Watch before and EndWatch after the
+// statement. When a watch is still on after `first` (half the lock_timeout,
+// at most 1 s), the thread connects (once per burst of statements: the
+// connection is closed after kLinger without a watch) and asks
+// pg_blocking_pids about the watched backend, again every `first` until the
+// watch ends. Best effort: a failure to connect or ask only means no names.
+//
+// Thread-safety: Watch and EndWatch from the session's thread; the monitor
+// thread is internal.
+class BlockerMonitor {
+ public:
+  BlockerMonitor(std::string conninfo, std::string password)
+      : conninfo_(std::move(conninfo)), password_(std::move(password)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~BlockerMonitor() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  BlockerMonitor(const BlockerMonitor&) = delete;
+  BlockerMonitor& operator=(const BlockerMonitor&) = delete;
+
+  // Starts watching backend `pid`, whose statement runs with `lock_timeout` (> 0).
+  void Watch(int pid, absl::Duration lock_timeout) {
+    const Clock::duration first =
+        std::max(absl::ToChronoNanoseconds(std::min(lock_timeout / 2, absl::Seconds(1))),
+                 Clock::duration(std::chrono::milliseconds(5)));
+    const Clock::time_point ask_at = Clock::now() + first;
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      watching_ = true;
+      ++watch_id_;
+      pid_ = pid;
+      interval_ = first;
+      next_ask_ = ask_at;
+      blockers_.clear();
+      // A thread already sleeping until an earlier time re-reads next_ask_
+      // when it wakes: no need to wake it now.
+      wake = ask_at < sleeping_until_;
+    }
+    if (wake) {
+      cv_.notify_one();
+    }
+  }
+
+  // Ends the watch: the blockers last seen during it ("" when none).
+  std::string EndWatch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    watching_ = false;
+    ++watch_id_;
+    return std::move(blockers_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kLinger{5};
+  static constexpr int kMaxNamed = 3;
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!quit_) {
+      if (!watching_) {
+        sleeping_until_ = Clock::time_point::max();
+        if (conn_ == nullptr) {
+          cv_.wait(lock);
+        } else if (!cv_.wait_for(lock, kLinger, [this] { return quit_ || watching_; })) {
+          lock.unlock();
+          Disconnect();
+          lock.lock();
+        }
+        continue;
+      }
+      if (Clock::now() < next_ask_) {
+        sleeping_until_ = next_ask_;
+        cv_.wait_until(lock, next_ask_);
+        continue;
+      }
+      sleeping_until_ = Clock::time_point::min();  // busy: Watch need not wake us
+      const uint64_t id = watch_id_;
+      const int pid = pid_;
+      lock.unlock();
+      std::string answer = AskWhoBlocks(pid);
+      lock.lock();
+      if (watching_ && watch_id_ == id) {
+        if (!answer.empty()) {
+          blockers_ = std::move(answer);
+        }
+        next_ask_ = Clock::now() + interval_;
+      }
+    }
+    lock.unlock();
+    Disconnect();
+  }
+
+  void Disconnect() {
+    if (conn_ != nullptr) {
+      PQfinish(conn_);
+      conn_ = nullptr;
+    }
+  }
+
+  // "blocked by pid 1234 (psql) from 10.0.0.7, idle in transaction: LOCK TABLE ...",
+  // or "" when nothing blocks `pid` (or the question could not be asked).
+  std::string AskWhoBlocks(int pid) {
+    if (conn_ == nullptr) {
+      conn_ = PQconnectdb(conninfo_.c_str());
+      if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+        Disconnect();
+        return "";
+      }
+      // The monitor never queues behind anything for long.
+      PQclear(PQexec(conn_, "SET statement_timeout = '2s'; SET lock_timeout = '1s'"));
+    }
+    const std::string pid_text = absl::StrCat(pid);
+    const char* params[] = {pid_text.c_str()};
+    PGresult* result = PQexecParams(
+        conn_,
+        "SELECT b.pid, a.pid IS NOT NULL, a.application_name, host(a.client_addr), a.state, "
+        "left(a.query, 200), length(a.query) > 200 "
+        "FROM pg_stat_activity me "
+        "CROSS JOIN LATERAL (SELECT DISTINCT p FROM unnest(pg_blocking_pids(me.pid)) AS p) "
+        "AS b(pid) LEFT JOIN pg_stat_activity a ON a.pid = b.pid "
+        "WHERE me.pid = $1::int AND me.wait_event_type = 'Lock' ORDER BY b.pid LIMIT 4",
+        1, nullptr, params, nullptr, nullptr, 0);
+    std::unique_ptr<PGresult, void (*)(PGresult*)> owned(result, &PQclear);
+    if (result == nullptr || PQresultStatus(result) != PGRES_TUPLES_OK) {
+      if (PQstatus(conn_) != CONNECTION_OK) {
+        Disconnect();
+      }
+      return "";
+    }
+    const auto text = [result](int row, int column) {
+      return PQgetisnull(result, row, column) ? std::string()
+                                              : std::string(PQgetvalue(result, row, column));
+    };
+    std::vector<std::string> named;
+    const int rows = PQntuples(result);
+    for (int row = 0; row < std::min(rows, kMaxNamed); ++row) {
+      std::string one;
+      if (text(row, 0) == "0") {
+        one = "a prepared transaction";
+      } else {
+        LockHolder holder;
+        if (!absl::SimpleAtoi(text(row, 0), &holder.pid)) {
+          continue;
+        }
+        holder.application_name = text(row, 2);
+        holder.client_address = text(row, 3);
+        one = holder.Describe();
+        const std::string state = text(row, 4);
+        if (!state.empty()) {
+          absl::StrAppend(&one, ", ", state);
+        }
+        const std::string query = OneLine(text(row, 5));
+        if (!query.empty()) {
+          absl::StrAppend(&one, ": ", query, text(row, 6) == "t" ? "..." : "");
+        }
+      }
+      named.push_back(Scrub(one, password_));
+    }
+    if (named.empty()) {
+      return "";
+    }
+    std::string out = absl::StrCat("blocked by ", absl::StrJoin(named, "; and by "));
+    if (rows > kMaxNamed) {
+      absl::StrAppend(&out, "; and others");
+    }
+    return out;
+  }
+
+  const std::string conninfo_;
+  const std::string password_;  // scrubbed from what the monitor reports
+  PGconn* conn_ = nullptr;      // the monitor thread's
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
+  bool watching_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int pid_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::duration interval_ ABSL_GUARDED_BY(mu_){};
+  Clock::time_point next_ask_ ABSL_GUARDED_BY(mu_){};
+  // When the monitor thread will next look at the state unasked:
+  // max() while idle, min() while asking.
+  Clock::time_point sleeping_until_ ABSL_GUARDED_BY(mu_) = Clock::time_point::max();
+  std::string blockers_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// Appends the blockers to a lock-timeout message.
+std::string WithBlockers(std::string message, const std::string& blockers) {
+  if (!blockers.empty()) {
+    absl::StrAppend(&message, "; ", blockers);
+  }
+  return message;
+}
+
 // ------------------------------------------------------------------ session
 
 class PqSession;
@@ -485,6 +704,7 @@ class PqTransaction final : public Transaction {
 
   PqSession* session_;
   std::unique_ptr<pqxx::work> work_;
+  absl::Duration lock_timeout_ = absl::ZeroDuration();  // as last set by SetTimeouts
   bool failed_ = false;
   bool committed_ = false;
 };
@@ -494,6 +714,7 @@ class PqSession final : public Session {
   PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn)
       : config_(std::move(config)), conn_(std::move(conn)) {
     cancel_ = PQgetCancel(conn_->pgconn());
+    backend_pid_ = PQbackendPID(conn_->pgconn());
   }
   ~PqSession() override {
     {
@@ -519,10 +740,14 @@ class PqSession final : public Session {
   // For PqTransaction.
   const Config& config() const { return *config_; }
   // Runs `fn` (which may throw pqxx exceptions) as a cancellable statement
-  // and turns exceptions into a status annotated with `context`.
-  absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
-  // Runs `sql` through libpq directly, filling `error` on an SQL error.
-  absl::Status RunRaw(const std::string& sql, StatementError* error);
+  // and turns exceptions into a status annotated with `context`. With a
+  // `lock_timeout` (> 0, the one in effect), a lock timeout names the blockers.
+  absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn,
+                   absl::Duration lock_timeout = absl::ZeroDuration());
+  // Runs `sql` through libpq directly, filling `error` on an SQL error;
+  // `lock_timeout` as for Run.
+  absl::Status RunRaw(const std::string& sql, StatementError* error,
+                      absl::Duration lock_timeout = absl::ZeroDuration());
   void TransactionEnded() { transaction_open_ = false; }
   // libpq's view, without a round trip.
   PGTransactionStatusType TransactionStatus() const { return PQtransactionStatus(conn_->pgconn()); }
@@ -558,22 +783,40 @@ class PqSession final : public Session {
   }
   absl::Status ReadStateFallback(DatabaseState* state);
   static void AddStateRow(const pqxx::row& row, DatabaseState* state);
+  // Starts watching for blockers when `lock_timeout` > 0; returns whether it did.
+  bool WatchForBlockers(absl::Duration lock_timeout);
 
   std::shared_ptr<const Config> config_;
   std::unique_ptr<PqConnection> conn_;
   bool broken_ = false;
   bool transaction_open_ = false;
+  int backend_pid_ = 0;
+  std::unique_ptr<BlockerMonitor> monitor_;  // created by the first statement with a lock_timeout
 
   std::mutex cancel_mu_;
   bool running_ ABSL_GUARDED_BY(cancel_mu_) = false;
   PGcancel* cancel_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
 };
 
-absl::Status PqSession::Run(absl::string_view context, const std::function<absl::Status()>& fn) {
+bool PqSession::WatchForBlockers(absl::Duration lock_timeout) {
+  if (lock_timeout <= absl::ZeroDuration() || lock_timeout == absl::InfiniteDuration() ||
+      backend_pid_ == 0) {
+    return false;
+  }
+  if (monitor_ == nullptr) {
+    monitor_ = std::make_unique<BlockerMonitor>(config_->monitor_conninfo, config_->password);
+  }
+  monitor_->Watch(backend_pid_, lock_timeout);
+  return true;
+}
+
+absl::Status PqSession::Run(absl::string_view context, const std::function<absl::Status()>& fn,
+                            absl::Duration lock_timeout) {
   if (broken_) {
     return Lost();
   }
   absl::Status status;
+  const bool watching = WatchForBlockers(lock_timeout);
   {
     RunningScope running(this);
     try {
@@ -582,13 +825,20 @@ absl::Status PqSession::Run(absl::string_view context, const std::function<absl:
       status = StatusFromCurrentException();
     }
   }
+  if (watching) {
+    const std::string blockers = monitor_->EndWatch();
+    if (absl::StartsWith(status.message(), "SQLSTATE 55P03") && !blockers.empty()) {
+      status = absl::Status(status.code(), WithBlockers(std::string(status.message()), blockers));
+    }
+  }
   if (status.code() == absl::StatusCode::kUnavailable) {
     broken_ = true;
   }
   return Annotate(status, context);
 }
 
-absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error) {
+absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error,
+                               absl::Duration lock_timeout) {
   if (broken_) {
     return Lost();
   }
@@ -598,7 +848,9 @@ absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error) {
     return Lost();
   }
   PGresult* result = nullptr;
+  std::string blockers;
   {
+    const bool watching = WatchForBlockers(lock_timeout);
     RunningScope running(this);
     result = PQexec(pg, sql.c_str());
     // COPY is not a statement schemad can feed or read: finish it.
@@ -621,6 +873,9 @@ absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error) {
         }
         result = next;
       }
+    }
+    if (watching) {
+      blockers = monitor_->EndWatch();
     }
   }
   std::unique_ptr<PGresult, void (*)(PGresult*)> owned(result, &PQclear);
@@ -651,6 +906,9 @@ absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error) {
   int parsed_position = 0;
   if (position != nullptr && absl::SimpleAtoi(position, &parsed_position)) {
     statement_error.position = parsed_position;
+  }
+  if (statement_error.sqlstate == "55P03") {
+    statement_error.message = WithBlockers(std::move(statement_error.message), blockers);
   }
   if (PQstatus(pg) != CONNECTION_OK) {
     broken_ = true;
@@ -844,7 +1102,7 @@ absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const T
                                    "'; SET statement_timeout = '", statement_timeout, "'"),
                       nullptr),
                "setting timeouts"));
-  absl::Status status = RunRaw(statement.text, error);
+  absl::Status status = RunRaw(statement.text, error, timeouts.lock_timeout);
   if (status.ok() && !broken_ && TransactionStatus() != PQTRANS_IDLE) {
     // A BEGIN (or START TRANSACTION) left a transaction open: undo it.
     status = absl::FailedPreconditionError(
@@ -957,7 +1215,7 @@ absl::Status PqTransaction::Usable() const {
 absl::Status PqTransaction::Run(absl::string_view context,
                                 const std::function<absl::Status()>& fn) {
   RETURN_IF_ERROR(Usable());
-  absl::Status status = session_->Run(context, fn);
+  absl::Status status = session_->Run(context, fn, lock_timeout_);
   if (!status.ok()) {
     failed_ = true;
   }
@@ -970,16 +1228,18 @@ absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
                    TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
   ASSIGN_OR_RETURN(const std::string statement_timeout,
                    TimeoutSetting(timeouts.statement_timeout, "statement_timeout"));
-  return Run("setting timeouts", [&]() -> absl::Status {
+  RETURN_IF_ERROR(Run("setting timeouts", [&]() -> absl::Status {
     work_->exec(absl::StrCat("SET LOCAL lock_timeout = '", lock_timeout,
                              "'; SET LOCAL statement_timeout = '", statement_timeout, "'"));
     return absl::OkStatus();
-  });
+  }));
+  lock_timeout_ = timeouts.lock_timeout;
+  return absl::OkStatus();
 }
 
 absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementError* error) {
   RETURN_IF_ERROR(Usable());
-  absl::Status status = session_->RunRaw(statement.text, error);
+  absl::Status status = session_->RunRaw(statement.text, error, lock_timeout_);
   if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
     status = absl::FailedPreconditionError(
         "the statement ended the transaction (COMMIT, ROLLBACK and the like do not belong in a "
@@ -1291,6 +1551,13 @@ absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
   config->conninfo = BuildConninfo(parsed, options.application_name, "", options.connect_timeout);
   config->lock_conninfo =
       BuildConninfo(parsed, options.application_name, " lock", options.connect_timeout);
+  // The monitor is worth little once the lock wait is over: it gives up sooner.
+  const absl::Duration monitor_connect_timeout =
+      options.connect_timeout > absl::ZeroDuration()
+          ? std::min(options.connect_timeout, absl::Seconds(2))
+          : absl::Seconds(2);
+  config->monitor_conninfo =
+      BuildConninfo(parsed, options.application_name, " monitor", monitor_connect_timeout);
 
   config->version_table_name = tables.version_table;
   config->table_key = tables.schema.empty()

@@ -1,0 +1,2 @@
+CREATE DATABASE site_a;
+CREATE DATABASE site_b;

@@ -1,0 +1,979 @@
+// schemactl under faults, end to end: the real binary ($SCHEMACTL) run as
+// subprocesses against a fresh PostgreSQL database per test
+// (tests/testing/pg_fixture.h), the way operators and deploy jobs run it —
+// many at once, killed with SIGKILL mid-revision, blocked by another
+// session's lock, with wrong credentials — and real Alembic (Debian's
+// python3-alembic under /usr/bin/python3) handing the same database back and
+// forth with schemactl. The in-process command tests are cli_pgtest.cc.
+//
+// The binary is $SCHEMACTL, else the one this build made (SCHEMAD_SCHEMACTL).
+// Without a cluster, without the binary, or without Alembic these tests
+// fail; they never skip.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <pqxx/pqxx>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/pg_fixture.h"
+
+extern char** environ;
+
+namespace schemad::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ::schemad::testing::Exec;
+using ::schemad::testing::Query;
+using ::schemad::testing::Rows;
+using ::schemad::testing::TestDatabase;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// Exit codes, as docs/cli.md documents them (the binary is what is tested).
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+constexpr int kNotAtHead = 3;
+constexpr int kNeedsAttention = 4;
+constexpr int kUnavailable = 5;
+
+// ------------------------------------------------------------ processes
+
+struct Output {
+  int code = -1;   // exit code; -1 when killed by a signal
+  int signal = 0;  // the signal that killed it
+  std::string out;
+  std::string err;
+  absl::Duration took;
+};
+
+std::ostream& operator<<(std::ostream& os, const Output& o) {
+  return os << "exit " << o.code << " signal " << o.signal << "\n--- stdout\n"
+            << o.out << "--- stderr\n"
+            << o.err;
+}
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// A child process with stdout and stderr in files (no pipes to drain).
+class Process {
+ public:
+  // Runs argv[0] (a path) with the test's environment minus what could point
+  // it elsewhere (SCHEMAD_*, DATABASE_URL, PG*, PYTHON*), plus `env`.
+  Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+          const fs::path& scratch) {
+    static std::atomic<int> counter{0};
+    const std::string base = absl::StrCat("proc", counter.fetch_add(1));
+    out_path_ = scratch / (base + ".out");
+    err_path_ = scratch / (base + ".err");
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const absl::string_view entry(*e);
+      if (absl::StartsWith(entry, "SCHEMAD_") || absl::StartsWith(entry, "DATABASE_URL=") ||
+          absl::StartsWith(entry, "PG") || absl::StartsWith(entry, "PYTHON")) {
+        continue;
+      }
+      environment.emplace_back(entry);
+    }
+    environment.insert(environment.end(), env.begin(), env.end());
+    std::vector<char*> args;
+    for (const std::string& a : argv) {
+      args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const std::string& e : environment) {
+      envp.push_back(const_cast<char*>(e.c_str()));
+    }
+    envp.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    start_ = absl::Now();
+    const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      ADD_FAILURE() << "cannot start " << argv[0] << ": " << std::strerror(rc);
+      pid_ = -1;
+    }
+  }
+  ~Process() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Waits for the process; after `timeout` kills it and records a failure.
+  Output Wait(absl::Duration timeout = absl::Seconds(60)) {
+    Output output;
+    if (pid_ <= 0) {
+      return output;
+    }
+    int status = 0;
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      const pid_t done = waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) {
+        break;
+      }
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << "process " << pid_ << " still running after "
+                      << absl::FormatDuration(timeout) << "; killed";
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    pid_ = -1;
+    output.took = absl::Now() - start_;
+    if (WIFEXITED(status)) {
+      output.code = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+      output.signal = WTERMSIG(status);
+    }
+    output.out = ReadAll(out_path_);
+    output.err = ReadAll(err_path_);
+    return output;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  absl::Time start_;
+  fs::path out_path_;
+  fs::path err_path_;
+};
+
+// Polls `sql` until it returns `want` (or `timeout` passes); the last answer.
+Rows WaitForRows(const std::string& dsn, const std::string& sql, const Rows& want,
+                 absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  Rows rows = Query(dsn, sql);
+  while (rows != want && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    rows = Query(dsn, sql);
+  }
+  return rows;
+}
+
+// Samples, from its own connection, whether a revision's version row and its
+// table are visible together (both read by one statement, so under one
+// snapshot), until destroyed; records every sample where they are not.
+class HalfStateSampler {
+ public:
+  // `versions`: the version rows that mean the revision is applied (it and
+  // its descendants); `table`: a table it creates; `log_rev`: the value it
+  // inserts into log.rev.
+  HalfStateSampler(const std::string& dsn, const std::vector<std::string>& versions,
+                   const std::string& table, const std::string& log_rev)
+      : thread_([this, dsn, versions, table, log_rev] { Loop(dsn, versions, table, log_rev); }) {}
+  ~HalfStateSampler() { Stop(); }
+
+  // Stops sampling; the samples that showed a half-applied revision.
+  std::vector<std::string> Stop() {
+    stop_ = true;
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+    return half_states_;
+  }
+  int samples() const { return samples_; }
+
+ private:
+  void Loop(const std::string& dsn, const std::vector<std::string>& versions,
+            const std::string& table, const std::string& log_rev) {
+    try {
+      pqxx::connection conn(dsn);
+      std::vector<std::string> quoted;
+      for (const std::string& version : versions) {
+        quoted.push_back(conn.quote(version));
+      }
+      const std::string sql =
+          absl::StrCat("SELECT EXISTS (SELECT 1 FROM alembic_version WHERE version_num IN (",
+                       absl::StrJoin(quoted, ", "),
+                       ")), EXISTS (SELECT 1 FROM pg_class WHERE relname = ", conn.quote(table),
+                       " AND relnamespace = 'public'::regnamespace), "
+                       "EXISTS (SELECT 1 FROM log WHERE rev = ",
+                       conn.quote(log_rev), ")");
+      while (!stop_) {
+        pqxx::nontransaction tx(conn);
+        const pqxx::row row = tx.exec1(sql);
+        const std::string sample = absl::StrCat(row[0].c_str(), row[1].c_str(), row[2].c_str());
+        if (sample != "fff" && sample != "ttt") {
+          half_states_.push_back(sample);
+        }
+        ++samples_;
+        tx.commit();
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+    } catch (const std::exception& e) {
+      half_states_.push_back(absl::StrCat("sampler failed: ", e.what()));
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int> samples_{0};
+  std::vector<std::string> half_states_;
+  std::thread thread_;
+};
+
+// Advisory locks held in the current database (other tests may share the cluster).
+constexpr char kAdvisoryLocks[] =
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+    "database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+// ------------------------------------------------------------- fixture
+
+class CliFaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(db_.ok());
+    // $SCHEMACTL, else the binary of this build tree.
+    const char* schemactl = std::getenv("SCHEMACTL");
+    schemactl_ = schemactl != nullptr && *schemactl != '\0' ? schemactl : SCHEMAD_SCHEMACTL;
+    ASSERT_EQ(access(schemactl_.c_str(), X_OK), 0)
+        << "SCHEMACTL=" << schemactl_ << " is not an executable file";
+    std::random_device random;
+    scratch_ = fs::temp_directory_path() /
+               absl::StrCat("schemactl_faults_", getpid(), "_", random(), "_", random());
+    dir_ = scratch_ / "migrations";
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(scratch_, ignored);
+  }
+
+  // Writes DIR/<id>_rev.sql; returns its file name.
+  std::string Write(const std::string& id, const std::string& revises, const std::string& up,
+                    const std::string& down, const std::string& extra_headers = "") {
+    std::string text = absl::StrCat("-- revision: ", id, "\n");
+    if (!revises.empty()) {
+      absl::StrAppend(&text, "-- revises: ", revises, "\n");
+    }
+    absl::StrAppend(&text, "-- message: revision ", id, "\n", extra_headers, "-- +upgrade\n", up,
+                    "\n\n-- +downgrade\n", down, "\n");
+    const std::string name = id + "_rev.sql";
+    std::ofstream(dir_ / name) << text;
+    return name;
+  }
+
+  // The 1-based line of the first line of DIR/`name` that contains `needle`.
+  int LineOf(const std::string& name, const std::string& needle) {
+    const std::vector<std::string> lines = absl::StrSplit(ReadAll(dir_ / name), '\n');
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (absl::StrContains(lines[i], needle)) {
+        return static_cast<int>(i) + 1;
+      }
+    }
+    ADD_FAILURE() << needle << " is not in " << name;
+    return 0;
+  }
+
+  std::vector<std::string> Argv(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {schemactl_,    "--dsn",       db_.dsn(),
+                                     "--dir",       dir_.string(), "--who",
+                                     "faults@test", "--lock-wait", "30s"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  std::unique_ptr<Process> Start(const std::vector<std::string>& args) {
+    return std::make_unique<Process>(Argv(args), std::vector<std::string>{}, scratch_);
+  }
+  // Runs schemactl to the end; the cluster's password must not show anywhere.
+  Output Schemactl(const std::vector<std::string>& args,
+                   absl::Duration timeout = absl::Seconds(60)) {
+    Output output = Process(Argv(args), {}, scratch_).Wait(timeout);
+    ExpectNoPassword(output);
+    return output;
+  }
+  // Runs schemactl with `args` only (no --dsn, --dir added) and `env`.
+  Output SchemactlRaw(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+    std::vector<std::string> argv = {schemactl_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Output output = Process(argv, env, scratch_).Wait();
+    ExpectNoPassword(output);
+    return output;
+  }
+  void ExpectNoPassword(const Output& output) {
+    EXPECT_THAT(output.out, Not(HasSubstr(db_.cluster().password)));
+    EXPECT_THAT(output.err, Not(HasSubstr(db_.cluster().password)));
+  }
+
+  Rows Q(const std::string& sql) { return Query(db_.dsn(), sql); }
+  Rows VersionRows() { return Q("SELECT version_num FROM alembic_version ORDER BY 1"); }
+  bool TableExists(const std::string& name) {
+    return Q(absl::StrCat("SELECT to_regclass('public.", name, "') IS NOT NULL")) == Rows{{"t"}};
+  }
+  Rows LogRows() { return Q("SELECT rev FROM log ORDER BY id"); }
+  // Successful 'up' runs per revision, from schemad_history.
+  Rows SuccessfulUps() {
+    return Q(
+        "SELECT revision, count(*) FROM schemad_history WHERE direction = 'up' AND "
+        "outcome = 'success' GROUP BY revision ORDER BY min(id)");
+  }
+
+  TestDatabase db_;
+  std::string schemactl_;
+  fs::path scratch_;
+  fs::path dir_;
+};
+
+constexpr char kLogTable[] =
+    "CREATE TABLE log (id serial PRIMARY KEY, rev text NOT NULL, "
+    "dir text NOT NULL DEFAULT 'up', tool text DEFAULT current_setting('application_name'));";
+
+std::string Rev(int i) { return absl::StrCat("f", i, "f", i, "f", i, "f", i, "f", i, "f", i); }
+
+// Revision i (1-based) of a linear chain: table t_i and a log row. Revision 1
+// also creates the log table.
+std::string UpSql(int i, const std::string& extra = "") {
+  return absl::StrCat(i == 1 ? kLogTable : "", i == 1 ? "\n" : "", "CREATE TABLE t_", i,
+                      " (id int);\nINSERT INTO log (rev) VALUES ('", Rev(i), "');", extra);
+}
+std::string DownSql(int i) {
+  return i == 1 ? "DROP TABLE log;" : absl::StrCat("DROP TABLE t_", i, ";");
+}
+
+// ------------------------------------------------------- (a) concurrency
+
+TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
+  // Revision 1 is applied; revisions 2..6 (five) are pending. Each pending
+  // revision sleeps a little so that the racers overlap with the one applying.
+  Write(Rev(1), "", UpSql(1), DownSql(1));
+  for (int i = 2; i <= 6; ++i) {
+    Write(Rev(i), Rev(i - 1), UpSql(i, "\nSELECT pg_sleep(0.1);"), DownSql(i));
+  }
+  ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
+
+  std::vector<std::unique_ptr<Process>> racers;
+  for (int i = 0; i < 20; ++i) {
+    racers.push_back(Start({"--json", "ensure-head"}));
+  }
+  int applied_all = 0;
+  int revisions_run = 0;
+  for (auto& racer : racers) {
+    const Output output = racer->Wait();
+    ExpectNoPassword(output);
+    ASSERT_EQ(output.code, kOk) << output;
+    const nlohmann::json json = nlohmann::json::parse(output.out, nullptr, false);
+    ASSERT_FALSE(json.is_discarded()) << output;
+    EXPECT_EQ(json["ok"], true);
+    EXPECT_EQ(json["heads_after"], nlohmann::json::array({Rev(6)}));
+    const int run = json["revisions_run"].get<int>();
+    revisions_run += run;
+    applied_all += run == 5 ? 1 : 0;
+  }
+  // One racer applied all five, under the lock; the others found them applied.
+  EXPECT_EQ(applied_all, 1);
+  EXPECT_EQ(revisions_run, 5);
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(6)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(1)}, {Rev(2)}, {Rev(3)}, {Rev(4)}, {Rev(5)}, {Rev(6)}}));
+  EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"},
+                                   {Rev(2), "1"},
+                                   {Rev(3), "1"},
+                                   {Rev(4), "1"},
+                                   {Rev(5), "1"},
+                                   {Rev(6), "1"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_history WHERE outcome <> 'success'"), (Rows{{"0"}}));
+  // Every racer has exited: no advisory lock is left, nor any connection.
+  EXPECT_EQ(WaitForRows(db_.dsn(), kAdvisoryLocks, Rows{{"0"}}), (Rows{{"0"}}));
+  EXPECT_EQ(WaitForRows(db_.dsn(),
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND application_name LIKE 'schemactl%'",
+                        Rows{{"0"}}),
+            (Rows{{"0"}}));
+}
+
+// ----------------------------------------------- (b) failure in revision 3
+
+TEST_F(CliFaultsTest, FailureInRevisionThreeOfFiveStopsAtTwoAndResumesAfterTheFix) {
+  for (int i = 1; i <= 5; ++i) {
+    if (i == 3) {
+      continue;
+    }
+    Write(Rev(i), i == 1 ? "" : Rev(i - 1), UpSql(i), DownSql(i));
+  }
+  // The error is on the third line of a multi-line statement: PostgreSQL's
+  // position, not the statement's first line, gives the line.
+  const std::string broken = Write(Rev(3), Rev(2),
+                                   UpSql(3,
+                                         "\nINSERT INTO log (rev)\n  SELECT 'x'\n"
+                                         "  FROM log WHERE no_such_column = 1;"),
+                                   DownSql(3));
+  const int line = LineOf(broken, "no_such_column");
+
+  const Output failed = Schemactl({"--json", "upgrade"});
+  EXPECT_EQ(failed.code, kFailed) << failed;
+  EXPECT_THAT(failed.err, AllOf(HasSubstr(absl::StrCat("revision ", Rev(3), " failed at ")),
+                                HasSubstr(absl::StrCat(broken, ":", line, ": SQLSTATE 42703")),
+                                HasSubstr("no_such_column")));
+  const nlohmann::json json = nlohmann::json::parse(failed.out, nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << failed;
+  EXPECT_EQ(json["ok"], false);
+  EXPECT_EQ(json["error"]["exit_code"], kFailed);
+  EXPECT_EQ(json["error"]["code"], "FAILED_PRECONDITION");
+
+  // At revision 2: revision 3's table and log row were rolled back with it.
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(1)}, {Rev(2)}}));
+  EXPECT_FALSE(TableExists("t_3"));
+  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM schemad_history WHERE revision = '", Rev(3),
+                           "' AND direction = 'up' AND outcome = 'failed' AND error LIKE '%",
+                           broken, ":", line, "%42703%'")),
+            (Rows{{"1"}}));
+  EXPECT_EQ(Schemactl({"current", "--check-heads"}).code, kNotAtHead);
+
+  // Fixed (the failed revision was never applied, so editing it is fine).
+  Write(Rev(3), Rev(2), UpSql(3), DownSql(3));
+  const Output fixed = Schemactl({"upgrade"});
+  ASSERT_EQ(fixed.code, kOk) << fixed;
+  EXPECT_THAT(fixed.out, HasSubstr("Upgraded 3 revisions"));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(5)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(1)}, {Rev(2)}, {Rev(3)}, {Rev(4)}, {Rev(5)}}));
+  EXPECT_EQ(Q(absl::StrCat("SELECT outcome FROM schemad_history WHERE revision = '", Rev(3),
+                           "' ORDER BY id")),
+            (Rows{{"failed"}, {"success"}}));
+  EXPECT_EQ(Schemactl({"current", "--check-heads"}).code, kOk);
+}
+
+// --------------------------------------------------- (c) SIGKILL mid-revision
+
+// r1: log table; r2: table x, a log row, then a sleep as long as
+// sleep_config says (a table the test controls, so a re-run need not sleep);
+// r3: table y.
+class CliFaultsSigkillTest : public CliFaultsTest {
+ protected:
+  void SetUp() override {
+    CliFaultsTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    Exec(db_.dsn(),
+         "CREATE TABLE sleep_config (seconds float8); INSERT INTO sleep_config VALUES (0)");
+    Write(Rev(1), "", kLogTable, "DROP TABLE log;");
+    Write(Rev(2), Rev(1),
+          absl::StrCat("CREATE TABLE x (id int);\nINSERT INTO log (rev) VALUES ('", Rev(2),
+                       "');\nSELECT pg_sleep((SELECT seconds FROM sleep_config));"),
+          "DROP TABLE x;");
+    Write(Rev(3), Rev(2),
+          absl::StrCat("CREATE TABLE y (id int);\nINSERT INTO log (rev) VALUES ('", Rev(3), "');"),
+          "DROP TABLE y;");
+    ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
+  }
+
+  void SetSleep(int seconds) {
+    Exec(db_.dsn(), absl::StrCat("UPDATE sleep_config SET seconds = ", seconds));
+  }
+
+  // Starts `schemactl upgrade`, waits until its backend runs the sleep of r2,
+  // kills the process with SIGKILL; the backend pid that was running it.
+  std::string KillDuringTheSleep() {
+    std::unique_ptr<Process> victim = Start({"upgrade"});
+    const std::string sleeping =
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND "
+        "application_name = 'schemactl' AND state = 'active' AND query LIKE '%pg_sleep%'";
+    Rows rows;
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (rows.empty() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+      rows = Q(sleeping);
+    }
+    if (rows.size() != 1) {
+      ADD_FAILURE() << "schemactl never reached the sleep of " << Rev(2);
+      return "";
+    }
+    EXPECT_EQ(kill(victim->pid(), SIGKILL), 0);
+    const Output killed = victim->Wait();
+    EXPECT_EQ(killed.signal, SIGKILL) << killed;
+    return rows[0][0];
+  }
+};
+
+TEST_F(CliFaultsSigkillTest, NeverHalfAppliedAndTheOperatorSeesWhatBlocks) {
+  HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
+  SetSleep(30);
+  const std::string orphan = KillDuringTheSleep();
+  ASSERT_FALSE(orphan.empty());
+
+  // The client is gone but its backend still runs the sleep, inside the
+  // revision's open transaction: nothing of r2 is visible.
+  EXPECT_EQ(Q(absl::StrCat("SELECT state, wait_event FROM pg_stat_activity WHERE pid = ", orphan)),
+            (Rows{{"active", "PgSleep"}}));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  EXPECT_FALSE(TableExists("x"));
+  EXPECT_THAT(LogRows(), IsEmpty());
+  // The lock's own connection was idle: the kernel closed it, PostgreSQL
+  // noticed at once, and the migration lock is free.
+  EXPECT_EQ(WaitForRows(db_.dsn(), kAdvisoryLocks, Rows{{"0"}}), (Rows{{"0"}}));
+
+  // The next run gets the lock, re-reads the state (still r1) and retries
+  // r2, whose CREATE TABLE x waits for the orphan's transaction. With a
+  // lock_timeout it says who blocks it, and applies nothing.
+  SetSleep(0);
+  const Output blocked = Schemactl({"--lock-timeout", "1s", "upgrade"});
+  EXPECT_EQ(blocked.code, kFailed) << blocked;
+  EXPECT_THAT(blocked.err,
+              AllOf(HasSubstr("SQLSTATE 55P03"),
+                    HasSubstr(absl::StrCat("blocked by pid ", orphan,
+                                           " (schemactl) from 127.0.0.1, "
+                                           "active: SELECT pg_sleep((SELECT seconds FROM "
+                                           "sleep_config)"))));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  EXPECT_FALSE(TableExists("x"));
+
+  // The operator ends the orphan; the next run finishes.
+  EXPECT_EQ(Q(absl::StrCat("SELECT pg_terminate_backend(", orphan, ")")), (Rows{{"t"}}));
+  EXPECT_EQ(WaitForRows(db_.dsn(),
+                        absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", orphan),
+                        Rows{{"0"}}),
+            (Rows{{"0"}}));
+  const Output finished = Schemactl({"upgrade"});
+  ASSERT_EQ(finished.code, kOk) << finished;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_TRUE(TableExists("x"));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+  EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}, {Rev(3), "1"}}));
+
+  EXPECT_THAT(sampler.Stop(), IsEmpty()) << "samples with r2's version row, table x and log row "
+                                            "not all visible or all invisible";
+  EXPECT_GT(sampler.samples(), 10);
+}
+
+TEST_F(CliFaultsSigkillTest, NextRunWaitsForTheOrphanAndFinishes) {
+  HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
+  SetSleep(3);
+  const std::string orphan = KillDuringTheSleep();
+  ASSERT_FALSE(orphan.empty());
+  SetSleep(0);
+  // No lock_timeout: the retry of r2 queues behind the orphan's transaction,
+  // which PostgreSQL rolls back when the sleep ends and the backend finds
+  // its client gone.
+  const Output next = Schemactl({"upgrade"});
+  ASSERT_EQ(next.code, kOk) << next;
+  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", orphan)),
+            (Rows{{"0"}}));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+  EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}, {Rev(3), "1"}}));
+  EXPECT_THAT(sampler.Stop(), IsEmpty());
+}
+
+// ------------------------------------- (d) non-transactional: needs attention
+
+TEST_F(CliFaultsTest, NonTransactionalFailureBlocksUntilResolvedApplied) {
+  Write(Rev(1), "", UpSql(1), DownSql(1));
+  Write(Rev(2), Rev(1),
+        "CREATE TABLE nt (id int);\nCREATE INDEX CONCURRENTLY nt_id ON nt (id);\n"
+        "INSERT INTO missing_table VALUES (1);",
+        "DROP TABLE nt;", "-- transactional: false\n");
+  Write(Rev(3), Rev(2), UpSql(3), DownSql(3));
+
+  const Output failed = Schemactl({"upgrade"});
+  EXPECT_EQ(failed.code, kNeedsAttention) << failed;
+  EXPECT_THAT(failed.err, AllOf(HasSubstr("42P01"), HasSubstr("needs attention"),
+                                HasSubstr("schemactl resolve")));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+
+  // Blocked for every verb that would migrate; `current` says why.
+  EXPECT_EQ(Schemactl({"upgrade"}).code, kNeedsAttention);
+  EXPECT_EQ(Schemactl({"ensure-head"}).code, kNeedsAttention);
+  EXPECT_EQ(Schemactl({"current", "--check-heads"}).code, kNeedsAttention);
+  const Output status = Schemactl({"--json", "current"});
+  const nlohmann::json json = nlohmann::json::parse(status.out, nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << status;
+  EXPECT_EQ(json["needs_attention"]["revision"], Rev(2));
+  EXPECT_THAT(json["needs_attention"]["error"].get<std::string>(), HasSubstr("42P01"));
+  EXPECT_EQ(Schemactl({"resolve"}).code, kUsage);
+  EXPECT_EQ(Schemactl({"resolve", "--applied", "--rolled-back"}).code, kUsage);
+
+  // The operator finishes by hand what failed (here: nothing more to do) and
+  // records the revision as applied.
+  const Output resolved = Schemactl({"resolve", "--applied"});
+  ASSERT_EQ(resolved.code, kOk) << resolved;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+  EXPECT_EQ(Schemactl({"resolve", "--applied"}).code, kFailed);  // nothing left to resolve
+  const Output up = Schemactl({"upgrade"});
+  ASSERT_EQ(up.code, kOk) << up;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(Q(absl::StrCat("SELECT outcome FROM schemad_history WHERE revision = '", Rev(2),
+                           "' ORDER BY id")),
+            (Rows{{"needs_attention"}, {"applied"}}));
+}
+
+TEST_F(CliFaultsSigkillTest, KilledNonTransactionalRevisionNeedsAttentionUntilRolledBack) {
+  // r2 again, now non-transactional: its first statement commits by itself.
+  Write(Rev(2), Rev(1),
+        absl::StrCat("CREATE TABLE x (id int);\nSELECT pg_sleep((SELECT seconds FROM "
+                     "sleep_config));\nINSERT INTO log (rev) VALUES ('",
+                     Rev(2), "');"),
+        "DROP TABLE x;", "-- transactional: false\n");
+  SetSleep(30);
+  const std::string orphan = KillDuringTheSleep();
+  ASSERT_FALSE(orphan.empty());
+  EXPECT_TRUE(TableExists("x"));  // half done, and visibly so:
+
+  const Output blocked = Schemactl({"upgrade"});
+  EXPECT_EQ(blocked.code, kNeedsAttention) << blocked;
+  EXPECT_THAT(blocked.err,
+              AllOf(HasSubstr(Rev(2)), HasSubstr("interrupted"), HasSubstr("schemactl resolve")));
+  EXPECT_EQ(Schemactl({"current", "--check-heads"}).code, kNeedsAttention);
+
+  // The operator stops what still runs, undoes what ran, and says so.
+  EXPECT_EQ(Q(absl::StrCat("SELECT pg_terminate_backend(", orphan, ")")), (Rows{{"t"}}));
+  Exec(db_.dsn(), "DROP TABLE x");
+  const Output resolved = Schemactl({"resolve", "--rolled-back"});
+  ASSERT_EQ(resolved.code, kOk) << resolved;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  SetSleep(0);
+  const Output up = Schemactl({"upgrade"});
+  ASSERT_EQ(up.code, kOk) << up;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+}
+
+// ------------------------------------------- (e) blocked by another session
+
+TEST_F(CliFaultsTest, LockTimeoutNamesTheBlockerAndAppliesNothing) {
+  Write(Rev(1), "", absl::StrCat(kLogTable, "\nCREATE TABLE devices (id int);"),
+        "DROP TABLE devices; DROP TABLE log;");
+  const std::string blocked_file =
+      Write(Rev(2), Rev(1),
+            absl::StrCat("CREATE TABLE y (id int);\nINSERT INTO log (rev) VALUES ('", Rev(2),
+                         "');\nALTER TABLE devices ADD COLUMN name text;"),
+            "DROP TABLE y; ALTER TABLE devices DROP COLUMN name;");
+  ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
+
+  pqxx::connection holder(db_.dsn() + "?application_name=ops-console");
+  const std::string holder_pid = absl::StrCat(holder.backendpid());
+  auto holding = std::make_unique<pqxx::work>(holder);
+  holding->exec("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE");
+
+  const Output failed = Schemactl({"--lock-timeout", "1s", "upgrade"});
+  EXPECT_EQ(failed.code, kFailed) << failed;
+  EXPECT_GE(failed.took, absl::Seconds(1));
+  EXPECT_LT(failed.took, absl::Seconds(10));
+  const std::string blocker =
+      absl::StrCat("blocked by pid ", holder_pid,
+                   " (ops-console) from 127.0.0.1, "
+                   "idle in transaction: LOCK TABLE devices IN ACCESS EXCLUSIVE MODE");
+  EXPECT_THAT(
+      failed.err,
+      AllOf(HasSubstr(absl::StrCat(blocked_file, ":", LineOf(blocked_file, "ALTER TABLE devices"),
+                                   ": SQLSTATE 55P03: canceling statement due to lock "
+                                   "timeout; ")),
+            HasSubstr(blocker)));
+  // Nothing of r2: no version row, no table y, no column, no log row.
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  EXPECT_FALSE(TableExists("y"));
+  EXPECT_EQ(Q("SELECT count(*) FROM information_schema.columns WHERE table_name = 'devices'"),
+            (Rows{{"1"}}));
+  EXPECT_THAT(LogRows(), IsEmpty());
+  // History keeps the diagnosis.
+  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM schemad_history WHERE revision = '", Rev(2),
+                           "' AND outcome = 'failed' AND error LIKE '%", blocker, "%'")),
+            (Rows{{"1"}}));
+
+  // Once the other session lets go, the same command goes through.
+  holding->abort();
+  holding.reset();
+  const Output after = Schemactl({"--lock-timeout", "1s", "upgrade"});
+  ASSERT_EQ(after.code, kOk) << after;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+}
+
+// --------------------------------- (f) changed files and bad credentials
+
+TEST_F(CliFaultsTest, EditedAppliedRevisionIsRefusedUntilAllowed) {
+  for (int i = 1; i <= 3; ++i) {
+    Write(Rev(i), i == 1 ? "" : Rev(i - 1), UpSql(i), DownSql(i));
+  }
+  ASSERT_EQ(Schemactl({"upgrade", Rev(2)}).code, kOk);
+  Write(Rev(2), Rev(1), UpSql(2, "\nCREATE INDEX t_2_id ON t_2 (id);"), DownSql(2));
+
+  const Output refused = Schemactl({"upgrade"});
+  EXPECT_EQ(refused.code, kFailed) << refused;
+  EXPECT_THAT(refused.err, AllOf(HasSubstr(Rev(2)), HasSubstr("--allow-changed")));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+  EXPECT_EQ(Schemactl({"ensure-head"}).code, kFailed);
+  const Output validate = Schemactl({"validate"});
+  EXPECT_EQ(validate.code, kFailed) << validate;
+  EXPECT_THAT(validate.out, AllOf(HasSubstr("changed"), HasSubstr(Rev(2))));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+
+  const Output allowed = Schemactl({"upgrade", "--allow-changed"});
+  ASSERT_EQ(allowed.code, kOk) << allowed;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(1)}, {Rev(2)}, {Rev(3)}}));
+}
+
+TEST_F(CliFaultsTest, BadCredentialsAndUnreachableHostsExitFiveWithoutSecrets) {
+  Write(Rev(1), "", UpSql(1), DownSql(1));
+  const std::string wrong = "Wr0ngSecr3tForFaults";
+  const std::string port = db_.cluster().port;
+  const std::string dir = dir_.string();
+  const std::string uri =
+      absl::StrCat("postgresql://postgres:", wrong, "@127.0.0.1:", port, "/", db_.name());
+  const std::string key_value = absl::StrCat("host=127.0.0.1 port=", port, " dbname=", db_.name(),
+                                             " user=postgres password=", wrong);
+  struct Case {
+    std::string what;
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"wrong password, URI flag", {"--dsn", uri, "--dir", dir, "upgrade"}, {}, "authentication"},
+      {"wrong password, key=value flag, --json",
+       {"--json", "--dsn", key_value, "--dir", dir, "ensure-head"},
+       {},
+       "authentication"},
+      {"wrong password from SCHEMAD_DSN",
+       {"--dir", dir, "current"},
+       {"SCHEMAD_DSN=" + uri},
+       "authentication"},
+      {"wrong password from DATABASE_URL",
+       {"--dir", dir, "upgrade"},
+       {"DATABASE_URL=" + uri},
+       "authentication"},
+      {"refused port",
+       {"--dsn", absl::StrCat("postgresql://app:", wrong, "@127.0.0.1:1/site"), "--dir", dir,
+        "upgrade"},
+       {},
+       "cannot connect"},
+      {"unroutable host",
+       {"--dsn", absl::StrCat("postgresql://app:", wrong, "@192.0.2.1:5432/site?connect_timeout=2"),
+        "--dir", dir, "upgrade"},
+       {},
+       "cannot connect"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const Output output = SchemactlRaw(c.args, c.env);
+    EXPECT_EQ(output.code, kUnavailable) << output;
+    EXPECT_THAT(output.err, HasSubstr(c.says));
+    EXPECT_THAT(output.out + output.err, Not(HasSubstr(wrong)));
+    EXPECT_LT(output.took, absl::Seconds(15));
+    if (absl::StrContains(absl::StrJoin(c.args, " "), "--json")) {
+      const nlohmann::json json = nlohmann::json::parse(output.out, nullptr, false);
+      ASSERT_FALSE(json.is_discarded()) << output;
+      EXPECT_EQ(json["error"]["exit_code"], kUnavailable);
+    }
+  }
+  EXPECT_THAT(Q("SELECT to_regclass('alembic_version')"), (Rows{{"<null>"}}));
+}
+
+// ------------------------------------------- (g) Alembic, and back again
+
+constexpr char kPython[] = "/usr/bin/python3";
+
+constexpr char kAlembicEnv[] = R"(from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+config = context.config
+connectable = engine_from_config(config.get_section(config.config_ini_section),
+                                 prefix='sqlalchemy.', poolclass=pool.NullPool)
+with connectable.connect() as connection:
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+)";
+
+// `python3 alembic_run.py COMMAND ARGS...`: the alembic command on the
+// environment next to it, the database URL from $ALEMBIC_URL.
+constexpr char kAlembicRun[] = R"(import os
+import sys
+from alembic import command
+from alembic.config import Config
+
+config = Config()
+config.set_main_option('script_location', os.path.dirname(os.path.abspath(__file__)))
+config.set_main_option('sqlalchemy.url', os.environ['ALEMBIC_URL'].replace('%', '%%'))
+getattr(command, sys.argv[1])(config, *sys.argv[2:])
+)";
+
+// The same four revisions as SQL files for schemactl and as Python files for
+// Alembic, with the same ids and the same SQL. Every run of a revision, in
+// either direction, appends (rev, dir, tool) to log; tool is the client's
+// application_name ("schemactl" or "alembic").
+class CliFaultsAlembicTest : public CliFaultsTest {
+ protected:
+  void SetUp() override {
+    CliFaultsTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    ASSERT_EQ(access(kPython, X_OK), 0)
+        << kPython << " not found (Debian's python3 with python3-alembic is needed)";
+    alembic_dir_ = scratch_ / "alembic";
+    fs::create_directories(alembic_dir_ / "versions");
+    std::ofstream(alembic_dir_ / "env.py") << kAlembicEnv;
+    std::ofstream(alembic_dir_ / "alembic_run.py") << kAlembicRun;
+    for (int i = 1; i <= 4; ++i) {
+      const std::string revises = i == 1 ? "" : Rev(i - 1);
+      const std::string up =
+          absl::StrCat(i == 1 ? kLogTable : "", "\nCREATE TABLE t_", i,
+                       " (id int);\nINSERT INTO log (rev) VALUES ('", Rev(i), "');");
+      const std::string down = absl::StrCat(
+          "DROP TABLE t_", i, ";\nINSERT INTO log (rev, dir) VALUES ('", Rev(i), "', 'down');");
+      Write(Rev(i), revises, up, down);
+      std::ofstream(alembic_dir_ / "versions" / (Rev(i) + ".py"))
+          << "from alembic import op\n\nrevision = '" << Rev(i)
+          << "'\ndown_revision = " << (revises.empty() ? "None" : absl::StrCat("'", revises, "'"))
+          << "\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.execute('''"
+          << up << "''')\n\n\ndef downgrade():\n    op.execute('''" << down << "''')\n";
+    }
+  }
+
+  Output Alembic(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {kPython, "-B", (alembic_dir_ / "alembic_run.py").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Output output =
+        Process(argv, {absl::StrCat("ALEMBIC_URL=", db_.dsn(), "?application_name=alembic")},
+                scratch_)
+            .Wait();
+    if (output.code != kOk && absl::StrContains(output.err, "No module named")) {
+      ADD_FAILURE() << kPython << " cannot import alembic: apt-get install python3-alembic "
+                    << "python3-sqlalchemy python3-psycopg2";
+    }
+    return output;
+  }
+
+  Rows Log() { return Q("SELECT rev, dir, tool FROM log ORDER BY id"); }
+
+  // alembic_version as Alembic creates it: one varchar(32) column, the _pkc key.
+  void ExpectAlembicsVersionTable() {
+    EXPECT_EQ(Q("SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                "WHERE attrelid = 'alembic_version'::regclass AND attnum > 0 AND NOT attisdropped"),
+              (Rows{{"version_num", "character varying(32)", "t"}}));
+    EXPECT_EQ(Q("SELECT conname, contype FROM pg_constraint "
+                "WHERE conrelid = 'alembic_version'::regclass"),
+              (Rows{{"alembic_version_pkc", "p"}}));
+  }
+
+  fs::path alembic_dir_;
+};
+
+TEST_F(CliFaultsAlembicTest, AlembicThenSchemactlThenAlembic) {
+  // Alembic migrates a site to r2.
+  const Output first = Alembic({"upgrade", Rev(2)});
+  ASSERT_EQ(first.code, kOk) << first;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+
+  // schemactl adopts it as it is and continues to r3.
+  const Output current = Schemactl({"current"});
+  EXPECT_EQ(current.code, kOk) << current;
+  EXPECT_EQ(current.out, absl::StrCat(Rev(2), "\n"));
+  const Output up = Schemactl({"upgrade", Rev(3)});
+  ASSERT_EQ(up.code, kOk) << up;
+  EXPECT_THAT(up.out, HasSubstr("Upgraded 1 revision"));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  ExpectAlembicsVersionTable();
+
+  // Alembic takes it back from there: applies r4 only.
+  const Output more = Alembic({"upgrade", "head"});
+  ASSERT_EQ(more.code, kOk) << more;
+  const Output alembic_current = Alembic({"current"});
+  ASSERT_EQ(alembic_current.code, kOk) << alembic_current;
+  EXPECT_THAT(alembic_current.out, HasSubstr(absl::StrCat(Rev(4), " (head)")));
+  EXPECT_EQ(Schemactl({"current"}).out, absl::StrCat(Rev(4), " (head)\n"));
+  const Output validate = Schemactl({"validate"});
+  EXPECT_EQ(validate.code, kOk) << validate;
+
+  // Alembic can also undo what schemactl applied, and schemactl redo it.
+  const Output down = Alembic({"downgrade", Rev(2)});
+  ASSERT_EQ(down.code, kOk) << down;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+  const Output again = Schemactl({"upgrade"});
+  ASSERT_EQ(again.code, kOk) << again;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(4)}}));
+  ExpectAlembicsVersionTable();
+
+  EXPECT_EQ(Log(), (Rows{{Rev(1), "up", "alembic"},
+                         {Rev(2), "up", "alembic"},
+                         {Rev(3), "up", "schemactl"},
+                         {Rev(4), "up", "alembic"},
+                         {Rev(4), "down", "alembic"},
+                         {Rev(3), "down", "alembic"},
+                         {Rev(3), "up", "schemactl"},
+                         {Rev(4), "up", "schemactl"}}));
+  EXPECT_TRUE(TableExists("t_4"));
+}
+
+TEST_F(CliFaultsAlembicTest, SchemactlFirstThenAlembic) {
+  // A version table schemactl created is one Alembic takes as its own.
+  const Output up = Schemactl({"upgrade", Rev(2)});
+  ASSERT_EQ(up.code, kOk) << up;
+  ExpectAlembicsVersionTable();
+
+  const Output more = Alembic({"upgrade", "head"});
+  ASSERT_EQ(more.code, kOk) << more;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(4)}}));
+  const Output down = Alembic({"downgrade", Rev(1)});
+  ASSERT_EQ(down.code, kOk) << down;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+
+  const Output current = Schemactl({"current"});
+  EXPECT_EQ(current.out, absl::StrCat(Rev(1), "\n"));
+  const Output again = Schemactl({"upgrade"});
+  ASSERT_EQ(again.code, kOk) << again;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(4)}}));
+  EXPECT_EQ(Log(), (Rows{{Rev(1), "up", "schemactl"},
+                         {Rev(2), "up", "schemactl"},
+                         {Rev(3), "up", "alembic"},
+                         {Rev(4), "up", "alembic"},
+                         {Rev(4), "down", "alembic"},
+                         {Rev(3), "down", "alembic"},
+                         {Rev(2), "down", "alembic"},
+                         {Rev(2), "up", "schemactl"},
+                         {Rev(3), "up", "schemactl"},
+                         {Rev(4), "up", "schemactl"}}));
+}
+
+}  // namespace
+}  // namespace schemad::cli
