@@ -27,6 +27,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/cli/commands.h"
+#include "client/cli/remote_commands.h"
 
 namespace {
 
@@ -90,9 +91,10 @@ int main(int argc, char** argv) {
   app.add_option("--version-table", global.version_table,
                  "Version table, optionally schema-qualified (default alembic_version)")
       ->envname("SCHEMAD_VERSION_TABLE");
-  app.add_option("--lock-wait", lock_wait,
-                 "How long to wait for another migrator's lock (default 60s)")
-      ->envname("SCHEMAD_LOCK_WAIT");
+  CLI::Option* lock_wait_opt =
+      app.add_option("--lock-wait", lock_wait,
+                     "How long to wait for another migrator's lock (default 60s)")
+          ->envname("SCHEMAD_LOCK_WAIT");
   app.add_option("--lock-timeout", lock_timeout,
                  "PostgreSQL lock_timeout for revision statements (default 0: none)")
       ->envname("SCHEMAD_LOCK_TIMEOUT");
@@ -102,6 +104,36 @@ int main(int argc, char** argv) {
   app.add_option("--who", global.who, "Identity recorded in schemad_history (default user@host)");
   app.add_flag("-q,--quiet", global.quiet, "Only results and errors; no progress");
   app.add_flag("--no-progress", global.no_progress, "Plain progress lines even on a terminal");
+
+  // Remote mode (docs/cli.md, "Remote mode"): the database verbs through a
+  // schemad server instead of on a DSN.
+  RemoteOptions remote;
+  std::string remote_timeout = "30s";
+  app.add_option("--server", remote.server,
+                 "schemad server HOST:PORT: database verbs go through it (env SCHEMAD_SERVER)")
+      ->envname("SCHEMAD_SERVER");
+  app.add_option("--database", remote.database,
+                 "With --server: the database's configured name (env SCHEMAD_DATABASE)")
+      ->envname("SCHEMAD_DATABASE");
+  app.add_option("--token", remote.token, "With --server: bearer token (env SCHEMAD_TOKEN)")
+      ->envname("SCHEMAD_TOKEN");
+  app.add_option("--token-file", remote.token_file,
+                 "With --server: file holding the bearer token (env SCHEMAD_TOKEN_FILE)")
+      ->envname("SCHEMAD_TOKEN_FILE");
+  app.add_flag("--tls", remote.tls, "With --server: TLS, verified with the system's CAs");
+  app.add_option("--tls-ca", remote.tls_ca, "With --server: CA file for TLS (env SCHEMAD_TLS_CA)")
+      ->envname("SCHEMAD_TLS_CA");
+  app.add_option("--tls-cert", remote.tls_cert,
+                 "With --server: client certificate for mutual TLS (env SCHEMAD_TLS_CERT)")
+      ->envname("SCHEMAD_TLS_CERT");
+  app.add_option("--tls-key", remote.tls_key,
+                 "With --server: client key for mutual TLS (env SCHEMAD_TLS_KEY)")
+      ->envname("SCHEMAD_TLS_KEY");
+  app.add_option("--tls-server-name", remote.tls_server_name,
+                 "With --server: name to verify in the server's certificate")
+      ->envname("SCHEMAD_TLS_SERVER_NAME");
+  app.add_option("--timeout", remote_timeout,
+                 "With --server: deadline of calls other than streamed operations (default 30s)");
 
   // Offline verbs.
   HeadsOptions heads;
@@ -166,6 +198,22 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--sql", plan.sql, "Print the SQL script instead");
   plan_cmd->add_option("--transaction", plan.transaction, "With --sql: per-revision or all")
       ->check(CLI::IsMember({"per-revision", "all"}));
+
+  // Remote-only verbs.
+  DbsOptions dbs;
+  std::vector<std::string> dbs_labels;
+  CLI::App* dbs_cmd = app.add_subcommand("dbs", "With --server: every database and its state");
+  dbs_cmd->add_option("--label", dbs_labels, "Only databases with this label: key=value");
+
+  OpsOptions ops;
+  CLI::App* ops_cmd =
+      app.add_subcommand("ops", "With --server: operations (list, watch ID, cancel ID)");
+  ops_cmd->add_option("action", ops.action, "list, watch or cancel")
+      ->required()
+      ->check(CLI::IsMember({"list", "watch", "cancel"}));
+  ops_cmd->add_option("operation", ops.operation_id, "Operation id (watch, cancel)");
+  ops_cmd->add_flag("--running", ops.running_only, "list: only queued and running ones");
+  ops_cmd->add_option("--limit", ops.limit, "list: at most N");
 
   // Database verbs.
   UpgradeOptions upgrade;
@@ -251,6 +299,19 @@ int main(int argc, char** argv) {
   if (*plan_from_opt) {
     plan.from = plan_from;
   }
+  duration = ParseDurationFlag("--timeout", remote_timeout);
+  if (!duration.ok()) {
+    return Usage(std::string(duration.status().message()));
+  }
+  remote.timeout = *duration;
+  remote.lock_wait_set = lock_wait_opt->count() > 0 || std::getenv("SCHEMAD_LOCK_WAIT") != nullptr;
+  for (const std::string& label : dbs_labels) {
+    const size_t equals = label.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return Usage("--label: expected key=value, got '" + label + "'");
+    }
+    dbs.labels[label.substr(0, equals)] = label.substr(equals + 1);
+  }
   global.progress_is_terminal = isatty(STDERR_FILENO) == 1;
   global.terminal_width = global.progress_is_terminal ? TerminalWidth() : 0;
   InstallSignalHandlers();
@@ -258,6 +319,42 @@ int main(int argc, char** argv) {
 
   std::ostream& out = std::cout;
   std::ostream& err = std::cerr;
+  if (*dbs_cmd) {
+    return RunRemoteDbs(global, remote, dbs, out, err);
+  }
+  if (*ops_cmd) {
+    return RunRemoteOps(global, remote, ops, out, err);
+  }
+  if (!remote.server.empty()) {
+    // The database verbs go to the server; the verbs that read --dir stay local.
+    if (*upgrade_cmd) {
+      return RunRemoteUpgrade(global, remote, upgrade, out, err);
+    }
+    if (*downgrade_cmd) {
+      return RunRemoteDowngrade(global, remote, downgrade, out, err);
+    }
+    if (*current_cmd) {
+      return RunRemoteCurrent(global, remote, current, out, err);
+    }
+    if (*stamp_cmd) {
+      return RunRemoteStamp(global, remote, stamp, out, err);
+    }
+    if (*ensure_head_cmd) {
+      return RunRemoteEnsureHead(global, remote, ensure_head, out, err);
+    }
+    if (*validate_cmd) {
+      return RunRemoteValidate(global, remote, validate, out, err);
+    }
+    if (*resolve_cmd) {
+      return RunRemoteResolve(global, remote, resolve, out, err);
+    }
+    if (*history_cmd && history.log) {
+      return RunRemoteHistory(global, remote, history, out, err);
+    }
+    if (*plan_cmd) {
+      return RunRemotePlan(global, remote, plan, out, err);
+    }
+  }
   if (*heads_cmd) {
     return RunHeads(global, heads, out, err);
   }

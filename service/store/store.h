@@ -56,7 +56,8 @@ struct TableNames {
 };
 
 // lock_timeout / statement_timeout for the statements of a revision. Zero
-// means "no limit" (PostgreSQL's 0).
+// leaves the session's setting as it is: PostgreSQL's 0 (no limit) unless the
+// database or role configures one.
 struct Timeouts {
   absl::Duration lock_timeout = absl::ZeroDuration();
   absl::Duration statement_timeout = absl::ZeroDuration();
@@ -127,7 +128,9 @@ class Transaction {
   // by pid 1234 (psql) from 10.0.0.7, idle in transaction: LOCK TABLE ...").
   virtual absl::Status Execute(const SqlStatement& statement, StatementError* error) = 0;
   // Applies version-row changes, each of which must touch exactly one row
-  // (FAILED_PRECONDITION otherwise: someone else changed the table).
+  // (FAILED_PRECONDITION otherwise: someone else changed the table). The store
+  // may defer the writes of this and AppendHistory to the next call on the
+  // transaction (at the latest Commit), so their errors may surface there.
   virtual absl::Status ApplyVersionChanges(absl::Span<const VersionRowChange> changes) = 0;
   virtual absl::Status AppendHistory(const HistoryRecord& record) = 0;
   // Writes (or with nullopt clears) the needs-attention marker.

@@ -44,6 +44,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -701,10 +702,20 @@ class PqTransaction final : public Transaction {
   absl::Status Usable() const;
   // Runs `fn` (which may throw) on the transaction; any failure poisons it.
   absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
+  // Sends the buffered version-row changes and history rows as one statement
+  // (data-modifying CTEs), checking that each change touched exactly one row.
+  // Called before anything else runs on the transaction and before COMMIT, so
+  // that a revision's bookkeeping costs one round trip, not one per row.
+  absl::Status FlushBookkeeping();
+  absl::Status WriteBookkeeping(const std::vector<VersionRowChange>& changes,
+                                const std::vector<HistoryRecord>& history);
 
   PqSession* session_;
   std::unique_ptr<pqxx::work> work_;
+  std::vector<VersionRowChange> pending_changes_;
+  std::vector<HistoryRecord> pending_history_;
   absl::Duration lock_timeout_ = absl::ZeroDuration();  // as last set by SetTimeouts
+  bool timeouts_set_ = false;                           // a SET LOCAL was sent
   bool failed_ = false;
   bool committed_ = false;
 };
@@ -1224,6 +1235,13 @@ absl::Status PqTransaction::Run(absl::string_view context,
 
 absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
   RETURN_IF_ERROR(Usable());
+  if (timeouts.lock_timeout == absl::ZeroDuration() &&
+      timeouts.statement_timeout == absl::ZeroDuration() && lock_timeout_ == absl::ZeroDuration() &&
+      !timeouts_set_) {
+    // Nothing to change: the session's settings stand (no round trip).
+    return absl::OkStatus();
+  }
+  timeouts_set_ = true;
   ASSIGN_OR_RETURN(const std::string lock_timeout,
                    TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
   ASSIGN_OR_RETURN(const std::string statement_timeout,
@@ -1238,7 +1256,7 @@ absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
 }
 
 absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementError* error) {
-  RETURN_IF_ERROR(Usable());
+  RETURN_IF_ERROR(FlushBookkeeping());
   absl::Status status = session_->RunRaw(statement.text, error, lock_timeout_);
   if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
     status = absl::FailedPreconditionError(
@@ -1252,67 +1270,131 @@ absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementErro
 }
 
 absl::Status PqTransaction::ApplyVersionChanges(absl::Span<const VersionRowChange> changes) {
+  RETURN_IF_ERROR(Usable());
+  pending_changes_.insert(pending_changes_.end(), changes.begin(), changes.end());
+  return absl::OkStatus();
+}
+
+absl::Status PqTransaction::AppendHistory(const HistoryRecord& record) {
+  RETURN_IF_ERROR(Usable());
+  pending_history_.push_back(record);
+  return absl::OkStatus();
+}
+
+absl::Status PqTransaction::FlushBookkeeping() {
+  RETURN_IF_ERROR(Usable());
+  if (pending_changes_.empty() && pending_history_.empty()) {
+    return absl::OkStatus();
+  }
+  std::vector<VersionRowChange> all_changes = std::move(pending_changes_);
+  std::vector<HistoryRecord> history = std::move(pending_history_);
+  pending_changes_.clear();
+  pending_history_.clear();
+  // A statement's CTEs cannot see each other's rows: split the changes into
+  // batches in which every row is named once (one batch for any plan step).
+  std::vector<std::vector<VersionRowChange>> batches(1);
+  std::set<std::string> touched;
+  for (const VersionRowChange& change : all_changes) {
+    const bool clash = (!change.from.empty() && touched.count(change.from) > 0) ||
+                       (!change.to.empty() && touched.count(change.to) > 0);
+    if (clash) {
+      batches.emplace_back();
+      touched.clear();
+    }
+    touched.insert(change.from);
+    touched.insert(change.to);
+    batches.back().push_back(change);
+  }
+  for (size_t b = 0; b < batches.size(); ++b) {
+    static const std::vector<HistoryRecord> kNone;
+    RETURN_IF_ERROR(
+        WriteBookkeeping(batches[b], b + 1 == batches.size() ? history : kNone));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>& changes,
+                                             const std::vector<HistoryRecord>& history) {
+  if (changes.empty() && history.empty()) {
+    return absl::OkStatus();
+  }
   const Config& c = session_->config();
-  return Run("updating the version table", [&]() -> absl::Status {
-    for (const VersionRowChange& change : changes) {
+  return Run("updating the version table and history", [&]() -> absl::Status {
+    auto q = [&](const std::string& value) { return work_->quote(value); };
+    auto q_or_null = [&](const std::string& value) {
+      return value.empty() ? std::string("NULL") : work_->quote(value);
+    };
+    std::vector<std::string> ctes;
+    std::vector<std::string> counts;
+    for (size_t i = 0; i < changes.size(); ++i) {
+      const VersionRowChange& change = changes[i];
+      std::string body;
       switch (change.kind) {
         case VersionRowChange::Kind::kInsert:
-          work_->exec_params(
-              absl::StrCat("INSERT INTO ", c.version_table, " (version_num) VALUES ($1)"),
-              change.to);
+          body = absl::StrCat("INSERT INTO ", c.version_table, " (version_num) VALUES (",
+                              q(change.to), ") RETURNING 1");
           break;
-        case VersionRowChange::Kind::kDelete: {
-          const pqxx::result result = work_->exec_params(
-              absl::StrCat("DELETE FROM ", c.version_table, " WHERE version_num = $1"),
-              change.from);
-          if (result.affected_rows() != 1) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "Online migration expected to match one row when deleting '", change.from, "' in '",
-                c.version_table_name, "'; ", result.affected_rows(), " found"));
-          }
+        case VersionRowChange::Kind::kDelete:
+          body = absl::StrCat("DELETE FROM ", c.version_table, " WHERE version_num = ",
+                              q(change.from), " RETURNING 1");
           break;
-        }
-        case VersionRowChange::Kind::kUpdate: {
-          const pqxx::result result =
-              work_->exec_params(absl::StrCat("UPDATE ", c.version_table,
-                                              " SET version_num = $1 WHERE version_num = $2"),
-                                 change.to, change.from);
-          if (result.affected_rows() != 1) {
-            return absl::FailedPreconditionError(
-                absl::StrCat("Online migration expected to match one row when updating '",
-                             change.from, "' to '", change.to, "' in '", c.version_table_name,
-                             "'; ", result.affected_rows(), " found"));
-          }
+        case VersionRowChange::Kind::kUpdate:
+          body = absl::StrCat("UPDATE ", c.version_table, " SET version_num = ", q(change.to),
+                              " WHERE version_num = ", q(change.from), " RETURNING 1");
           break;
-        }
       }
+      ctes.push_back(absl::StrCat("v", i, " AS (", body, ")"));
+      counts.push_back(absl::StrCat("(SELECT count(*) FROM v", i, ")"));
+    }
+    // One INSERT for all history rows: ids follow the order of the VALUES.
+    std::vector<std::string> rows;
+    for (const HistoryRecord& record : history) {
+      const std::string started = TimeToMicros(record.started);
+      rows.push_back(absl::StrCat(
+          "(", q(record.revision), ", ", q(record.direction), ", ",
+          q(TextArrayLiteral(record.rows_before)), "::text[], ",
+          q(TextArrayLiteral(record.rows_after)), "::text[], ", q_or_null(record.checksum), ", ",
+          started.empty() ? std::string("NULL::timestamptz")
+                          : absl::StrCat("'epoch'::timestamptz + ", started,
+                                         "::bigint * interval '1 microsecond'"),
+          ", ", absl::ToInt64Microseconds(record.duration), " / 1000.0, ", q(record.outcome),
+          ", ", q_or_null(record.error), ", ", q_or_null(record.who), ", ",
+          q_or_null(record.operation_id), ", ", q_or_null(record.schemad_version), ", ",
+          q(c.table_key), ")"));
+    }
+    if (!rows.empty()) {
+      ctes.push_back(absl::StrCat(
+          "h AS (INSERT INTO ", c.history_table,
+          " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
+          "outcome, error, who, operation_id, schemad_version, version_table) VALUES ",
+          absl::StrJoin(rows, ", "), " RETURNING 1)"));
+    }
+    if (counts.empty()) {
+      counts.push_back("0");
+    }
+    const pqxx::result result = work_->exec(absl::StrCat(
+        "WITH ", absl::StrJoin(ctes, ", "), " SELECT ", absl::StrJoin(counts, ", ")));
+    for (size_t i = 0; i < changes.size(); ++i) {
+      const long found = result[0][static_cast<int>(i)].as<long>();
+      if (found == 1) {
+        continue;
+      }
+      const VersionRowChange& change = changes[i];
+      if (change.kind == VersionRowChange::Kind::kDelete) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "Online migration expected to match one row when deleting '", change.from, "' in '",
+            c.version_table_name, "'; ", found, " found"));
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Online migration expected to match one row when updating '", change.from, "' to '",
+          change.to, "' in '", c.version_table_name, "'; ", found, " found"));
     }
     return absl::OkStatus();
   });
 }
 
-absl::Status PqTransaction::AppendHistory(const HistoryRecord& record) {
-  const Config& c = session_->config();
-  const std::string started = TimeToMicros(record.started);
-  const std::string duration_micros = absl::StrCat(absl::ToInt64Microseconds(record.duration));
-  return Run("appending history", [&]() -> absl::Status {
-    work_->exec_params(
-        absl::StrCat(
-            "INSERT INTO ", c.history_table,
-            " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
-            "outcome, error, who, operation_id, schemad_version, version_table) VALUES "
-            "($1, $2, $3::text[], $4::text[], $5, "
-            "'epoch'::timestamptz + $6::bigint * interval '1 microsecond', "
-            "$7::bigint / 1000.0, $8, $9, $10, $11, $12, $13)"),
-        record.revision, record.direction, TextArrayLiteral(record.rows_before),
-        TextArrayLiteral(record.rows_after), NullIfEmpty(record.checksum), NullIfEmpty(started),
-        duration_micros, record.outcome, NullIfEmpty(record.error), NullIfEmpty(record.who),
-        NullIfEmpty(record.operation_id), NullIfEmpty(record.schemad_version), c.table_key);
-    return absl::OkStatus();
-  });
-}
-
 absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention>& marker) {
+  RETURN_IF_ERROR(FlushBookkeeping());
   const Config& c = session_->config();
   if (!marker.has_value()) {
     return Run("clearing the needs-attention marker", [&]() -> absl::Status {
@@ -1340,7 +1422,7 @@ absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention
 }
 
 absl::Status PqTransaction::Commit() {
-  RETURN_IF_ERROR(Usable());
+  RETURN_IF_ERROR(FlushBookkeeping());
   absl::Status status = session_->Run("committing", [&]() -> absl::Status {
     work_->commit();
     return absl::OkStatus();

@@ -1,0 +1,84 @@
+// schemactl --server: the database verbs through a schemad server (the C++
+// SDK, client/sdk/schemad/client.h) instead of on a DSN, plus the verbs that
+// only exist remotely: `dbs` and `ops list|watch|cancel`. Output, JSON shapes
+// and exit codes follow the direct verbs (docs/cli.md, "Remote mode").
+//
+//   RemoteOptions remote;
+//   remote.server = "schemad.ops:50051";
+//   remote.database = "site-a";
+//   int code = RunRemoteEnsureHead(global, remote, EnsureHeadOptions{}, out, err);
+//
+// Ctrl-C (GlobalOptions::cancelled) stops watching a running operation; the
+// operation goes on on the server (`ops watch ID` follows it again, `ops
+// cancel ID` stops it).
+//
+// Thread-safety: the functions share no state; each call opens its own channel.
+#ifndef SCHEMAD_CLIENT_CLI_REMOTE_COMMANDS_H_
+#define SCHEMAD_CLIENT_CLI_REMOTE_COMMANDS_H_
+
+#include <map>
+#include <ostream>
+#include <string>
+
+#include "absl/time/time.h"
+#include "client/cli/commands.h"
+
+namespace schemad::cli {
+
+// How to reach the server (flags and environment: see main.cc).
+struct RemoteOptions {
+  std::string server;    // --server, SCHEMAD_SERVER; empty: direct mode
+  std::string database;  // --database, SCHEMAD_DATABASE: the configured database name
+  std::string token;     // --token, SCHEMAD_TOKEN (or --token-file, SCHEMAD_TOKEN_FILE)
+  std::string token_file;
+  bool tls = false;                            // --tls: TLS with the system's CAs
+  std::string tls_ca;                          // --tls-ca, SCHEMAD_TLS_CA
+  std::string tls_cert;                        // --tls-cert, SCHEMAD_TLS_CERT (mutual TLS)
+  std::string tls_key;                         // --tls-key, SCHEMAD_TLS_KEY
+  std::string tls_server_name;                 // --tls-server-name, SCHEMAD_TLS_SERVER_NAME
+  absl::Duration timeout = absl::Seconds(30);  // --timeout: unary calls
+  bool lock_wait_set = false;  // --lock-wait was given: sent as the operation's lock wait
+};
+
+int RunRemoteUpgrade(const GlobalOptions& global, const RemoteOptions& remote,
+                     const UpgradeOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteDowngrade(const GlobalOptions& global, const RemoteOptions& remote,
+                       const DowngradeOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteStamp(const GlobalOptions& global, const RemoteOptions& remote,
+                   const StampOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote,
+                        const EnsureHeadOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteResolve(const GlobalOptions& global, const RemoteOptions& remote,
+                     const ResolveOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
+                     const CurrentOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
+                      const ValidateOptions& options, std::ostream& out, std::ostream& err);
+// The database's schemad_history rows (what `history --log` shows directly).
+int RunRemoteHistory(const GlobalOptions& global, const RemoteOptions& remote,
+                     const HistoryOptions& options, std::ostream& out, std::ostream& err);
+int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
+                  const PlanOptions& options, std::ostream& out, std::ostream& err);
+
+// `dbs`: every configured database with its state (at head, behind by N,
+// needs attention, unreachable). Exit 0 even when some are behind; 5 when the
+// server cannot be reached.
+struct DbsOptions {
+  std::map<std::string, std::string> labels;  // --label key=value (all must match)
+};
+int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
+                 const DbsOptions& options, std::ostream& out, std::ostream& err);
+
+// `ops list [--running] [--limit N]`, `ops watch ID`, `ops cancel ID`.
+struct OpsOptions {
+  std::string action;        // list, watch, cancel
+  std::string operation_id;  // watch, cancel
+  bool running_only = false;
+  int limit = 0;
+};
+int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
+                 const OpsOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace schemad::cli
+
+#endif  // SCHEMAD_CLIENT_CLI_REMOTE_COMMANDS_H_

@@ -1,0 +1,468 @@
+// schemad C++ client SDK: a typed wrapper over the schemad.v1.Schemad gRPC
+// service that speaks plain structs (no protobuf in this header) and
+// absl::StatusOr results.
+//
+// A control layer's main, blocking until its database is at head:
+//
+//   schemad::ClientOptions options;
+//   options.target = "schemad.ops.svc:50051";
+//   options.token = std::getenv("SCHEMAD_TOKEN");
+//   if (absl::Status s = schemad::WaitForHead(options, "site-a", absl::Minutes(5)); !s.ok()) {
+//     std::cerr << "schema not ready: " << s << "\n";
+//     return 1;
+//   }
+//
+// Streaming an upgrade with progress:
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<schemad::Client> client, schemad::Client::Connect(options));
+//   schemad::CallOptions call;
+//   call.on_event = [](const schemad::OperationEvent& e) { std::cerr << e.Describe() << "\n"; };
+//   schemad::UpgradeRequest upgrade;
+//   upgrade.target = "heads";
+//   absl::StatusOr<schemad::OperationResult> result = client->Upgrade("site-a", upgrade, call);
+//
+// Errors are the server's gRPC status codes as absl::Status codes (see
+// proto/schemad/v1/schemad.proto for what each means). Retries: calls that
+// are safe to repeat (EnsureHead, every read, Stamp, Resolve... see
+// RetryPolicy) are retried while they fail UNAVAILABLE, with exponential
+// backoff and jitter, within RetryPolicy::max_elapsed and the call's
+// deadline. Streamed operations (Upgrade, Downgrade, Merge) are never sent
+// twice: they wait for the server to become reachable (gRPC wait-for-ready)
+// until their deadline instead.
+//
+// Thread-safety: a Client is thread-safe; share one per process (its channel
+// is the warm connection). Callbacks run on the calling thread.
+#ifndef SCHEMAD_CLIENT_SDK_SCHEMAD_CLIENT_H_
+#define SCHEMAD_CLIENT_SDK_SCHEMAD_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace schemad {
+
+// ------------------------------------------------------------------ options
+
+struct RetryPolicy {
+  bool enabled = true;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  double multiplier = 2.0;
+  double jitter = 0.2;  // each sleep is backoff * (1 ± jitter), uniformly
+  // Total time one call may spend retrying (also bounded by its deadline).
+  absl::Duration max_elapsed = absl::Seconds(30);
+};
+
+struct ClientOptions {
+  // gRPC target: "host:port", "dns:///name:port", "unix:///path". Required.
+  std::string target;
+
+  // TLS, on when `tls` is set or any file below is given.
+  bool tls = false;
+  std::string root_ca_file;     // PEM CAs that sign the server's certificate; empty: system roots
+  std::string cert_file;        // PEM client certificate (mutual TLS)
+  std::string key_file;         // PEM client key (mutual TLS)
+  std::string tls_server_name;  // name to verify instead of the target's host
+
+  std::string token;  // bearer token (`authorization: Bearer ...`); empty: none
+  // Free-form caller label, sent as `x-schemad-who` and recorded in history
+  // next to the token's name (e.g. "alice@laptop", "site-a-control-layer").
+  std::string who;
+
+  // Deadline of unary calls without their own.
+  absl::Duration default_deadline = absl::Seconds(30);
+  // Deadline of streamed operations (Upgrade, Downgrade, Merge, WatchOperation).
+  absl::Duration operation_deadline = absl::Hours(24);
+
+  RetryPolicy retry;
+
+  // Options from the environment: SCHEMAD_SERVER (target), SCHEMAD_TOKEN or
+  // SCHEMAD_TOKEN_FILE, SCHEMAD_TLS_CA, SCHEMAD_TLS_CERT, SCHEMAD_TLS_KEY,
+  // SCHEMAD_TLS_SERVER_NAME, SCHEMAD_WHO. Unset variables leave the defaults.
+  static ClientOptions FromEnvironment();
+};
+
+// ------------------------------------------------------------ domain types
+
+enum class Direction { kUp, kDown };
+enum class OperationKind {
+  kUnspecified,
+  kEnsureHead,
+  kUpgrade,
+  kDowngrade,
+  kMerge,
+  kStamp,
+  kResolve
+};
+enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+enum class TransactionMode { kPerRevision, kAll };
+
+const char* ToString(Direction direction);   // "up" / "down"
+const char* ToString(OperationKind kind);    // "upgrade", "ensure-head", ...
+const char* ToString(OperationState state);  // "running", "succeeded", ...
+
+// One revision of a plan.
+struct PlannedStep {
+  std::string revision;
+  Direction direction = Direction::kUp;
+  std::string path;
+  int statement_count = 0;
+  bool transactional = true;
+  std::string message;
+};
+
+// A progress event of an operation. Which fields are set depends on `kind`.
+struct OperationEvent {
+  enum class Kind {
+    kAccepted,           // operation_kind, target, who
+    kOperationStarted,   // plan, rows_before
+    kWaitingForLock,     // lock_holder, waited
+    kLockAcquired,       // waited
+    kRevisionStarted,    // revision, direction, step_index/step_count, statement_count
+    kStatementStarted,   // revision, step_index/step_count, statement_index/statement_count, line
+    kRevisionFinished,   // revision, direction, step_index/step_count, duration, status
+    kOperationFinished,  // state, status, heads, duration, revisions_run
+    kUnknown,            // from a newer server
+  };
+  Kind kind = Kind::kUnknown;
+  std::string operation_id;
+  std::string database;
+  absl::Time time = absl::InfinitePast();
+  int64_t sequence = 0;
+
+  OperationKind operation_kind = OperationKind::kUnspecified;
+  std::string target;
+  std::string who;
+  std::vector<PlannedStep> plan;
+  std::vector<std::string> rows_before;
+  std::string lock_holder;
+  absl::Duration waited = absl::ZeroDuration();
+  std::string revision;
+  Direction direction = Direction::kUp;
+  int step_index = 0;
+  int step_count = 0;
+  int statement_index = 0;
+  int statement_count = 0;
+  int line = 0;
+  absl::Duration duration = absl::ZeroDuration();
+  absl::Status status;
+  OperationState state = OperationState::kUnspecified;
+  std::vector<std::string> heads;
+  int revisions_run = 0;
+
+  // One line for logs: "op-... site-a revision 3f2a (up) started, step 1 of 2".
+  std::string Describe() const;
+};
+
+// The outcome of a finished operation.
+struct OperationResult {
+  std::string operation_id;
+  std::string database;
+  std::vector<std::string> rows_before;
+  std::vector<std::string> heads;  // version rows after
+  int revisions_run = 0;
+  bool took_lock = false;
+  absl::Duration duration = absl::ZeroDuration();
+  std::vector<PlannedStep> plan;
+};
+
+struct EnsureHeadResult {
+  bool applied = false;  // revisions were applied by the operation this call started or joined
+  std::vector<std::string> heads;
+  std::vector<std::string> rows_before;
+  int revisions_applied = 0;
+  std::string operation_id;  // when applied
+};
+
+struct OperationInfo {
+  std::string operation_id;
+  std::string database;
+  OperationKind kind = OperationKind::kUnspecified;
+  std::string target;
+  std::string who;
+  OperationState state = OperationState::kUnspecified;
+  absl::Time created = absl::InfinitePast();
+  std::optional<absl::Time> started;
+  std::optional<absl::Time> finished;
+  absl::Status error;
+  bool cancel_requested = false;
+  std::string current_revision;
+  int step_index = 0;
+  int step_count = 0;
+  std::vector<std::string> heads;
+  int64_t event_count = 0;
+};
+
+struct NeedsAttention {
+  std::string revision;
+  Direction direction = Direction::kUp;
+  int statements_done = 0;
+  int statements_total = 0;
+  std::string error;
+  std::string operation_id;
+  std::optional<absl::Time> started;
+};
+
+struct DatabaseStatus {
+  enum class State { kUnspecified, kAtHead, kBehind, kNeedsAttention, kUnreachable, kInvalid };
+  std::string database;
+  std::string migration_set;
+  std::string display_name;  // "dbname on host:port"
+  State state = State::kUnspecified;
+  bool version_table_exists = false;
+  std::vector<std::string> current_heads;
+  std::vector<std::string> graph_heads;
+  int pending = 0;  // -1 when unknown
+  bool at_head = false;
+  std::optional<NeedsAttention> needs_attention;
+  std::string row_error;
+  absl::Status error;  // set when kUnreachable (ListDatabases)
+};
+const char* ToString(DatabaseStatus::State state);  // "at-head", "behind", ...
+
+struct DatabaseInfo {
+  std::string name;
+  std::string migration_set;
+  std::map<std::string, std::string> labels;
+  bool allow_ensure_head_apply = true;
+  std::string display_name;
+  std::optional<DatabaseStatus> status;  // with ListDatabasesRequest::include_status
+};
+
+struct HistoryEntry {
+  int64_t id = 0;
+  std::string revision;
+  std::string direction;  // up, down, stamp, resolve
+  std::vector<std::string> rows_before;
+  std::vector<std::string> rows_after;
+  std::string checksum;
+  absl::Time started = absl::InfinitePast();
+  absl::Duration duration = absl::ZeroDuration();
+  std::string outcome;  // success, failed, needs_attention, applied, rolled_back
+  std::string error;
+  std::string who;
+  std::string operation_id;
+  std::string schemad_version;
+};
+
+struct RevisionInfo {
+  std::string id;
+  std::vector<std::string> revises;
+  std::vector<std::string> branch_labels;
+  std::vector<std::string> effective_labels;
+  std::vector<std::string> depends_on;
+  std::string message;
+  std::string created;
+  std::string path;
+  bool transactional = true;
+  bool reversible = true;
+  std::string checksum;
+  int upgrade_statements = 0;
+  int downgrade_statements = 0;
+  std::vector<std::string> children;
+  bool is_head = false;
+  bool is_base = false;
+  bool is_branch_point = false;
+  bool is_merge_point = false;
+  std::optional<absl::Duration> lock_timeout;
+  std::optional<absl::Duration> statement_timeout;
+};
+
+struct MigrationSetInfo {
+  std::string name;
+  std::string directory;
+  std::vector<std::string> heads;
+  std::vector<std::string> bases;
+  std::vector<std::string> branch_points;
+  std::vector<RevisionInfo> revisions;  // in file-name order
+  std::vector<std::string> databases;
+};
+
+struct VersionRowChange {
+  enum class Kind { kInsert, kDelete, kUpdate };
+  Kind kind = Kind::kInsert;
+  std::string from;
+  std::string to;
+};
+
+struct PlanStep {
+  PlannedStep step;
+  std::vector<VersionRowChange> version_changes;
+  std::vector<std::string> rows_after;
+};
+
+struct PlanResult {
+  std::string target;
+  std::vector<std::string> rows_before;
+  std::vector<PlanStep> steps;  // empty: nothing to do
+  std::vector<std::string> rows_after;
+  std::vector<VersionRowChange> stamp_changes;
+  std::string sql;  // when PlanRequest::sql
+};
+
+struct ValidationIssue {
+  enum class Kind { kChanged, kMissingFile, kNoChecksum };
+  Kind kind = Kind::kChanged;
+  std::string revision;
+  std::string path;
+  std::string recorded_checksum;
+  std::string current_checksum;
+};
+
+struct ValidationResult {
+  bool ok = true;
+  int applied_checked = 0;
+  std::vector<ValidationIssue> issues;
+};
+
+// ---------------------------------------------------------------- requests
+
+struct EnsureHeadOptions {
+  bool no_apply = false;                    // only check: FAILED_PRECONDITION when behind
+  std::optional<absl::Duration> lock_wait;  // unset: the database's configured lock_wait
+};
+
+struct UpgradeRequest {
+  std::string target = "heads";
+  bool allow_changed = false;
+  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  std::optional<absl::Duration> lock_wait;
+};
+
+struct DowngradeRequest {
+  std::string target;  // required
+  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  std::optional<absl::Duration> lock_wait;
+};
+
+struct MergeRequest {
+  std::string revision;  // empty: the nearest revision joining the database's heads
+  std::optional<absl::Duration> lock_wait;
+};
+
+struct PlanRequest {
+  enum class Kind { kUpgrade, kDowngrade, kStamp };
+  std::string database;       // plan from this database's rows, or
+  std::string migration_set;  // from `from_rows` against this set
+  Kind kind = Kind::kUpgrade;
+  std::vector<std::string> targets;  // upgrade default: heads
+  std::vector<std::string> from_rows;
+  bool purge = false;
+  bool sql = false;
+  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+};
+
+struct ListDatabasesRequest {
+  std::map<std::string, std::string> label_selector;
+  bool include_status = false;
+};
+
+// Per-call controls.
+struct CallOptions {
+  // Zero: ClientOptions::default_deadline (unary) or operation_deadline (streams).
+  absl::Duration deadline = absl::ZeroDuration();
+  // Streamed calls: every event, on the calling thread, in order.
+  std::function<void(const OperationEvent&)> on_event;
+  // Streamed calls: stop watching when it turns true (checked every 50 ms).
+  // The operation goes on on the server; the call returns CANCELLED naming it.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// ------------------------------------------------------------------ client
+
+class Client {
+ public:
+  // Creates the channel (it connects lazily, on the first call).
+  // INVALID_ARGUMENT: no target, or a TLS file that cannot be read.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const ClientOptions& options() const { return options_; }
+
+  // Brings the database to head when it is behind (if the server allows it
+  // there), or checks only with `no_apply`. At head: one query on the server.
+  // Retried on UNAVAILABLE.
+  absl::StatusOr<EnsureHeadResult> EnsureHead(const std::string& database,
+                                              const EnsureHeadOptions& options = {},
+                                              const CallOptions& call = {});
+
+  // Streamed operations: `call.on_event` sees every event; the result is the
+  // operation's outcome, or its error (the events say where it stopped).
+  absl::StatusOr<OperationResult> Upgrade(const std::string& database,
+                                          const UpgradeRequest& request = {},
+                                          const CallOptions& call = {});
+  absl::StatusOr<OperationResult> Downgrade(const std::string& database,
+                                            const DowngradeRequest& request,
+                                            const CallOptions& call = {});
+  absl::StatusOr<OperationResult> Merge(const std::string& database,
+                                        const MergeRequest& request = {},
+                                        const CallOptions& call = {});
+  // Replays an operation's events, then follows it to its end.
+  absl::StatusOr<OperationResult> WatchOperation(const std::string& operation_id,
+                                                 const CallOptions& call = {});
+
+  // Unary operations (retried on UNAVAILABLE: both are idempotent).
+  absl::StatusOr<OperationResult> Stamp(const std::string& database,
+                                        const std::vector<std::string>& revisions,
+                                        bool purge = false, const CallOptions& call = {});
+  absl::StatusOr<OperationResult> Resolve(const std::string& database, bool applied,
+                                          const CallOptions& call = {});
+
+  // Reads (retried on UNAVAILABLE).
+  absl::StatusOr<PlanResult> Plan(const PlanRequest& request, const CallOptions& call = {});
+  absl::StatusOr<DatabaseStatus> GetStatus(const std::string& database,
+                                           const CallOptions& call = {});
+  absl::StatusOr<std::vector<HistoryEntry>> History(const std::string& database, int limit = 0,
+                                                    const CallOptions& call = {});
+  // By migration set name, or (when `migration_set` is empty) the set of `database`.
+  absl::StatusOr<MigrationSetInfo> DescribeMigrationSet(const std::string& migration_set,
+                                                        const std::string& database = "",
+                                                        const CallOptions& call = {});
+  absl::StatusOr<std::vector<DatabaseInfo>> ListDatabases(const ListDatabasesRequest& request = {},
+                                                          const CallOptions& call = {});
+  absl::StatusOr<ValidationResult> Validate(const std::string& database,
+                                            const CallOptions& call = {});
+  absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database = "",
+                                                            bool running_only = false,
+                                                            int limit = 0,
+                                                            const CallOptions& call = {});
+  absl::StatusOr<OperationInfo> CancelOperation(const std::string& operation_id,
+                                                const CallOptions& call = {});
+
+  // grpc.health.v1 Check: true when `service` ("" overall, or a migration
+  // set's name) is SERVING. Not retried.
+  absl::StatusOr<bool> CheckHealth(const std::string& migration_set = "",
+                                   const CallOptions& call = {});
+
+ private:
+  class Impl;
+  explicit Client(ClientOptions options, std::unique_ptr<Impl> impl);
+  ClientOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// For a control layer's main: blocks until `database` is at head — calling
+// EnsureHead, which applies pending revisions where the server allows it —
+// retrying while schemad or the database is unreachable (UNAVAILABLE), the
+// migration lock is busy (ABORTED, DEADLINE_EXCEEDED of the lock wait) or the
+// server is overloaded, with backoff and jitter, until `deadline` has passed.
+// Returns OK at head; DEADLINE_EXCEEDED (with the last error) when time ran
+// out; any other error at once (e.g. FAILED_PRECONDITION: behind and not
+// allowed to apply, needs attention, a failed revision).
+absl::Status WaitForHead(const ClientOptions& options, const std::string& database,
+                         absl::Duration deadline);
+
+}  // namespace schemad
+
+#endif  // SCHEMAD_CLIENT_SDK_SCHEMAD_CLIENT_H_

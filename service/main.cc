@@ -1,0 +1,120 @@
+// schemad: the schema-migration service. Wiring only: flags, configuration,
+// logging, signals; everything else is service/server/.
+//
+//   schemad --config /etc/schemad/schemad.yaml [--listen 127.0.0.1:0] [--log-level debug]
+//   schemad --config schemad.yaml --check-config     # validate, load the sets, exit
+//
+// Prints "schemad listening on HOST:PORT" on stdout once it serves. SIGTERM or
+// SIGINT starts a graceful shutdown (see docs/service.md); a second one
+// cancels the running operations at once. Exit codes: 0 clean shutdown, 1
+// shutdown with operations that did not stop, 2 bad flags or configuration,
+// 3 could not start (listen address, TLS files).
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+#include "spdlog/pattern_formatter.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUnclean = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitStart = 3;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  std::string listen;
+  std::string log_level = "info";
+  bool check_config = false;
+  CLI::App app("schemad: schema-migration service for PostgreSQL", "schemad");
+  app.add_option("--config", config_path, "configuration file (YAML)")->required();
+  app.add_option("--listen", listen, "listen address, overriding the config's `listen`");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_flag("--check-config", check_config,
+               "validate the configuration and load the migration sets, then exit");
+  app.set_version_flag("--version", SCHEMAD_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitConfig;
+  }
+
+  // Block the shutdown signals in every thread (gRPC's and ours inherit the
+  // mask); the main thread takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+      "%Y-%m-%dT%H:%M:%S.%fZ level=%l logger=%n %v", spdlog::pattern_time_type::utc));
+  schemad::server::ServerOptions options;
+  options.log_sinks.push_back(sink);
+  options.log_level = spdlog::level::from_str(log_level);
+  options.listen_override = listen;
+
+  absl::StatusOr<schemad::server::LoadedConfig> config =
+      schemad::server::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << "schemad: " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  if (check_config) {
+    options.log_sinks.clear();
+    options.listen_override = "127.0.0.1:0";
+  }
+  absl::StatusOr<std::unique_ptr<schemad::server::SchemadServer>> server =
+      schemad::server::SchemadServer::Start(*std::move(config), options);
+  if (!server.ok()) {
+    std::cerr << "schemad: " << server.status().message() << "\n";
+    return server.status().code() == absl::StatusCode::kUnavailable ? kExitStart : kExitConfig;
+  }
+  if (check_config) {
+    (*server)->Shutdown(absl::ZeroDuration());
+    std::cout << "schemad: configuration OK\n";
+    return kExitOk;
+  }
+  std::cout << "schemad listening on " << (*server)->address() << std::endl;
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::logger log("main", sink);
+  log.info("signal={} starting graceful shutdown", signal_number);
+  std::atomic<bool> done{false};
+  std::thread shutdown([&] {
+    (*server)->Shutdown();
+    done = true;
+  });
+  // A second signal while shutting down: cancel the running operations now.
+  const timespec poll{0, 100 * 1000 * 1000};
+  while (!done) {
+    if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+      log.warn("second signal: cancelling running operations now");
+      (*server)->CancelAllOperations();
+    }
+  }
+  shutdown.join();
+  const bool clean = (*server)->clean_shutdown();
+  server->reset();
+  return clean ? kExitOk : kExitUnclean;
+}

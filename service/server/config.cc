@@ -1,0 +1,547 @@
+#include "service/server/config.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/duration.pb.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/reflection.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "service/common/status_macros.h"
+#include "service/server/proto_time.h"
+
+namespace schemad::server {
+namespace {
+
+namespace pb = google::protobuf;
+
+absl::Status KeyError(const std::string& path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "(top level)" : path, ": ", what));
+}
+
+std::string Join(const std::string& path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+const char* KindName(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+absl::Status ExpectScalar(const YAML::Node& node, const std::string& path, absl::string_view what) {
+  if (!node.IsScalar()) {
+    return KeyError(path, absl::StrCat("expected ", what, ", got ", KindName(node)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetScalar(const YAML::Node& node, const std::string& path, pb::Message* msg,
+                       const pb::FieldDescriptor* field, bool repeated) {
+  const pb::Reflection* r = msg->GetReflection();
+  switch (field->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING: {
+      RETURN_IF_ERROR(ExpectScalar(node, path, "a string"));
+      repeated ? r->AddString(msg, field, node.Scalar()) : r->SetString(msg, field, node.Scalar());
+      return absl::OkStatus();
+    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL: {
+      RETURN_IF_ERROR(ExpectScalar(node, path, "true or false"));
+      const std::string text = absl::AsciiStrToLower(node.Scalar());
+      if (text != "true" && text != "false") {
+        return KeyError(path, absl::StrCat("expected true or false, got \"", node.Scalar(), "\""));
+      }
+      repeated ? r->AddBool(msg, field, text == "true") : r->SetBool(msg, field, text == "true");
+      return absl::OkStatus();
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      RETURN_IF_ERROR(ExpectScalar(node, path, "an integer"));
+      int32_t value = 0;
+      if (!absl::SimpleAtoi(node.Scalar(), &value)) {
+        return KeyError(path, absl::StrCat("expected an integer, got \"", node.Scalar(), "\""));
+      }
+      repeated ? r->AddInt32(msg, field, value) : r->SetInt32(msg, field, value);
+      return absl::OkStatus();
+    }
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      RETURN_IF_ERROR(ExpectScalar(node, path, "a name"));
+      const pb::EnumValueDescriptor* value = field->enum_type()->FindValueByName(node.Scalar());
+      if (value == nullptr) {
+        return KeyError(path, absl::StrCat("unknown value \"", node.Scalar(), "\""));
+      }
+      repeated ? r->AddEnum(msg, field, value) : r->SetEnum(msg, field, value);
+      return absl::OkStatus();
+    }
+    default:
+      break;
+  }
+  return KeyError(path, "unsupported field type in the schema");
+}
+
+absl::Status FromYaml(const YAML::Node& node, const std::string& path, pb::Message* msg);
+
+absl::Status SetMessage(const YAML::Node& node, const std::string& path, pb::Message* msg) {
+  if (msg->GetDescriptor() == pb::Duration::descriptor()) {
+    RETURN_IF_ERROR(ExpectScalar(node, path, "a duration such as 30s"));
+    absl::StatusOr<absl::Duration> d = ParseConfigDuration(node.Scalar());
+    if (!d.ok()) {
+      return KeyError(path, d.status().message());
+    }
+    ToProto(*d, static_cast<pb::Duration*>(msg));
+    return absl::OkStatus();
+  }
+  return FromYaml(node, path, msg);
+}
+
+absl::Status SetField(const YAML::Node& node, const std::string& path, pb::Message* msg,
+                      const pb::FieldDescriptor* field) {
+  const pb::Reflection* r = msg->GetReflection();
+  if (field->is_map()) {
+    if (node.IsNull()) {
+      return absl::OkStatus();
+    }
+    if (!node.IsMap()) {
+      return KeyError(path, absl::StrCat("expected a mapping, got ", KindName(node)));
+    }
+    const pb::FieldDescriptor* key_field = field->message_type()->map_key();
+    const pb::FieldDescriptor* value_field = field->message_type()->map_value();
+    absl::flat_hash_set<std::string> seen;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      RETURN_IF_ERROR(ExpectScalar(it->first, path, "a string key"));
+      const std::string key = it->first.Scalar();
+      const std::string entry_path = Join(path, key);
+      if (!seen.insert(key).second) {
+        return KeyError(entry_path, "duplicate key");
+      }
+      pb::Message* entry = r->AddMessage(msg, field);
+      entry->GetReflection()->SetString(entry, key_field, key);
+      RETURN_IF_ERROR(SetScalar(it->second, entry_path, entry, value_field, false));
+    }
+    return absl::OkStatus();
+  }
+  if (field->is_repeated()) {
+    if (node.IsNull()) {
+      return absl::OkStatus();
+    }
+    if (!node.IsSequence()) {
+      return KeyError(path, absl::StrCat("expected a list, got ", KindName(node)));
+    }
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string item_path = absl::StrCat(path, "[", i, "]");
+      if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+        RETURN_IF_ERROR(SetMessage(node[i], item_path, r->AddMessage(msg, field)));
+      } else {
+        RETURN_IF_ERROR(SetScalar(node[i], item_path, msg, field, true));
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+    return SetMessage(node, path, r->MutableMessage(msg, field));
+  }
+  return SetScalar(node, path, msg, field, false);
+}
+
+// Fills `msg` from a YAML mapping whose keys are field names.
+absl::Status FromYaml(const YAML::Node& node, const std::string& path, pb::Message* msg) {
+  if (node.IsNull()) {
+    return absl::OkStatus();
+  }
+  if (!node.IsMap()) {
+    return KeyError(path, absl::StrCat("expected a mapping, got ", KindName(node)));
+  }
+  const pb::Descriptor* descriptor = msg->GetDescriptor();
+  absl::flat_hash_set<std::string> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    RETURN_IF_ERROR(ExpectScalar(it->first, path, "a key"));
+    const std::string key = it->first.Scalar();
+    const std::string key_path = Join(path, key);
+    if (!seen.insert(key).second) {
+      return KeyError(key_path, "duplicate key");
+    }
+    const pb::FieldDescriptor* field = descriptor->FindFieldByName(key);
+    if (field == nullptr) {
+      return KeyError(key_path, "unknown key");
+    }
+    RETURN_IF_ERROR(SetField(it->second, key_path, msg, field));
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ validation
+
+bool IsName(absl::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return false;
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsIdentifier(absl::string_view part) {
+  if (part.empty() || part.size() > 63) {
+    return false;
+  }
+  if (!absl::ascii_isalpha(static_cast<unsigned char>(part[0])) && part[0] != '_') {
+    return false;
+  }
+  for (char c : part) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '$') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_absolute()) {
+    return p.lexically_normal().string();
+  }
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+// Reads a whole file; the error names `key_path` and the file, never its content.
+absl::StatusOr<std::string> ReadFile(const std::string& key_path, const std::string& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) {
+    return absl::NotFoundError(absl::StrCat(key_path, ": file ", file, " does not exist"));
+  }
+  if (std::filesystem::is_directory(file, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(key_path, ": ", file, " is a directory"));
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key_path, ": cannot read ", file, ": ", std::strerror(errno)));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+absl::Status ValidateListen(const std::string& listen) {
+  if (listen.empty()) {
+    return KeyError("listen", "required (host:port, e.g. 127.0.0.1:50051)");
+  }
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return KeyError("listen", absl::StrCat("expected host:port, got \"", listen, "\""));
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(absl::string_view(listen).substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return KeyError("listen", absl::StrCat("bad port in \"", listen, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// Sets a Duration field to `value` unless the file set it.
+#define SCHEMAD_DEFAULT_DURATION(msg, field, value) \
+  do {                                              \
+    if (!(msg).has_##field()) {                     \
+      ToProto((value), (msg).mutable_##field());    \
+    }                                               \
+  } while (false)
+
+absl::Status ValidateFile(const std::string& key_path, const std::string& file) {
+  return ReadFile(key_path, file).status();
+}
+
+absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
+  v1::ServerConfig& c = loaded->proto;
+  RETURN_IF_ERROR(ValidateListen(c.listen()));
+
+  if (c.has_tls()) {
+    v1::TlsConfig& tls = *c.mutable_tls();
+    if (tls.cert_file().empty()) {
+      return KeyError("tls.cert_file", "required with tls");
+    }
+    if (tls.key_file().empty()) {
+      return KeyError("tls.key_file", "required with tls");
+    }
+    tls.set_cert_file(Resolve(sources.base_dir, tls.cert_file()));
+    tls.set_key_file(Resolve(sources.base_dir, tls.key_file()));
+    RETURN_IF_ERROR(ValidateFile("tls.cert_file", tls.cert_file()));
+    RETURN_IF_ERROR(ValidateFile("tls.key_file", tls.key_file()));
+    if (!tls.client_ca_file().empty()) {
+      tls.set_client_ca_file(Resolve(sources.base_dir, tls.client_ca_file()));
+      RETURN_IF_ERROR(ValidateFile("tls.client_ca_file", tls.client_ca_file()));
+    } else if (tls.require_client_cert()) {
+      return KeyError("tls.require_client_cert", "needs tls.client_ca_file");
+    }
+  }
+  if (!c.tokens_file().empty()) {
+    c.set_tokens_file(Resolve(sources.base_dir, c.tokens_file()));
+    RETURN_IF_ERROR(ValidateFile("tokens_file", c.tokens_file()));
+  }
+
+  v1::Timeouts& t = *c.mutable_timeouts();
+  SCHEMAD_DEFAULT_DURATION(t, lock_wait, kDefaultLockWait);
+  SCHEMAD_DEFAULT_DURATION(t, lock_timeout, absl::ZeroDuration());
+  SCHEMAD_DEFAULT_DURATION(t, statement_timeout, absl::ZeroDuration());
+  SCHEMAD_DEFAULT_DURATION(t, connect_timeout, kDefaultConnectTimeout);
+  SCHEMAD_DEFAULT_DURATION(c, shutdown_grace, kDefaultShutdownGrace);
+  SCHEMAD_DEFAULT_DURATION(c, operation_retention, kDefaultOperationRetention);
+  if (c.max_retained_operations() < 0) {
+    return KeyError("max_retained_operations", "must not be negative");
+  }
+  if (c.max_retained_operations() == 0) {
+    c.set_max_retained_operations(kDefaultMaxRetainedOperations);
+  }
+
+  v1::Pools& p = *c.mutable_pools();
+  struct PoolField {
+    const char* name;
+    int32_t value;
+    int32_t fallback;
+    void (v1::Pools::*set)(int32_t);
+  };
+  const bool min_idle_set = p.min_idle_sessions() != 0;
+  for (const PoolField& f :
+       {PoolField{"max_sessions_per_database", p.max_sessions_per_database(),
+                  kDefaultMaxSessionsPerDatabase, &v1::Pools::set_max_sessions_per_database},
+        PoolField{"min_idle_sessions", p.min_idle_sessions(), kDefaultMinIdleSessions,
+                  &v1::Pools::set_min_idle_sessions},
+        PoolField{"rpc_workers", p.rpc_workers(), kDefaultRpcWorkers, &v1::Pools::set_rpc_workers},
+        PoolField{"operation_workers", p.operation_workers(), kDefaultOperationWorkers,
+                  &v1::Pools::set_operation_workers}}) {
+    if (f.value < 0) {
+      return KeyError(absl::StrCat("pools.", f.name), "must not be negative");
+    }
+    if (f.value == 0) {
+      (p.*f.set)(f.fallback);
+    }
+  }
+  if (p.min_idle_sessions() > p.max_sessions_per_database()) {
+    if (min_idle_set) {
+      return KeyError("pools.min_idle_sessions", "must not exceed pools.max_sessions_per_database");
+    }
+    p.set_min_idle_sessions(p.max_sessions_per_database());
+  }
+
+  if (c.migration_sets_size() == 0) {
+    return KeyError("migration_sets", "at least one migration set is required");
+  }
+  absl::flat_hash_set<std::string> set_names;
+  for (int i = 0; i < c.migration_sets_size(); ++i) {
+    v1::MigrationSetConfig& set = *c.mutable_migration_sets(i);
+    const std::string path = absl::StrCat("migration_sets[", i, "]");
+    if (!IsName(set.name())) {
+      return KeyError(Join(path, "name"), set.name().empty()
+                                              ? "required"
+                                              : "must be letters, digits, '_', '-' and '.'");
+    }
+    if (!set_names.insert(set.name()).second) {
+      return KeyError(Join(path, "name"),
+                      absl::StrCat("duplicate migration set \"", set.name(), "\""));
+    }
+    if (set.directory().empty()) {
+      return KeyError(Join(path, "directory"), "required");
+    }
+    set.set_directory(Resolve(sources.base_dir, set.directory()));
+  }
+
+  if (c.databases_size() == 0) {
+    return KeyError("databases", "at least one database is required");
+  }
+  absl::flat_hash_set<std::string> db_names;
+  loaded->dsns.clear();
+  for (int i = 0; i < c.databases_size(); ++i) {
+    v1::DatabaseConfig& db = *c.mutable_databases(i);
+    const std::string path = absl::StrCat("databases[", i, "]");
+    if (!IsName(db.name())) {
+      return KeyError(Join(path, "name"),
+                      db.name().empty() ? "required" : "must be letters, digits, '_', '-' and '.'");
+    }
+    if (!db_names.insert(db.name()).second) {
+      return KeyError(Join(path, "name"), absl::StrCat("duplicate database \"", db.name(), "\""));
+    }
+    if (db.migration_set().empty()) {
+      return KeyError(Join(path, "migration_set"), "required");
+    }
+    if (!set_names.contains(db.migration_set())) {
+      return KeyError(Join(path, "migration_set"),
+                      absl::StrCat("no migration set named \"", db.migration_set(), "\""));
+    }
+    if (db.dsn_env().empty() == db.dsn_file().empty()) {
+      return KeyError(path, "exactly one of dsn_env and dsn_file is required");
+    }
+    std::string dsn;
+    if (!db.dsn_env().empty()) {
+      std::optional<std::string> value =
+          sources.getenv ? sources.getenv(db.dsn_env()) : std::nullopt;
+      if (!value) {
+        return KeyError(Join(path, "dsn_env"),
+                        absl::StrCat("environment variable ", db.dsn_env(), " is not set"));
+      }
+      dsn = std::string(absl::StripAsciiWhitespace(*value));
+      if (dsn.empty()) {
+        return KeyError(Join(path, "dsn_env"),
+                        absl::StrCat("environment variable ", db.dsn_env(), " is empty"));
+      }
+    } else {
+      db.set_dsn_file(Resolve(sources.base_dir, db.dsn_file()));
+      ASSIGN_OR_RETURN(std::string content, ReadFile(Join(path, "dsn_file"), db.dsn_file()));
+      dsn = std::string(absl::StripAsciiWhitespace(content));
+      if (dsn.empty()) {
+        return KeyError(Join(path, "dsn_file"), absl::StrCat("file ", db.dsn_file(), " is empty"));
+      }
+    }
+    loaded->dsns.push_back(std::move(dsn));
+
+    if (db.version_table().empty()) {
+      db.set_version_table("alembic_version");
+    }
+    const std::string& vt = db.version_table();
+    const size_t dot = vt.find('.');
+    const bool ok = dot == std::string::npos
+                        ? IsIdentifier(vt)
+                        : IsIdentifier(absl::string_view(vt).substr(0, dot)) &&
+                              IsIdentifier(absl::string_view(vt).substr(dot + 1));
+    if (!ok) {
+      return KeyError(Join(path, "version_table"),
+                      absl::StrCat("\"", vt, "\" is not a table name (table or schema.table)"));
+    }
+    if (!db.has_allow_ensure_head_apply()) {
+      db.set_allow_ensure_head_apply(true);
+    }
+    SCHEMAD_DEFAULT_DURATION(db, lock_wait, FromProto(t.lock_wait()));
+    SCHEMAD_DEFAULT_DURATION(db, lock_timeout, FromProto(t.lock_timeout()));
+    SCHEMAD_DEFAULT_DURATION(db, statement_timeout, FromProto(t.statement_timeout()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text) {
+  absl::string_view s = absl::StripAsciiWhitespace(text);
+  if (s == "0") {
+    return absl::ZeroDuration();
+  }
+  if (s.empty()) {
+    return absl::InvalidArgumentError("expected a duration such as 30s, got nothing");
+  }
+  const auto bad = [&text](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a duration (", why,
+                                                   "; e.g. 500ms, 30s, 5min, 1h30min)"));
+  };
+  absl::Duration total = absl::ZeroDuration();
+  while (!s.empty()) {
+    size_t i = 0;
+    while (i < s.size() && (absl::ascii_isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
+      ++i;
+    }
+    if (i == 0) {
+      return bad("expected a number");
+    }
+    double number = 0;
+    if (!absl::SimpleAtod(s.substr(0, i), &number) || number < 0) {
+      return bad("bad number");
+    }
+    s.remove_prefix(i);
+    s = absl::StripLeadingAsciiWhitespace(s);
+    size_t j = 0;
+    while (j < s.size() && absl::ascii_isalpha(static_cast<unsigned char>(s[j]))) {
+      ++j;
+    }
+    const std::string unit = absl::AsciiStrToLower(s.substr(0, j));
+    s.remove_prefix(j);
+    s = absl::StripLeadingAsciiWhitespace(s);
+    absl::Duration scale;
+    if (unit == "us") {
+      scale = absl::Microseconds(1);
+    } else if (unit == "ms") {
+      scale = absl::Milliseconds(1);
+    } else if (unit == "s") {
+      scale = absl::Seconds(1);
+    } else if (unit == "min" || unit == "m") {
+      scale = absl::Minutes(1);
+    } else if (unit == "h") {
+      scale = absl::Hours(1);
+    } else if (unit == "d") {
+      scale = absl::Hours(24);
+    } else if (unit.empty()) {
+      return bad("a unit is required");
+    } else {
+      return bad(absl::StrCat("unknown unit \"", unit, "\""));
+    }
+    total += scale * number;
+  }
+  return total;
+}
+
+absl::StatusOr<LoadedConfig> ParseConfig(absl::string_view yaml, const ConfigSources& sources) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+  if (!root.IsDefined() || root.IsNull()) {
+    return absl::InvalidArgumentError("the configuration is empty");
+  }
+  LoadedConfig loaded;
+  try {
+    RETURN_IF_ERROR(FromYaml(root, "", &loaded.proto));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
+  }
+  RETURN_IF_ERROR(Validate(sources, &loaded));
+  return loaded;
+}
+
+absl::StatusOr<LoadedConfig> LoadConfigFile(const std::string& path) {
+  absl::StatusOr<std::string> content = ReadFile("--config", path);
+  if (!content.ok()) {
+    return content.status();
+  }
+  ConfigSources sources;
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  sources.base_dir = ec ? "." : absolute.parent_path().string();
+  sources.getenv = [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(value);
+  };
+  absl::StatusOr<LoadedConfig> loaded = ParseConfig(*content, sources);
+  if (!loaded.ok()) {
+    return Annotate(loaded.status(), path);
+  }
+  return loaded;
+}
+
+}  // namespace schemad::server

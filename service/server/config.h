@@ -1,0 +1,78 @@
+// schemad's configuration: the YAML file, read into the proto schema
+// (proto/schemad/v1/config.proto), validated, defaults filled in, relative
+// paths resolved, and each database's DSN read from its environment variable
+// or file.
+//
+//   ASSIGN_OR_RETURN(LoadedConfig config, LoadConfigFile("/etc/schemad/schemad.yaml"));
+//   for (int i = 0; i < config.proto.databases_size(); ++i) {
+//     OpenPqDatabase(config.dsns[i], ...);   // the only place DSNs go
+//   }
+//
+// Every error names the key path, e.g.
+//   `databases[1].dsn_env: environment variable SITE_B_DSN is not set`,
+//   `databases[0].lable: unknown key`.
+// DSNs are secrets: they are never put in a message or a log line.
+// Migration sets are only checked for a name and a directory here; loading
+// them (and their graph errors) is the registry's job.
+//
+// Thread-safety: stateless functions.
+#ifndef SCHEMAD_SERVICE_SERVER_CONFIG_H_
+#define SCHEMAD_SERVICE_SERVER_CONFIG_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "schemad/v1/config.pb.h"
+
+namespace schemad::server {
+
+// Defaults, filled into LoadedConfig::proto where the file leaves a value unset.
+inline constexpr absl::Duration kDefaultLockWait = absl::Seconds(60);
+inline constexpr absl::Duration kDefaultConnectTimeout = absl::Seconds(10);
+inline constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(30);
+inline constexpr absl::Duration kDefaultOperationRetention = absl::Hours(24);
+inline constexpr int kDefaultMaxRetainedOperations = 1000;
+inline constexpr int kDefaultMaxSessionsPerDatabase = 8;
+inline constexpr int kDefaultMinIdleSessions = 1;
+inline constexpr int kDefaultRpcWorkers = 16;
+inline constexpr int kDefaultOperationWorkers = 8;
+
+struct LoadedConfig {
+  // Validated; every default filled in (timeouts, pools, grace, retention,
+  // each database's allow_ensure_head_apply, timeouts and version_table);
+  // paths absolute.
+  v1::ServerConfig proto;
+  // dsns[i] is the DSN of proto.databases(i). Secret: never log or return it.
+  std::vector<std::string> dsns;
+};
+
+// Where configuration values come from, as a seam for tests.
+struct ConfigSources {
+  // Relative paths in the file are resolved against this directory.
+  std::string base_dir = ".";
+  // Environment lookup for dsn_env; nullopt when the variable is not set.
+  std::function<std::optional<std::string>(const std::string&)> getenv;
+};
+
+// Parses and validates YAML text. INVALID_ARGUMENT naming the key path (or
+// the YAML line and column for syntax errors); NOT_FOUND / INVALID_ARGUMENT
+// for unreadable files named by the config, with the key path.
+absl::StatusOr<LoadedConfig> ParseConfig(absl::string_view yaml, const ConfigSources& sources);
+
+// Reads `path` and parses it with the process environment, relative paths
+// resolved against the file's directory. Errors are prefixed with `path`.
+absl::StatusOr<LoadedConfig> LoadConfigFile(const std::string& path);
+
+// The duration grammar of configuration values (and of revision files'
+// lock_timeout): `<number><unit>` terms, units us, ms, s, min, m, h, d; `0`
+// means zero. INVALID_ARGUMENT otherwise.
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text);
+
+}  // namespace schemad::server
+
+#endif  // SCHEMAD_SERVICE_SERVER_CONFIG_H_

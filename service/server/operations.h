@@ -1,0 +1,215 @@
+// Operations: the server-side jobs that migrate a database (EnsureHead when it
+// applies, Upgrade, Downgrade, Merge, Stamp, Resolve). Each has an id, runs on
+// a worker thread (never on gRPC's), keeps every event it emitted so that
+// WatchOperation can replay it, and outlives the RPC that started it.
+//
+//   OperationRegistry ops(options, log);
+//   ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
+//                    ops.Start(spec, [&](Operation& op) -> absl::StatusOr<OperationOutcome> {
+//                      ...run the executor with op.control()...
+//                    }));
+//   op->Subscribe(observer);   // replays past events, then live ones
+//   ops.Cancel(op->id());      // flag + cancels the running statement
+//
+// Thread-safety: everything here is thread-safe. Observers are called with
+// the operation's lock held (OnEvent) or without it (OnDone); they must not
+// block and must not call back into the operation from OnEvent.
+#ifndef SCHEMAD_SERVICE_SERVER_OPERATIONS_H_
+#define SCHEMAD_SERVICE_SERVER_OPERATIONS_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "schemad/v1/schemad.pb.h"
+#include "service/engine/events.h"
+#include "service/engine/executor.h"
+#include "service/engine/revision_graph.h"
+#include "service/server/log_format.h"
+#include "service/server/thread_pool.h"
+#include "service/store/store.h"
+#include "spdlog/logger.h"
+
+namespace schemad::server {
+
+// Receives an operation's events.
+class OperationObserver {
+ public:
+  virtual ~OperationObserver() = default;
+  // Each event once, in order (replayed ones first). Called with the
+  // operation's lock held: queue the event, do not block.
+  virtual void OnEvent(const v1::OperationEvent& event) = 0;
+  // After the last event: the operation's status and result (the result is
+  // meaningful when the status is OK). Called once, without the lock.
+  virtual void OnDone(const absl::Status& status, const v1::OperationResult& result) = 0;
+};
+
+// What the body of an operation returns.
+struct OperationOutcome {
+  engine::OperationResult result;
+};
+
+struct OperationSpec {
+  v1::OperationKind kind = v1::OPERATION_KIND_UNSPECIFIED;
+  std::string database;
+  std::string target;                            // as requested
+  std::string who;                               // client identity
+  const engine::RevisionGraph* graph = nullptr;  // for event translation; must outlive the op
+};
+
+class Operation : public std::enable_shared_from_this<Operation> {
+ public:
+  Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log);
+
+  const std::string& id() const { return id_; }
+  const OperationSpec& spec() const { return spec_; }
+
+  // Replays every event so far to `observer`, then delivers live ones; when
+  // the operation has already finished, OnDone follows at once.
+  void Subscribe(std::shared_ptr<OperationObserver> observer);
+  // Stops delivering to `observer` (a stream that went away).
+  void Unsubscribe(const OperationObserver* observer);
+
+  v1::OperationInfo Info() const;
+  bool finished() const;
+  v1::OperationState state() const;
+
+  // For the body: the executor's per-call controls (operation id, event sink,
+  // cancel flag) and the session whose running statement a cancel interrupts
+  // (set it before running the executor, clear it with nullptr before the
+  // session goes away).
+  engine::CallControl control();
+  void SetSession(store::Session* session);
+  // True once a cancel was requested (the body should not reuse its session).
+  bool cancel_requested() const;
+
+  // Cancels: the flag the executor checks between statements, and the
+  // running statement. FAILED_PRECONDITION when already finished.
+  absl::Status RequestCancel(absl::string_view reason);
+  // For shutdown: stop at the next revision boundary (the running revision
+  // finishes); an operation not inside a revision stops at once.
+  void StopAfterRevision();
+  // Re-sends the statement cancel while a cancel is pending (closes the race
+  // between the flag check and the statement start). Called periodically.
+  void RepeatCancel();
+
+ private:
+  friend class OperationRegistry;
+  class Sink;
+
+  // Appends an event (filling id, database, time when unset, sequence) and
+  // delivers it to the observers.
+  void Emit(v1::OperationEvent event);
+  void EmitLocked(v1::OperationEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time finished_at() const;
+  bool NoCancelInFlight() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return cancels_in_flight_ == 0;
+  }
+  // Sends the statement cancel outside the lock (it talks to PostgreSQL);
+  // SetSession(nullptr) waits for it.
+  void CancelStatement();
+  void MarkRunning();
+  void Finish(const absl::StatusOr<OperationOutcome>& outcome);
+  void OnEngineEvent(const engine::Event& event);
+
+  const std::string id_;
+  const OperationSpec spec_;
+  const std::shared_ptr<spdlog::logger> log_;
+  const absl::Time created_;
+  std::atomic<bool> cancelled_{false};
+  std::unique_ptr<Sink> sink_;
+
+  mutable absl::Mutex mu_;
+  v1::OperationState state_ ABSL_GUARDED_BY(mu_) = v1::OPERATION_STATE_QUEUED;
+  std::vector<v1::OperationEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<OperationObserver>> observers_ ABSL_GUARDED_BY(mu_);
+  absl::Time started_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time finished_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  v1::OperationResult result_ ABSL_GUARDED_BY(mu_);
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_after_revision_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_revision_ ABSL_GUARDED_BY(mu_) = false;
+  std::string current_revision_ ABSL_GUARDED_BY(mu_);
+  int step_index_ ABSL_GUARDED_BY(mu_) = 0;
+  int step_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int revisions_done_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> engine_rows_after_ ABSL_GUARDED_BY(mu_);  // from the engine's finish
+  bool engine_finished_ ABSL_GUARDED_BY(mu_) = false;
+  store::Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct OperationRegistryOptions {
+  int workers = 8;                             // operations executing at once
+  absl::Duration retention = absl::Hours(24);  // finished operations kept this long
+  int max_retained = 1000;                     // and at most this many
+  absl::Duration cancel_repeat = absl::Milliseconds(100);
+};
+
+class OperationRegistry {
+ public:
+  using Body = std::function<absl::StatusOr<OperationOutcome>(Operation& op)>;
+
+  OperationRegistry(OperationRegistryOptions options, std::shared_ptr<spdlog::logger> log);
+  ~OperationRegistry();  // Shutdown(0) if not done
+  OperationRegistry(const OperationRegistry&) = delete;
+  OperationRegistry& operator=(const OperationRegistry&) = delete;
+
+  // Accepts an operation (its `accepted` event is recorded at once) and
+  // queues `body` on a worker. UNAVAILABLE once shutdown has begun.
+  absl::StatusOr<std::shared_ptr<Operation>> Start(OperationSpec spec, Body body);
+  // Like Start, but when a queued or running operation of the same kind on
+  // the same database exists (and has no cancel pending), returns that one:
+  // concurrent EnsureHead callers share one operation.
+  absl::StatusOr<std::shared_ptr<Operation>> StartOrJoin(OperationSpec spec, Body body);
+
+  // NOT_FOUND for an unknown (or expired) id.
+  absl::StatusOr<std::shared_ptr<Operation>> Find(absl::string_view id) const;
+  // Newest first.
+  std::vector<std::shared_ptr<Operation>> List(absl::string_view database, bool running_only,
+                                               int limit) const;
+  // NOT_FOUND; FAILED_PRECONDITION when finished.
+  absl::StatusOr<std::shared_ptr<Operation>> Cancel(absl::string_view id, absl::string_view reason);
+
+  // Graceful shutdown: refuse new operations, cancel queued ones, let running
+  // ones finish their current revision for up to `grace`, then cancel them,
+  // and wait (up to `drain`) until all have finished. True when all finished.
+  bool Shutdown(absl::Duration grace, absl::Duration drain = absl::Seconds(60));
+
+  int running() const;
+
+ private:
+  absl::StatusOr<std::shared_ptr<Operation>> StartLocked(OperationSpec spec, Body body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Run(const std::shared_ptr<Operation>& op, const Body& body);
+  void Maintain();
+  void PruneLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool MaintenanceStopped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_maintenance_; }
+
+  const OperationRegistryOptions options_;
+  const std::shared_ptr<spdlog::logger> log_;
+  ThreadPool workers_;
+
+  mutable absl::Mutex mu_;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;                                 // queued or running
+  std::vector<std::shared_ptr<Operation>> order_ ABSL_GUARDED_BY(mu_);  // oldest first
+  absl::flat_hash_map<std::string, std::shared_ptr<Operation>> by_id_ ABSL_GUARDED_BY(mu_);
+  bool stop_maintenance_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread maintenance_;
+};
+
+}  // namespace schemad::server
+
+#endif  // SCHEMAD_SERVICE_SERVER_OPERATIONS_H_

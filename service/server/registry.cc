@@ -1,0 +1,125 @@
+#include "service/server/registry.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
+#include "service/engine/revision_file.h"
+#include "service/server/proto_time.h"
+#include "service/store/pq/pq_database.h"
+
+namespace schemad::server {
+
+DatabaseEntry::DatabaseEntry(v1::DatabaseConfig config, const MigrationSetEntry& set,
+                             std::unique_ptr<store::Database> database, int max_sessions)
+    : config_(std::move(config)),
+      set_(set),
+      database_(std::move(database)),
+      pool_(std::make_unique<SessionPool>(*database_, max_sessions)) {}
+
+engine::ExecutorOptions DatabaseEntry::ExecutorOptionsFor(const std::string& who) const {
+  engine::ExecutorOptions options;
+  options.lock_wait = FromProto(config_.lock_wait());
+  options.timeouts.lock_timeout = FromProto(config_.lock_timeout());
+  options.timeouts.statement_timeout = FromProto(config_.statement_timeout());
+  options.who = who;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& config,
+                                                           std::shared_ptr<spdlog::logger> log) {
+  std::unique_ptr<Registry> registry(new Registry());
+  registry->log_ = std::move(log);
+  const v1::ServerConfig& c = config.proto;
+  for (int i = 0; i < c.migration_sets_size(); ++i) {
+    const v1::MigrationSetConfig& set_config = c.migration_sets(i);
+    const std::string context = absl::StrCat("migration_sets[", i, "] (", set_config.name(), ")");
+    absl::StatusOr<std::vector<engine::Revision>> revisions =
+        engine::LoadRevisionDirectory(set_config.directory());
+    if (!revisions.ok()) {
+      return Annotate(revisions.status(), context);
+    }
+    const size_t count = revisions->size();
+    absl::StatusOr<engine::RevisionGraph> graph =
+        engine::RevisionGraph::Build(std::move(revisions).value());
+    if (!graph.ok()) {
+      return Annotate(graph.status(), context);
+    }
+    auto entry = std::make_unique<MigrationSetEntry>();
+    entry->name = set_config.name();
+    entry->directory = set_config.directory();
+    entry->graph = std::move(graph).value();
+    registry->log_->info("migration set loaded name={} directory={} revisions={} heads={}",
+                         entry->name, entry->directory, count, entry->graph.heads().size());
+    registry->set_by_name_[entry->name] = entry.get();
+    registry->sets_.push_back(std::move(entry));
+  }
+  for (int i = 0; i < c.databases_size(); ++i) {
+    const v1::DatabaseConfig& db = c.databases(i);
+    MigrationSetEntry* set = registry->set_by_name_.at(db.migration_set());
+    store::PqOptions options;
+    const std::string& vt = db.version_table();
+    const size_t dot = vt.find('.');
+    if (dot == std::string::npos) {
+      options.tables.version_table = vt;
+    } else {
+      options.tables.schema = vt.substr(0, dot);
+      options.tables.version_table = vt.substr(dot + 1);
+    }
+    options.application_name = "schemad";
+    options.connect_timeout = FromProto(c.timeouts().connect_timeout());
+    absl::StatusOr<std::unique_ptr<store::Database>> database =
+        store::OpenPqDatabase(config.dsns.at(i), options);
+    if (!database.ok()) {
+      return Annotate(database.status(), absl::StrCat("databases[", i, "] (", db.name(), ")"));
+    }
+    v1::DatabaseConfig safe = db;  // holds no DSN: only where it comes from
+    auto entry = std::make_unique<DatabaseEntry>(std::move(safe), *set, std::move(database).value(),
+                                                 c.pools().max_sessions_per_database());
+    set->databases.push_back(db.name());
+    registry->log_->info("database configured name={} migration_set={} target=\"{}\"", db.name(),
+                         db.migration_set(), entry->database().DisplayName());
+    registry->database_by_name_[db.name()] = entry.get();
+    registry->databases_.push_back(std::move(entry));
+  }
+  return registry;
+}
+
+absl::StatusOr<DatabaseEntry*> Registry::GetDatabase(absl::string_view name) const {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("the request names no database");
+  }
+  auto it = database_by_name_.find(name);
+  if (it == database_by_name_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("database \"", name, "\" is not configured on this server"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<const MigrationSetEntry*> Registry::GetMigrationSet(absl::string_view name) const {
+  auto it = set_by_name_.find(name);
+  if (it == set_by_name_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("migration set \"", name, "\" is not configured on this server"));
+  }
+  return it->second;
+}
+
+void Registry::WarmPools(int min_idle) const {
+  for (const auto& db : databases_) {
+    absl::Status status = db->pool().Warm(min_idle);
+    if (!status.ok()) {
+      log_->warn("database not reachable yet name={} error=\"{}\"", db->name(), status.message());
+    }
+  }
+}
+
+void Registry::Close() const {
+  for (const auto& db : databases_) {
+    db->pool().Close();
+  }
+}
+
+}  // namespace schemad::server

@@ -1,0 +1,224 @@
+#include "service/server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
+#include "service/server/proto_time.h"
+
+namespace schemad::server {
+namespace {
+
+constexpr absl::Duration kCallDrain = absl::Seconds(5);
+constexpr absl::Duration kOperationDrain = absl::Seconds(60);
+
+// Switches the reflection service on or off for one server. Linking
+// libgrpc++_reflection registers its plugin for every server of the process
+// (a static initializer); this option removes it, and adds it back once when
+// `enabled`, whether or not the static registration happened.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  // grpc::ServerBuilderOption:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(
+        std::remove_if(plugins->begin(), plugins->end(),
+                       [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+                         return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                                    plugin.get()) != nullptr;
+                       }),
+        plugins->end());
+    if (enabled_) {
+      plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+    }
+  }
+
+ private:
+  bool enabled_;
+};
+
+absl::StatusOr<std::string> ReadPem(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": cannot read ", path));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const v1::ServerConfig& c) {
+  if (!c.has_tls()) {
+    return grpc::InsecureServerCredentials();
+  }
+  const v1::TlsConfig& tls = c.tls();
+  grpc_ssl_client_certificate_request_type request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  if (!tls.client_ca_file().empty()) {
+    request = tls.require_client_cert() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                        : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  grpc::SslServerCredentialsOptions options(request);
+  ASSIGN_OR_RETURN(std::string cert, ReadPem("tls.cert_file", tls.cert_file()));
+  ASSIGN_OR_RETURN(std::string key, ReadPem("tls.key_file", tls.key_file()));
+  options.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
+  if (!tls.client_ca_file().empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadPem("tls.client_ca_file", tls.client_ca_file()));
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, const ServerOptions& options) {
+  auto log =
+      std::make_shared<spdlog::logger>(name, options.log_sinks.begin(), options.log_sinks.end());
+  log->set_level(options.log_level);
+  return log;
+}
+
+}  // namespace
+
+std::string HealthServiceName(const std::string& migration_set) {
+  return absl::StrCat(v1::Schemad::service_full_name(), "/", migration_set);
+}
+
+absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig config,
+                                                                    ServerOptions options) {
+  std::unique_ptr<SchemadServer> s(new SchemadServer());
+  s->config_ = std::move(config);
+  const v1::ServerConfig& c = s->config_.proto;
+  s->log_ = MakeLogger("server", options);
+
+  if (c.tokens_file().empty()) {
+    s->auth_ = std::make_unique<Authenticator>();
+    s->log_->warn(
+        "authentication is off: no tokens_file in the configuration, every caller is "
+        "admin");
+  } else {
+    absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::FromFile(c.tokens_file());
+    if (!auth.ok()) {
+      return Annotate(auth.status(), "tokens_file");
+    }
+    s->auth_ = std::move(auth).value();
+    s->log_->info("authentication on tokens={}", s->auth_->token_count());
+  }
+
+  ASSIGN_OR_RETURN(s->registry_, Registry::Create(s->config_, MakeLogger("registry", options)));
+  s->rpc_workers_ = std::make_unique<ThreadPool>("schemad-rpc", c.pools().rpc_workers());
+  OperationRegistryOptions op_options;
+  op_options.workers = c.pools().operation_workers();
+  op_options.retention = FromProto(c.operation_retention());
+  op_options.max_retained = c.max_retained_operations();
+  s->operations_ =
+      std::make_unique<OperationRegistry>(op_options, MakeLogger("operations", options));
+
+  ServiceDeps deps;
+  deps.registry = s->registry_.get();
+  deps.operations = s->operations_.get();
+  deps.auth = s->auth_.get();
+  deps.rpc_workers = s->rpc_workers_.get();
+  deps.log = MakeLogger("rpc", options);
+  s->service_ = std::make_unique<SchemadService>(std::move(deps));
+
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials(c));
+  const std::string listen = options.listen_override.empty() ? c.listen() : options.listen_override;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, credentials, &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetOption(std::make_unique<ReflectionOption>(c.reflection()));
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen,
+                                               " (address in use, or not an address of this "
+                                               "host?)"));
+  }
+  s->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", s->port_);
+
+  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(std::string(v1::Schemad::service_full_name()), true);
+  for (const auto& set : s->registry_->migration_sets()) {
+    health->SetServingStatus(HealthServiceName(set->name), true);
+  }
+  const int min_idle = c.pools().min_idle_sessions();
+  for (const auto& db : s->registry_->databases()) {
+    DatabaseEntry* entry = db.get();
+    std::shared_ptr<spdlog::logger> log = s->log_;
+    s->rpc_workers_->Submit([entry, min_idle, log] {
+      absl::Status status = entry->pool().Warm(min_idle);
+      if (!status.ok()) {
+        log->warn("database not reachable yet name={} error=\"{}\"", entry->name(),
+                  status.message());
+      }
+    });
+  }
+  s->log_->info("serving address={} tls={} mtls={} reflection={} databases={} migration_sets={}",
+                s->address_, c.has_tls(), c.has_tls() && !c.tls().client_ca_file().empty(),
+                c.reflection(), s->registry_->databases().size(),
+                s->registry_->migration_sets().size());
+  return s;
+}
+
+SchemadServer::~SchemadServer() { Shutdown(absl::ZeroDuration()); }
+
+grpc::HealthCheckServiceInterface* SchemadServer::health() const {
+  return server_->GetHealthCheckService();
+}
+
+void SchemadServer::Shutdown() { Shutdown(FromProto(config_.proto.shutdown_grace())); }
+
+void SchemadServer::Shutdown(absl::Duration grace) {
+  bool already_started = false;
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    already_started = shutdown_started_;
+    shutdown_started_ = true;
+  }
+  if (already_started) {
+    shutdown_done_.WaitForNotification();
+    return;
+  }
+  if (server_ == nullptr) {  // Start failed part way
+    if (operations_ != nullptr) {
+      operations_->Shutdown(absl::ZeroDuration(), kOperationDrain);
+    }
+    if (rpc_workers_ != nullptr) {
+      rpc_workers_->Stop();
+    }
+    shutdown_done_.Notify();
+    return;
+  }
+  log_->info("shutting down grace_ms={} running_operations={}", absl::ToInt64Milliseconds(grace),
+             operations_->running());
+  health()->Shutdown();  // every service NOT_SERVING
+  clean_ = operations_->Shutdown(grace, kOperationDrain);
+  log_->debug("shutdown: operations done, stopping the gRPC server");
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(kCallDrain));
+  log_->debug("shutdown: gRPC server stopped");
+  rpc_workers_->Stop();
+  registry_->Close();
+  log_->info("shut down clean={}", clean_);
+  log_->flush();
+  shutdown_done_.Notify();
+}
+
+void SchemadServer::CancelAllOperations() {
+  for (const auto& op : operations_->List("", /*running_only=*/true, 0)) {
+    (void)op->RequestCancel("schemad is stopping now");
+  }
+}
+
+void SchemadServer::Wait() { shutdown_done_.WaitForNotification(); }
+
+bool SchemadServer::clean_shutdown() const { return clean_; }
+
+}  // namespace schemad::server

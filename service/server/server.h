@@ -1,0 +1,113 @@
+// SchemadServer: everything `schemad` runs, wired from a LoadedConfig — the
+// registry of migration sets and databases, the operation registry, the rpc
+// workers, authentication, TLS, health checking and reflection — plus the
+// graceful shutdown sequence. service/main.cc and the in-process tests use it.
+//
+//   ASSIGN_OR_RETURN(LoadedConfig config, LoadConfigFile(path));
+//   ASSIGN_OR_RETURN(std::unique_ptr<SchemadServer> server,
+//                    SchemadServer::Start(std::move(config), ServerOptions{}));
+//   std::cout << "schemad listening on " << server->address() << "\n";
+//   ...
+//   server->Shutdown();   // on SIGTERM
+//
+// Health (grpc.health.v1): service "" (overall), "schemad.v1.Schemad" and
+// "schemad.v1.Schemad/<migration set>" are SERVING once started (every
+// migration set loaded, or the start fails); all turn NOT_SERVING when
+// Shutdown begins.
+//
+// Thread-safety: thread-safe; Shutdown may be called from any thread, once or
+// more (later calls wait for the first).
+#ifndef SCHEMAD_SERVICE_SERVER_SERVER_H_
+#define SCHEMAD_SERVICE_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "service/server/auth.h"
+#include "service/server/config.h"
+#include "service/server/log_format.h"
+#include "service/server/operations.h"
+#include "service/server/registry.h"
+#include "service/server/service.h"
+#include "service/server/thread_pool.h"
+#include "spdlog/common.h"
+#include "spdlog/logger.h"
+
+namespace schemad::server {
+
+struct ServerOptions {
+  // Replaces the config's `listen` (schemad --listen).
+  std::string listen_override;
+  // Where log lines go; empty: nowhere (tests).
+  std::vector<spdlog::sink_ptr> log_sinks;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+};
+
+// "schemad.v1.Schemad/<set>", the health service name of a migration set.
+std::string HealthServiceName(const std::string& migration_set);
+
+class SchemadServer {
+ public:
+  // Loads the migration sets, opens the databases (without connecting),
+  // reads the tokens file, binds the listener and starts serving; pools are
+  // warmed in the background. Errors name the config key (or the address
+  // that could not be bound: UNAVAILABLE).
+  static absl::StatusOr<std::unique_ptr<SchemadServer>> Start(LoadedConfig config,
+                                                              ServerOptions options);
+  ~SchemadServer();  // Shutdown(ZeroDuration()) when not done yet
+
+  // "host:port" actually bound (the port resolved when `listen` asked for 0).
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+
+  // Graceful shutdown: health NOT_SERVING; new operations refused; running
+  // operations finish their current revision within `grace` (the config's
+  // shutdown_grace by default) and are cancelled after it (the running
+  // statement is cancelled, its transaction rolled back); then the gRPC
+  // server stops (in-flight calls get a few seconds) and the connections
+  // close, which releases any session-level lock. Blocks until done.
+  void Shutdown();
+  void Shutdown(absl::Duration grace);
+  // Cancels every running operation now (a second SIGTERM).
+  void CancelAllOperations();
+  // Blocks until Shutdown has completed.
+  void Wait();
+  // True when every operation had finished before the server stopped.
+  bool clean_shutdown() const;
+
+  grpc::HealthCheckServiceInterface* health() const;
+  OperationRegistry& operations() const { return *operations_; }
+  const Registry& registry() const { return *registry_; }
+
+ private:
+  SchemadServer() = default;
+
+  LoadedConfig config_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ThreadPool> rpc_workers_;
+  std::unique_ptr<OperationRegistry> operations_;
+  std::unique_ptr<SchemadService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  int port_ = 0;
+
+  absl::Mutex shutdown_mu_;
+  bool shutdown_started_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  bool clean_ = true;
+  absl::Notification shutdown_done_;
+};
+
+}  // namespace schemad::server
+
+#endif  // SCHEMAD_SERVICE_SERVER_SERVER_H_

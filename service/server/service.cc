@@ -1,0 +1,951 @@
+#include "service/server/service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "service/common/status_macros.h"
+#include "service/engine/offline_sql.h"
+#include "service/engine/planner.h"
+#include "service/server/proto_conversion.h"
+#include "service/server/proto_time.h"
+#include "service/server/status_conversion.h"
+
+namespace schemad::server {
+namespace {
+
+using EventWriter = grpc::ServerWriteReactor<v1::OperationEvent>;
+
+// How long a call without a deadline may wait for a pooled session.
+constexpr absl::Duration kDefaultCallBudget = absl::Seconds(60);
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
+  const auto deadline = context.deadline();
+  const auto now = std::chrono::system_clock::now();
+  if (deadline - now > std::chrono::hours(24 * 365)) {
+    return absl::Now() + kDefaultCallBudget;
+  }
+  return absl::FromChrono(deadline);
+}
+
+// A database's error as the client sees it: named, and a refused login of
+// schemad itself is not the caller's PERMISSION_DENIED.
+absl::Status DbError(const DatabaseEntry& db, const absl::Status& status) {
+  if (status.ok()) {
+    return status;
+  }
+  absl::Status out = status;
+  if (status.code() == absl::StatusCode::kPermissionDenied) {
+    out = absl::FailedPreconditionError(status.message());
+  }
+  return Annotate(out, absl::StrCat("database ", db.name()));
+}
+
+// Runs `fn` on a pooled session; once more on a fresh connection when the
+// pooled one turns out to be dead (UNAVAILABLE), since idle connections do
+// not survive a PostgreSQL restart. For reads only.
+template <typename T>
+absl::StatusOr<T> WithSession(const DatabaseEntry& db, absl::Time deadline,
+                              const std::function<absl::StatusOr<T>(store::Session&)>& fn) {
+  for (int attempt = 0;; ++attempt) {
+    ASSIGN_OR_RETURN(SessionPool::Lease lease, db.pool().Acquire(deadline));
+    absl::StatusOr<T> result = fn(*lease);
+    lease.Finish(result.status());
+    if (result.status().code() == absl::StatusCode::kUnavailable && attempt == 0) {
+      lease = SessionPool::Lease();
+      db.pool().DropIdle();
+      continue;
+    }
+    return result;
+  }
+}
+
+// A session for an operation: waits for a free one in slices (so a cancel is
+// noticed) and checks a pooled connection with a cheap read before use.
+absl::StatusOr<SessionPool::Lease> AcquireForOperation(const DatabaseEntry& db, Operation& op) {
+  const std::atomic<bool>* cancelled = op.control().cancelled;
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<SessionPool::Lease> lease;
+    for (;;) {
+      lease = db.pool().Acquire(absl::Now() + absl::Seconds(1));
+      if (lease.ok() || lease.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        break;
+      }
+      if (cancelled->load()) {
+        return absl::CancelledError("cancelled while waiting for a connection");
+      }
+    }
+    if (!lease.ok()) {
+      return lease.status();
+    }
+    absl::Status ping = (*lease)->ReadState().status();
+    if (ping.ok()) {
+      return lease;
+    }
+    lease->Finish(ping);
+    if (ping.code() != absl::StatusCode::kUnavailable || attempt > 0) {
+      return ping;
+    }
+    db.pool().DropIdle();  // the dead session itself is closed when `lease` goes
+  }
+}
+
+using ExecFn = std::function<absl::StatusOr<engine::OperationResult>(
+    const engine::Executor&, store::Session&, const engine::CallControl&)>;
+
+OperationRegistry::Body MakeBody(const DatabaseEntry* db, engine::ExecutorOptions options,
+                                 ExecFn fn) {
+  return [db, options = std::move(options),
+          fn = std::move(fn)](Operation& op) -> absl::StatusOr<OperationOutcome> {
+    absl::StatusOr<SessionPool::Lease> lease = AcquireForOperation(*db, op);
+    if (!lease.ok()) {
+      return DbError(*db, lease.status());
+    }
+    op.SetSession(lease->get());
+    engine::Executor executor(db->set().graph, db->database(), options);
+    absl::StatusOr<engine::OperationResult> result = fn(executor, **lease, op.control());
+    op.SetSession(nullptr);
+    lease->Finish(result.status());
+    if (op.cancel_requested()) {
+      lease->Discard();  // a statement cancel may still be in flight
+    }
+    if (!result.ok()) {
+      return DbError(*db, result.status());
+    }
+    return OperationOutcome{*std::move(result)};
+  };
+}
+
+OperationSpec SpecFor(v1::OperationKind kind, const DatabaseEntry& db, std::string target,
+                      const Identity& identity) {
+  OperationSpec spec;
+  spec.kind = kind;
+  spec.database = db.name();
+  spec.target = std::move(target);
+  spec.who = identity.who;
+  spec.graph = &db.set().graph;
+  return spec;
+}
+
+engine::ExecutorOptions OptionsFor(const DatabaseEntry& db, const Identity& identity,
+                                   const google::protobuf::Duration* lock_wait,
+                                   v1::TransactionMode mode) {
+  engine::ExecutorOptions options = db.ExecutorOptionsFor(identity.who);
+  if (lock_wait != nullptr) {
+    options.lock_wait = FromProto(*lock_wait);
+  }
+  options.transaction_mode = mode == v1::TRANSACTION_MODE_ALL
+                                 ? engine::ExecutorOptions::TransactionMode::kAll
+                                 : engine::ExecutorOptions::TransactionMode::kPerRevision;
+  return options;
+}
+
+void LogFailure(const std::shared_ptr<spdlog::logger>& log, absl::string_view method,
+                const absl::Status& status, absl::string_view who) {
+  if (status.ok()) {
+    return;
+  }
+  const bool serious = status.code() == absl::StatusCode::kInternal ||
+                       status.code() == absl::StatusCode::kUnknown ||
+                       status.code() == absl::StatusCode::kDataLoss;
+  log->log(serious ? spdlog::level::warn : spdlog::level::info,
+           "rpc failed method={} code={} who=\"{}\" error=\"{}\"", method,
+           absl::StatusCodeToString(status.code()), who, status.message());
+}
+
+// ---------------------------------------------------------------- streams
+
+// Streams an operation's events to one client: a mutex-guarded queue with one
+// write in flight (gRPC's health WatchReactor is the model). Closing the
+// stream only detaches it; the operation goes on.
+class OperationStream final : public EventWriter {
+ public:
+  OperationStream() : state_(std::make_shared<State>(this)) {}
+
+  void FinishNow(const absl::Status& status) { state_->FinishWith(ToGrpcStatus(status)); }
+
+  void Attach(std::shared_ptr<Operation> op) {
+    op_ = op;
+    op->Subscribe(state_);
+  }
+
+  // EventWriter:
+  void OnWriteDone(bool ok) override { state_->WriteDone(ok); }
+  void OnCancel() override {
+    state_->FinishWith(grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled"));
+  }
+  void OnDone() override {
+    state_->Detach();
+    if (op_ != nullptr) {
+      op_->Unsubscribe(state_.get());
+    }
+    delete this;
+  }
+
+ private:
+  class State final : public OperationObserver {
+   public:
+    explicit State(OperationStream* reactor) : reactor_(reactor) {}
+
+    // OperationObserver:
+    void OnEvent(const v1::OperationEvent& event) override {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || reactor_ == nullptr) {
+        return;
+      }
+      if (write_pending_) {
+        queue_.push_back(event);
+        return;
+      }
+      current_ = event;
+      write_pending_ = true;
+      reactor_->StartWrite(&current_);
+    }
+    void OnDone(const absl::Status& status, const v1::OperationResult&) override {
+      absl::MutexLock lock(&mu_);
+      op_done_ = true;
+      final_ = ToGrpcStatus(status);
+      MaybeFinishLocked();
+    }
+
+    void WriteDone(bool ok) {
+      absl::MutexLock lock(&mu_);
+      write_pending_ = false;
+      if (!ok) {
+        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+        return;
+      }
+      if (!queue_.empty() && !finished_) {
+        current_ = std::move(queue_.front());
+        queue_.pop_front();
+        write_pending_ = true;
+        reactor_->StartWrite(&current_);
+        return;
+      }
+      MaybeFinishLocked();
+    }
+    void FinishWith(const grpc::Status& status) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(status);
+    }
+    void Detach() {
+      absl::MutexLock lock(&mu_);
+      reactor_ = nullptr;
+    }
+
+   private:
+    void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (op_done_ && !write_pending_ && queue_.empty()) {
+        FinishLocked(final_);
+      }
+    }
+    void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (finished_ || reactor_ == nullptr) {
+        return;
+      }
+      finished_ = true;
+      queue_.clear();
+      reactor_->Finish(status);
+    }
+
+    absl::Mutex mu_;
+    OperationStream* reactor_ ABSL_GUARDED_BY(mu_);
+    std::deque<v1::OperationEvent> queue_ ABSL_GUARDED_BY(mu_);
+    v1::OperationEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
+    bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+    bool op_done_ ABSL_GUARDED_BY(mu_) = false;
+    grpc::Status final_ ABSL_GUARDED_BY(mu_);
+  };
+
+  std::shared_ptr<State> state_;
+  std::shared_ptr<Operation> op_;
+};
+
+// Finishes a unary call with an operation's result once it is done.
+class UnaryOperationWaiter final : public OperationObserver {
+ public:
+  UnaryOperationWaiter(grpc::ServerUnaryReactor* reactor, v1::OperationResult* response)
+      : reactor_(reactor), response_(response) {}
+  // OperationObserver:
+  void OnEvent(const v1::OperationEvent&) override {}
+  void OnDone(const absl::Status& status, const v1::OperationResult& result) override {
+    if (status.ok()) {
+      *response_ = result;
+    }
+    reactor_->Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  v1::OperationResult* response_;
+};
+
+// Finishes an EnsureHead call once the (possibly shared) operation is done.
+class EnsureHeadWaiter final : public OperationObserver {
+ public:
+  EnsureHeadWaiter(grpc::ServerUnaryReactor* reactor, v1::EnsureHeadResponse* response,
+                   std::vector<std::string> rows_before)
+      : reactor_(reactor), response_(response), rows_before_(std::move(rows_before)) {}
+  // OperationObserver:
+  void OnEvent(const v1::OperationEvent&) override {}
+  void OnDone(const absl::Status& status, const v1::OperationResult& result) override {
+    if (status.ok()) {
+      response_->set_applied(result.revisions_run() > 0);
+      *response_->mutable_heads() = result.heads();
+      response_->set_revisions_applied(result.revisions_run());
+      response_->set_operation_id(result.operation_id());
+      for (const std::string& row : rows_before_) {
+        response_->add_rows_before(row);
+      }
+    }
+    reactor_->Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  v1::EnsureHeadResponse* response_;
+  std::vector<std::string> rows_before_;
+};
+
+// ------------------------------------------------------------ call helpers
+
+// Authorises, then runs `work` on the rpc workers and finishes the call with
+// its status.
+grpc::ServerUnaryReactor* RunUnary(const ServiceDeps* deps, grpc::CallbackServerContext* context,
+                                   Role role, const char* method,
+                                   std::function<absl::Status(const Identity&)> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  if (!identity.ok()) {
+    LogFailure(deps->log, method, identity.status(), context->peer());
+    reactor->Finish(ToGrpcStatus(identity.status()));
+    return reactor;
+  }
+  const bool queued = deps->rpc_workers->Submit(
+      [deps, context, reactor, method, identity = *std::move(identity), work = std::move(work)] {
+        absl::Status status = context->IsCancelled()
+                                  ? absl::CancelledError("the client cancelled the call")
+                                  : work(identity);
+        LogFailure(deps->log, method, status, identity.who);
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  if (!queued) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "schemad is shutting down"));
+  }
+  return reactor;
+}
+
+// Authorises, then `start` (non-blocking: it looks things up and starts an
+// operation) gives the operation whose events the call streams.
+EventWriter* RunStream(
+    const ServiceDeps* deps, grpc::CallbackServerContext* context, Role role, const char* method,
+    const std::function<absl::StatusOr<std::shared_ptr<Operation>>(const Identity&)>& start) {
+  auto* stream = new OperationStream();
+  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  if (!identity.ok()) {
+    LogFailure(deps->log, method, identity.status(), context->peer());
+    stream->FinishNow(identity.status());
+    return stream;
+  }
+  absl::StatusOr<std::shared_ptr<Operation>> op = start(*identity);
+  if (!op.ok()) {
+    LogFailure(deps->log, method, op.status(), identity->who);
+    stream->FinishNow(op.status());
+    return stream;
+  }
+  stream->Attach(*std::move(op));
+  return stream;
+}
+
+absl::Status FillStatus(const DatabaseEntry& db, absl::Time deadline, v1::DatabaseStatus* out) {
+  out->set_database(db.name());
+  out->set_migration_set(db.set().name);
+  out->set_display_name(db.database().DisplayName());
+  engine::Executor executor(db.set().graph, db.database(), db.ExecutorOptionsFor(""));
+  absl::StatusOr<engine::DatabaseStatus> status = WithSession<engine::DatabaseStatus>(
+      db, deadline, [&](store::Session& session) { return executor.Status(session); });
+  if (!status.ok()) {
+    return DbError(db, status.status());
+  }
+  ToProto(*status, out);
+  return absl::OkStatus();
+}
+
+// The nearest revision that joins all `rows` (Merge's target).
+absl::StatusOr<int> MergeTarget(const engine::RevisionGraph& graph, const DatabaseEntry& db,
+                                const std::vector<std::string>& row_ids,
+                                const std::string& requested) {
+  std::vector<int> rows;
+  for (const std::string& row : row_ids) {
+    const int index = graph.IndexOf(row);
+    if (index < 0) {
+      return absl::NotFoundError(
+          absl::StrCat("version row ", row, " is not a revision of migration set ", db.set().name));
+    }
+    rows.push_back(index);
+  }
+  const auto joins = [&](int candidate) {
+    const std::vector<bool> ancestors = graph.AncestorMask({candidate}, true);
+    return std::all_of(rows.begin(), rows.end(), [&](int row) { return ancestors[row]; });
+  };
+  const std::string heads = absl::StrJoin(row_ids, ", ");
+  if (!requested.empty()) {
+    ASSIGN_OR_RETURN(int target, graph.ResolveOne(requested));
+    if (target < 0 || !joins(target)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("revision ", requested, " does not join the database's heads ", heads));
+    }
+    return target;
+  }
+  std::vector<int> candidates;
+  for (int i = 0; i < graph.size(); ++i) {
+    if (graph.IsMergePoint(i) && joins(i)) {
+      candidates.push_back(i);
+    }
+  }
+  std::vector<int> nearest;
+  for (int c : candidates) {
+    const std::vector<bool> ancestors = graph.AncestorMask({c}, true);
+    const bool has_nearer = std::any_of(candidates.begin(), candidates.end(),
+                                        [&](int d) { return d != c && ancestors[d]; });
+    if (!has_nearer) {
+      nearest.push_back(c);
+    }
+  }
+  if (nearest.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", db.name(), " is at heads ", heads, " and no revision of migration set ",
+        db.set().name,
+        " joins them; create the merge revision with `schemactl merge -m \"merge "
+        "heads\" ",
+        absl::StrJoin(row_ids, " "), " --dir ", db.set().directory,
+        "`, roll it out to schemad's migration directory (schemad loads it at start) and call "
+        "Merge again"));
+  }
+  if (nearest.size() > 1) {
+    return absl::FailedPreconditionError(absl::StrCat("several merge revisions join heads ", heads,
+                                                      ": ", absl::StrJoin(graph.Ids(nearest), ", "),
+                                                      "; call Merge naming one"));
+  }
+  return nearest.front();
+}
+
+}  // namespace
+
+SchemadService::SchemadService(ServiceDeps deps) : deps_(std::move(deps)) {}
+
+// ----------------------------------------------------------------- EnsureHead
+
+grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext* context,
+                                                     const v1::EnsureHeadRequest* request,
+                                                     v1::EnsureHeadResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const char* method = "EnsureHead";
+  const ServiceDeps* deps = &deps_;
+  absl::StatusOr<Identity> identity = deps->auth->Authorize(
+      *context, request->no_apply() ? Role::kReader : Role::kMigrator, method);
+  if (!identity.ok()) {
+    LogFailure(deps->log, method, identity.status(), context->peer());
+    reactor->Finish(ToGrpcStatus(identity.status()));
+    return reactor;
+  }
+  absl::StatusOr<DatabaseEntry*> db = deps->registry->GetDatabase(request->database());
+  if (!db.ok()) {
+    LogFailure(deps->log, method, db.status(), identity->who);
+    reactor->Finish(ToGrpcStatus(db.status()));
+    return reactor;
+  }
+  const auto finish = [deps, reactor, method](const absl::Status& status, const std::string& who) {
+    LogFailure(deps->log, method, status, who);
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  const bool queued = deps->rpc_workers->Submit(
+      [deps, context, request, response, reactor, finish, db = *db, identity = *identity] {
+        const absl::Time deadline = DeadlineOf(*context);
+        engine::Executor executor(db->set().graph, db->database(),
+                                  db->ExecutorOptionsFor(identity.who));
+        // The fast path: one read on a pooled connection.
+        absl::StatusOr<engine::DatabaseStatus> status = WithSession<engine::DatabaseStatus>(
+            *db, deadline, [&](store::Session& session) { return executor.Status(session); });
+        if (!status.ok()) {
+          return finish(DbError(*db, status.status()), identity.who);
+        }
+        const auto at_head = [&](const std::vector<std::string>& rows) {
+          response->set_applied(false);
+          for (const std::string& row : rows) {
+            response->add_heads(row);
+            response->add_rows_before(row);
+          }
+          finish(absl::OkStatus(), identity.who);
+        };
+        if (status->at_head) {
+          return at_head(status->rows);
+        }
+        if (request->no_apply() || !db->config().allow_ensure_head_apply() ||
+            status->needs_attention || status->pending < 0) {
+          // Not going to apply: the engine words the refusal (or finds the
+          // database at head after all).
+          absl::StatusOr<engine::OperationResult> result =
+              WithSession<engine::OperationResult>(*db, deadline, [&](store::Session& session) {
+                return executor.EnsureHead(session, /*apply=*/false);
+              });
+          if (!result.ok()) {
+            return finish(DbError(*db, result.status()), identity.who);
+          }
+          return at_head(result->rows_after);
+        }
+        engine::ExecutorOptions options =
+            OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
+                       v1::TRANSACTION_MODE_PER_REVISION);
+        absl::StatusOr<std::shared_ptr<Operation>> op = deps->operations->StartOrJoin(
+            SpecFor(v1::OPERATION_KIND_ENSURE_HEAD, *db, "heads", identity),
+            MakeBody(db, std::move(options),
+                     [](const engine::Executor& ex, store::Session& session,
+                        const engine::CallControl& control) {
+                       return ex.EnsureHead(session, /*apply=*/true, control);
+                     }));
+        if (!op.ok()) {
+          return finish(op.status(), identity.who);
+        }
+        (*op)->Subscribe(std::make_shared<EnsureHeadWaiter>(reactor, response, status->rows));
+      });
+  if (!queued) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "schemad is shutting down"));
+  }
+  return reactor;
+}
+
+// ---------------------------------------------------------------- streams
+
+EventWriter* SchemadService::Upgrade(grpc::CallbackServerContext* context,
+                                     const v1::UpgradeRequest* request) {
+  const ServiceDeps* deps = &deps_;
+  return RunStream(
+      deps, context, Role::kMigrator, "Upgrade",
+      [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        const std::string target = request->target().empty() ? "heads" : request->target();
+        engine::ExecutorOptions options =
+            OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
+                       request->transaction_mode());
+        options.allow_changed = request->allow_changed();
+        return deps->operations->Start(
+            SpecFor(v1::OPERATION_KIND_UPGRADE, *db, target, identity),
+            MakeBody(db, std::move(options),
+                     [target](const engine::Executor& ex, store::Session& session,
+                              const engine::CallControl& control) {
+                       return ex.Upgrade(session, target, control);
+                     }));
+      });
+}
+
+EventWriter* SchemadService::Downgrade(grpc::CallbackServerContext* context,
+                                       const v1::DowngradeRequest* request) {
+  const ServiceDeps* deps = &deps_;
+  return RunStream(
+      deps, context, Role::kAdmin, "Downgrade",
+      [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        if (request->target().empty()) {
+          return absl::InvalidArgumentError(
+              "Downgrade needs a target (e.g. -1, base or a revision id)");
+        }
+        const std::string target = request->target();
+        engine::ExecutorOptions options =
+            OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
+                       request->transaction_mode());
+        return deps->operations->Start(
+            SpecFor(v1::OPERATION_KIND_DOWNGRADE, *db, target, identity),
+            MakeBody(db, std::move(options),
+                     [target](const engine::Executor& ex, store::Session& session,
+                              const engine::CallControl& control) {
+                       return ex.Downgrade(session, target, control);
+                     }));
+      });
+}
+
+EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
+                                   const v1::MergeRequest* request) {
+  const ServiceDeps* deps = &deps_;
+  return RunStream(
+      deps, context, Role::kAdmin, "Merge",
+      [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        const std::string requested = request->revision();
+        engine::ExecutorOptions options =
+            OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
+                       v1::TRANSACTION_MODE_PER_REVISION);
+        return deps->operations->Start(
+            SpecFor(v1::OPERATION_KIND_MERGE, *db, requested.empty() ? "merge" : requested,
+                    identity),
+            MakeBody(
+                db, std::move(options),
+                [db, requested](
+                    const engine::Executor& ex, store::Session& session,
+                    const engine::CallControl& control) -> absl::StatusOr<engine::OperationResult> {
+                  ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
+                  if (state.rows.size() < 2) {
+                    return absl::FailedPreconditionError(absl::StrCat(
+                        "database ", db->name(), " has ", state.rows.size(), " head(s) applied (",
+                        state.rows.empty() ? "base" : absl::StrJoin(state.rows, ", "),
+                        "); Merge joins several heads: use Upgrade"));
+                  }
+                  ASSIGN_OR_RETURN(int target, MergeTarget(ex.graph(), *db, state.rows, requested));
+                  return ex.Upgrade(session, ex.graph().id(target), control);
+                }));
+      });
+}
+
+EventWriter* SchemadService::WatchOperation(grpc::CallbackServerContext* context,
+                                            const v1::WatchOperationRequest* request) {
+  const ServiceDeps* deps = &deps_;
+  return RunStream(
+      deps, context, Role::kReader, "WatchOperation",
+      [deps, request](const Identity&) { return deps->operations->Find(request->operation_id()); });
+}
+
+// ------------------------------------------------------ unary operations
+
+grpc::ServerUnaryReactor* SchemadService::Stamp(grpc::CallbackServerContext* context,
+                                                const v1::StampRequest* request,
+                                                v1::OperationResult* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Stamp"));
+    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    if (request->revisions().empty()) {
+      return absl::InvalidArgumentError("Stamp needs at least one revision (or base, heads)");
+    }
+    std::vector<std::string> targets(request->revisions().begin(), request->revisions().end());
+    const bool purge = request->purge();
+    ASSIGN_OR_RETURN(
+        std::shared_ptr<Operation> op,
+        deps_.operations->Start(
+            SpecFor(v1::OPERATION_KIND_STAMP, *db, absl::StrJoin(targets, ","), identity),
+            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_PER_REVISION),
+                     [targets, purge](const engine::Executor& ex, store::Session& session,
+                                      const engine::CallControl& control) {
+                       return ex.Stamp(session, targets, purge, control);
+                     })));
+    op->Subscribe(std::make_shared<UnaryOperationWaiter>(reactor, response));
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    LogFailure(deps_.log, "Stamp", status, context->peer());
+    reactor->Finish(ToGrpcStatus(status));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchemadService::Resolve(grpc::CallbackServerContext* context,
+                                                  const v1::ResolveRequest* request,
+                                                  v1::OperationResult* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Resolve"));
+    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    engine::Executor::Resolution resolution;
+    switch (request->resolution()) {
+      case v1::ResolveRequest::RESOLUTION_APPLIED:
+        resolution = engine::Executor::Resolution::kApplied;
+        break;
+      case v1::ResolveRequest::RESOLUTION_ROLLED_BACK:
+        resolution = engine::Executor::Resolution::kRolledBack;
+        break;
+      default:
+        return absl::InvalidArgumentError("Resolve needs a resolution: APPLIED or ROLLED_BACK");
+    }
+    ASSIGN_OR_RETURN(
+        std::shared_ptr<Operation> op,
+        deps_.operations->Start(
+            SpecFor(
+                v1::OPERATION_KIND_RESOLVE, *db,
+                resolution == engine::Executor::Resolution::kApplied ? "applied" : "rolled-back",
+                identity),
+            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_PER_REVISION),
+                     [resolution](const engine::Executor& ex, store::Session& session,
+                                  const engine::CallControl& control) {
+                       return ex.Resolve(session, resolution, control);
+                     })));
+    op->Subscribe(std::make_shared<UnaryOperationWaiter>(reactor, response));
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    LogFailure(deps_.log, "Resolve", status, context->peer());
+    reactor->Finish(ToGrpcStatus(status));
+  }
+  return reactor;
+}
+
+// ------------------------------------------------------------------ reads
+
+grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* context,
+                                               const v1::PlanRequest* request,
+                                               v1::PlanResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(deps, context, Role::kReader, "Plan", [=](const Identity&) -> absl::Status {
+    engine::Plan::Kind kind = engine::Plan::Kind::kUpgrade;
+    std::vector<std::string> targets(request->targets().begin(), request->targets().end());
+    switch (request->kind()) {
+      case v1::PlanRequest::KIND_DOWNGRADE:
+        kind = engine::Plan::Kind::kDowngrade;
+        if (targets.empty()) {
+          return absl::InvalidArgumentError("a downgrade plan needs a target");
+        }
+        break;
+      case v1::PlanRequest::KIND_STAMP:
+        kind = engine::Plan::Kind::kStamp;
+        if (targets.empty()) {
+          return absl::InvalidArgumentError("a stamp plan needs at least one revision");
+        }
+        break;
+      default:
+        if (targets.empty()) {
+          targets.push_back("heads");
+        }
+        break;
+    }
+    if (kind != engine::Plan::Kind::kStamp && targets.size() != 1) {
+      return absl::InvalidArgumentError("upgrade and downgrade plans take exactly one target");
+    }
+    const engine::RevisionGraph* graph = nullptr;
+    std::string version_table = "alembic_version";
+    engine::Plan plan;
+    if (!request->database().empty()) {
+      ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+      graph = &db->set().graph;
+      version_table = db->config().version_table();
+      engine::Executor executor(*graph, db->database(), db->ExecutorOptionsFor(""));
+      absl::StatusOr<engine::Plan> planned =
+          WithSession<engine::Plan>(*db, DeadlineOf(*context), [&](store::Session& session) {
+            return executor.PlanFor(session, kind, targets, request->purge());
+          });
+      if (!planned.ok()) {
+        return DbError(*db, planned.status());
+      }
+      plan = *std::move(planned);
+    } else {
+      if (request->migration_set().empty()) {
+        return absl::InvalidArgumentError("Plan needs a database or a migration set");
+      }
+      ASSIGN_OR_RETURN(const MigrationSetEntry* set,
+                       deps->registry->GetMigrationSet(request->migration_set()));
+      graph = &set->graph;
+      std::vector<std::string> rows(request->from_rows().begin(), request->from_rows().end());
+      std::sort(rows.begin(), rows.end());
+      switch (kind) {
+        case engine::Plan::Kind::kUpgrade: {
+          ASSIGN_OR_RETURN(plan, engine::PlanUpgrade(*graph, rows, targets.front()));
+          break;
+        }
+        case engine::Plan::Kind::kDowngrade: {
+          ASSIGN_OR_RETURN(plan, engine::PlanDowngrade(*graph, rows, targets.front()));
+          break;
+        }
+        case engine::Plan::Kind::kStamp: {
+          ASSIGN_OR_RETURN(plan, engine::PlanStamp(*graph, rows, targets, request->purge()));
+          break;
+        }
+      }
+    }
+    ToProto(plan, *graph, response);
+    if (request->sql()) {
+      engine::OfflineSqlOptions options;
+      options.version_table = version_table;
+      options.transaction_per_plan = request->transaction_mode() == v1::TRANSACTION_MODE_ALL;
+      response->set_sql(engine::RenderOfflineSql(*graph, plan, options));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SchemadService::GetStatus(grpc::CallbackServerContext* context,
+                                                    const v1::GetStatusRequest* request,
+                                                    v1::DatabaseStatus* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(deps, context, Role::kReader, "GetStatus", [=](const Identity&) -> absl::Status {
+    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    return FillStatus(*db, DeadlineOf(*context), response);
+  });
+}
+
+grpc::ServerUnaryReactor* SchemadService::History(grpc::CallbackServerContext* context,
+                                                  const v1::HistoryRequest* request,
+                                                  v1::HistoryResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(deps, context, Role::kReader, "History", [=](const Identity&) -> absl::Status {
+    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    absl::StatusOr<std::vector<store::HistoryRecord>> records =
+        WithSession<std::vector<store::HistoryRecord>>(
+            *db, DeadlineOf(*context),
+            [&](store::Session& session) { return session.ReadHistory(request->limit()); });
+    if (!records.ok()) {
+      return DbError(*db, records.status());
+    }
+    for (const store::HistoryRecord& record : *records) {
+      ToProto(record, response->add_entries());
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
+    grpc::CallbackServerContext* context, const v1::DescribeMigrationSetRequest* request,
+    v1::MigrationSet* response) {
+  // In memory only: answered on the reactor thread.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.auth->Authorize(*context, Role::kReader, "DescribeMigrationSet"));
+    const MigrationSetEntry* set = nullptr;
+    if (!request->migration_set().empty()) {
+      ASSIGN_OR_RETURN(set, deps_.registry->GetMigrationSet(request->migration_set()));
+    } else if (!request->database().empty()) {
+      ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+      set = &db->set();
+    } else {
+      return absl::InvalidArgumentError("DescribeMigrationSet needs a migration set or a database");
+    }
+    response->set_name(set->name);
+    response->set_directory(set->directory);
+    ToProto(set->graph, response);
+    for (const std::string& name : set->databases) {
+      response->add_databases(name);
+    }
+    return absl::OkStatus();
+  }();
+  LogFailure(deps_.log, "DescribeMigrationSet", status, context->peer());
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerContext* context,
+                                                        const v1::ListDatabasesRequest* request,
+                                                        v1::ListDatabasesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Identity> identity =
+      deps_.auth->Authorize(*context, Role::kReader, "ListDatabases");
+  if (!identity.ok()) {
+    LogFailure(deps_.log, "ListDatabases", identity.status(), context->peer());
+    reactor->Finish(ToGrpcStatus(identity.status()));
+    return reactor;
+  }
+  std::vector<std::pair<const DatabaseEntry*, v1::DatabaseInfo*>> selected;
+  for (const auto& db : deps_.registry->databases()) {
+    const auto& labels = db->config().labels();
+    const bool match = std::all_of(request->label_selector().begin(),
+                                   request->label_selector().end(), [&labels](const auto& kv) {
+                                     auto it = labels.find(kv.first);
+                                     return it != labels.end() && it->second == kv.second;
+                                   });
+    if (!match) {
+      continue;
+    }
+    v1::DatabaseInfo* info = response->add_databases();
+    info->set_name(db->name());
+    info->set_migration_set(db->set().name);
+    *info->mutable_labels() = db->config().labels();
+    info->set_allow_ensure_head_apply(db->config().allow_ensure_head_apply());
+    info->set_display_name(db->database().DisplayName());
+    selected.emplace_back(db.get(), info);
+  }
+  if (!request->include_status() || selected.empty()) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  // One status read per database, in parallel on the rpc workers; the last
+  // one to finish finishes the call.
+  auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(selected.size()) + 1);
+  const auto done = [reactor, remaining] {
+    if (remaining->fetch_sub(1) == 1) {
+      reactor->Finish(grpc::Status::OK);
+    }
+  };
+  const absl::Time deadline = DeadlineOf(*context);
+  for (const auto& [db, info] : selected) {
+    v1::DatabaseStatus* out = info->mutable_status();
+    const auto read = [db = db, out, deadline, done] {
+      absl::Status status = FillStatus(*db, deadline, out);
+      if (!status.ok()) {
+        out->set_state(v1::DATABASE_STATE_UNREACHABLE);
+        ToProtoError(status, out->mutable_error());
+      }
+      done();
+    };
+    if (!deps_.rpc_workers->Submit(read)) {
+      out->set_state(v1::DATABASE_STATE_UNREACHABLE);
+      ToProtoError(absl::UnavailableError("schemad is shutting down"), out->mutable_error());
+      done();
+    }
+  }
+  done();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchemadService::Validate(grpc::CallbackServerContext* context,
+                                                   const v1::ValidateRequest* request,
+                                                   v1::ValidateResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(deps, context, Role::kReader, "Validate", [=](const Identity&) -> absl::Status {
+    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(""));
+    absl::StatusOr<engine::ValidationReport> report = WithSession<engine::ValidationReport>(
+        *db, DeadlineOf(*context),
+        [&](store::Session& session) { return executor.Validate(session); });
+    if (!report.ok()) {
+      return DbError(*db, report.status());
+    }
+    ToProto(*report, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
+                                                         const v1::ListOperationsRequest* request,
+                                                         v1::ListOperationsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Identity> identity =
+      deps_.auth->Authorize(*context, Role::kReader, "ListOperations");
+  if (!identity.ok()) {
+    LogFailure(deps_.log, "ListOperations", identity.status(), context->peer());
+    reactor->Finish(ToGrpcStatus(identity.status()));
+    return reactor;
+  }
+  for (const auto& op :
+       deps_.operations->List(request->database(), request->running_only(), request->limit())) {
+    *response->add_operations() = op->Info();
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerContext* context,
+                                                          const v1::CancelOperationRequest* request,
+                                                          v1::OperationInfo* response) {
+  const ServiceDeps* deps = &deps_;
+  // On the workers: cancelling the running statement talks to PostgreSQL.
+  return RunUnary(deps, context, Role::kAdmin, "CancelOperation",
+                  [=](const Identity& identity) -> absl::Status {
+                    ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
+                                     deps->operations->Cancel(
+                                         request->operation_id(),
+                                         absl::StrCat("CancelOperation by ", identity.who)));
+                    *response = op->Info();
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace schemad::server

@@ -1,0 +1,304 @@
+// EnsureHead at head through the SDK on a warm channel, beside the floor
+// measured in the same run: the same `SELECT version_num FROM alembic_version`
+// over a plain libpq connection.
+//
+//   ensure_head_bench --admin-dsn postgresql://postgres:pw@127.0.0.1:5432/postgres
+//       [--calls 10000] [--concurrency 64] [--per-caller 300]
+//       [--server 127.0.0.1:50051 --database site-a --dsn DSN]
+//
+// Without --server it creates a database, a small migration set and an
+// in-process schemad (so client and server share the machine's cores, as
+// they would on one host); with --server it measures that server, whose
+// database `--database` must be at `--dsn` (for the floor). Prints one line
+// per measurement: sequential p50/p99/mean over --calls calls, then
+// throughput and latency with --concurrency callers sharing one client.
+// tests/bench/ensure_head_bench.sh runs it against the `schemad` binary.
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "schemad/client.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+
+namespace {
+
+struct Args {
+  std::string admin_dsn;
+  std::string server;
+  std::string database = "bench";
+  std::string dsn;
+  int calls = 10000;
+  int concurrency = 64;
+  int per_caller = 300;
+};
+
+struct Stats {
+  double p50_us = 0, p99_us = 0, mean_us = 0, throughput = 0;
+};
+
+Stats Summarize(std::vector<double> us, absl::Duration wall) {
+  Stats s;
+  if (us.empty()) {
+    return s;
+  }
+  std::sort(us.begin(), us.end());
+  s.p50_us = us[us.size() / 2];
+  s.p99_us = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  double sum = 0;
+  for (double v : us) {
+    sum += v;
+  }
+  s.mean_us = sum / static_cast<double>(us.size());
+  s.throughput = static_cast<double>(us.size()) / absl::ToDoubleSeconds(wall);
+  return s;
+}
+
+// Runs `call` `per_thread` times on each of `threads` threads (one sequential
+// thread when threads == 1); returns per-call latencies.
+Stats Measure(int threads, int per_thread, const std::function<std::function<bool()>(int)>& make) {
+  std::vector<std::vector<double>> latencies(threads);
+  std::vector<std::function<bool()>> calls;
+  for (int t = 0; t < threads; ++t) {
+    calls.push_back(make(t));
+  }
+  std::atomic<int> ready{0};
+  std::atomic<bool> failed{false};
+  absl::Time start;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      latencies[t].reserve(per_thread);
+      ready.fetch_add(1);
+      while (ready.load() < threads) {
+        std::this_thread::yield();
+      }
+      for (int i = 0; i < per_thread; ++i) {
+        const absl::Time before = absl::Now();
+        if (!calls[t]()) {
+          failed = true;
+          return;
+        }
+        latencies[t].push_back(absl::ToDoubleMicroseconds(absl::Now() - before));
+      }
+    });
+  }
+  while (ready.load() < threads) {
+    std::this_thread::yield();
+  }
+  start = absl::Now();
+  for (std::thread& w : workers) {
+    w.join();
+  }
+  const absl::Duration wall = absl::Now() - start;
+  if (failed) {
+    std::cerr << "a call failed\n";
+    std::exit(1);
+  }
+  std::vector<double> all;
+  for (auto& l : latencies) {
+    all.insert(all.end(), l.begin(), l.end());
+  }
+  return Summarize(std::move(all), wall);
+}
+
+void Print(const std::string& what, const Stats& s) {
+  std::cout << absl::StrFormat(
+      "%-44s p50 %7.1f us   p99 %7.1f us   mean %7.1f us   %9.0f calls/s\n", what, s.p50_us,
+      s.p99_us, s.mean_us, s.throughput);
+}
+
+bool Exec(const std::string& dsn, const std::string& sql) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  bool ok = PQstatus(conn) == CONNECTION_OK;
+  if (ok) {
+    PGresult* r = PQexec(conn, sql.c_str());
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) {
+      std::cerr << PQerrorMessage(conn);
+    }
+    PQclear(r);
+  } else {
+    std::cerr << PQerrorMessage(conn);
+  }
+  PQfinish(conn);
+  return ok;
+}
+
+// The floor: the same one-row read over plain libpq connections.
+Stats Floor(const std::string& dsn, int threads, int per_thread) {
+  std::vector<PGconn*> conns;
+  for (int t = 0; t < threads; ++t) {
+    PGconn* conn = PQconnectdb(dsn.c_str());
+    if (PQstatus(conn) != CONNECTION_OK) {
+      std::cerr << "floor: " << PQerrorMessage(conn);
+      std::exit(1);
+    }
+    conns.push_back(conn);
+  }
+  Stats s = Measure(threads, per_thread, [&](int t) {
+    PGconn* conn = conns[t];
+    return [conn]() {
+      PGresult* r = PQexec(conn, "SELECT version_num FROM alembic_version");
+      const bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+      PQclear(r);
+      return ok;
+    };
+  });
+  for (PGconn* conn : conns) {
+    PQfinish(conn);
+  }
+  return s;
+}
+
+Stats Sdk(schemad::Client& client, const std::string& database, int threads, int per_thread) {
+  return Measure(threads, per_thread, [&](int) {
+    return [&client, &database]() {
+      absl::StatusOr<schemad::EnsureHeadResult> r = client.EnsureHead(database);
+      if (!r.ok()) {
+        std::cerr << r.status() << "\n";
+        return false;
+      }
+      return !r->applied;
+    };
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--admin-dsn") {
+      args.admin_dsn = value;
+    } else if (flag == "--server") {
+      args.server = value;
+    } else if (flag == "--database") {
+      args.database = value;
+    } else if (flag == "--dsn") {
+      args.dsn = value;
+    } else if (flag == "--calls") {
+      args.calls = std::atoi(value.c_str());
+    } else if (flag == "--concurrency") {
+      args.concurrency = std::atoi(value.c_str());
+    } else if (flag == "--per-caller") {
+      args.per_caller = std::atoi(value.c_str());
+    } else {
+      std::cerr << "unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+
+  std::unique_ptr<schemad::server::SchemadServer> server;
+  std::string temp_dir;
+  std::string bench_db;
+  if (args.server.empty()) {
+    if (args.admin_dsn.empty()) {
+      std::cerr << "--admin-dsn (or --server, --database and --dsn) is required\n";
+      return 2;
+    }
+    bench_db = absl::StrCat("schemad_bench_", getpid());
+    if (!Exec(args.admin_dsn, absl::StrCat("CREATE DATABASE ", bench_db))) {
+      return 1;
+    }
+    const size_t slash = args.admin_dsn.rfind('/');
+    args.dsn = absl::StrCat(args.admin_dsn.substr(0, slash + 1), bench_db);
+    char tmpl[] = "/tmp/schemad_bench_XXXXXX";
+    temp_dir = mkdtemp(tmpl);
+    std::filesystem::create_directories(temp_dir + "/set");
+    std::string parent;
+    for (int i = 0; i < 5; ++i) {
+      const std::string id = absl::StrCat("r", i);
+      std::ofstream(absl::StrCat(temp_dir, "/set/", id, ".sql"))
+          << "-- revision: " << id << "\n"
+          << (parent.empty() ? "" : "-- revises: " + parent + "\n")
+          << "\n-- +upgrade\nCREATE TABLE t_" << id << " (id int);\n\n-- +downgrade\nDROP TABLE t_"
+          << id << ";\n";
+      parent = id;
+    }
+    std::ofstream(temp_dir + "/dsn") << args.dsn;
+    schemad::server::ConfigSources sources;
+    sources.base_dir = temp_dir;
+    absl::StatusOr<schemad::server::LoadedConfig> config = schemad::server::ParseConfig(
+        "listen: 127.0.0.1:0\nmigration_sets: [{name: bench, directory: set}]\n"
+        "databases: [{name: bench, migration_set: bench, dsn_file: dsn}]\n",
+        sources);
+    if (!config.ok()) {
+      std::cerr << config.status() << "\n";
+      return 1;
+    }
+    absl::StatusOr<std::unique_ptr<schemad::server::SchemadServer>> started =
+        schemad::server::SchemadServer::Start(*std::move(config), {});
+    if (!started.ok()) {
+      std::cerr << started.status() << "\n";
+      return 1;
+    }
+    server = *std::move(started);
+    args.server = server->address();
+    args.database = "bench";
+  } else if (args.dsn.empty()) {
+    std::cerr << "--dsn is required with --server (for the floor)\n";
+    return 2;
+  }
+
+  schemad::ClientOptions options;
+  options.target = args.server;
+  absl::StatusOr<std::unique_ptr<schemad::Client>> client = schemad::Client::Connect(options);
+  if (!client.ok()) {
+    std::cerr << client.status() << "\n";
+    return 1;
+  }
+  // Bring the database to head, then warm the channel and the pool.
+  absl::StatusOr<schemad::EnsureHeadResult> first = (*client)->EnsureHead(args.database);
+  if (!first.ok()) {
+    std::cerr << "EnsureHead: " << first.status() << "\n";
+    return 1;
+  }
+  for (int i = 0; i < 500; ++i) {
+    (void)(*client)->EnsureHead(args.database);
+  }
+  (void)Floor(args.dsn, 1, 500);
+
+  std::cout << absl::StrFormat(
+      "EnsureHead at head, %d sequential calls; %d concurrent callers x %d\n", args.calls,
+      args.concurrency, args.per_caller);
+  const Stats floor_seq = Floor(args.dsn, 1, args.calls);
+  const Stats sdk_seq = Sdk(**client, args.database, 1, args.calls);
+  // gRPC alone: a call answered from memory on the reactor (no worker hop, no query).
+  const Stats grpc_seq = Measure(1, args.calls, [&](int) {
+    return [&]() { return (*client)->ListOperations(args.database, false, 1).ok(); };
+  });
+  const Stats floor_par = Floor(args.dsn, args.concurrency, args.per_caller);
+  const Stats sdk_par = Sdk(**client, args.database, args.concurrency, args.per_caller);
+  Print("floor: libpq SELECT version_num, sequential", floor_seq);
+  Print("SDK EnsureHead, sequential", sdk_seq);
+  Print("SDK ListOperations (gRPC only), sequential", grpc_seq);
+  Print(absl::StrCat("floor: libpq, ", args.concurrency, " connections"), floor_par);
+  Print(absl::StrCat("SDK EnsureHead, ", args.concurrency, " callers, 1 channel"), sdk_par);
+
+  client->reset();
+  if (server != nullptr) {
+    server->Shutdown(absl::ZeroDuration());
+    server.reset();
+    Exec(args.admin_dsn, absl::StrCat("DROP DATABASE ", bench_db, " WITH (FORCE)"));
+    std::filesystem::remove_all(temp_dir);
+  }
+  return 0;
+}

@@ -1,0 +1,344 @@
+// Configuration loading and validation (service/server/config.h), and the
+// start-up checks of the registry that need no database: migration sets that
+// fail to load or to form a graph stop the start with the engine's message.
+#include "service/server/config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/server/proto_time.h"
+#include "service/server/registry.h"
+#include "tests/testing/status_matchers.h"
+
+namespace schemad::server {
+namespace {
+
+using ::schemad::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/schemad_config_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& content) const {
+    const std::string file = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
+    std::ofstream(file) << content;
+    return file;
+  }
+
+ private:
+  std::string path_;
+};
+
+constexpr char kSecretDsn[] = "postgresql://app:s3cr3t-pw@db.example:5432/site_a";
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  ConfigTest() {
+    dir_.Write("migrations/modax/.keep", "");
+    sources_.base_dir = dir_.path();
+    sources_.getenv = [this](const std::string& name) -> std::optional<std::string> {
+      auto it = env_.find(name);
+      if (it == env_.end()) {
+        return std::nullopt;
+      }
+      return it->second;
+    };
+    env_["SITE_A_DSN"] = kSecretDsn;
+  }
+
+  absl::StatusOr<LoadedConfig> Parse(const std::string& yaml) {
+    return ParseConfig(yaml, sources_);
+  }
+
+  TempDir dir_;
+  ConfigSources sources_;
+  std::map<std::string, std::string> env_;
+};
+
+constexpr char kMinimal[] = R"(
+listen: 127.0.0.1:50051
+migration_sets:
+  - name: modax
+    directory: migrations/modax
+databases:
+  - name: site-a
+    migration_set: modax
+    dsn_env: SITE_A_DSN
+    labels: {region: eu, env: prod}
+)";
+
+TEST_F(ConfigTest, MinimalConfigGetsDefaults) {
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(kMinimal));
+  const v1::ServerConfig& c = config.proto;
+  EXPECT_EQ(c.listen(), "127.0.0.1:50051");
+  ASSERT_EQ(config.dsns.size(), 1u);
+  EXPECT_EQ(config.dsns[0], kSecretDsn);
+  EXPECT_EQ(FromProto(c.timeouts().lock_wait()), absl::Seconds(60));
+  EXPECT_EQ(FromProto(c.timeouts().lock_timeout()), absl::ZeroDuration());
+  EXPECT_EQ(FromProto(c.shutdown_grace()), absl::Seconds(30));
+  EXPECT_EQ(c.pools().max_sessions_per_database(), kDefaultMaxSessionsPerDatabase);
+  EXPECT_EQ(c.pools().rpc_workers(), kDefaultRpcWorkers);
+  EXPECT_EQ(c.migration_sets(0).directory(), dir_.path() + "/migrations/modax");
+  const v1::DatabaseConfig& db = c.databases(0);
+  EXPECT_TRUE(db.allow_ensure_head_apply());
+  EXPECT_EQ(db.version_table(), "alembic_version");
+  EXPECT_EQ(FromProto(db.lock_wait()), absl::Seconds(60));
+  EXPECT_EQ(db.labels().at("region"), "eu");
+  EXPECT_EQ(db.labels().at("env"), "prod");
+  // The DSN lives only in `dsns`.
+  EXPECT_THAT(c.DebugString(), Not(HasSubstr("s3cr3t")));
+}
+
+TEST_F(ConfigTest, EverySettingParses) {
+  dir_.Write("tls/cert.pem", "cert");
+  dir_.Write("tls/key.pem", "key");
+  dir_.Write("tls/ca.pem", "ca");
+  dir_.Write("tokens", "x");
+  dir_.Write("secrets/site-b", "  postgresql://b@host/site_b\n");
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(R"(
+listen: 0.0.0.0:0
+tls:
+  cert_file: tls/cert.pem
+  key_file: tls/key.pem
+  client_ca_file: tls/ca.pem
+  require_client_cert: true
+tokens_file: tokens
+reflection: true
+timeouts: {lock_wait: 2min, lock_timeout: 5s, statement_timeout: 1h30min, connect_timeout: 3s}
+pools: {max_sessions_per_database: 4, min_idle_sessions: 2, rpc_workers: 3, operation_workers: 2}
+shutdown_grace: 10s
+operation_retention: 1d
+max_retained_operations: 50
+migration_sets:
+  - {name: modax, directory: migrations/modax}
+databases:
+  - name: site-a
+    migration_set: modax
+    dsn_env: SITE_A_DSN
+    allow_ensure_head_apply: false
+    lock_wait: 500ms
+    version_table: ops.alembic_version
+  - name: site-b
+    migration_set: modax
+    dsn_file: secrets/site-b
+)"));
+  const v1::ServerConfig& c = config.proto;
+  EXPECT_TRUE(c.tls().require_client_cert());
+  EXPECT_EQ(c.tls().cert_file(), dir_.path() + "/tls/cert.pem");
+  EXPECT_EQ(c.tokens_file(), dir_.path() + "/tokens");
+  EXPECT_TRUE(c.reflection());
+  EXPECT_EQ(FromProto(c.timeouts().lock_wait()), absl::Minutes(2));
+  EXPECT_EQ(FromProto(c.timeouts().statement_timeout()), absl::Minutes(90));
+  EXPECT_EQ(FromProto(c.operation_retention()), absl::Hours(24));
+  EXPECT_EQ(c.pools().min_idle_sessions(), 2);
+  EXPECT_EQ(c.max_retained_operations(), 50);
+  EXPECT_FALSE(c.databases(0).allow_ensure_head_apply());
+  EXPECT_EQ(FromProto(c.databases(0).lock_wait()), absl::Milliseconds(500));
+  EXPECT_EQ(FromProto(c.databases(0).lock_timeout()), absl::Seconds(5));  // inherited
+  EXPECT_EQ(c.databases(0).version_table(), "ops.alembic_version");
+  EXPECT_EQ(FromProto(c.databases(1).lock_wait()), absl::Minutes(2));
+  EXPECT_EQ(config.dsns[1], "postgresql://b@host/site_b");  // trimmed
+}
+
+TEST_F(ConfigTest, UnknownKeysNameTheirPath) {
+  EXPECT_THAT(Parse(std::string(kMinimal) + "lisen: x\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lisen: unknown key")));
+  EXPECT_THAT(
+      Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases:
+  - {name: a, migration_set: modax, dsn_env: SITE_A_DSN}
+  - {name: b, migration_set: modax, dsn_env: SITE_A_DSN, lable: x}
+)"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("databases[1].lable: unknown key")));
+  EXPECT_THAT(
+      Parse(std::string(kMinimal) + "timeouts: {lock_wiat: 1s}\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeouts.lock_wiat: unknown key")));
+}
+
+TEST_F(ConfigTest, MissingEnvironmentVariableNamesKeyAndVariable) {
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases:
+  - {name: a, migration_set: modax, dsn_env: SITE_A_DSN}
+  - {name: b, migration_set: modax, dsn_env: SITE_B_DSN}
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("databases[1].dsn_env: environment variable SITE_B_DSN is not "
+                                 "set")));
+}
+
+TEST_F(ConfigTest, BadValuesNameTheirPath) {
+  const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  EXPECT_THAT(Parse(with("shutdown_grace: 30\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("shutdown_grace: \"30\" is not a duration")));
+  EXPECT_THAT(Parse(with("shutdown_grace: 3 fortnights\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown unit")));
+  EXPECT_THAT(Parse(with("reflection: yes please\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("reflection: expected true or false")));
+  EXPECT_THAT(Parse(with("pools: {rpc_workers: many}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("pools.rpc_workers: expected an integer")));
+  EXPECT_THAT(Parse(with("pools: {rpc_workers: -1}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("pools.rpc_workers: must not be negative")));
+  EXPECT_THAT(Parse(with("migration_sets: {name: x}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate key")));
+  EXPECT_THAT(Parse(with("tls: {cert_file: nope.pem, key_file: nope.pem}\n")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("tls.cert_file: file ")));
+  EXPECT_THAT(Parse(with("tokens_file: [a]\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tokens_file: expected a string, got a list")));
+}
+
+TEST_F(ConfigTest, StructuralRules) {
+  EXPECT_THAT(Parse("migration_sets: []\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listen: required")));
+  EXPECT_THAT(Parse("listen: nowhere\n"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                   HasSubstr("listen: expected host:port")));
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: other, dsn_env: SITE_A_DSN}]
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("databases[0].migration_set: no migration set named \"other\"")));
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases:
+  - {name: a, migration_set: modax, dsn_env: SITE_A_DSN}
+  - {name: a, migration_set: modax, dsn_env: SITE_A_DSN}
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("databases[1].name: duplicate database \"a\"")));
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN, dsn_file: f}]
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("databases[0]: exactly one of dsn_env and dsn_file")));
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN, version_table: "x; drop"}]
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("databases[0].version_table"), Not(HasSubstr("s3cr3t")))));
+  dir_.Write("tls/cert.pem", "cert");
+  EXPECT_THAT(
+      Parse(std::string(kMinimal) +
+            "tls: {cert_file: tls/cert.pem, key_file: tls/cert.pem, require_client_cert: true}\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("tls.require_client_cert: needs tls.client_ca_file")));
+}
+
+TEST_F(ConfigTest, YamlSyntaxErrorGivesLine) {
+  EXPECT_THAT(Parse("listen: 127.0.0.1:1\ndatabases: [\n  {name: a\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line ")));
+  EXPECT_THAT(Parse(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST_F(ConfigTest, EmptyDsnFileIsAnError) {
+  dir_.Write("empty", "\n");
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_file: empty}]
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("databases[0].dsn_file")));
+}
+
+TEST(ConfigDurationTest, Grammar) {
+  EXPECT_EQ(*ParseConfigDuration("0"), absl::ZeroDuration());
+  EXPECT_EQ(*ParseConfigDuration("250ms"), absl::Milliseconds(250));
+  EXPECT_EQ(*ParseConfigDuration("1h30min"), absl::Minutes(90));
+  EXPECT_EQ(*ParseConfigDuration("2 s"), absl::Seconds(2));
+  EXPECT_EQ(*ParseConfigDuration("1.5s"), absl::Milliseconds(1500));
+  EXPECT_EQ(*ParseConfigDuration("1d"), absl::Hours(24));
+  EXPECT_FALSE(ParseConfigDuration("5").ok());
+  EXPECT_FALSE(ParseConfigDuration("-1s").ok());
+  EXPECT_FALSE(ParseConfigDuration("s").ok());
+}
+
+TEST_F(ConfigTest, LoadConfigFileResolvesAgainstItsDirectory) {
+  setenv("SCHEMAD_CONFIG_TEST_DSN", kSecretDsn, 1);
+  const std::string file = dir_.Write("etc/schemad.yaml", R"(
+listen: 127.0.0.1:0
+migration_sets: [{name: modax, directory: ../migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SCHEMAD_CONFIG_TEST_DSN}]
+)");
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, LoadConfigFile(file));
+  EXPECT_EQ(config.proto.migration_sets(0).directory(), dir_.path() + "/migrations/modax");
+  EXPECT_THAT(LoadConfigFile(dir_.path() + "/missing.yaml"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.yaml")));
+}
+
+// ---------------------------------------------------------------- registry
+
+class RegistryTest : public ConfigTest {
+ protected:
+  absl::StatusOr<std::unique_ptr<Registry>> Create() {
+    absl::StatusOr<LoadedConfig> config = Parse(kMinimal);
+    if (!config.ok()) {
+      return config.status();
+    }
+    return Registry::Create(*config, std::make_shared<spdlog::logger>("test"));
+  }
+};
+
+TEST_F(RegistryTest, LoadsSetsAndOpensDatabasesWithoutConnecting) {
+  dir_.Write(
+      "migrations/modax/a1_init.sql",
+      "-- revision: a1\n\n-- +upgrade\nCREATE TABLE t (a int);\n\n-- +downgrade\nDROP TABLE t;\n");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Registry> registry, Create());
+  ASSERT_OK_AND_ASSIGN(DatabaseEntry * db, registry->GetDatabase("site-a"));
+  EXPECT_EQ(db->set().graph.HeadIds(), std::vector<std::string>{"a1"});
+  EXPECT_THAT(db->database().DisplayName(), Not(HasSubstr("s3cr3t")));
+  EXPECT_THAT(registry->GetDatabase("site-z"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("site-z")));
+}
+
+TEST_F(RegistryTest, GraphErrorStopsTheStartWithTheEnginesMessage) {
+  dir_.Write("migrations/modax/b2.sql",
+             "-- revision: b2\n-- revises: nosuchparent\n\n-- +upgrade\nSELECT 1;\n");
+  EXPECT_THAT(Create(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("migration_sets[0] (modax)"), HasSubstr("nosuchparent"))));
+}
+
+TEST_F(RegistryTest, BadRevisionFileStopsTheStart) {
+  dir_.Write("migrations/modax/c3.sql", "-- revison: c3\n\n-- +upgrade\nSELECT 1;\n");
+  EXPECT_THAT(Create(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("migration_sets[0] (modax)"), HasSubstr("c3.sql"))));
+}
+
+TEST_F(RegistryTest, MissingDirectoryStopsTheStart) {
+  std::filesystem::remove_all(dir_.path() + "/migrations");
+  EXPECT_THAT(Create(), StatusIs(absl::StatusCode::kNotFound, HasSubstr("migration_sets[0]")));
+}
+
+}  // namespace
+}  // namespace schemad::server

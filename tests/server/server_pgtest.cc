@@ -1,0 +1,1109 @@
+// schemad end to end: real servers on 127.0.0.1:0 (in-process, and the
+// `schemad` binary as a subprocess for signals), real PostgreSQL, the C++ SDK
+// as the client.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "client/cli/remote_commands.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemad/client.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "tests/testing/pg_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+extern char** environ;
+
+namespace schemad {
+namespace {
+
+using ::schemad::testing::Query;
+using ::schemad::testing::Rows;
+using ::schemad::testing::StatusIs;
+using ::schemad::testing::TestDatabase;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// ------------------------------------------------------------------ helpers
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/schemad_server_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& content) const {
+    const std::string file = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
+    std::ofstream(file) << content;
+    return file;
+  }
+  std::string Read(const std::string& name) const {
+    std::ifstream in(path_ + "/" + name);
+    std::stringstream content;
+    content << in.rdbuf();
+    return content.str();
+  }
+
+ private:
+  std::string path_;
+};
+
+struct Rev {
+  std::string id;
+  std::string revises;  // comma-separated
+  std::string up;
+  std::string down = "SELECT 1;";
+  bool transactional = true;
+};
+
+void WriteRevision(const TempDir& dir, const std::string& set, const Rev& rev) {
+  std::string text = absl::StrCat("-- revision: ", rev.id, "\n");
+  if (!rev.revises.empty()) {
+    absl::StrAppend(&text, "-- revises: ", rev.revises, "\n");
+  }
+  absl::StrAppend(&text, "-- message: revision ", rev.id, "\n");
+  if (!rev.transactional) {
+    absl::StrAppend(&text, "-- transactional: false\n");
+  }
+  absl::StrAppend(&text, "\n-- +upgrade\n", rev.up, "\n\n-- +downgrade\n", rev.down, "\n");
+  dir.Write(absl::StrCat(set, "/", rev.id, ".sql"), text);
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One database entry of a test configuration.
+struct DbSpec {
+  DbSpec(std::string name_in, std::string dsn_in, std::string set_in = "modax",
+         std::string extra_in = "")
+      : name(std::move(name_in)),
+        dsn(std::move(dsn_in)),
+        set(std::move(set_in)),
+        extra(std::move(extra_in)) {}
+  std::string name;
+  std::string dsn;
+  std::string set;
+  std::string extra;  // more YAML keys of the entry, e.g. "allow_ensure_head_apply: false"
+};
+
+// A YAML configuration: the migration sets are directories under `dir`, the
+// DSNs go to files there (never into the environment or the YAML).
+std::string MakeConfig(const TempDir& dir, const std::vector<std::string>& sets,
+                       const std::vector<DbSpec>& dbs, const std::string& extra = "",
+                       const std::string& listen = "127.0.0.1:0") {
+  std::string yaml = absl::StrCat("listen: ", listen, "\n", extra, "\nmigration_sets:\n");
+  for (const std::string& set : sets) {
+    std::filesystem::create_directories(dir.path() + "/" + set);
+    absl::StrAppend(&yaml, "  - {name: ", set, ", directory: ", set, "}\n");
+  }
+  absl::StrAppend(&yaml, "databases:\n");
+  for (const DbSpec& db : dbs) {
+    dir.Write("secrets/" + db.name, db.dsn);
+    absl::StrAppend(&yaml, "  - name: ", db.name, "\n    migration_set: ", db.set,
+                    "\n    dsn_file: secrets/", db.name, "\n    labels: {site: ", db.name, "}\n");
+    if (!db.extra.empty()) {
+      absl::StrAppend(&yaml, "    ", db.extra, "\n");
+    }
+  }
+  return yaml;
+}
+
+absl::StatusOr<std::unique_ptr<server::SchemadServer>> StartServer(const TempDir& dir,
+                                                                   const std::string& yaml) {
+  server::ConfigSources sources;
+  sources.base_dir = dir.path();
+  sources.getenv = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  absl::StatusOr<server::LoadedConfig> config = server::ParseConfig(yaml, sources);
+  if (!config.ok()) {
+    return config.status();
+  }
+  server::ServerOptions options;
+  if (std::getenv("SCHEMAD_TEST_LOG") != nullptr) {
+    options.log_sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    options.log_level = spdlog::level::debug;
+  }
+  return server::SchemadServer::Start(*std::move(config), options);
+}
+
+ClientOptions ClientFor(const std::string& address) {
+  ClientOptions options;
+  options.target = address;
+  options.retry.enabled = false;  // tests that want retries turn them on
+  options.who = "server_pgtest";
+  return options;
+}
+
+std::unique_ptr<Client> Connect(const ClientOptions& options) {
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? *std::move(client) : nullptr;
+}
+
+Rows VersionRows(const std::string& dsn) {
+  return Query(dsn, "SELECT version_num FROM alembic_version ORDER BY 1");
+}
+
+// Applied revisions: revision and number of successful `up` history rows.
+Rows SuccessfulUps(const std::string& dsn) {
+  return Query(dsn,
+               "SELECT revision, count(*)::text FROM schemad_history WHERE direction = 'up' AND "
+               "outcome = 'success' GROUP BY revision ORDER BY 1");
+}
+
+int AdvisoryLocks(const TestDatabase& db) {
+  Rows rows = Query(testing::AdminDsn(),
+                    absl::StrCat("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                                 "database = (SELECT oid FROM pg_database WHERE datname = '",
+                                 db.name(), "')"));
+  return rows.empty() ? -1 : std::stoi(rows[0][0]);
+}
+
+bool TableExists(const std::string& dsn, const std::string& table) {
+  Rows rows = Query(dsn, absl::StrCat("SELECT to_regclass('", table, "') IS NOT NULL"));
+  return !rows.empty() && rows[0][0] == "t";
+}
+
+// Collects a stream's events and lets a test wait for one.
+class EventLog {
+ public:
+  std::function<void(const OperationEvent&)> Callback() {
+    return [this](const OperationEvent& e) {
+      absl::MutexLock lock(&mu_);
+      events_.push_back(e);
+    };
+  }
+  // Waits until an event satisfying `pred` arrived; false after `timeout`.
+  bool WaitFor(const std::function<bool(const OperationEvent&)>& pred, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [&]() {
+      for (const OperationEvent& e : events_) {
+        if (pred(e)) {
+          return true;
+        }
+      }
+      return false;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+  std::vector<OperationEvent> events() const {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<OperationEvent> events_;
+};
+
+std::function<bool(const OperationEvent&)> StatementOf(const std::string& revision, int index) {
+  return [revision, index](const OperationEvent& e) {
+    return e.kind == OperationEvent::Kind::kStatementStarted && e.revision == revision &&
+           e.statement_index == index;
+  };
+}
+
+// A set of three revisions; b2 sleeps `sleep_seconds` between two statements.
+void WriteChain(const TempDir& dir, const std::string& set, double sleep_seconds) {
+  WriteRevision(dir, set, {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  WriteRevision(dir, set,
+                {"b2", "a1",
+                 absl::StrCat("CREATE TABLE t_b2 (id int);\nSELECT pg_sleep(", sleep_seconds,
+                              ");\nCREATE TABLE t_b2_after (id int);"),
+                 "DROP TABLE t_b2_after;\nDROP TABLE t_b2;"});
+  WriteRevision(dir, set, {"c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;"});
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  // Starts an in-process server over `db` (database name "site-a").
+  void StartOver(const TestDatabase& db, const std::string& extra = "",
+                 const std::string& db_extra = "") {
+    absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
+        dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn(), "modax", db_extra}}, extra));
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    client_ = Connect(ClientFor(server_->address()));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<server::SchemadServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+// ------------------------------------------------------------- EnsureHead
+
+TEST_F(ServerTest, EnsureHeadBehindApplies) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult result, client_->EnsureHead("site-a"));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.revisions_applied, 3);
+  EXPECT_THAT(result.heads, ElementsAre("c3"));
+  EXPECT_THAT(result.operation_id, HasSubstr("op-"));
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  EXPECT_EQ(SuccessfulUps(db.dsn()), (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_b2_after"));
+  // Who asked is recorded.
+  EXPECT_THAT(Query(db.dsn(), "SELECT DISTINCT who FROM schemad_history"),
+              ElementsAre(ElementsAre(HasSubstr("server_pgtest"))));
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+}
+
+TEST_F(ServerTest, EnsureHeadAtHeadRunsNoDdlAndWritesNoHistory) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  // From here on, every DDL command is logged by an event trigger.
+  testing::Exec(db.dsn(), R"(
+    CREATE TABLE ddl_log (tag text);
+    CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+      $$ BEGIN INSERT INTO ddl_log VALUES (tg_tag); END $$;
+    CREATE EVENT TRIGGER log_ddl ON ddl_command_start EXECUTE FUNCTION log_ddl();
+  )");
+  const Rows history_before = Query(db.dsn(), "SELECT count(*) FROM schemad_history");
+  const std::string schemad_backends =
+      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '", db.name(),
+                   "' AND application_name = 'schemad'");
+  const Rows backends_before = Query(testing::AdminDsn(), schemad_backends);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK_AND_ASSIGN(EnsureHeadResult result, client_->EnsureHead("site-a"));
+    EXPECT_FALSE(result.applied);
+    EXPECT_THAT(result.heads, ElementsAre("c3"));
+    EXPECT_TRUE(result.operation_id.empty());
+  }
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM ddl_log"), (Rows{{"0"}}));
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_history"), history_before);
+  // Pooled: no connection was opened for them.
+  EXPECT_EQ(Query(testing::AdminDsn(), schemad_backends), backends_before);
+  // No operation was started for them.
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationInfo> ops, client_->ListOperations("site-a"));
+  EXPECT_EQ(ops.size(), 1u);
+}
+
+TEST_F(ServerTest, EnsureHeadNotAllowedToApplyNamesPending) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db, "", "allow_ensure_head_apply: false");
+  EXPECT_THAT(client_->EnsureHead("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("3 revision(s) behind"), HasSubstr("a1, b2, c3"))));
+  EnsureHeadOptions check;
+  check.no_apply = true;
+  EXPECT_THAT(client_->EnsureHead("site-a", check),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("behind")));
+  EXPECT_FALSE(TableExists(db.dsn(), "alembic_version"));
+}
+
+// 50 callers through two schemad replicas on one database that is behind:
+// every revision is applied exactly once.
+TEST_F(ServerTest, FiftyConcurrentCallersApplyEachRevisionOnce) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0.3);
+  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}});
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::SchemadServer> replica_a, StartServer(dir_, yaml));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::SchemadServer> replica_b, StartServer(dir_, yaml));
+  constexpr int kCallers = 50;
+  std::atomic<int> ready{0};
+  std::atomic<int> ok{0};
+  std::atomic<int> applied{0};
+  std::vector<std::thread> callers;
+  std::vector<std::string> errors(kCallers);
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      ClientOptions options = ClientFor((i % 2 == 0 ? replica_a : replica_b)->address());
+      options.retry.enabled = true;
+      std::unique_ptr<Client> client = Connect(options);
+      ready.fetch_add(1);
+      while (ready.load() < kCallers) {
+        std::this_thread::yield();
+      }
+      CallOptions call;
+      call.deadline = absl::Seconds(60);
+      absl::StatusOr<EnsureHeadResult> result = client->EnsureHead("site-a", {}, call);
+      if (result.ok()) {
+        ok.fetch_add(1);
+        applied.fetch_add(result->applied ? 1 : 0);
+        if (result->heads != std::vector<std::string>{"c3"}) {
+          errors[i] = absl::StrCat("heads ", absl::StrJoin(result->heads, ","));
+        }
+      } else {
+        errors[i] = result.status().ToString();
+      }
+    });
+  }
+  for (std::thread& t : callers) {
+    t.join();
+  }
+  for (int i = 0; i < kCallers; ++i) {
+    EXPECT_EQ(errors[i], "") << "caller " << i;
+  }
+  EXPECT_EQ(ok.load(), kCallers);
+  EXPECT_GE(applied.load(), 1);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  EXPECT_EQ(SuccessfulUps(db.dsn()), (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_history WHERE outcome <> 'success'"),
+            (Rows{{"0"}}));
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+}
+
+// -------------------------------------------------------------- streaming
+
+TEST_F(ServerTest, UpgradeStreamsProgressEvents) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  EventLog log;
+  CallOptions call;
+  call.on_event = log.Callback();
+  UpgradeRequest upgrade;
+  upgrade.target = "b2";
+  ASSERT_OK_AND_ASSIGN(OperationResult result, client_->Upgrade("site-a", upgrade, call));
+  EXPECT_THAT(result.heads, ElementsAre("b2"));
+  EXPECT_EQ(result.revisions_run, 2);
+  ASSERT_EQ(result.plan.size(), 2u);
+  EXPECT_EQ(result.plan[1].revision, "b2");
+  EXPECT_EQ(result.plan[1].statement_count, 3);
+  std::vector<OperationEvent> events = log.events();
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front().kind, OperationEvent::Kind::kAccepted);
+  EXPECT_EQ(events.back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(events.back().state, OperationState::kSucceeded);
+  std::vector<std::string> kinds;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence, static_cast<int64_t>(i));
+    EXPECT_EQ(events[i].operation_id, result.operation_id);
+  }
+  const auto count = [&](OperationEvent::Kind kind) {
+    return std::count_if(events.begin(), events.end(),
+                         [kind](const OperationEvent& e) { return e.kind == kind; });
+  };
+  EXPECT_EQ(count(OperationEvent::Kind::kOperationStarted), 1);
+  EXPECT_EQ(count(OperationEvent::Kind::kLockAcquired), 1);
+  EXPECT_EQ(count(OperationEvent::Kind::kRevisionStarted), 2);
+  EXPECT_EQ(count(OperationEvent::Kind::kStatementStarted), 4);
+  EXPECT_EQ(count(OperationEvent::Kind::kRevisionFinished), 2);
+
+  // Upgrading again has nothing to do: accepted + finished only.
+  EventLog again;
+  call.on_event = again.Callback();
+  ASSERT_OK_AND_ASSIGN(OperationResult noop, client_->Upgrade("site-a", upgrade, call));
+  EXPECT_EQ(noop.revisions_run, 0);
+  EXPECT_THAT(noop.heads, ElementsAre("b2"));
+  EXPECT_EQ(again.events().size(), 2u);
+}
+
+TEST_F(ServerTest, DroppedStreamDoesNotStopTheOperationAndWatchReplaysIt) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 1.5);
+  StartOver(db);
+  EventLog log;
+  std::atomic<bool> stop{false};
+  CallOptions call;
+  call.stop = &stop;
+  call.on_event = [&](const OperationEvent& e) {
+    log.Callback()(e);
+    if (StatementOf("b2", 1)(e)) {
+      stop = true;  // the client goes away while pg_sleep runs
+    }
+  };
+  absl::StatusOr<OperationResult> dropped = client_->Upgrade("site-a", {}, call);
+  EXPECT_THAT(dropped, StatusIs(absl::StatusCode::kCancelled, HasSubstr("goes on")));
+  const std::string op_id = log.events().front().operation_id;
+  ASSERT_THAT(op_id, HasSubstr("op-"));
+  EXPECT_THAT(dropped.status().message(), HasSubstr(op_id));
+
+  // The operation completes on its own; watching replays all of it.
+  EventLog replay;
+  CallOptions watch;
+  watch.on_event = replay.Callback();
+  ASSERT_OK_AND_ASSIGN(OperationResult result, client_->WatchOperation(op_id, watch));
+  EXPECT_THAT(result.heads, ElementsAre("c3"));
+  std::vector<OperationEvent> events = replay.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().kind, OperationEvent::Kind::kAccepted);
+  EXPECT_EQ(events.back().kind, OperationEvent::Kind::kOperationFinished);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence, static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  // A second watch of the finished operation replays the same events.
+  EventLog second;
+  watch.on_event = second.Callback();
+  ASSERT_OK(client_->WatchOperation(op_id, watch).status());
+  EXPECT_EQ(second.events().size(), events.size());
+  // Unknown ids.
+  EXPECT_THAT(client_->WatchOperation("op-0000000000000000"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("op-0000000000000000")));
+}
+
+TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 60);
+  StartOver(db);
+  EventLog log;
+  absl::StatusOr<OperationResult> result;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    result = client_->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30)));
+  absl::SleepFor(absl::Milliseconds(200));  // pg_sleep is running
+  const absl::Time cancelled_at = absl::Now();
+  ASSERT_OK_AND_ASSIGN(OperationInfo info,
+                       client_->CancelOperation(log.events().front().operation_id));
+  EXPECT_TRUE(info.cancel_requested);
+  upgrade.join();
+  EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(10));
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled, HasSubstr("b2")));
+  EXPECT_EQ(log.events().back().state, OperationState::kCancelled);
+  // b2 rolled back as a whole; a1 stays; nothing needs attention.
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_b2"));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_a1"));
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, client_->GetStatus("site-a"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
+  EXPECT_EQ(status.pending, 2);
+  EXPECT_FALSE(status.needs_attention.has_value());
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+  // Cancelling a finished operation.
+  EXPECT_THAT(client_->CancelOperation(info.operation_id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already finished")));
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationInfo> ops, client_->ListOperations("site-a"));
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].state, OperationState::kCancelled);
+  EXPECT_TRUE(ops[0].cancel_requested);
+}
+
+// ------------------------------------------------------------------ errors
+
+TEST_F(ServerTest, UnknownDatabaseIsNotFound) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  EXPECT_THAT(client_->EnsureHead("site-x"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("site-x")));
+  EXPECT_THAT(client_->GetStatus("site-x"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("site-x")));
+  EXPECT_THAT(client_->Upgrade("site-x"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("site-x")));
+  EXPECT_THAT(client_->History("site-x"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(client_->DescribeMigrationSet("nope"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(ServerTest, UnreachableDatabaseIsUnavailableWithoutSecrets) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  const std::string secret = "hunter2-Sup3rSecret";
+  const std::string dsn =
+      absl::StrCat("postgresql://app:", secret, "@127.0.0.1:", FreePort(), "/site_b");
+  ASSERT_OK_AND_ASSIGN(
+      server_,
+      StartServer(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}, {"site-b", dsn}})));
+  client_ = Connect(ClientFor(server_->address()));
+  absl::StatusOr<EnsureHeadResult> result = client_->EnsureHead("site-b");
+  EXPECT_THAT(result,
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("site-b"), Not(HasSubstr(secret)), Not(HasSubstr(dsn)))));
+  EXPECT_THAT(client_->GetStatus("site-b"),
+              StatusIs(absl::StatusCode::kUnavailable, Not(HasSubstr(secret))));
+  EXPECT_THAT(client_->Upgrade("site-b"),
+              StatusIs(absl::StatusCode::kUnavailable, Not(HasSubstr(secret))));
+  ListDatabasesRequest list;
+  list.include_status = true;
+  ASSERT_OK_AND_ASSIGN(std::vector<DatabaseInfo> dbs, client_->ListDatabases(list));
+  ASSERT_EQ(dbs.size(), 2u);
+  EXPECT_EQ(dbs[0].status->state, DatabaseStatus::State::kBehind);
+  EXPECT_EQ(dbs[0].status->pending, 3);
+  EXPECT_EQ(dbs[1].status->state, DatabaseStatus::State::kUnreachable);
+  EXPECT_EQ(dbs[1].status->error.code(), absl::StatusCode::kUnavailable);
+  for (const DatabaseInfo& info : dbs) {
+    EXPECT_THAT(info.display_name, Not(HasSubstr(secret)));
+    EXPECT_THAT(std::string(info.status->error.message()), Not(HasSubstr(secret)));
+  }
+  // Selection by label.
+  list.label_selector = {{"site", "site-a"}};
+  list.include_status = false;
+  ASSERT_OK_AND_ASSIGN(dbs, client_->ListDatabases(list));
+  ASSERT_EQ(dbs.size(), 1u);
+  EXPECT_EQ(dbs[0].name, "site-a");
+}
+
+// ------------------------------------------------------------------- reads
+
+TEST_F(ServerTest, ReadsPlanStampDowngradeAndValidate) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  PlanRequest plan;
+  plan.database = "site-a";
+  plan.sql = true;
+  ASSERT_OK_AND_ASSIGN(PlanResult planned, client_->Plan(plan));
+  ASSERT_EQ(planned.steps.size(), 3u);
+  EXPECT_EQ(planned.steps[0].step.revision, "a1");
+  EXPECT_THAT(planned.rows_after, ElementsAre("c3"));
+  EXPECT_THAT(planned.sql, AllOf(HasSubstr("CREATE TABLE t_b2"), HasSubstr("alembic_version")));
+  PlanRequest offline;
+  offline.migration_set = "modax";
+  offline.kind = PlanRequest::Kind::kDowngrade;
+  offline.targets = {"a1"};
+  offline.from_rows = {"c3"};
+  ASSERT_OK_AND_ASSIGN(PlanResult down, client_->Plan(offline));
+  ASSERT_EQ(down.steps.size(), 2u);
+  EXPECT_EQ(down.steps[0].step.revision, "c3");
+  EXPECT_EQ(down.steps[0].step.direction, Direction::kDown);
+
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  DowngradeRequest downgrade;
+  downgrade.target = "-1";
+  ASSERT_OK_AND_ASSIGN(OperationResult result, client_->Downgrade("site-a", downgrade));
+  EXPECT_THAT(result.heads, ElementsAre("b2"));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
+  ASSERT_OK_AND_ASSIGN(OperationResult stamped, client_->Stamp("site-a", {"c3"}));
+  EXPECT_THAT(stamped.heads, ElementsAre("c3"));
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<HistoryEntry> history, client_->History("site-a", 2));
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].direction, "stamp");
+  EXPECT_EQ(history[1].direction, "down");
+  EXPECT_EQ(history[1].revision, "c3");
+
+  ASSERT_OK_AND_ASSIGN(ValidationResult validation, client_->Validate("site-a"));
+  EXPECT_TRUE(validation.ok);
+  ASSERT_OK_AND_ASSIGN(MigrationSetInfo set, client_->DescribeMigrationSet("", "site-a"));
+  EXPECT_EQ(set.name, "modax");
+  EXPECT_THAT(set.heads, ElementsAre("c3"));
+  EXPECT_THAT(set.databases, ElementsAre("site-a"));
+  ASSERT_EQ(set.revisions.size(), 3u);
+  EXPECT_THAT(set.revisions[1].revises, ElementsAre("a1"));
+  EXPECT_EQ(set.revisions[1].upgrade_statements, 3);
+  EXPECT_TRUE(set.revisions[1].reversible);
+  EXPECT_EQ(set.revisions[1].message, "revision b2");
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationInfo> ops, client_->ListOperations("site-a"));
+  ASSERT_EQ(ops.size(), 3u);  // newest first
+  EXPECT_EQ(ops[0].kind, OperationKind::kStamp);
+  EXPECT_EQ(ops[1].kind, OperationKind::kDowngrade);
+  EXPECT_EQ(ops[2].kind, OperationKind::kEnsureHead);
+  EXPECT_EQ(ops[2].state, OperationState::kSucceeded);
+}
+
+TEST_F(ServerTest, MergeJoinsTheHeadsOrSaysHowToCreateTheMergeRevision) {
+  TestDatabase db;
+  TestDatabase unmerged;
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(unmerged.ok());
+  for (const std::string set : {"merged", "split"}) {
+    WriteRevision(dir_, set, {"a1", "", "CREATE TABLE t_a1 (id int);"});
+    WriteRevision(dir_, set, {"b1", "a1", "CREATE TABLE t_b1 (id int);"});
+    WriteRevision(dir_, set, {"c1", "a1", "CREATE TABLE t_c1 (id int);"});
+  }
+  WriteRevision(dir_, "merged", {"m1", "b1,c1", "CREATE TABLE t_m1 (id int);"});
+  ASSERT_OK_AND_ASSIGN(server_,
+                       StartServer(dir_, MakeConfig(dir_, {"merged", "split"},
+                                                    {{"site-a", db.dsn(), "merged"},
+                                                     {"site-b", unmerged.dsn(), "split"}})));
+  client_ = Connect(ClientFor(server_->address()));
+  for (const std::string name : {"site-a", "site-b"}) {
+    UpgradeRequest upgrade;
+    upgrade.target = "b1";
+    ASSERT_OK(client_->Upgrade(name, upgrade).status());
+    upgrade.target = "c1";
+    ASSERT_OK(client_->Upgrade(name, upgrade).status());
+  }
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b1"}, {"c1"}}));
+  ASSERT_OK_AND_ASSIGN(OperationResult merged, client_->Merge("site-a"));
+  EXPECT_THAT(merged.heads, ElementsAre("m1"));
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"m1"}}));
+  EXPECT_THAT(client_->Merge("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("use Upgrade")));
+  EXPECT_THAT(client_->Merge("site-b"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("b1, c1"), HasSubstr("schemactl merge"))));
+}
+
+// -------------------------------------------------------------------- auth
+
+TEST_F(ServerTest, BearerTokensAndRoles) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  dir_.Write("tokens",
+             "reader-token-0123456789 reader grafana\n"
+             "migrator-token-0123456789 migrator site-a-control\n"
+             "admin-token-0123456789abc admin oncall\n");
+  StartOver(db, "tokens_file: tokens");
+  const auto with_token = [&](const std::string& token) {
+    ClientOptions options = ClientFor(server_->address());
+    options.token = token;
+    return Connect(options);
+  };
+  EXPECT_THAT(client_->GetStatus("site-a"),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("bearer token")));
+  EXPECT_THAT(client_->Upgrade("site-a"),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_THAT(with_token("wrong-token-0123456789")->GetStatus("site-a"),
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       AllOf(HasSubstr("unknown"), Not(HasSubstr("wrong-token")))));
+  std::unique_ptr<Client> reader = with_token("reader-token-0123456789");
+  EXPECT_OK(reader->GetStatus("site-a").status());
+  EXPECT_OK(reader->ListDatabases().status());
+  EXPECT_THAT(reader->EnsureHead("site-a"),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("migrator"), HasSubstr("grafana"))));
+  std::unique_ptr<Client> migrator = with_token("migrator-token-0123456789");
+  ASSERT_OK(migrator->EnsureHead("site-a").status());
+  DowngradeRequest downgrade;
+  downgrade.target = "base";
+  EXPECT_THAT(migrator->Downgrade("site-a", downgrade),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("admin")));
+  EXPECT_THAT(migrator->CancelOperation("op-0000000000000000"),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  std::unique_ptr<Client> admin = with_token("admin-token-0123456789abc");
+  ASSERT_OK(admin->Downgrade("site-a", downgrade).status());
+  EXPECT_TRUE(VersionRows(db.dsn()).empty());
+  // History records the token's name.
+  EXPECT_THAT(Query(db.dsn(), "SELECT who FROM schemad_history ORDER BY id DESC LIMIT 1"),
+              ElementsAre(ElementsAre(HasSubstr("oncall"))));
+}
+
+// Generates a CA, a server certificate for 127.0.0.1/localhost and client
+// certificates, one signed by the CA and one by a stranger.
+class Pki {
+ public:
+  explicit Pki(const TempDir& dir) : dir_(dir.path() + "/pki") {
+    std::filesystem::create_directories(dir_);
+    ok_ = Run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
+              "-keyout ca.key -out ca.pem") &&
+          Run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rogue-ca "
+              "-keyout rogue-ca.key -out rogue-ca.pem") &&
+          Issue("server", "localhost", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1") &&
+          Issue("client", "site-a-control", "ca", "") && Issue("rogue", "intruder", "rogue-ca", "");
+  }
+  bool ok() const { return ok_; }
+  std::string File(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  bool Run(const std::string& command) const {
+    const std::string full = absl::StrCat("cd ", dir_, " && ", command, " >/dev/null 2>&1");
+    return std::system(full.c_str()) == 0;
+  }
+  bool Issue(const std::string& name, const std::string& cn, const std::string& ca,
+             const std::string& ext) {
+    std::string ext_file;
+    if (!ext.empty()) {
+      std::ofstream(dir_ + "/" + name + ".ext") << ext << "\n";
+      ext_file = absl::StrCat(" -extfile ", name, ".ext");
+    }
+    return Run(absl::StrCat("openssl req -newkey rsa:2048 -nodes -subj /CN=", cn, " -keyout ", name,
+                            ".key -out ", name, ".csr")) &&
+           Run(absl::StrCat("openssl x509 -req -in ", name, ".csr -CA ", ca, ".pem -CAkey ", ca,
+                            ".key -CAcreateserial -days 2 -out ", name, ".pem", ext_file));
+  }
+
+  std::string dir_;
+  bool ok_ = false;
+};
+
+TEST_F(ServerTest, MutualTlsRejectsABadClientCertificate) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  Pki pki(dir_);
+  ASSERT_TRUE(pki.ok()) << "openssl failed";
+  StartOver(db, absl::StrCat("tls:\n  cert_file: ", pki.File("server.pem"), "\n  key_file: ",
+                             pki.File("server.key"), "\n  client_ca_file: ", pki.File("ca.pem"),
+                             "\n  require_client_cert: true\n"));
+  const auto tls_client = [&](const std::string& cert) {
+    ClientOptions options = ClientFor(server_->address());
+    options.root_ca_file = pki.File("ca.pem");
+    options.tls_server_name = "localhost";
+    if (!cert.empty()) {
+      options.cert_file = pki.File(cert + ".pem");
+      options.key_file = pki.File(cert + ".key");
+    }
+    return Connect(options);
+  };
+  CallOptions quick;
+  quick.deadline = absl::Seconds(5);
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult result,
+                       tls_client("client")->EnsureHead("site-a", {}, quick));
+  EXPECT_TRUE(result.applied);
+  // The certificate's common name is the caller's identity in history.
+  EXPECT_THAT(Query(db.dsn(), "SELECT DISTINCT who FROM schemad_history"),
+              ElementsAre(ElementsAre(HasSubstr("cn=site-a-control"))));
+  EXPECT_THAT(tls_client("rogue")->GetStatus("site-a", quick),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_THAT(tls_client("")->GetStatus("site-a", quick),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  // Plaintext to a TLS port fails too.
+  EXPECT_THAT(client_->GetStatus("site-a", quick),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+}
+
+// ----------------------------------------------------------- health, shutdown
+
+TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 2);
+  StartOver(db, "shutdown_grace: 20s");
+  ASSERT_OK_AND_ASSIGN(bool serving, client_->CheckHealth());
+  EXPECT_TRUE(serving);
+  ASSERT_OK_AND_ASSIGN(serving, client_->CheckHealth("modax"));
+  EXPECT_TRUE(serving);
+  EXPECT_THAT(client_->CheckHealth("nosuchset"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+
+  EventLog log;
+  absl::StatusOr<OperationResult> result;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    UpgradeRequest request;
+    request.target = "c3";
+    result = client_->Upgrade("site-a", request, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30)));
+  std::thread shutdown([&] { server_->Shutdown(); });
+  // During the grace period the server answers, NOT_SERVING.
+  bool saw_not_serving = false;
+  for (int i = 0; i < 100 && !saw_not_serving; ++i) {
+    absl::StatusOr<bool> health = client_->CheckHealth();
+    saw_not_serving = health.ok() && !*health;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(saw_not_serving);
+  absl::StatusOr<bool> set_health = client_->CheckHealth("modax");
+  EXPECT_TRUE(set_health.ok() && !*set_health);
+  // No new operations; reads still work.
+  EXPECT_THAT(client_->Upgrade("site-a"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  shutdown.join();
+  upgrade.join();
+  // The running revision (b2) finished; the next one (c3) did not start.
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b2"}}));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
+  EXPECT_TRUE(server_->clean_shutdown());
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+  EXPECT_THAT(client_->CheckHealth(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+}
+
+// Start-up ordering: the control layer starts first and waits for schemad.
+TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  const std::string address = absl::StrCat("127.0.0.1:", FreePort());
+  ClientOptions options = ClientFor(address);
+  options.retry.enabled = true;
+  options.retry.initial_backoff = absl::Milliseconds(50);
+  options.retry.max_backoff = absl::Milliseconds(300);
+  absl::Status waited;
+  std::thread control_layer([&] { waited = WaitForHead(options, "site-a", absl::Seconds(30)); });
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(
+      server_, StartServer(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "", address)));
+  control_layer.join();
+  EXPECT_OK(waited);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  // Errors that retrying cannot fix come back at once.
+  EXPECT_THAT(WaitForHead(options, "site-x", absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  // Nobody listening: the deadline passes.
+  ClientOptions nowhere = ClientFor(absl::StrCat("127.0.0.1:", FreePort()));
+  nowhere.retry.initial_backoff = absl::Milliseconds(50);
+  EXPECT_THAT(WaitForHead(nowhere, "site-a", absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("site-a")));
+}
+
+// The `schemad` binary as a subprocess, stopped by SIGTERM mid-revision.
+class SchemadProcess {
+ public:
+  SchemadProcess(const TempDir& dir, const std::string& yaml) : dir_(dir) {
+    const std::string config = dir.Write("schemad.yaml", yaml);
+    const std::string out = dir.path() + "/schemad.out";
+    const std::string err = dir.path() + "/schemad.err";
+    std::vector<std::string> args = {SCHEMAD_BINARY, "--config", config, "--log-level", "debug"};
+    std::vector<char*> argv;
+    for (std::string& arg : args) {
+      argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
+      pid_ = -1;
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    // Wait for "schemad listening on HOST:PORT".
+    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+      const std::string text = dir.Read("schemad.out");
+      const size_t at = text.find("listening on ");
+      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
+        address_ = text.substr(at + 13, text.find('\n', at) - at - 13);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  ~SchemadProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  const std::string& address() const { return address_; }
+  void Signal(int signal) const { kill(pid_, signal); }
+  // The exit status, or -1 when it has not exited within `timeout`.
+  int Wait(absl::Duration timeout) {
+    const absl::Time end = absl::Now() + timeout;
+    while (absl::Now() < end) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return -1;
+  }
+  std::string Log() const { return dir_.Read("schemad.err"); }
+
+ private:
+  const TempDir& dir_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  std::string address_;
+};
+
+TEST_F(ServerTest, SigtermDuringAnUpgradeRollsBackAndReleasesTheLock) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 60);
+  SchemadProcess schemad(dir_,
+                         MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "shutdown_grace: 1s"));
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  std::unique_ptr<Client> client = Connect(ClientFor(schemad.address()));
+  EventLog log;
+  absl::StatusOr<OperationResult> result;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    result = client->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
+  EXPECT_EQ(AdvisoryLocks(db), 1);
+  schemad.Signal(SIGTERM);
+  const int exit_code = schemad.Wait(absl::Seconds(30));
+  upgrade.join();
+  EXPECT_EQ(exit_code, 0) << schemad.Log();
+  EXPECT_FALSE(result.ok());
+  // b2 was cancelled after the grace period and rolled back as a whole.
+  EXPECT_EQ(log.events().back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(log.events().back().state, OperationState::kCancelled);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_b2"));
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_state"), (Rows{{"0"}}));
+  int locks = -1;
+  for (int i = 0; i < 100 && locks != 0; ++i) {
+    locks = AdvisoryLocks(db);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(locks, 0);
+  // The log names the operation and never the DSN.
+  const std::string text = schemad.Log();
+  EXPECT_THAT(text, HasSubstr(log.events().front().operation_id));
+  EXPECT_THAT(text, HasSubstr("signal=15"));
+  EXPECT_THAT(text, Not(HasSubstr(db.cluster().password)));
+}
+
+TEST_F(ServerTest, SigtermLetsTheRunningRevisionFinishWithinTheGrace) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 1);
+  SchemadProcess schemad(
+      dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "shutdown_grace: 30s"));
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  std::unique_ptr<Client> client = Connect(ClientFor(schemad.address()));
+  EventLog log;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    (void)client->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
+  const absl::Time signalled = absl::Now();
+  schemad.Signal(SIGTERM);
+  upgrade.join();
+  // An idle client notices the server's GOAWAY only when gRPC's backup poller
+  // runs (every 5s); closing it lets the server finish at once.
+  client.reset();
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+  // b2 sleeps for 1s; stopping takes about that.
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(4)) << schemad.Log();
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b2"}}));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_b2_after"));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
+}
+
+// ------------------------------------------------------- schemactl --server
+
+class RemoteCliTest : public ServerTest {
+ protected:
+  struct Run {
+    int code;
+    std::string out;
+    std::string err;
+  };
+  cli::GlobalOptions Global(bool json = false) {
+    cli::GlobalOptions global;
+    global.json = json;
+    global.who = "cli-test";
+    return global;
+  }
+  cli::RemoteOptions Remote(const std::string& database = "site-a") {
+    cli::RemoteOptions remote;
+    remote.server = server_->address();
+    remote.database = database;
+    remote.timeout = absl::Seconds(10);
+    return remote;
+  }
+  template <typename Fn>
+  Run Capture(Fn fn) {
+    std::ostringstream out, err;
+    const int code = fn(out, err);
+    return {code, out.str(), err.str()};
+  }
+};
+
+TEST_F(RemoteCliTest, DatabaseVerbsThroughTheServer) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  Run run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::CurrentOptions current;
+    current.check_heads = true;
+    return cli::RunRemoteCurrent(Global(), Remote(), current, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitNotAtHead) << run.err;
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::EnsureHeadOptions check;
+    check.no_apply = true;
+    return cli::RunRemoteEnsureHead(Global(), Remote(), check, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitNotAtHead) << run.err;
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::UpgradeOptions upgrade;
+    upgrade.target = "b2";
+    return cli::RunRemoteUpgrade(Global(), Remote(), upgrade, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("Upgraded 2 revisions"));
+  EXPECT_THAT(run.err, HasSubstr("operation op-"));
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteEnsureHead(Global(true), Remote(), {}, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, AllOf(HasSubstr("\"applied\":true"), HasSubstr("\"heads_after\":[\"c3\"]")));
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteDbs(Global(), Remote(""), {}, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, AllOf(HasSubstr("site-a"), HasSubstr("at head"), HasSubstr("c3")));
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::OpsOptions ops;
+    ops.action = "list";
+    return cli::RunRemoteOps(Global(true), Remote(""), ops, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, AllOf(HasSubstr("\"operation\":\"upgrade\""),
+                             HasSubstr("\"operation\":\"ensure-head\""),
+                             HasSubstr("\"state\":\"succeeded\"")));
+  // History records the CLI's --who next to the caller.
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::HistoryOptions history;
+    history.log = true;
+    return cli::RunRemoteHistory(Global(), Remote(), history, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("(cli-test)"));
+}
+
+TEST_F(RemoteCliTest, ExitCodes) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  const auto current = [&](const cli::RemoteOptions& remote) {
+    return Capture([&](std::ostream& out, std::ostream& err) {
+      return cli::RunRemoteCurrent(Global(), remote, {}, out, err);
+    });
+  };
+  EXPECT_EQ(current(Remote("site-x")).code, cli::kExitFailed);
+  EXPECT_EQ(current(Remote("")).code, cli::kExitUsage);
+  cli::RemoteOptions nowhere = Remote();
+  nowhere.server = absl::StrCat("127.0.0.1:", FreePort());
+  nowhere.timeout = absl::Milliseconds(500);
+  Run run = current(nowhere);
+  EXPECT_EQ(run.code, cli::kExitUnavailable) << run.err;
+}
+
+}  // namespace
+}  // namespace schemad
