@@ -348,7 +348,8 @@ int main(int argc, char** argv) {
     if (*resolve_cmd) {
       return RunRemoteResolve(global, remote, resolve, out, err);
     }
-    if (*history_cmd && history.log) {
+    if (*history_cmd) {
+      // The server owns the migration set: its history is the database's log.
       return RunRemoteHistory(global, remote, history, out, err);
     }
     if (*plan_cmd) {
