@@ -106,6 +106,7 @@ double BestMs(int runs, const std::function<void()>& fn) {
 }
 
 int RunProcess(const std::vector<std::string>& argv) {
+  std::fflush(stdout);  // or the child flushes our buffered lines again
   pid_t pid = fork();
   if (pid == 0) {
     freopen("/dev/null", "w", stdout);
