@@ -1,5 +1,7 @@
 #include "service/server/config.h"
 
+#include "service/engine/revision_file.h"
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/message.h>
@@ -444,60 +446,8 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
 }  // namespace
 
 absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text) {
-  absl::string_view s = absl::StripAsciiWhitespace(text);
-  if (s == "0") {
-    return absl::ZeroDuration();
-  }
-  if (s.empty()) {
-    return absl::InvalidArgumentError("expected a duration such as 30s, got nothing");
-  }
-  const auto bad = [&text](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a duration (", why,
-                                                   "; e.g. 500ms, 30s, 5min, 1h30min)"));
-  };
-  absl::Duration total = absl::ZeroDuration();
-  while (!s.empty()) {
-    size_t i = 0;
-    while (i < s.size() && (absl::ascii_isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
-      ++i;
-    }
-    if (i == 0) {
-      return bad("expected a number");
-    }
-    double number = 0;
-    if (!absl::SimpleAtod(s.substr(0, i), &number) || number < 0) {
-      return bad("bad number");
-    }
-    s.remove_prefix(i);
-    s = absl::StripLeadingAsciiWhitespace(s);
-    size_t j = 0;
-    while (j < s.size() && absl::ascii_isalpha(static_cast<unsigned char>(s[j]))) {
-      ++j;
-    }
-    const std::string unit = absl::AsciiStrToLower(s.substr(0, j));
-    s.remove_prefix(j);
-    s = absl::StripLeadingAsciiWhitespace(s);
-    absl::Duration scale;
-    if (unit == "us") {
-      scale = absl::Microseconds(1);
-    } else if (unit == "ms") {
-      scale = absl::Milliseconds(1);
-    } else if (unit == "s") {
-      scale = absl::Seconds(1);
-    } else if (unit == "min" || unit == "m") {
-      scale = absl::Minutes(1);
-    } else if (unit == "h") {
-      scale = absl::Hours(1);
-    } else if (unit == "d") {
-      scale = absl::Hours(24);
-    } else if (unit.empty()) {
-      return bad("a unit is required");
-    } else {
-      return bad(absl::StrCat("unknown unit \"", unit, "\""));
-    }
-    total += scale * number;
-  }
-  return total;
+  // One grammar for revision headers, schemactl flags and the configuration.
+  return engine::ParseDuration(absl::AsciiStrToLower(absl::StripAsciiWhitespace(text)));
 }
 
 absl::StatusOr<LoadedConfig> ParseConfig(absl::string_view yaml, const ConfigSources& sources) {

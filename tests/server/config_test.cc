@@ -190,7 +190,7 @@ TEST_F(ConfigTest, BadValuesNameTheirPath) {
   const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
   EXPECT_THAT(Parse(with("shutdown_grace: 30\n")),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("shutdown_grace: \"30\" is not a duration")));
+                       HasSubstr("shutdown_grace: invalid duration '30': a unit is required")));
   EXPECT_THAT(Parse(with("shutdown_grace: 3 fortnights\n")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown unit")));
   EXPECT_THAT(Parse(with("reflection: yes please\n")),
