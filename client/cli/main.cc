@@ -215,6 +215,28 @@ int main(int argc, char** argv) {
   ops_cmd->add_flag("--running", ops.running_only, "list: only queued and running ones");
   ops_cmd->add_option("--limit", ops.limit, "list: at most N");
 
+  FleetCliOptions fleet;
+  std::string fleet_site_timeout = "0";
+  CLI::App* fleet_cmd = app.add_subcommand(
+      "fleet",
+      "With --server: upgrade, downgrade, ensure-head, stamp or validate many databases at once, "
+      "or their status");
+  fleet_cmd->add_option("action", fleet.action,
+                        "upgrade, downgrade, ensure-head, stamp, validate or status")
+      ->required()
+      ->check(CLI::IsMember({"upgrade", "downgrade", "ensure-head", "stamp", "validate", "status"}));
+  fleet_cmd->add_option("target", fleet.targets,
+                        "upgrade/downgrade: the target; stamp: the revisions");
+  fleet_cmd->add_option("--selector", fleet.selector,
+                        "Databases: key=value, key!=value, key, !key, name=a|b (comma: and)");
+  fleet_cmd->add_option("--parallel", fleet.parallel, "Sites at once (default 4)");
+  fleet_cmd->add_option("--canary", fleet.canary, "The first K sites must succeed first");
+  fleet_cmd->add_option("--canary-selector", fleet.canary_selector,
+                        "Or: the sites this selects must succeed first");
+  fleet_cmd->add_flag("--continue-on-error", fleet.continue_on_error,
+                      "Go on starting sites after one failed");
+  fleet_cmd->add_option("--site-timeout", fleet_site_timeout, "Per-site time limit (0: none)");
+
   // Database verbs.
   UpgradeOptions upgrade;
   CLI::App* upgrade_cmd = app.add_subcommand("upgrade", "Apply revisions up to TARGET");
@@ -304,6 +326,11 @@ int main(int argc, char** argv) {
     return Usage(std::string(duration.status().message()));
   }
   remote.timeout = *duration;
+  duration = ParseDurationFlag("--site-timeout", fleet_site_timeout);
+  if (!duration.ok()) {
+    return Usage(std::string(duration.status().message()));
+  }
+  fleet.site_timeout = *duration;
   remote.lock_wait_set = lock_wait_opt->count() > 0 || std::getenv("SCHEMAD_LOCK_WAIT") != nullptr;
   for (const std::string& label : dbs_labels) {
     const size_t equals = label.find('=');
@@ -321,6 +348,9 @@ int main(int argc, char** argv) {
   std::ostream& err = std::cerr;
   if (*dbs_cmd) {
     return RunRemoteDbs(global, remote, dbs, out, err);
+  }
+  if (*fleet_cmd) {
+    return RunRemoteFleet(global, remote, fleet, out, err);
   }
   if (*ops_cmd) {
     return RunRemoteOps(global, remote, ops, out, err);

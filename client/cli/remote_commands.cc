@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -21,6 +22,7 @@
 #include "schemad/client.h"
 #include "service/common/status_macros.h"
 #include "service/engine/events.h"
+#include "service/engine/fleet.h"
 
 namespace schemad::cli {
 
@@ -144,6 +146,7 @@ std::optional<engine::Event> ToEngineEvent(const OperationEvent& e, const std::s
       out.rows_after = e.heads;
       return out;
     case OperationEvent::Kind::kAccepted:
+    case OperationEvent::Kind::kFleet:
     case OperationEvent::Kind::kUnknown:
       break;
   }
@@ -842,6 +845,339 @@ int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
     }
     return UsageError(
         absl::StrCat("ops: unknown action '", options.action, "' (list, watch or cancel)"));
+  }());
+}
+
+}  // namespace schemad::cli
+
+// ------------------------------------------------------------------- fleet
+
+namespace schemad::cli {
+namespace {
+
+// The fleet's progress: a live view (redrawn in place: one line per running
+// site, then the counts) on a terminal, one line per site event otherwise.
+class FleetProgress {
+ public:
+  FleetProgress(const Io& io, size_t sites) : io_(io), mode_(ProgressMode(io.global)) {
+    queued_ = static_cast<int>(sites);
+  }
+
+  void OnEvent(const OperationEvent& e) {
+    if (e.kind == OperationEvent::Kind::kAccepted && mode_ != ProgressSink::Mode::kNone &&
+        mode_ != ProgressSink::Mode::kJsonLines) {
+      io_.err << "fleet operation " << e.operation_id << " accepted\n";
+    }
+    if (e.kind != OperationEvent::Kind::kFleet || e.fleet == nullptr) {
+      return;
+    }
+    const FleetEvent& f = *e.fleet;
+    std::string line;
+    switch (f.kind) {
+      case FleetEvent::Kind::kStageStarted:
+        line = absl::StrCat("stage ", f.stage, ": ", f.stage_sites.size(), " site(s)");
+        break;
+      case FleetEvent::Kind::kSiteStarted:
+        --queued_;
+        running_.emplace_back(f.site, "connecting");
+        line = absl::StrCat(f.site, ": started");
+        break;
+      case FleetEvent::Kind::kSiteEvent:
+        if (f.event != nullptr) {
+          SetRunning(f.site, SiteText(*f.event));
+        }
+        break;
+      case FleetEvent::Kind::kSiteFinished:
+      case FleetEvent::Kind::kSiteFailed:
+      case FleetEvent::Kind::kSiteSkipped: {
+        if (f.kind == FleetEvent::Kind::kSiteSkipped) {
+          --queued_;
+          ++skipped_;
+        } else if (f.result.outcome == FleetSiteResult::Outcome::kSucceeded) {
+          ++done_;
+        } else {
+          ++failed_;
+        }
+        running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                      [&](const auto& r) { return r.first == f.site; }),
+                       running_.end());
+        line = absl::StrCat(f.site, ": ", OutcomeName(f.result.outcome), " at ",
+                            RowsText(f.result.rows_after), ", ", f.result.revisions_run,
+                            " revision(s)",
+                            f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
+        break;
+      }
+      default:
+        break;
+    }
+    switch (mode_) {
+      case ProgressSink::Mode::kLive:
+        Redraw(line);
+        break;
+      case ProgressSink::Mode::kPlain:
+        if (!line.empty()) {
+          io_.err << line << "\n";
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  void Close() {
+    if (mode_ == ProgressSink::Mode::kLive) {
+      Clear();
+      io_.err.flush();
+    }
+  }
+
+ private:
+  static std::string SiteText(const OperationEvent& e) {
+    switch (e.kind) {
+      case OperationEvent::Kind::kWaitingForLock:
+        return absl::StrCat("waiting for the lock (", e.lock_holder, ")");
+      case OperationEvent::Kind::kRevisionStarted:
+      case OperationEvent::Kind::kStatementStarted:
+        return absl::StrCat("revision ", e.revision, " (", e.step_index + 1, "/", e.step_count,
+                            ")",
+                            e.kind == OperationEvent::Kind::kStatementStarted
+                                ? absl::StrCat(" statement ", e.statement_index + 1, "/",
+                                               e.statement_count)
+                                : "");
+      case OperationEvent::Kind::kOperationStarted:
+        return absl::StrCat(e.plan.size(), " revision(s) to run");
+      default:
+        return "";  // keeps the site's line as it was
+    }
+  }
+  void SetRunning(const std::string& site, std::string text) {
+    if (text.empty()) {
+      return;
+    }
+    for (auto& r : running_) {
+      if (r.first == site) {
+        r.second = std::move(text);
+      }
+    }
+  }
+  void Clear() {
+    if (drawn_ > 0) {
+      io_.err << "\x1b[" << drawn_ << "A\x1b[J";
+      drawn_ = 0;
+    }
+  }
+  void Redraw(const std::string& line) {
+    Clear();
+    if (!line.empty()) {
+      io_.err << line << "\n";  // finished lines scroll above the live block
+    }
+    const size_t width = io_.global.terminal_width > 10
+                             ? static_cast<size_t>(io_.global.terminal_width) - 1
+                             : 200;
+    for (const auto& [site, text] : running_) {
+      std::string row = absl::StrCat("  ", site, ": ", text);
+      if (row.size() > width) {
+        row.resize(width);
+      }
+      io_.err << row << "\n";
+      ++drawn_;
+    }
+    io_.err << "running " << running_.size() << ", done " << done_ << ", failed " << failed_
+            << ", queued " << std::max(0, queued_) << ", skipped " << skipped_ << "\n";
+    ++drawn_;
+    io_.err.flush();
+  }
+
+  const Io& io_;
+  const ProgressSink::Mode mode_;
+  std::vector<std::pair<std::string, std::string>> running_;
+  int done_ = 0;
+  int failed_ = 0;
+  int skipped_ = 0;
+  int queued_ = 0;
+  int drawn_ = 0;
+};
+
+Json FleetSummaryJson(const FleetSummary& s) {
+  Json sites = Json::array();
+  for (const FleetSiteResult& r : s.sites) {
+    Json item;
+    item["site"] = r.site;
+    item["outcome"] = OutcomeName(r.outcome);
+    item["heads_before"] = StringListJson(r.rows_before);
+    item["heads_after"] = StringListJson(r.rows_after);
+    item["revisions_run"] = r.revisions_run;
+    item["duration_ms"] = Milliseconds(r.duration);
+    item["error"] = r.status.ok() ? Json(nullptr) : StatusJson(r.status, ExitCodeFor(r.status));
+    item["operation_id"] = r.operation_id;
+    sites.push_back(std::move(item));
+  }
+  Json json;
+  json["ok"] = s.ok();
+  json["operation_id"] = s.operation_id;
+  json["succeeded"] = s.succeeded;
+  json["failed"] = s.failed;
+  json["skipped"] = s.skipped;
+  json["cancelled"] = s.cancelled;
+  json["duration_ms"] = Milliseconds(s.duration);
+  json["error"] = s.status.ok() ? Json(nullptr) : StatusJson(s.status, ExitCodeFor(s.status));
+  json["sites"] = std::move(sites);
+  return json;
+}
+
+absl::StatusOr<int> FleetStatus(const Io& io, Client& client, const FleetCliOptions& options) {
+  ASSIGN_OR_RETURN(engine::LabelSelector selector, engine::LabelSelector::Parse(options.selector));
+  ListDatabasesRequest request;
+  request.include_status = true;
+  ASSIGN_OR_RETURN(std::vector<DatabaseInfo> dbs, client.ListDatabases(request));
+  std::map<std::string, int> counts;
+  Json list = Json::array();
+  size_t name_width = 4;
+  std::vector<const DatabaseInfo*> selected;
+  for (const DatabaseInfo& db : dbs) {
+    engine::FleetSite site;
+    site.name = db.name;
+    site.labels = db.labels;
+    if (selector.Matches(site)) {
+      selected.push_back(&db);
+      name_width = std::max(name_width, db.name.size());
+    }
+  }
+  for (const DatabaseInfo* db : selected) {
+    const DatabaseStatus status = db->status.value_or(DatabaseStatus{});
+    const std::string state = StateText(status);
+    ++counts[status.state == DatabaseStatus::State::kBehind ? "behind" : state];
+    if (io.global.json) {
+      Json item;
+      item["name"] = db->name;
+      item["labels"] = db->labels;
+      item["state"] = ToString(status.state);
+      item["rows"] = StringListJson(status.current_heads);
+      item["heads"] = StringListJson(status.graph_heads);
+      item["pending"] = status.pending;
+      item["error"] =
+          status.error.ok() ? Json(nullptr) : StatusJson(status.error, ExitCodeFor(status.error));
+      list.push_back(std::move(item));
+      continue;
+    }
+    std::string line = db->name;
+    line.resize(name_width + 2, ' ');
+    std::string padded = state;
+    padded.resize(std::max<size_t>(padded.size(), 18) + 2, ' ');
+    io.out << line << padded << RowsText(status.current_heads);
+    if (!status.error.ok()) {
+      io.out << "  (" << status.error.message() << ")";
+    }
+    io.out << "\n";
+  }
+  if (io.global.json) {
+    Json json;
+    json["databases"] = std::move(list);
+    json["counts"] = counts;
+    io.out << json.dump() << "\n";
+  } else {
+    std::vector<std::string> parts;
+    for (const auto& [state, count] : counts) {
+      parts.push_back(absl::StrCat(count, " ", state));
+    }
+    io.out << selected.size() << " site(s): " << absl::StrJoin(parts, ", ") << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
+                   const FleetCliOptions& options, std::ostream& out, std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, [&]() -> absl::StatusOr<int> {
+    FleetRequest request;
+    if (options.action == "upgrade") {
+      request.action = FleetRequest::Action::kUpgrade;
+    } else if (options.action == "downgrade") {
+      request.action = FleetRequest::Action::kDowngrade;
+    } else if (options.action == "ensure-head") {
+      request.action = FleetRequest::Action::kEnsureHead;
+    } else if (options.action == "stamp") {
+      request.action = FleetRequest::Action::kStamp;
+    } else if (options.action == "validate") {
+      request.action = FleetRequest::Action::kValidate;
+    } else if (options.action != "status") {
+      return UsageError(absl::StrCat(
+          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate or status, got '",
+          options.action, "'"));
+    }
+    if (options.parallel < 1) {
+      return UsageError("--parallel must be at least 1");
+    }
+    if (request.action == FleetRequest::Action::kStamp) {
+      request.targets = options.targets;
+      if (request.targets.empty()) {
+        return UsageError("fleet stamp needs the revisions to stamp");
+      }
+    } else if (options.targets.size() > 1) {
+      return UsageError("fleet: at most one target");
+    } else if (!options.targets.empty()) {
+      request.target = options.targets.front();
+    }
+    if (request.action == FleetRequest::Action::kDowngrade && request.target.empty() &&
+        options.action != "status") {
+      return UsageError("fleet downgrade needs a target (e.g. -1, base or a revision id)");
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
+    if (options.action == "status") {
+      return FleetStatus(io, *client, options);
+    }
+    request.selector = options.selector;
+    request.max_parallel = options.parallel;
+    request.canary_count = options.canary;
+    request.canary_selector = options.canary_selector;
+    request.continue_on_error = options.continue_on_error;
+    request.site_timeout = options.site_timeout;
+    if (remote.lock_wait_set) {
+      request.lock_wait = global.lock_wait;
+    }
+    ListDatabasesRequest list;
+    ASSIGN_OR_RETURN(std::vector<DatabaseInfo> dbs, client->ListDatabases(list));
+    size_t selected = dbs.size();
+    if (absl::StatusOr<engine::LabelSelector> selector =
+            engine::LabelSelector::Parse(options.selector);
+        selector.ok()) {
+      selected = 0;
+      for (const DatabaseInfo& db : dbs) {
+        engine::FleetSite site;
+        site.name = db.name;
+        site.labels = db.labels;
+        selected += selector->Matches(site) ? 1 : 0;
+      }
+    }
+    FleetProgress progress(io, selected);
+    CallOptions call;
+    call.stop = global.cancelled;
+    call.on_event = [&](const OperationEvent& e) { progress.OnEvent(e); };
+    absl::StatusOr<FleetSummary> summary = client->FleetRun(request, call);
+    progress.Close();
+    if (!summary.ok()) {
+      return summary.status();
+    }
+    if (io.global.json) {
+      io.out << FleetSummaryJson(*summary).dump() << "\n";
+    } else {
+      for (const FleetSiteResult& r : summary->sites) {
+        io.out << r.site << "  " << OutcomeName(r.outcome) << "  " << RowsText(r.rows_before)
+               << " -> " << RowsText(r.rows_after) << "  " << r.revisions_run << " revision(s)";
+        if (!r.status.ok()) {
+          io.out << "  (" << r.status.message() << ")";
+        }
+        io.out << "\n";
+      }
+      io.out << "fleet " << summary->operation_id << ": " << summary->succeeded
+             << " succeeded, " << summary->failed << " failed, " << summary->skipped
+             << " skipped, " << summary->cancelled << " cancelled in "
+             << absl::FormatDuration(absl::Trunc(summary->duration, absl::Milliseconds(1)))
+             << "\n";
+    }
+    return summary->ok() ? kExitOk : kExitFailed;
   }());
 }
 

@@ -19,6 +19,7 @@
 #include <map>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "client/cli/commands.h"
@@ -78,6 +79,25 @@ struct OpsOptions {
 };
 int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
                  const OpsOptions& options, std::ostream& out, std::ostream& err);
+
+// `fleet upgrade|downgrade|ensure-head|stamp|validate|status`: one action over
+// the databases a selector picks (FleetRun), with a live multi-line view on a
+// terminal (one line per running site, counts of done/failed/queued), plain
+// lines otherwise, a JSON summary with --json. Exit 1 when any site failed
+// or was cancelled. `status` lists the selected databases' states (like
+// `dbs`, with the fleet selector) and counts them.
+struct FleetCliOptions {
+  std::string action;                // upgrade, downgrade, ensure-head, stamp, validate, status
+  std::vector<std::string> targets;  // upgrade/downgrade: at most one; stamp: the revisions
+  std::string selector;              // --selector
+  int parallel = 4;                  // --parallel
+  int canary = 0;                    // --canary K
+  std::string canary_selector;       // --canary-selector
+  bool continue_on_error = false;    // --continue-on-error
+  absl::Duration site_timeout = absl::ZeroDuration();  // --site-timeout
+};
+int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
+                   const FleetCliOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace schemad::cli
 

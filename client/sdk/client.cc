@@ -74,6 +74,8 @@ OperationKind FromProto(v1::OperationKind kind) {
       return OperationKind::kStamp;
     case v1::OPERATION_KIND_RESOLVE:
       return OperationKind::kResolve;
+    case v1::OPERATION_KIND_FLEET:
+      return OperationKind::kFleet;
     default:
       return OperationKind::kUnspecified;
   }
@@ -110,6 +112,90 @@ PlannedStep FromProto(const v1::PlannedStep& p) {
   step.transactional = p.transactional();
   step.message = p.message();
   return step;
+}
+
+OperationEvent FromProto(const v1::OperationEvent& p);
+
+FleetSiteResult FromProto(const v1::FleetSiteResult& p) {
+  FleetSiteResult r;
+  r.site = p.site();
+  switch (p.outcome()) {
+    case v1::FleetSiteResult::OUTCOME_SUCCEEDED:
+      r.outcome = FleetSiteResult::Outcome::kSucceeded;
+      break;
+    case v1::FleetSiteResult::OUTCOME_FAILED:
+      r.outcome = FleetSiteResult::Outcome::kFailed;
+      break;
+    case v1::FleetSiteResult::OUTCOME_CANCELLED:
+      r.outcome = FleetSiteResult::Outcome::kCancelled;
+      break;
+    default:
+      r.outcome = FleetSiteResult::Outcome::kSkipped;
+      break;
+  }
+  r.rows_before = Strings(p.rows_before());
+  r.rows_after = Strings(p.rows_after());
+  r.revisions_run = p.revisions_run();
+  r.duration = FromProto(p.duration());
+  if (p.has_error()) {
+    r.status = FromProto(p.error());
+  }
+  r.operation_id = p.operation_id();
+  return r;
+}
+
+FleetEvent FromProto(const v1::FleetEvent& p) {
+  FleetEvent e;
+  switch (p.kind()) {
+    case v1::FleetEvent::KIND_STAGE_STARTED:
+      e.kind = FleetEvent::Kind::kStageStarted;
+      break;
+    case v1::FleetEvent::KIND_SITE_QUEUED:
+      e.kind = FleetEvent::Kind::kSiteQueued;
+      break;
+    case v1::FleetEvent::KIND_SITE_STARTED:
+      e.kind = FleetEvent::Kind::kSiteStarted;
+      break;
+    case v1::FleetEvent::KIND_SITE_EVENT:
+      e.kind = FleetEvent::Kind::kSiteEvent;
+      break;
+    case v1::FleetEvent::KIND_SITE_FINISHED:
+      e.kind = FleetEvent::Kind::kSiteFinished;
+      break;
+    case v1::FleetEvent::KIND_SITE_FAILED:
+      e.kind = FleetEvent::Kind::kSiteFailed;
+      break;
+    case v1::FleetEvent::KIND_SITE_SKIPPED:
+      e.kind = FleetEvent::Kind::kSiteSkipped;
+      break;
+    case v1::FleetEvent::KIND_SUMMARY:
+      e.kind = FleetEvent::Kind::kSummary;
+      break;
+    default:
+      e.kind = FleetEvent::Kind::kUnknown;
+      break;
+  }
+  e.site = p.site();
+  e.stage = p.stage();
+  e.stage_sites = Strings(p.stage_sites());
+  if (p.has_event()) {
+    e.event = std::make_shared<const OperationEvent>(FromProto(p.event()));
+  }
+  if (p.has_result()) {
+    e.result = FromProto(p.result());
+  }
+  if (p.has_summary()) {
+    const v1::FleetSummary& s = p.summary();
+    for (const v1::FleetSiteResult& r : s.sites()) {
+      e.summary.sites.push_back(FromProto(r));
+    }
+    e.summary.succeeded = s.succeeded();
+    e.summary.failed = s.failed();
+    e.summary.skipped = s.skipped();
+    e.summary.cancelled = s.cancelled();
+    e.summary.duration = FromProto(s.duration());
+  }
+  return e;
 }
 
 OperationEvent FromProto(const v1::OperationEvent& p) {
@@ -188,6 +274,10 @@ OperationEvent FromProto(const v1::OperationEvent& p) {
       e.revisions_run = f.revisions_run();
       break;
     }
+    case v1::OperationEvent::kFleet:
+      e.kind = OperationEvent::Kind::kFleet;
+      e.fleet = std::make_shared<const FleetEvent>(FromProto(p.fleet()));
+      break;
     default:
       e.kind = OperationEvent::Kind::kUnknown;
       break;
@@ -348,6 +438,8 @@ const char* ToString(OperationKind kind) {
       return "stamp";
     case OperationKind::kResolve:
       return "resolve";
+    case OperationKind::kFleet:
+      return "fleet";
     case OperationKind::kUnspecified:
       break;
   }
@@ -422,6 +514,39 @@ std::string OperationEvent::Describe() const {
                           " revision(s) in ",
                           absl::FormatDuration(absl::Trunc(duration, absl::Milliseconds(1))),
                           status.ok() ? "" : absl::StrCat(": ", status.message()));
+    case Kind::kFleet: {
+      if (fleet == nullptr) {
+        break;
+      }
+      const FleetEvent& f = *fleet;
+      switch (f.kind) {
+        case FleetEvent::Kind::kStageStarted:
+          return absl::StrCat(prefix, "stage ", f.stage, " started: ", f.stage_sites.size(),
+                              " site(s)");
+        case FleetEvent::Kind::kSiteQueued:
+          return absl::StrCat(prefix, f.site, " queued");
+        case FleetEvent::Kind::kSiteStarted:
+          return absl::StrCat(prefix, f.site, " started");
+        case FleetEvent::Kind::kSiteEvent:
+          return f.event != nullptr ? absl::StrCat(prefix, f.site, ": ", f.event->Describe())
+                                    : absl::StrCat(prefix, f.site, ": event");
+        case FleetEvent::Kind::kSiteFinished:
+        case FleetEvent::Kind::kSiteFailed:
+        case FleetEvent::Kind::kSiteSkipped:
+          return absl::StrCat(prefix, f.site, " ", OutcomeName(f.result.outcome), " at ",
+                              rows(f.result.rows_after), ", ", f.result.revisions_run,
+                              " revision(s)",
+                              f.result.status.ok() ? ""
+                                                   : absl::StrCat(": ", f.result.status.message()));
+        case FleetEvent::Kind::kSummary:
+          return absl::StrCat(prefix, "fleet finished: ", f.summary.succeeded, " succeeded, ",
+                              f.summary.failed, " failed, ", f.summary.skipped, " skipped, ",
+                              f.summary.cancelled, " cancelled");
+        case FleetEvent::Kind::kUnknown:
+          break;
+      }
+      break;
+    }
     case Kind::kUnknown:
       break;
   }
@@ -678,6 +803,82 @@ absl::StatusOr<OperationResult> Client::Upgrade(const std::string& database,
   }
   return impl_->Stream(
       call, [&](grpc::ClientContext* context) { return impl_->stub_->Upgrade(context, request); });
+}
+
+const char* OutcomeName(FleetSiteResult::Outcome outcome) {
+  switch (outcome) {
+    case FleetSiteResult::Outcome::kSucceeded:
+      return "succeeded";
+    case FleetSiteResult::Outcome::kFailed:
+      return "failed";
+    case FleetSiteResult::Outcome::kCancelled:
+      return "cancelled";
+    case FleetSiteResult::Outcome::kSkipped:
+      break;
+  }
+  return "skipped";
+}
+
+absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const CallOptions& call) {
+  v1::FleetRunRequest request;
+  switch (fleet.action) {
+    case FleetRequest::Action::kUpgrade:
+      request.set_action(v1::FLEET_ACTION_UPGRADE);
+      break;
+    case FleetRequest::Action::kDowngrade:
+      request.set_action(v1::FLEET_ACTION_DOWNGRADE);
+      break;
+    case FleetRequest::Action::kEnsureHead:
+      request.set_action(v1::FLEET_ACTION_ENSURE_HEAD);
+      break;
+    case FleetRequest::Action::kStamp:
+      request.set_action(v1::FLEET_ACTION_STAMP);
+      break;
+    case FleetRequest::Action::kValidate:
+      request.set_action(v1::FLEET_ACTION_VALIDATE);
+      break;
+  }
+  request.set_target(fleet.target);
+  for (const std::string& target : fleet.targets) {
+    request.add_targets(target);
+  }
+  request.set_selector(fleet.selector);
+  request.set_max_parallel(fleet.max_parallel);
+  request.set_canary_count(fleet.canary_count);
+  request.set_canary_selector(fleet.canary_selector);
+  request.set_continue_on_error(fleet.continue_on_error);
+  if (fleet.site_timeout > absl::ZeroDuration()) {
+    ToProto(fleet.site_timeout, request.mutable_site_timeout());
+  }
+  if (fleet.lock_wait) {
+    ToProto(*fleet.lock_wait, request.mutable_lock_wait());
+  }
+  std::optional<FleetSummary> summary;
+  std::string operation_id;
+  CallOptions inner = call;
+  inner.on_event = [&](const OperationEvent& e) {
+    if (operation_id.empty()) {
+      operation_id = e.operation_id;
+    }
+    if (e.kind == OperationEvent::Kind::kFleet && e.fleet != nullptr &&
+        e.fleet->kind == FleetEvent::Kind::kSummary) {
+      summary = e.fleet->summary;
+    }
+    if (call.on_event) {
+      call.on_event(e);
+    }
+  };
+  absl::StatusOr<OperationResult> result = impl_->Stream(
+      inner, [&](grpc::ClientContext* context) { return impl_->stub_->FleetRun(context, request); });
+  if (!summary) {
+    if (!result.ok()) {
+      return result.status();
+    }
+    return absl::InternalError("the fleet operation ended without a summary");
+  }
+  summary->operation_id = operation_id;
+  summary->status = result.status();
+  return *std::move(summary);
 }
 
 absl::StatusOr<OperationResult> Client::Downgrade(const std::string& database,

@@ -26,6 +26,8 @@ const char* KindName(v1::OperationKind kind) {
       return "stamp";
     case v1::OPERATION_KIND_RESOLVE:
       return "resolve";
+    case v1::OPERATION_KIND_FLEET:
+      return "fleet";
     default:
       break;
   }
@@ -221,6 +223,12 @@ void Operation::RepeatCancel() {
     }
   }
   CancelStatement();
+}
+
+void Operation::EmitFleet(v1::FleetEvent event) {
+  v1::OperationEvent wrapped;
+  *wrapped.mutable_fleet() = std::move(event);
+  Emit(std::move(wrapped));
 }
 
 void Operation::Emit(v1::OperationEvent event) {

@@ -91,6 +91,9 @@ class Operation : public std::enable_shared_from_this<Operation> {
   void SetSession(store::Session* session);
   // True once a cancel was requested (the body should not reuse its session).
   bool cancel_requested() const;
+  // For a fleet operation's body: records a fleet event (wrapped in an
+  // OperationEvent's `fleet`) and delivers it to the observers.
+  void EmitFleet(v1::FleetEvent event);
 
   // Cancels: the flag the executor checks between statements, and the
   // running statement. FAILED_PRECONDITION when already finished.

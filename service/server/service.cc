@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "service/common/status_macros.h"
+#include "service/engine/fleet.h"
 #include "service/engine/offline_sql.h"
 #include "service/engine/planner.h"
 #include "service/server/proto_conversion.h"
@@ -946,6 +947,357 @@ grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerCo
                     *response = op->Info();
                     return absl::OkStatus();
                   });
+}
+
+}  // namespace schemad::server
+
+// ------------------------------------------------------------------- fleet
+
+namespace schemad::server {
+namespace {
+
+v1::FleetSiteResult::Outcome OutcomeToProto(engine::SiteResult::Outcome outcome) {
+  switch (outcome) {
+    case engine::SiteResult::Outcome::kSucceeded:
+      return v1::FleetSiteResult::OUTCOME_SUCCEEDED;
+    case engine::SiteResult::Outcome::kFailed:
+      return v1::FleetSiteResult::OUTCOME_FAILED;
+    case engine::SiteResult::Outcome::kCancelled:
+      return v1::FleetSiteResult::OUTCOME_CANCELLED;
+    case engine::SiteResult::Outcome::kSkipped:
+      break;
+  }
+  return v1::FleetSiteResult::OUTCOME_SKIPPED;
+}
+
+void FleetResultToProto(const engine::SiteResult& r, v1::FleetSiteResult* out) {
+  out->set_site(r.site);
+  out->set_outcome(OutcomeToProto(r.outcome));
+  for (const std::string& row : r.rows_before) {
+    out->add_rows_before(row);
+  }
+  for (const std::string& row : r.rows_after) {
+    out->add_rows_after(row);
+  }
+  out->set_revisions_run(r.revisions_run);
+  server::ToProto(r.duration, out->mutable_duration());
+  if (!r.status.ok()) {
+    ToProtoError(r.status, out->mutable_error());
+  }
+  out->set_operation_id(r.operation_id);
+}
+
+v1::FleetEvent::Kind KindToProto(engine::FleetEvent::Kind kind) {
+  switch (kind) {
+    case engine::FleetEvent::Kind::kStageStarted:
+      return v1::FleetEvent::KIND_STAGE_STARTED;
+    case engine::FleetEvent::Kind::kSiteQueued:
+      return v1::FleetEvent::KIND_SITE_QUEUED;
+    case engine::FleetEvent::Kind::kSiteStarted:
+      return v1::FleetEvent::KIND_SITE_STARTED;
+    case engine::FleetEvent::Kind::kSiteEvent:
+      return v1::FleetEvent::KIND_SITE_EVENT;
+    case engine::FleetEvent::Kind::kSiteFinished:
+      return v1::FleetEvent::KIND_SITE_FINISHED;
+    case engine::FleetEvent::Kind::kSiteFailed:
+      return v1::FleetEvent::KIND_SITE_FAILED;
+    case engine::FleetEvent::Kind::kSiteSkipped:
+      return v1::FleetEvent::KIND_SITE_SKIPPED;
+    case engine::FleetEvent::Kind::kFinished:
+      return v1::FleetEvent::KIND_SUMMARY;
+  }
+  return v1::FleetEvent::KIND_UNSPECIFIED;
+}
+
+// Translates the runner's events into the fleet operation's events.
+class FleetOperationSink final : public engine::FleetEventSink {
+ public:
+  FleetOperationSink(Operation* op, const Registry* registry) : op_(op), registry_(registry) {}
+
+  void OnFleetEvent(const engine::FleetEvent& e) override {
+    v1::FleetEvent out;
+    out.set_kind(KindToProto(e.kind));
+    out.set_site(e.site);
+    out.set_stage(e.stage);
+    for (const std::string& site : e.stage_sites) {
+      out.add_stage_sites(site);
+    }
+    switch (e.kind) {
+      case engine::FleetEvent::Kind::kSiteEvent: {
+        absl::StatusOr<DatabaseEntry*> db = registry_->GetDatabase(e.site);
+        if (!db.ok()) {
+          return;
+        }
+        v1::OperationEvent* event = out.mutable_event();
+        if (!server::ToProto(e.event, (*db)->set().graph, event)) {
+          return;  // no wire form (the site's own finish: its result follows)
+        }
+        event->set_operation_id(e.event.operation_id);
+        event->set_database(e.site);
+        if (!event->has_time()) {
+          server::ToProto(e.event.time == absl::InfinitePast() ? absl::Now() : e.event.time,
+                          event->mutable_time());
+        }
+        break;
+      }
+      case engine::FleetEvent::Kind::kSiteFinished:
+      case engine::FleetEvent::Kind::kSiteFailed:
+      case engine::FleetEvent::Kind::kSiteSkipped:
+        FleetResultToProto(e.result, out.mutable_result());
+        break;
+      case engine::FleetEvent::Kind::kFinished: {
+        v1::FleetSummary* summary = out.mutable_summary();
+        for (const engine::SiteResult& r : e.summary.sites) {
+          FleetResultToProto(r, summary->add_sites());
+        }
+        summary->set_succeeded(e.summary.succeeded);
+        summary->set_failed(e.summary.failed);
+        summary->set_skipped(e.summary.skipped);
+        summary->set_cancelled(e.summary.cancelled);
+        server::ToProto(e.summary.duration, summary->mutable_duration());
+        break;
+      }
+      default:
+        break;
+    }
+    op_->EmitFleet(std::move(out));
+  }
+
+ private:
+  Operation* op_;
+  const Registry* registry_;
+};
+
+// A session for one fleet site: waits for a free one in slices (so a cancel
+// or timeout is noticed) and checks a pooled connection with a cheap read.
+absl::StatusOr<SessionPool::Lease> AcquireForSite(const DatabaseEntry& db,
+                                                  const engine::SiteContext& ctx) {
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<SessionPool::Lease> lease;
+    for (;;) {
+      lease = db.pool().Acquire(absl::Now() + absl::Milliseconds(500));
+      if (lease.ok() || lease.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        break;
+      }
+      if (ctx.cancelled()) {
+        return absl::CancelledError("cancelled while waiting for a connection");
+      }
+    }
+    if (!lease.ok()) {
+      return lease.status();
+    }
+    absl::Status ping = (*lease)->ReadState().status();
+    if (ping.ok()) {
+      return lease;
+    }
+    lease->Finish(ping);
+    if (ping.code() != absl::StatusCode::kUnavailable || attempt > 0) {
+      return ping;
+    }
+    db.pool().DropIdle();
+  }
+}
+
+struct FleetPlan {
+  v1::FleetAction action = v1::FLEET_ACTION_UNSPECIFIED;
+  std::string target;
+  std::vector<std::string> targets;
+  bool has_lock_wait = false;
+  absl::Duration lock_wait = absl::ZeroDuration();
+};
+
+absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const FleetPlan& plan,
+                                                const Identity& identity,
+                                                engine::SiteContext& ctx) {
+  // A fleet touches many databases once: a connection opened for the site
+  // is closed after it (the pool keeps only what it had), so the backends
+  // schemad holds stay bounded by max_parallel plus the warm pools.
+  const bool had_idle = db.pool().idle() > 0;
+  absl::StatusOr<SessionPool::Lease> lease = AcquireForSite(db, ctx);
+  if (!lease.ok()) {
+    return DbError(db, lease.status());
+  }
+  store::Session* session = lease->get();
+  ctx.SetCanceller([session] { session->Cancel(); });
+  engine::ExecutorOptions options = db.ExecutorOptionsFor(identity.who);
+  if (plan.has_lock_wait) {
+    options.lock_wait = plan.lock_wait;
+  }
+  engine::Executor executor(db.set().graph, db.database(), options);
+  absl::StatusOr<engine::OperationResult> result;
+  switch (plan.action) {
+    case v1::FLEET_ACTION_UPGRADE:
+      result = executor.Upgrade(*session, plan.target, ctx.control());
+      break;
+    case v1::FLEET_ACTION_DOWNGRADE:
+      result = executor.Downgrade(*session, plan.target, ctx.control());
+      break;
+    case v1::FLEET_ACTION_ENSURE_HEAD:
+      result = executor.EnsureHead(*session, /*apply=*/true, ctx.control());
+      break;
+    case v1::FLEET_ACTION_STAMP:
+      result = executor.Stamp(*session, plan.targets, /*purge=*/false, ctx.control());
+      break;
+    case v1::FLEET_ACTION_VALIDATE: {
+      absl::StatusOr<engine::ValidationReport> report = executor.Validate(*session);
+      if (!report.ok()) {
+        result = report.status();
+      } else if (!report->ok()) {
+        result = absl::FailedPreconditionError(absl::StrCat(
+            report->issues.size(), " applied revision file(s) changed or missing"));
+      } else {
+        result = engine::OperationResult();
+      }
+      break;
+    }
+    default:
+      result = absl::InvalidArgumentError("unknown fleet action");
+      break;
+  }
+  ctx.SetCanceller(nullptr);
+  lease->Finish(result.status());
+  if (ctx.cancelled() || !had_idle) {
+    lease->Discard();  // a statement cancel may still be in flight, or not ours to keep
+  }
+  if (!result.ok()) {
+    return DbError(db, result.status());
+  }
+  engine::SiteResult out;
+  out.rows_before = result->rows_before;
+  out.rows_after = result->rows_after;
+  out.revisions_run = result->revisions_run;
+  out.operation_id = result->operation_id;
+  return out;
+}
+
+const char* FleetActionName(v1::FleetAction action) {
+  switch (action) {
+    case v1::FLEET_ACTION_UPGRADE:
+      return "upgrade";
+    case v1::FLEET_ACTION_DOWNGRADE:
+      return "downgrade";
+    case v1::FLEET_ACTION_ENSURE_HEAD:
+      return "ensure-head";
+    case v1::FLEET_ACTION_STAMP:
+      return "stamp";
+    case v1::FLEET_ACTION_VALIDATE:
+      return "validate";
+    default:
+      break;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
+                                      const v1::FleetRunRequest* request) {
+  const ServiceDeps* deps = &deps_;
+  const Role role = request->action() == v1::FLEET_ACTION_DOWNGRADE ||
+                            request->action() == v1::FLEET_ACTION_STAMP
+                        ? Role::kAdmin
+                        : Role::kMigrator;
+  return RunStream(
+      deps, context, role, "FleetRun",
+      [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        FleetPlan plan;
+        plan.action = request->action();
+        switch (plan.action) {
+          case v1::FLEET_ACTION_UPGRADE:
+            plan.target = request->target().empty() ? "heads" : request->target();
+            break;
+          case v1::FLEET_ACTION_DOWNGRADE:
+            if (request->target().empty()) {
+              return absl::InvalidArgumentError(
+                  "a fleet downgrade needs a target (e.g. -1, base or a revision id)");
+            }
+            plan.target = request->target();
+            break;
+          case v1::FLEET_ACTION_STAMP:
+            if (request->targets().empty()) {
+              return absl::InvalidArgumentError("a fleet stamp needs targets");
+            }
+            plan.targets.assign(request->targets().begin(), request->targets().end());
+            break;
+          case v1::FLEET_ACTION_ENSURE_HEAD:
+          case v1::FLEET_ACTION_VALIDATE:
+            break;
+          default:
+            return absl::InvalidArgumentError(
+                "fleet action must be upgrade, downgrade, ensure-head, stamp or validate");
+        }
+        if (request->has_lock_wait()) {
+          plan.has_lock_wait = true;
+          plan.lock_wait = FromProto(request->lock_wait());
+        }
+        ASSIGN_OR_RETURN(engine::LabelSelector selector,
+                         engine::LabelSelector::Parse(request->selector()));
+        std::vector<engine::FleetSite> all;
+        for (const std::unique_ptr<DatabaseEntry>& db : deps->registry->databases()) {
+          engine::FleetSite site;
+          site.name = db->name();
+          for (const auto& [key, value] : db->config().labels()) {
+            site.labels[key] = value;
+          }
+          all.push_back(std::move(site));
+        }
+        std::vector<engine::FleetSite> sites = selector.Filter(all);
+        if (sites.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("selector \"", request->selector(), "\" selects no database"));
+        }
+        engine::FleetOptions options;
+        options.max_parallel = request->max_parallel() > 0 ? request->max_parallel() : 4;
+        options.canary_count = std::max(0, request->canary_count());
+        options.canary_selector = request->canary_selector();
+        options.continue_on_error = request->continue_on_error();
+        if (request->has_site_timeout()) {
+          options.site_timeout = FromProto(request->site_timeout());
+        }
+        engine::FleetRunner runner(options);
+        RETURN_IF_ERROR(runner.Validate(sites));
+
+        OperationSpec spec;
+        spec.kind = v1::OPERATION_KIND_FLEET;
+        spec.database = absl::StrCat("fleet:", request->selector());
+        spec.target = absl::StrCat(FleetActionName(plan.action),
+                                   plan.target.empty() ? "" : " ", plan.target,
+                                   absl::StrJoin(plan.targets, ","));
+        spec.who = identity.who;
+        const Registry* registry = deps->registry;
+        return deps->operations->Start(
+            std::move(spec),
+            [registry, runner, sites = std::move(sites), plan = std::move(plan),
+             identity](Operation& op) -> absl::StatusOr<OperationOutcome> {
+              FleetOperationSink sink(&op, registry);
+              const engine::CallControl control = op.control();
+              engine::FleetSummary summary = runner.Run(
+                  sites,
+                  [registry, &plan, &identity](
+                      const engine::FleetSite& site,
+                      engine::SiteContext& ctx) -> absl::StatusOr<engine::SiteResult> {
+                    ASSIGN_OR_RETURN(DatabaseEntry * db, registry->GetDatabase(site.name));
+                    return RunFleetSite(*db, plan, identity, ctx);
+                  },
+                  &sink, control.cancelled);
+              OperationOutcome outcome;
+              for (const engine::SiteResult& r : summary.sites) {
+                outcome.result.revisions_run += r.revisions_run;
+              }
+              if (control.cancelled != nullptr && control.cancelled->load()) {
+                return absl::CancelledError(absl::StrCat(
+                    "fleet cancelled: ", summary.succeeded, " succeeded, ", summary.failed,
+                    " failed, ", summary.cancelled, " cancelled, ", summary.skipped, " skipped"));
+              }
+              if (!summary.ok()) {
+                return absl::FailedPreconditionError(absl::StrCat(
+                    summary.failed, " of ", summary.sites.size(), " site(s) failed (",
+                    summary.succeeded, " succeeded, ", summary.skipped, " skipped, ",
+                    summary.cancelled, " cancelled)"));
+              }
+              return outcome;
+            });
+      });
 }
 
 }  // namespace schemad::server

@@ -81,6 +81,8 @@ class SchemadService final : public v1::Schemad::CallbackService {
   grpc::ServerUnaryReactor* CancelOperation(grpc::CallbackServerContext* context,
                                             const v1::CancelOperationRequest* request,
                                             v1::OperationInfo* response) override;
+  grpc::ServerWriteReactor<v1::OperationEvent>* FleetRun(
+      grpc::CallbackServerContext* context, const v1::FleetRunRequest* request) override;
 
  private:
   ServiceDeps deps_;

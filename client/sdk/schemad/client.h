@@ -101,7 +101,8 @@ enum class OperationKind {
   kDowngrade,
   kMerge,
   kStamp,
-  kResolve
+  kResolve,
+  kFleet,  // FleetRun: one action over many databases
 };
 enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
 enum class TransactionMode { kPerRevision, kAll };
@@ -120,6 +121,8 @@ struct PlannedStep {
   std::string message;
 };
 
+struct FleetEvent;
+
 // A progress event of an operation. Which fields are set depends on `kind`.
 struct OperationEvent {
   enum class Kind {
@@ -131,6 +134,7 @@ struct OperationEvent {
     kStatementStarted,   // revision, step_index/step_count, statement_index/statement_count, line
     kRevisionFinished,   // revision, direction, step_index/step_count, duration, status
     kOperationFinished,  // state, status, heads, duration, revisions_run
+    kFleet,              // fleet (a fleet operation's own event)
     kUnknown,            // from a newer server
   };
   Kind kind = Kind::kUnknown;
@@ -158,9 +162,74 @@ struct OperationEvent {
   OperationState state = OperationState::kUnspecified;
   std::vector<std::string> heads;
   int revisions_run = 0;
+  std::shared_ptr<const FleetEvent> fleet;  // kFleet
 
   // One line for logs: "op-... site-a revision 3f2a (up) started, step 1 of 2".
   std::string Describe() const;
+};
+
+// ------------------------------------------------------------------- fleet
+
+// One site's outcome in a fleet operation.
+struct FleetSiteResult {
+  enum class Outcome { kSkipped, kSucceeded, kFailed, kCancelled };
+  std::string site;
+  Outcome outcome = Outcome::kSkipped;
+  std::vector<std::string> rows_before;
+  std::vector<std::string> rows_after;
+  int revisions_run = 0;
+  absl::Duration duration = absl::ZeroDuration();
+  absl::Status status;  // why it failed, was skipped or cancelled
+  std::string operation_id;
+};
+const char* OutcomeName(FleetSiteResult::Outcome outcome);  // "succeeded", ...
+
+struct FleetSummary {
+  std::string operation_id;              // the fleet operation
+  std::vector<FleetSiteResult> sites;    // in selection order
+  int succeeded = 0;
+  int failed = 0;
+  int skipped = 0;
+  int cancelled = 0;
+  absl::Duration duration = absl::ZeroDuration();
+  absl::Status status;  // the fleet operation's status (FAILED_PRECONDITION: sites failed)
+  bool ok() const { return status.ok() && failed == 0 && cancelled == 0; }
+};
+
+// A fleet operation's own event (OperationEvent::fleet).
+struct FleetEvent {
+  enum class Kind {
+    kStageStarted,  // stage ("canary", "rollout"), stage_sites
+    kSiteQueued,    // site
+    kSiteStarted,   // site
+    kSiteEvent,     // site, event: the site's own operation event
+    kSiteFinished,  // site, result
+    kSiteFailed,    // site, result (failed or cancelled)
+    kSiteSkipped,   // site, result
+    kSummary,       // summary
+    kUnknown,
+  };
+  Kind kind = Kind::kUnknown;
+  std::string site;
+  std::string stage;
+  std::vector<std::string> stage_sites;
+  std::shared_ptr<const OperationEvent> event;  // kSiteEvent
+  FleetSiteResult result;
+  FleetSummary summary;
+};
+
+struct FleetRequest {
+  enum class Action { kUpgrade, kDowngrade, kEnsureHead, kStamp, kValidate };
+  Action action = Action::kUpgrade;
+  std::string target;                // upgrade (default "heads"), downgrade (required)
+  std::vector<std::string> targets;  // stamp
+  std::string selector;              // "region=eu,env!=test", "name=a|b"; empty: all
+  int max_parallel = 4;
+  int canary_count = 0;
+  std::string canary_selector;
+  bool continue_on_error = false;
+  absl::Duration site_timeout = absl::ZeroDuration();  // zero: none
+  std::optional<absl::Duration> lock_wait;
 };
 
 // The outcome of a finished operation.
@@ -408,6 +477,13 @@ class Client {
   absl::StatusOr<OperationResult> Merge(const std::string& database,
                                         const MergeRequest& request = {},
                                         const CallOptions& call = {});
+  // Runs one action over the databases `request.selector` picks, as one
+  // operation (see FleetRun in schemad.proto); `call.on_event` sees every
+  // event (kFleet ones carry the fleet's). Returns the summary whenever the
+  // server sent one — its `status` says whether every site succeeded —
+  // and the call's error otherwise (refused, unknown selector, broken stream).
+  absl::StatusOr<FleetSummary> FleetRun(const FleetRequest& request, const CallOptions& call = {});
+
   // Replays an operation's events, then follows it to its end.
   absl::StatusOr<OperationResult> WatchOperation(const std::string& operation_id,
                                                  const CallOptions& call = {});

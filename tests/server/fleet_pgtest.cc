@@ -1,0 +1,535 @@
+// Fleet operations end to end: one in-process schemad with many site
+// databases in the test cluster, FleetRun through the generated gRPC stub.
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/cli/remote_commands.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemad/v1/schemad.grpc.pb.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+#include "tests/testing/pg_fixture.h"
+
+namespace schemad {
+namespace {
+
+using ::schemad::testing::Query;
+using ::schemad::testing::Rows;
+using ::schemad::testing::TestDatabase;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/schemad_fleet_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  void Write(const std::string& name, const std::string& content) const {
+    const std::string file = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
+    std::ofstream(file) << content;
+  }
+
+ private:
+  std::string path_;
+};
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Three revisions; `slow` makes r2 sleep (for cancel tests).
+void WriteRevisions(const TempDir& dir, bool slow) {
+  dir.Write("fleet/r1.sql",
+            "-- revision: r1\n-- message: r1\n\n-- +upgrade\nCREATE TABLE t1 (a int);\n\n"
+            "-- +downgrade\nDROP TABLE t1;\n");
+  dir.Write("fleet/r2.sql",
+            absl::StrCat("-- revision: r2\n-- revises: r1\n-- message: r2\n\n-- +upgrade\n",
+                         slow ? "SELECT pg_sleep(2);\n" : "",
+                         "ALTER TABLE t1 ADD COLUMN b int;\n\n-- +downgrade\n"
+                         "ALTER TABLE t1 DROP COLUMN b;\n"));
+  dir.Write("fleet/r3.sql",
+            "-- revision: r3\n-- revises: r2\n-- message: r3\n\n-- +upgrade\nCREATE TABLE t3 (a "
+            "int);\n\n-- +downgrade\nDROP TABLE t3;\n");
+}
+
+struct Site {
+  std::string name;
+  std::string dsn;
+  std::string labels;  // YAML flow map body
+};
+
+class Fleet {
+ public:
+  Fleet(const std::vector<Site>& sites, bool slow_revisions) {
+    WriteRevisions(dir_, slow_revisions);
+    std::string yaml =
+        "listen: 127.0.0.1:0\n"
+        "timeouts: {lock_wait: 2s, lock_timeout: 1s, connect_timeout: 2s}\n"
+        "pools: {max_sessions_per_database: 2, min_idle_sessions: 1}\n"
+        "migration_sets:\n  - {name: fleet, directory: fleet}\ndatabases:\n";
+    for (const Site& site : sites) {
+      dir_.Write("secrets/" + site.name, site.dsn);
+      absl::StrAppend(&yaml, "  - name: ", site.name,
+                      "\n    migration_set: fleet\n    dsn_file: secrets/", site.name,
+                      "\n    labels: {", site.labels, "}\n");
+    }
+    server::ConfigSources sources;
+    sources.base_dir = dir_.path();
+    sources.getenv = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    absl::StatusOr<server::LoadedConfig> config = server::ParseConfig(yaml, sources);
+    EXPECT_TRUE(config.ok()) << config.status();
+    if (!config.ok()) {
+      return;
+    }
+    absl::StatusOr<std::unique_ptr<server::SchemadServer>> server =
+        server::SchemadServer::Start(*std::move(config), server::ServerOptions());
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) {
+      return;
+    }
+    server_ = *std::move(server);
+    stub_ = v1::Schemad::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  }
+  bool ok() const { return stub_ != nullptr; }
+  v1::Schemad::Stub& stub() { return *stub_; }
+  const std::string& address() const { return server_->address(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<server::SchemadServer> server_;
+  std::unique_ptr<v1::Schemad::Stub> stub_;
+};
+
+struct FleetStream {
+  std::vector<v1::OperationEvent> events;
+  grpc::Status status;
+  std::string operation_id;
+  v1::FleetSummary summary;
+  std::map<std::string, v1::FleetSiteResult> results;  // from the summary
+  int max_running = 0;  // sites started and not yet finished, at most
+};
+
+// Runs a fleet request to the end; `on_event` sees every event as it comes.
+FleetStream RunFleet(v1::Schemad::Stub& stub, const v1::FleetRunRequest& request,
+                     const std::function<void(const v1::OperationEvent&)>& on_event = nullptr) {
+  FleetStream out;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::OperationEvent>> reader = stub.FleetRun(&context, request);
+  v1::OperationEvent event;
+  int running = 0;
+  while (reader->Read(&event)) {
+    if (event.has_accepted()) {
+      out.operation_id = event.operation_id();
+    }
+    if (event.has_fleet()) {
+      switch (event.fleet().kind()) {
+        case v1::FleetEvent::KIND_SITE_STARTED:
+          out.max_running = std::max(out.max_running, ++running);
+          break;
+        case v1::FleetEvent::KIND_SITE_FINISHED:
+        case v1::FleetEvent::KIND_SITE_FAILED:
+          --running;
+          break;
+        case v1::FleetEvent::KIND_SUMMARY:
+          out.summary = event.fleet().summary();
+          for (const v1::FleetSiteResult& r : out.summary.sites()) {
+            out.results[r.site()] = r;
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (on_event) {
+      on_event(event);
+    }
+    out.events.push_back(event);
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+v1::FleetRunRequest Upgrade(const std::string& selector, int parallel) {
+  v1::FleetRunRequest request;
+  request.set_action(v1::FLEET_ACTION_UPGRADE);
+  request.set_selector(selector);
+  request.set_max_parallel(parallel);
+  return request;
+}
+
+// Backends schemad holds in the test's databases (every schemad
+// connection's application_name starts with "schemad"; other tests may run
+// servers against the same cluster at the same time).
+int SchemadBackends(const std::vector<std::unique_ptr<TestDatabase>>& dbs) {
+  std::string names;
+  for (const std::unique_ptr<TestDatabase>& db : dbs) {
+    absl::StrAppend(&names, names.empty() ? "" : ",", "'", db->name(), "'");
+  }
+  Rows rows = Query(testing::AdminDsn(),
+                    absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                 "LIKE 'schemad%' AND datname IN (",
+                                 names, ")"));
+  return rows.empty() ? -1 : std::stoi(rows[0][0]);
+}
+
+Rows VersionRows(const std::string& dsn) {
+  return Query(dsn, "SELECT version_num FROM alembic_version ORDER BY 1");
+}
+
+bool TableExists(const std::string& dsn, const std::string& table) {
+  Rows rows = Query(dsn, absl::StrCat("SELECT to_regclass('", table, "') IS NOT NULL"));
+  return !rows.empty() && rows[0][0] == "t";
+}
+
+std::string SiteName(int i) { return absl::StrCat("site-", i < 10 ? "0" : "", i); }
+
+// ------------------------------------------------------------------- tests
+
+TEST(FleetTest, UpgradesManySitesWithBoundedParallelismAndBackends) {
+  constexpr int kSites = 30;
+  constexpr int kParallel = 8;
+  std::vector<std::unique_ptr<TestDatabase>> dbs;
+  std::vector<Site> sites;
+  for (int i = 0; i < kSites; ++i) {
+    dbs.push_back(std::make_unique<TestDatabase>());
+    ASSERT_TRUE(dbs.back()->ok());
+    sites.push_back({SiteName(i), dbs.back()->dsn(),
+                     absl::StrCat("region: ", i % 2 == 0 ? "eu" : "us", ", env: prod")});
+  }
+  Fleet fleet(sites, /*slow_revisions=*/false);
+  ASSERT_TRUE(fleet.ok());
+  absl::SleepFor(absl::Milliseconds(500));  // pools warm in the background
+  const int baseline = SchemadBackends(dbs);
+
+  std::atomic<bool> done{false};
+  std::atomic<int> peak{0};
+  std::thread sampler([&] {
+    while (!done.load()) {
+      peak.store(std::max(peak.load(), SchemadBackends(dbs)));
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+  const FleetStream run = RunFleet(fleet.stub(), Upgrade("env=prod", kParallel));
+  done.store(true);
+  sampler.join();
+
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_THAT(run.operation_id, HasSubstr("op-"));
+  EXPECT_EQ(run.summary.succeeded(), kSites);
+  EXPECT_EQ(run.summary.failed(), 0);
+  EXPECT_LE(run.max_running, kParallel);
+  EXPECT_GE(run.max_running, 2);
+  for (int i = 0; i < kSites; ++i) {
+    EXPECT_EQ(VersionRows(dbs[static_cast<size_t>(i)]->dsn()), (Rows{{"r3"}})) << SiteName(i);
+    EXPECT_EQ(run.results.at(SiteName(i)).revisions_run(), 3);
+  }
+  // One warm pooled session per database plus, per running site, its session
+  // and the engine's lock and monitor connections.
+  std::cerr << "backends: baseline " << baseline << ", peak " << peak.load() << "\n";
+  EXPECT_LE(peak.load(), kSites + 3 * kParallel);
+  EXPECT_LE(peak.load() - baseline, 3 * kParallel);
+
+  // Per-site events are tagged with the site.
+  const bool has_site_events =
+      std::any_of(run.events.begin(), run.events.end(), [](const v1::OperationEvent& e) {
+        return e.has_fleet() && e.fleet().kind() == v1::FleetEvent::KIND_SITE_EVENT &&
+               e.fleet().event().has_revision_started() && !e.fleet().site().empty();
+      });
+  EXPECT_TRUE(has_site_events);
+
+  // A label selector picks a subset; at head nothing runs.
+  const FleetStream again = RunFleet(fleet.stub(), Upgrade("region=eu", kParallel));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.summary.sites_size(), kSites / 2);
+  EXPECT_EQ(again.summary.succeeded(), kSites / 2);
+  for (const v1::FleetSiteResult& r : again.summary.sites()) {
+    EXPECT_EQ(r.revisions_run(), 0) << r.site();
+  }
+
+  // The fleet operation is an operation: watchable again by id.
+  grpc::ClientContext context;
+  v1::WatchOperationRequest watch;
+  watch.set_operation_id(run.operation_id);
+  auto reader = fleet.stub().WatchOperation(&context, watch);
+  v1::OperationEvent event;
+  size_t replayed = 0;
+  bool saw_summary = false;
+  while (reader->Read(&event)) {
+    ++replayed;
+    saw_summary =
+        saw_summary || (event.has_fleet() && event.fleet().kind() == v1::FleetEvent::KIND_SUMMARY &&
+                        event.fleet().summary().succeeded() == kSites);
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(replayed, run.events.size());
+  EXPECT_TRUE(saw_summary);
+}
+
+TEST(FleetTest, CanaryFailureStopsTheRolloutBeforeOtherSitesStart) {
+  std::vector<std::unique_ptr<TestDatabase>> dbs;
+  std::vector<Site> sites;
+  for (int i = 0; i < 6; ++i) {
+    dbs.push_back(std::make_unique<TestDatabase>());
+    ASSERT_TRUE(dbs.back()->ok());
+    sites.push_back({SiteName(i), dbs.back()->dsn(), i == 3 ? "canary: yes" : "env: prod"});
+  }
+  testing::Exec(dbs[3]->dsn(), "CREATE TABLE t3 (x int)");  // r3 fails on the canary
+  Fleet fleet(sites, /*slow_revisions=*/false);
+  ASSERT_TRUE(fleet.ok());
+
+  v1::FleetRunRequest request = Upgrade("", 4);
+  request.set_canary_selector("canary");
+  const FleetStream run = RunFleet(fleet.stub(), request);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(run.summary.failed(), 1);
+  EXPECT_EQ(run.summary.skipped(), 5);
+  EXPECT_EQ(run.results.at(SiteName(3)).outcome(), v1::FleetSiteResult::OUTCOME_FAILED);
+  EXPECT_THAT(run.results.at(SiteName(3)).error().message(), HasSubstr("already exists"));
+  for (int i : {0, 1, 2, 4, 5}) {
+    const v1::FleetSiteResult& r = run.results.at(SiteName(i));
+    EXPECT_EQ(r.outcome(), v1::FleetSiteResult::OUTCOME_SKIPPED) << SiteName(i);
+    EXPECT_THAT(r.error().message(), HasSubstr("canary")) << SiteName(i);
+    EXPECT_FALSE(TableExists(dbs[static_cast<size_t>(i)]->dsn(), "t1")) << SiteName(i);
+  }
+  for (const v1::OperationEvent& e : run.events) {
+    if (e.has_fleet() && e.fleet().kind() == v1::FleetEvent::KIND_SITE_STARTED) {
+      EXPECT_EQ(e.fleet().site(), SiteName(3));
+    }
+  }
+}
+
+TEST(FleetTest, ContinueOnErrorWithBrokenUnreachableAndLockedSites) {
+  std::vector<std::unique_ptr<TestDatabase>> dbs;
+  std::vector<Site> sites;
+  for (int i = 0; i < 10; ++i) {
+    dbs.push_back(std::make_unique<TestDatabase>());
+    ASSERT_TRUE(dbs.back()->ok());
+    sites.push_back({SiteName(i), dbs.back()->dsn(), "env: prod"});
+  }
+  dbs.push_back(std::make_unique<TestDatabase>());
+  ASSERT_TRUE(dbs.back()->ok());
+  const std::string broken_dsn = dbs.back()->dsn();
+  sites.push_back({"broken", broken_dsn, "env: prod"});
+  testing::Exec(broken_dsn, "CREATE TABLE t3 (x int)");
+  dbs.push_back(std::make_unique<TestDatabase>());
+  ASSERT_TRUE(dbs.back()->ok());
+  const std::string locked_dsn = dbs.back()->dsn();
+  sites.push_back({"locked", locked_dsn, "env: prod"});
+  const testing::PgCluster& cluster = dbs.back()->cluster();
+  sites.push_back({"unreachable",
+                   absl::StrCat("postgresql://postgres:", cluster.password,
+                                "@127.0.0.1:", FreePort(), "/nowhere"),
+                   "env: prod"});
+  Fleet fleet(sites, /*slow_revisions=*/false);
+  ASSERT_TRUE(fleet.ok());
+
+  // The locked site is at r1; another caller holds t1 while r2 wants it.
+  v1::FleetRunRequest first = Upgrade("name=locked", 1);
+  first.set_target("r1");
+  ASSERT_TRUE(RunFleet(fleet.stub(), first).status.ok());
+  std::thread holder([&] {
+    testing::Exec(locked_dsn,
+                  "BEGIN; LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;");
+  });
+  for (int i = 0; i < 200; ++i) {
+    Rows held = Query(locked_dsn,
+                      "SELECT count(*) FROM pg_locks WHERE relation = 't1'::regclass AND mode = "
+                      "'AccessExclusiveLock' AND granted");
+    if (!held.empty() && held[0][0] == "1") {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+
+  v1::FleetRunRequest request = Upgrade("env=prod", 4);
+  request.set_continue_on_error(true);
+  const FleetStream run = RunFleet(fleet.stub(), request);
+  holder.join();
+
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(run.status.error_message(), HasSubstr("3 of 13 site(s) failed"));
+  EXPECT_EQ(run.summary.succeeded(), 10);
+  EXPECT_EQ(run.summary.failed(), 3);
+  EXPECT_EQ(run.summary.skipped(), 0);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(run.results.at(SiteName(i)).outcome(), v1::FleetSiteResult::OUTCOME_SUCCEEDED);
+    EXPECT_EQ(VersionRows(dbs[static_cast<size_t>(i)]->dsn()), (Rows{{"r3"}}));
+  }
+  const v1::FleetSiteResult& broken = run.results.at("broken");
+  EXPECT_EQ(broken.outcome(), v1::FleetSiteResult::OUTCOME_FAILED);
+  EXPECT_EQ(broken.error().code(), static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+  EXPECT_THAT(broken.error().message(), HasSubstr("already exists"));
+  EXPECT_EQ(VersionRows(broken_dsn), (Rows{{"r2"}}));  // r1, r2 applied; r3 rolled back
+
+  const v1::FleetSiteResult& locked = run.results.at("locked");
+  EXPECT_EQ(locked.outcome(), v1::FleetSiteResult::OUTCOME_FAILED);
+  EXPECT_EQ(locked.error().code(), static_cast<int>(grpc::StatusCode::ABORTED))
+      << locked.error().message();
+  EXPECT_THAT(locked.error().message(), HasSubstr("locked"));
+  EXPECT_EQ(VersionRows(locked_dsn), (Rows{{"r1"}}));
+
+  const v1::FleetSiteResult& unreachable = run.results.at("unreachable");
+  EXPECT_EQ(unreachable.outcome(), v1::FleetSiteResult::OUTCOME_FAILED);
+  EXPECT_EQ(unreachable.error().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE))
+      << unreachable.error().message();
+  EXPECT_THAT(unreachable.error().message(), HasSubstr("unreachable"));
+}
+
+TEST(FleetTest, CancelMidFleetCancelsRunningSitesAndSkipsQueuedOnes) {
+  std::vector<std::unique_ptr<TestDatabase>> dbs;
+  std::vector<Site> sites;
+  for (int i = 0; i < 8; ++i) {
+    dbs.push_back(std::make_unique<TestDatabase>());
+    ASSERT_TRUE(dbs.back()->ok());
+    sites.push_back({SiteName(i), dbs.back()->dsn(), "env: prod"});
+  }
+  Fleet fleet(sites, /*slow_revisions=*/true);
+  ASSERT_TRUE(fleet.ok());
+
+  std::atomic<bool> cancel_sent{false};
+  std::string op_id;
+  const absl::Time start = absl::Now();
+  const FleetStream run = RunFleet(fleet.stub(), Upgrade("", 2), [&](const v1::OperationEvent& e) {
+    if (e.has_accepted()) {
+      op_id = e.operation_id();
+    }
+    if (!cancel_sent.load() && e.has_fleet() &&
+        e.fleet().kind() == v1::FleetEvent::KIND_SITE_EVENT &&
+        e.fleet().event().has_statement_started() &&
+        e.fleet().event().statement_started().revision() == "r2") {
+      cancel_sent.store(true);
+      grpc::ClientContext context;
+      v1::CancelOperationRequest cancel;
+      cancel.set_operation_id(op_id);
+      v1::OperationInfo info;
+      const grpc::Status status = fleet.stub().CancelOperation(&context, cancel, &info);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    }
+  });
+  EXPECT_TRUE(cancel_sent.load());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::CANCELLED) << run.status.error_message();
+  EXPECT_EQ(run.summary.failed(), 0);
+  EXPECT_GE(run.summary.cancelled(), 1);
+  EXPECT_GE(run.summary.skipped(), 4);
+  for (int i = 0; i < 8; ++i) {
+    const v1::FleetSiteResult& r = run.results.at(SiteName(i));
+    const std::string& dsn = dbs[static_cast<size_t>(i)]->dsn();
+    if (r.outcome() == v1::FleetSiteResult::OUTCOME_SKIPPED) {
+      EXPECT_THAT(r.error().message(), HasSubstr("cancelled")) << SiteName(i);
+      EXPECT_FALSE(TableExists(dsn, "t1")) << SiteName(i);
+    } else if (r.outcome() == v1::FleetSiteResult::OUTCOME_CANCELLED) {
+      // The revision running at the cancel rolled back: r2 (r1 committed)
+      // or, for a site that had only just started, r1.
+      if (TableExists(dsn, "alembic_version")) {
+        const Rows rows = VersionRows(dsn);
+        EXPECT_TRUE(rows.empty() || rows == (Rows{{"r1"}})) << SiteName(i);
+      }
+      EXPECT_FALSE(TableExists(dsn, "t3")) << SiteName(i);
+    }
+  }
+}
+
+struct CliRun {
+  int code = 0;
+  std::string out;
+  std::string err;
+};
+
+template <typename Fn>
+CliRun Capture(Fn fn) {
+  std::ostringstream out, err;
+  const int code = fn(out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(FleetTest, SchemactlFleetVerbs) {
+  std::vector<std::unique_ptr<TestDatabase>> dbs;
+  std::vector<Site> sites;
+  for (int i = 0; i < 4; ++i) {
+    dbs.push_back(std::make_unique<TestDatabase>());
+    ASSERT_TRUE(dbs.back()->ok());
+    sites.push_back({SiteName(i), dbs.back()->dsn(), i == 3 ? "env: test" : "env: prod"});
+  }
+  testing::Exec(dbs[2]->dsn(), "CREATE TABLE t3 (x int)");
+  Fleet fleet(sites, /*slow_revisions=*/false);
+  ASSERT_TRUE(fleet.ok());
+  cli::GlobalOptions global;
+  global.who = "fleet-cli-test";
+  cli::RemoteOptions remote;
+  remote.server = fleet.address();
+  remote.timeout = absl::Seconds(10);
+
+  cli::FleetCliOptions options;
+  options.action = "status";
+  options.selector = "env=prod";
+  CliRun run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, options, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("3 site(s): 3 behind"));
+  EXPECT_THAT(run.out, Not(HasSubstr(SiteName(3))));
+
+  options.action = "upgrade";
+  options.parallel = 2;
+  options.continue_on_error = true;
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, options, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitFailed) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("2 succeeded, 1 failed, 0 skipped"));
+  EXPECT_THAT(run.out, HasSubstr("already exists"));
+  EXPECT_THAT(run.err, HasSubstr(SiteName(0) + ": succeeded"));
+
+  options.action = "ensure-head";
+  options.selector = "name=site-00|site-01";
+  global.json = true;
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, options, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\"succeeded\":2"));
+  EXPECT_THAT(run.out, HasSubstr("\"outcome\":\"succeeded\""));
+
+  options.action = "status";
+  options.selector = "";
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, options, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\"at head\":2"));
+}
+
+}  // namespace
+}  // namespace schemad
