@@ -81,8 +81,7 @@ absl::Status UsageError(absl::string_view message) {
 // ------------------------------------------------------------ flag values
 
 absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag, absl::string_view text) {
-  absl::StatusOr<absl::Duration> duration =
-      engine::ParseDuration(absl::StripAsciiWhitespace(text));
+  absl::StatusOr<absl::Duration> duration = engine::ParseDuration(absl::StripAsciiWhitespace(text));
   if (!duration.ok()) {
     return UsageError(absl::StrCat(flag, ": ", duration.status().message(), "; 0 for no limit"));
   }

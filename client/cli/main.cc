@@ -221,10 +221,12 @@ int main(int argc, char** argv) {
       "fleet",
       "With --server: upgrade, downgrade, ensure-head, stamp or validate many databases at once, "
       "or their status");
-  fleet_cmd->add_option("action", fleet.action,
-                        "upgrade, downgrade, ensure-head, stamp, validate or status")
+  fleet_cmd
+      ->add_option("action", fleet.action,
+                   "upgrade, downgrade, ensure-head, stamp, validate or status")
       ->required()
-      ->check(CLI::IsMember({"upgrade", "downgrade", "ensure-head", "stamp", "validate", "status"}));
+      ->check(
+          CLI::IsMember({"upgrade", "downgrade", "ensure-head", "stamp", "validate", "status"}));
   fleet_cmd->add_option("target", fleet.targets,
                         "upgrade/downgrade: the target; stamp: the revisions");
   fleet_cmd->add_option("--selector", fleet.selector,

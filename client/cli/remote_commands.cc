@@ -901,10 +901,10 @@ class FleetProgress {
         running_.erase(std::remove_if(running_.begin(), running_.end(),
                                       [&](const auto& r) { return r.first == f.site; }),
                        running_.end());
-        line = absl::StrCat(f.site, ": ", OutcomeName(f.result.outcome), " at ",
-                            RowsText(f.result.rows_after), ", ", f.result.revisions_run,
-                            " revision(s)",
-                            f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
+        line = absl::StrCat(
+            f.site, ": ", OutcomeName(f.result.outcome), " at ", RowsText(f.result.rows_after),
+            ", ", f.result.revisions_run, " revision(s)",
+            f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
         break;
       }
       default:
@@ -938,12 +938,11 @@ class FleetProgress {
         return absl::StrCat("waiting for the lock (", e.lock_holder, ")");
       case OperationEvent::Kind::kRevisionStarted:
       case OperationEvent::Kind::kStatementStarted:
-        return absl::StrCat("revision ", e.revision, " (", e.step_index + 1, "/", e.step_count,
-                            ")",
-                            e.kind == OperationEvent::Kind::kStatementStarted
-                                ? absl::StrCat(" statement ", e.statement_index + 1, "/",
-                                               e.statement_count)
-                                : "");
+        return absl::StrCat(
+            "revision ", e.revision, " (", e.step_index + 1, "/", e.step_count, ")",
+            e.kind == OperationEvent::Kind::kStatementStarted
+                ? absl::StrCat(" statement ", e.statement_index + 1, "/", e.statement_count)
+                : "");
       case OperationEvent::Kind::kOperationStarted:
         return absl::StrCat(e.plan.size(), " revision(s) to run");
       default:
@@ -971,9 +970,8 @@ class FleetProgress {
     if (!line.empty()) {
       io_.err << line << "\n";  // finished lines scroll above the live block
     }
-    const size_t width = io_.global.terminal_width > 10
-                             ? static_cast<size_t>(io_.global.terminal_width) - 1
-                             : 200;
+    const size_t width =
+        io_.global.terminal_width > 10 ? static_cast<size_t>(io_.global.terminal_width) - 1 : 200;
     for (const auto& [site, text] : running_) {
       std::string row = absl::StrCat("  ", site, ": ", text);
       if (row.size() > width) {
@@ -1171,11 +1169,10 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
         }
         io.out << "\n";
       }
-      io.out << "fleet " << summary->operation_id << ": " << summary->succeeded
-             << " succeeded, " << summary->failed << " failed, " << summary->skipped
-             << " skipped, " << summary->cancelled << " cancelled in "
-             << absl::FormatDuration(absl::Trunc(summary->duration, absl::Milliseconds(1)))
-             << "\n";
+      io.out << "fleet " << summary->operation_id << ": " << summary->succeeded << " succeeded, "
+             << summary->failed << " failed, " << summary->skipped << " skipped, "
+             << summary->cancelled << " cancelled in "
+             << absl::FormatDuration(absl::Trunc(summary->duration, absl::Milliseconds(1))) << "\n";
     }
     return summary->ok() ? kExitOk : kExitFailed;
   }());

@@ -533,11 +533,10 @@ std::string OperationEvent::Describe() const {
         case FleetEvent::Kind::kSiteFinished:
         case FleetEvent::Kind::kSiteFailed:
         case FleetEvent::Kind::kSiteSkipped:
-          return absl::StrCat(prefix, f.site, " ", OutcomeName(f.result.outcome), " at ",
-                              rows(f.result.rows_after), ", ", f.result.revisions_run,
-                              " revision(s)",
-                              f.result.status.ok() ? ""
-                                                   : absl::StrCat(": ", f.result.status.message()));
+          return absl::StrCat(
+              prefix, f.site, " ", OutcomeName(f.result.outcome), " at ", rows(f.result.rows_after),
+              ", ", f.result.revisions_run, " revision(s)",
+              f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
         case FleetEvent::Kind::kSummary:
           return absl::StrCat(prefix, "fleet finished: ", f.summary.succeeded, " succeeded, ",
                               f.summary.failed, " failed, ", f.summary.skipped, " skipped, ",
@@ -868,8 +867,9 @@ absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const C
       call.on_event(e);
     }
   };
-  absl::StatusOr<OperationResult> result = impl_->Stream(
-      inner, [&](grpc::ClientContext* context) { return impl_->stub_->FleetRun(context, request); });
+  absl::StatusOr<OperationResult> result = impl_->Stream(inner, [&](grpc::ClientContext* context) {
+    return impl_->stub_->FleetRun(context, request);
+  });
   if (!summary) {
     if (!result.ok()) {
       return result.status();

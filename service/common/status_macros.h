@@ -8,12 +8,12 @@
 #ifndef SCHEMAD_COMMON_STATUS_MACROS_H_
 #define SCHEMAD_COMMON_STATUS_MACROS_H_
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace schemad {
 
@@ -43,7 +43,7 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
 // from the enclosing function when it is not OK.
 #define RETURN_IF_ERROR(expr)                                                       \
   do {                                                                              \
-    /* A copy: `expr` may be a temporary that dies with this statement. */         \
+    /* A copy: `expr` may be a temporary that dies with this statement. */          \
     ::absl::Status schemad_status_ = ::schemad::status_internal::GetStatus((expr)); \
     if (!schemad_status_.ok()) {                                                    \
       return schemad_status_;                                                       \

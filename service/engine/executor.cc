@@ -51,9 +51,8 @@ int LineOf(const SqlStatement& statement, const std::optional<int>& position) {
 std::string NeedsAttentionMessage(const store::NeedsAttention& marker) {
   return absl::StrCat(
       "database needs attention: non-transactional revision ", marker.revision, " (",
-      marker.direction, ") stopped after ", marker.statements_done, " of ",
-      marker.statements_total, " statement(s)",
-      marker.error.empty() ? " (interrupted)" : absl::StrCat(": ", marker.error),
+      marker.direction, ") stopped after ", marker.statements_done, " of ", marker.statements_total,
+      " statement(s)", marker.error.empty() ? " (interrupted)" : absl::StrCat(": ", marker.error),
       "; fix the database by hand, then run `schemactl resolve --applied` (finish it) or "
       "`schemactl resolve --rolled-back` (undo it)");
 }
@@ -203,18 +202,17 @@ class Executor::Run {
   absl::Status StatementFailure(const Revision& rev, const SqlStatement& statement,
                                 const absl::Status& status, const store::StatementError& error) {
     if (Cancelled()) {
-      return absl::CancelledError(
-          absl::StrCat("cancelled during revision ", rev.id, " (statement at line ",
-                       statement.line, ")"));
+      return absl::CancelledError(absl::StrCat("cancelled during revision ", rev.id,
+                                               " (statement at line ", statement.line, ")"));
     }
-    const std::string where =
-        rev.path.empty() ? absl::StrCat("line ", LineOf(statement, error.position))
-                         : absl::StrCat(rev.path, ":", LineOf(statement, error.position));
+    const std::string where = rev.path.empty()
+                                  ? absl::StrCat("line ", LineOf(statement, error.position))
+                                  : absl::StrCat(rev.path, ":", LineOf(statement, error.position));
     std::string what = error.sqlstate.empty()
                            ? std::string(status.message())
                            : absl::StrCat("SQLSTATE ", error.sqlstate, ": ", error.message);
-    return absl::Status(status.code(), absl::StrCat("revision ", rev.id, " failed at ", where,
-                                                    ": ", what));
+    return absl::Status(status.code(),
+                        absl::StrCat("revision ", rev.id, " failed at ", where, ": ", what));
   }
 
   absl::Status RunTransactionalStep(const PlanStep& step, const std::vector<std::string>& before,
@@ -251,8 +249,8 @@ class Executor::Run {
     return status;
   }
 
-  absl::Status RunNonTransactionalStep(const PlanStep& step,
-                                       const std::vector<std::string>& before, Event base) {
+  absl::Status RunNonTransactionalStep(const PlanStep& step, const std::vector<std::string>& before,
+                                       Event base) {
     const Revision& rev = graph_.revision(step.revision);
     const auto& statements =
         (step.direction == Direction::kUp ? rev.upgrade : rev.downgrade)->statements;
@@ -293,10 +291,10 @@ class Executor::Run {
       if (!status.ok()) {
         marker.error = std::string(status.message());
         RecordFailure(history, status, marker);
-        return absl::Status(
-            status.code() == absl::StatusCode::kCancelled ? absl::StatusCode::kCancelled
-                                                          : absl::StatusCode::kFailedPrecondition,
-            absl::StrCat(status.message(), "; ", NeedsAttentionMessage(marker)));
+        return absl::Status(status.code() == absl::StatusCode::kCancelled
+                                ? absl::StatusCode::kCancelled
+                                : absl::StatusCode::kFailedPrecondition,
+                            absl::StrCat(status.message(), "; ", NeedsAttentionMessage(marker)));
       }
       marker.statements_done = static_cast<int>(i) + 1;
       if (marker.statements_done < marker.statements_total) {
@@ -391,10 +389,9 @@ class Executor::Run {
       done.status = status;
       Emit(done);
       if (!status.ok()) {
-        return absl::Status(status.code(),
-                            absl::StrCat(status.message(), " (", i, " of ", count,
-                                         " revision(s) done; database is at ", RowsText(before),
-                                         ")"));
+        return absl::Status(status.code(), absl::StrCat(status.message(), " (", i, " of ", count,
+                                                        " revision(s) done; database is at ",
+                                                        RowsText(before), ")"));
       }
       before = step.rows_after;
       result.revisions_run = i + 1;
@@ -448,7 +445,8 @@ absl::Status CheckChecksums(const ValidationReport& report) {
   std::vector<std::string> problems;
   for (const ValidationIssue& issue : report.issues) {
     if (issue.kind == ValidationIssue::Kind::kChanged) {
-      problems.push_back(absl::StrCat(issue.revision, " (", issue.path, ") changed since it was applied"));
+      problems.push_back(
+          absl::StrCat(issue.revision, " (", issue.path, ") changed since it was applied"));
     } else if (issue.kind == ValidationIssue::Kind::kMissingFile) {
       problems.push_back(absl::StrCat(issue.revision, " is applied but has no file"));
     }
@@ -484,11 +482,11 @@ absl::StatusOr<ValidationReport> ValidateState(const RevisionGraph& graph,
     const Revision& rev = graph.revision(i);
     auto it = recorded.find(rev.id);
     if (it == recorded.end()) {
-      report.issues.push_back({ValidationIssue::Kind::kNoChecksum, rev.id, rev.path, "",
-                               rev.checksum});
+      report.issues.push_back(
+          {ValidationIssue::Kind::kNoChecksum, rev.id, rev.path, "", rev.checksum});
     } else if (it->second != rev.checksum) {
-      report.issues.push_back({ValidationIssue::Kind::kChanged, rev.id, rev.path, it->second,
-                               rev.checksum});
+      report.issues.push_back(
+          {ValidationIssue::Kind::kChanged, rev.id, rev.path, it->second, rev.checksum});
     }
   }
   for (const auto& [revision, checksum] : recorded) {
@@ -533,26 +531,29 @@ struct Executor::MigrateRequest {
   const store::DatabaseState* prefetched = nullptr;  // the caller's unlocked read, if any
 };
 
-absl::StatusOr<OperationResult> Executor::Upgrade(store::Session& session,
-                                                  absl::string_view target,
+absl::StatusOr<OperationResult> Executor::Upgrade(store::Session& session, absl::string_view target,
                                                   const CallControl& control) const {
   Run run(*this, session, control, "upgrade", std::string(target));
-  return Migrate(run, session, MigrateRequest{Plan::Kind::kUpgrade, {std::string(target)}, false, nullptr});
+  return Migrate(run, session,
+                 MigrateRequest{Plan::Kind::kUpgrade, {std::string(target)}, false, nullptr});
 }
 
 absl::StatusOr<OperationResult> Executor::Downgrade(store::Session& session,
                                                     absl::string_view target,
                                                     const CallControl& control) const {
   Run run(*this, session, control, "downgrade", std::string(target));
-  return Migrate(run, session, MigrateRequest{Plan::Kind::kDowngrade, {std::string(target)}, false, nullptr});
+  return Migrate(run, session,
+                 MigrateRequest{Plan::Kind::kDowngrade, {std::string(target)}, false, nullptr});
 }
 
 absl::StatusOr<OperationResult> Executor::Stamp(store::Session& session,
                                                 absl::Span<const std::string> targets, bool purge,
                                                 const CallControl& control) const {
   Run run(*this, session, control, "stamp", absl::StrJoin(targets, ","));
-  return Migrate(run, session, MigrateRequest{Plan::Kind::kStamp,
-                                std::vector<std::string>(targets.begin(), targets.end()), purge, nullptr});
+  return Migrate(
+      run, session,
+      MigrateRequest{Plan::Kind::kStamp, std::vector<std::string>(targets.begin(), targets.end()),
+                     purge, nullptr});
 }
 
 absl::StatusOr<OperationResult> Executor::EnsureHead(store::Session& session, bool apply,
@@ -580,9 +581,11 @@ absl::StatusOr<OperationResult> Executor::EnsureHead(store::Session& session, bo
     for (const PlanStep& step : plan.steps) {
       ids.push_back(graph_.id(step.revision));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database is ", pending, " revision(s) behind head and may not be upgraded by "
-        "EnsureHead here; pending: ", absl::StrJoin(ids, ", ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("database is ", pending,
+                     " revision(s) behind head and may not be upgraded by "
+                     "EnsureHead here; pending: ",
+                     absl::StrJoin(ids, ", ")));
   }
   Run run(*this, session, control, "ensure-head", "heads");
   return Migrate(run, session, MigrateRequest{Plan::Kind::kUpgrade, {"heads"}, false, &state});
@@ -607,8 +610,8 @@ absl::StatusOr<OperationResult> Executor::Migrate(Run& run, store::Session& sess
     return absl::FailedPreconditionError(NeedsAttentionMessage(*state.needs_attention));
   }
   ASSIGN_OR_RETURN(Plan plan, MakePlan(graph, state.rows, req.kind, req.targets, req.purge));
-  const bool nothing_to_do = req.kind == Plan::Kind::kStamp ? plan.stamp_changes.empty()
-                                                            : plan.steps.empty();
+  const bool nothing_to_do =
+      req.kind == Plan::Kind::kStamp ? plan.stamp_changes.empty() : plan.steps.empty();
   if (nothing_to_do && state.version_table_exists) {
     result.plan = plan;
     result.rows_before = state.rows;
@@ -685,15 +688,14 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
   const store::NeedsAttention& marker = *state.needs_attention;
   const int rev = graph_.IndexOf(marker.revision);
   if (rev < 0) {
-    return absl::NotFoundError(absl::StrCat("the interrupted revision ", marker.revision,
-                                            " is not in the migration set"));
+    return absl::NotFoundError(
+        absl::StrCat("the interrupted revision ", marker.revision, " is not in the migration set"));
   }
   std::vector<VersionRowChange> changes;
   if (resolution == Resolution::kApplied) {
-    ASSIGN_OR_RETURN(changes,
-                     VersionChangesFor(graph_, state.rows, rev,
-                                       marker.direction == "down" ? Direction::kDown
-                                                                  : Direction::kUp));
+    ASSIGN_OR_RETURN(
+        changes, VersionChangesFor(graph_, state.rows, rev,
+                                   marker.direction == "down" ? Direction::kDown : Direction::kUp));
   }
   store::HistoryRecord h;
   h.revision = marker.revision;

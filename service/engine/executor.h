@@ -60,11 +60,11 @@ struct ExecutorOptions {
 
 struct OperationResult {
   std::string operation_id;
-  Plan plan;                          // what ran (after the re-read under the lock)
+  Plan plan;  // what ran (after the re-read under the lock)
   std::vector<std::string> rows_before;
   std::vector<std::string> rows_after;
   int revisions_run = 0;
-  bool took_lock = false;             // false: answered from the unlocked read
+  bool took_lock = false;  // false: answered from the unlocked read
   absl::Duration duration = absl::ZeroDuration();
 };
 
@@ -73,10 +73,10 @@ struct DatabaseStatus {
   bool version_table_exists = false;
   std::vector<std::string> rows;
   std::vector<std::string> graph_heads;
-  int pending = 0;                    // revisions `upgrade heads` would apply
-  bool at_head = false;               // nothing pending and no needs-attention mark
+  int pending = 0;       // revisions `upgrade heads` would apply
+  bool at_head = false;  // nothing pending and no needs-attention mark
   std::optional<store::NeedsAttention> needs_attention;
-  std::string row_error;              // rows that do not fit the graph (unknown revision)
+  std::string row_error;  // rows that do not fit the graph (unknown revision)
 };
 
 struct ValidationIssue {
@@ -96,8 +96,8 @@ struct ValidationReport {
 
 // Per-call controls.
 struct CallControl {
-  std::string operation_id;                     // generated when empty
-  EventSink* sink = nullptr;                    // may be null
+  std::string operation_id;                      // generated when empty
+  EventSink* sink = nullptr;                     // may be null
   const std::atomic<bool>* cancelled = nullptr;  // checked between statements
 };
 

@@ -68,8 +68,8 @@ bool LabelSelector::Matches(const FleetSite& site) const {
     if (t.values.empty()) {
       holds = value != nullptr;
     } else {
-      holds = value != nullptr &&
-              std::find(t.values.begin(), t.values.end(), *value) != t.values.end();
+      holds =
+          value != nullptr && std::find(t.values.begin(), t.values.end(), *value) != t.values.end();
     }
     if (holds == t.negated) {
       return false;
@@ -375,8 +375,7 @@ FleetSummary FleetRunner::Run(const std::vector<FleetSite>& sites, const SiteWor
         run_site(i, stage);
       }
     };
-    const int threads =
-        std::min<int>(options_.max_parallel, static_cast<int>(members.size()));
+    const int threads = std::min<int>(options_.max_parallel, static_cast<int>(members.size()));
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back(worker);

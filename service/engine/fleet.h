@@ -65,10 +65,10 @@ class LabelSelector {
 };
 
 struct FleetOptions {
-  int max_parallel = 4;                // sites running at once (>= 1)
-  int canary_count = 0;                // first K sites form the canary stage
-  std::string canary_selector;         // or: sites matching this form it
-  bool continue_on_error = false;      // false: stop starting sites on the first failure
+  int max_parallel = 4;            // sites running at once (>= 1)
+  int canary_count = 0;            // first K sites form the canary stage
+  std::string canary_selector;     // or: sites matching this form it
+  bool continue_on_error = false;  // false: stop starting sites on the first failure
   absl::Duration site_timeout = absl::ZeroDuration();  // 0: none
 };
 
@@ -161,8 +161,8 @@ class FleetRunner {
   // the rest are skipped), then the rest, at most max_parallel at a time.
   // `cancelled` (may be null) stops queued sites from starting and cancels
   // running ones.
-  FleetSummary Run(const std::vector<FleetSite>& sites, const SiteWork& work,
-                   FleetEventSink* sink, const std::atomic<bool>* cancelled) const;
+  FleetSummary Run(const std::vector<FleetSite>& sites, const SiteWork& work, FleetEventSink* sink,
+                   const std::atomic<bool>* cancelled) const;
 
  private:
   FleetOptions options_;

@@ -77,9 +77,8 @@ std::string QuoteQualifiedIdentifier(absl::string_view name) {
 std::string RenderOfflineSql(const RevisionGraph& graph, const Plan& plan,
                              const OfflineSqlOptions& options) {
   const std::string table = QuoteQualifiedIdentifier(options.version_table);
-  const std::string pkc = absl::StrCat(
-      QuoteIdentifierPart(absl::StrCat(
-          std::vector<std::string>(absl::StrSplit(options.version_table, '.')).back(), "_pkc")));
+  const std::string pkc = absl::StrCat(QuoteIdentifierPart(absl::StrCat(
+      std::vector<std::string>(absl::StrSplit(options.version_table, '.')).back(), "_pkc")));
   std::string out;
   absl::StrAppend(&out, "-- schemad offline script: ",
                   plan.kind == Plan::Kind::kUpgrade     ? "upgrade"

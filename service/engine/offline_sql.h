@@ -19,7 +19,6 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-
 #include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 

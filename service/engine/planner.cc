@@ -38,8 +38,7 @@ struct RelativeTarget {
 };
 
 bool IsWordChars(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
+  return std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
 }
 
 std::optional<RelativeTarget> ParseRelative(absl::string_view target) {
@@ -97,8 +96,7 @@ class PlanContext {
         if (initial == kBase) {
           return absl::InternalError("walk up from base");
         }
-        const std::vector<int>& up =
-            initial == kNone ? graph_.bases() : graph_.node(initial).next;
+        const std::vector<int>& up = initial == kNone ? graph_.bases() : graph_.node(initial).next;
         if (!branch_label.empty()) {
           ASSIGN_OR_RETURN(children, graph_.FilterForLineage(up, branch_label));
         } else {
@@ -118,10 +116,10 @@ class PlanContext {
         return kNone;
       }
       if (children.size() > 1) {
-        return RevisionError(absl::StrCat("Ambiguous walk: ", graph_.id(initial < 0 ? children[0] : initial),
-                                          " has several ", steps > 0 ? "children" : "parents",
-                                          " (", absl::StrJoin(graph_.Ids(children), ", "),
-                                          "); name one of them instead of a relative step"));
+        return RevisionError(absl::StrCat(
+            "Ambiguous walk: ", graph_.id(initial < 0 ? children[0] : initial), " has several ",
+            steps > 0 ? "children" : "parents", " (", absl::StrJoin(graph_.Ids(children), ", "),
+            "); name one of them instead of a relative step"));
       }
       initial = children.front();
     }
@@ -166,13 +164,13 @@ class PlanContext {
           }
         }
         if (!from_nothing && start_revs.size() > 1) {
-          return RevisionError(absl::StrCat(
-              "Ambiguous upgrade from multiple current revisions (",
-              absl::StrJoin(graph_.Ids(start_revs), ", "), "); use label@", rel->relative_text,
-              " or REV", rel->relative_text));
+          return RevisionError(absl::StrCat("Ambiguous upgrade from multiple current revisions (",
+                                            absl::StrJoin(graph_.Ids(start_revs), ", "),
+                                            "); use label@", rel->relative_text, " or REV",
+                                            rel->relative_text));
         }
-        ASSIGN_OR_RETURN(int rev, Walk(from_nothing ? kNone : start_revs.front(), rel->relative,
-                                       rel->label));
+        ASSIGN_OR_RETURN(
+            int rev, Walk(from_nothing ? kNone : start_revs.front(), rel->relative, rel->label));
         if (rev == kNone) {
           return DidNotProduce(rel->relative_text, rel->relative);
         }
@@ -181,28 +179,29 @@ class PlanContext {
       ASSIGN_OR_RETURN(int start, One(rel->symbol));
       ASSIGN_OR_RETURN(int rev, Walk(start, rel->relative, rel->label));
       if (rev < 0) {
-        return RevisionError(absl::StrCat("Relative revision ", target,
-                                          " is past the end of the revision graph"));
+        return RevisionError(
+            absl::StrCat("Relative revision ", target, " is past the end of the revision graph"));
       }
       return std::vector<int>{rev};
     }
     if (rel->symbol.empty()) {
       return DidNotProduce(rel->relative_text, rel->relative);
     }
-    ASSIGN_OR_RETURN(int start, One(rel->label.empty() ? rel->symbol
-                                                       : absl::StrCat(rel->label, "@", rel->symbol)));
+    ASSIGN_OR_RETURN(
+        int start,
+        One(rel->label.empty() ? rel->symbol : absl::StrCat(rel->label, "@", rel->symbol)));
     ASSIGN_OR_RETURN(int rev, Walk(start, rel->relative, {}));
     if (rev < 0) {
-      return RevisionError(absl::StrCat("Relative revision ", target,
-                                        " is below the base; use 'base' to go there"));
+      return RevisionError(
+          absl::StrCat("Relative revision ", target, " is below the base; use 'base' to go there"));
     }
     return std::vector<int>{rev};
   }
 
   // Alembic's _parse_downgrade_target: (branch label, target) where the
   // target is a revision index, kNone or kBase (both mean base).
-  absl::StatusOr<std::pair<std::string, int>> ParseDowngradeTarget(
-      const std::vector<int>& current, absl::string_view target) const {
+  absl::StatusOr<std::pair<std::string, int>> ParseDowngradeTarget(const std::vector<int>& current,
+                                                                   absl::string_view target) const {
     std::optional<RelativeTarget> rel = ParseRelative(target);
     if (rel) {
       if (rel->relative >= 0) {
@@ -227,9 +226,9 @@ class PlanContext {
             ASSIGN_OR_RETURN(on_branch, graph_.FilterForLineage(AllCurrent(current), branch_label));
           }
           if (on_branch.size() != 1) {
-            return RevisionError(absl::StrCat("Relative revision ", target, " is ambiguous: ",
-                                              on_branch.size(), " current revisions are on branch '",
-                                              branch_label, "'"));
+            return RevisionError(
+                absl::StrCat("Relative revision ", target, " is ambiguous: ", on_branch.size(),
+                             " current revisions are on branch '", branch_label, "'"));
           }
           symbol = graph_.id(on_branch.front());
         } else {
@@ -239,19 +238,17 @@ class PlanContext {
           if (current.size() > 1) {
             // Alembic warns that this "will be disallowed in a future
             // release" and picks one row; schemad refuses.
-            return RevisionError(absl::StrCat(
-                "downgrade ", target, " from multiple heads (",
-                absl::StrJoin(graph_.Ids(current), ", "),
-                ") is ambiguous; name the branch: label@", rel->relative_text, " or REV",
-                rel->relative_text));
+            return RevisionError(absl::StrCat("downgrade ", target, " from multiple heads (",
+                                              absl::StrJoin(graph_.Ids(current), ", "),
+                                              ") is ambiguous; name the branch: label@",
+                                              rel->relative_text, " or REV", rel->relative_text));
           }
           symbol = graph_.id(current.front());
           branch_label = symbol;
         }
       }
-      ASSIGN_OR_RETURN(int start, One(branch_label.empty()
-                                          ? symbol
-                                          : absl::StrCat(branch_label, "@", symbol)));
+      ASSIGN_OR_RETURN(
+          int start, One(branch_label.empty() ? symbol : absl::StrCat(branch_label, "@", symbol)));
       ASSIGN_OR_RETURN(int rev, Walk(start, rel->relative, {}));
       if (rev == kNone) {
         if (relative_to_current) {
@@ -367,8 +364,8 @@ class PlanContext {
       const RevisionGraph::Node& node = graph_.node(candidate);
       std::vector<int> heads_to_add;
       for (int r : node.normalized_down) {
-        if (todo[r] && std::find(current_heads.begin(), current_heads.end(), r) ==
-                           current_heads.end()) {
+        if (todo[r] &&
+            std::find(current_heads.begin(), current_heads.end(), r) == current_heads.end()) {
           heads_to_add.push_back(r);
         }
       }
@@ -396,9 +393,9 @@ class PlanContext {
           left.push_back(i);
         }
       }
-      return RevisionError(absl::StrCat(
-          "cannot order the revisions to run: ", absl::StrJoin(graph_.Ids(left), ", "),
-          " are not reachable from the current heads"));
+      return RevisionError(
+          absl::StrCat("cannot order the revisions to run: ", absl::StrJoin(graph_.Ids(left), ", "),
+                       " are not reachable from the current heads"));
     }
     return output;
   }
@@ -452,9 +449,9 @@ class HeadMaintainer {
           }
         }
         if (present.size() != 1) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "Can't update the version table for ", id,
-              " because its down revision is ambiguous among the current rows"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("Can't update the version table for ", id,
+                           " because its down revision is ambiguous among the current rows"));
         }
         down = present.front();
       } else {
@@ -540,8 +537,8 @@ class HeadMaintainer {
   }
   absl::Status Update(const std::string& from, const std::string& to) {
     if (heads_.contains(to) || heads_.erase(from) != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "version row update ", from, " -> ", to, " does not match the current rows"));
+      return absl::FailedPreconditionError(absl::StrCat("version row update ", from, " -> ", to,
+                                                        " does not match the current rows"));
     }
     heads_.insert(to);
     changes_.push_back({VersionRowChange::Kind::kUpdate, from, to});
@@ -560,10 +557,10 @@ absl::StatusOr<std::vector<int>> ResolveRows(const RevisionGraph& graph,
   for (const std::string& row : rows) {
     int index = graph.IndexOf(row);
     if (index < 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "the database's version table names revision '", row,
-          "', which is not in the migration set (was it deleted, or is this the wrong "
-          "directory?)"));
+      return absl::NotFoundError(
+          absl::StrCat("the database's version table names revision '", row,
+                       "', which is not in the migration set (was it deleted, or is this the wrong "
+                       "directory?)"));
     }
     if (std::find(current.begin(), current.end(), index) != current.end()) {
       return absl::FailedPreconditionError(
@@ -658,8 +655,8 @@ absl::StatusOr<Plan> PlanDowngrade(const RevisionGraph& graph, absl::Span<const 
       }
     }
     if (filtered.empty()) {
-      return RevisionError(absl::StrCat("Not a valid downgrade target from current heads: ",
-                                        target));
+      return RevisionError(
+          absl::StrCat("Not a valid downgrade target from current heads: ", target));
     }
     roots = std::move(filtered);
   }
@@ -750,9 +747,9 @@ absl::StatusOr<Plan> PlanStamp(const RevisionGraph& graph, absl::Span<const std:
     for (int other : dests) {
       const int one[] = {other};
       if (other != dest && graph.AncestorMask(one, true)[dest]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "stamp targets ", graph.id(dest), " and ", graph.id(other),
-            " are on the same lineage; a version table holds one row per branch"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("stamp targets ", graph.id(dest), " and ", graph.id(other),
+                         " are on the same lineage; a version table holds one row per branch"));
       }
     }
   }

@@ -27,10 +27,10 @@
 #define SCHEMAD_SERVICE_ENGINE_PLANNER_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "service/engine/revision_graph.h"
 

@@ -56,8 +56,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "service/engine/revision.h"
 
 namespace schemad::engine {

@@ -6,9 +6,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "service/common/status_macros.h"
 
 namespace schemad::engine {
@@ -62,16 +62,16 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<Revision> revisio
             absl::StrCat(rev.Where(), ": branch label '", label, "' is empty or contains '@'"));
       }
       if (auto id_it = graph.index_by_id_.find(label); id_it != graph.index_by_id_.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(rev.Where(), ": branch label '", label, "' of revision ", rev.id,
-                         " is already used as a revision id (", graph.revisions_[id_it->second].Where(), ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            rev.Where(), ": branch label '", label, "' of revision ", rev.id,
+            " is already used as a revision id (", graph.revisions_[id_it->second].Where(), ")"));
       }
       auto [it, inserted] = graph.index_by_label_.emplace(label, i);
       if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            rev.Where(), ": branch label '", label, "' of revision ", rev.id,
-            " is already used by revision ", graph.revisions_[it->second].id, " (",
-            graph.revisions_[it->second].Where(), ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(rev.Where(), ": branch label '", label, "' of revision ", rev.id,
+                         " is already used by revision ", graph.revisions_[it->second].id, " (",
+                         graph.revisions_[it->second].Where(), ")"));
       }
     }
   }
@@ -117,8 +117,8 @@ absl::Status RevisionGraph::Link() {
                                                 "'"));
       }
       if (dep_index == i) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(rev.Where(), ": revision ", rev.id, " depends on its own label '", dep, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(rev.Where(), ": revision ", rev.id,
+                                                       " depends on its own label '", dep, "'"));
       }
       AppendUnique(node.resolved_deps, dep_index);
     }
@@ -134,8 +134,7 @@ absl::Status RevisionGraph::Link() {
     for (int parent : nodes_[i].all_down) {
       nodes_[parent].all_next.push_back(i);
       has_any_child[parent] = true;
-      if (std::find(nodes_[i].down.begin(), nodes_[i].down.end(), parent) !=
-          nodes_[i].down.end()) {
+      if (std::find(nodes_[i].down.begin(), nodes_[i].down.end(), parent) != nodes_[i].down.end()) {
         nodes_[parent].next.push_back(i);
         has_versioned_child[parent] = true;
       }
@@ -567,9 +566,9 @@ absl::StatusOr<std::vector<int>> RevisionGraph::ResolveSymbol(absl::string_view 
 absl::StatusOr<int> RevisionGraph::ResolveOne(absl::string_view symbol) const {
   ASSIGN_OR_RETURN(std::vector<int> revs, ResolveSymbol(symbol));
   if (revs.size() > 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Multiple heads are present for given argument '", symbol, "'; ",
-        absl::StrJoin(Ids(revs), ", ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("Multiple heads are present for given argument '", symbol, "'; ",
+                     absl::StrJoin(Ids(revs), ", ")));
   }
   return revs.empty() ? -1 : revs.front();
 }

@@ -28,11 +28,11 @@
 #define SCHEMAD_SERVICE_ENGINE_REVISION_GRAPH_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "service/engine/revision.h"
 

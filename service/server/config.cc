@@ -1,7 +1,5 @@
 #include "service/server/config.h"
 
-#include "service/engine/revision_file.h"
-
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/message.h>
@@ -24,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "service/common/status_macros.h"
+#include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 
 namespace schemad::server {

@@ -1143,8 +1143,8 @@ absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const F
       if (!report.ok()) {
         result = report.status();
       } else if (!report->ok()) {
-        result = absl::FailedPreconditionError(absl::StrCat(
-            report->issues.size(), " applied revision file(s) changed or missing"));
+        result = absl::FailedPreconditionError(
+            absl::StrCat(report->issues.size(), " applied revision file(s) changed or missing"));
       } else {
         result = engine::OperationResult();
       }
@@ -1193,10 +1193,10 @@ const char* FleetActionName(v1::FleetAction action) {
 EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
                                       const v1::FleetRunRequest* request) {
   const ServiceDeps* deps = &deps_;
-  const Role role = request->action() == v1::FLEET_ACTION_DOWNGRADE ||
-                            request->action() == v1::FLEET_ACTION_STAMP
-                        ? Role::kAdmin
-                        : Role::kMigrator;
+  const Role role =
+      request->action() == v1::FLEET_ACTION_DOWNGRADE || request->action() == v1::FLEET_ACTION_STAMP
+          ? Role::kAdmin
+          : Role::kMigrator;
   return RunStream(
       deps, context, role, "FleetRun",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
@@ -1260,9 +1260,8 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         OperationSpec spec;
         spec.kind = v1::OPERATION_KIND_FLEET;
         spec.database = absl::StrCat("fleet:", request->selector());
-        spec.target = absl::StrCat(FleetActionName(plan.action),
-                                   plan.target.empty() ? "" : " ", plan.target,
-                                   absl::StrJoin(plan.targets, ","));
+        spec.target = absl::StrCat(FleetActionName(plan.action), plan.target.empty() ? "" : " ",
+                                   plan.target, absl::StrJoin(plan.targets, ","));
         spec.who = identity.who;
         const Registry* registry = deps->registry;
         return deps->operations->Start(
@@ -1290,10 +1289,10 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
                     " failed, ", summary.cancelled, " cancelled, ", summary.skipped, " skipped"));
               }
               if (!summary.ok()) {
-                return absl::FailedPreconditionError(absl::StrCat(
-                    summary.failed, " of ", summary.sites.size(), " site(s) failed (",
-                    summary.succeeded, " succeeded, ", summary.skipped, " skipped, ",
-                    summary.cancelled, " cancelled)"));
+                return absl::FailedPreconditionError(
+                    absl::StrCat(summary.failed, " of ", summary.sites.size(), " site(s) failed (",
+                                 summary.succeeded, " succeeded, ", summary.skipped, " skipped, ",
+                                 summary.cancelled, " cancelled)"));
               }
               return outcome;
             });

@@ -49,7 +49,7 @@ using engine::VersionRowChange;
 
 // Where schemad keeps its bookkeeping in a target database.
 struct TableNames {
-  std::string schema;                         // "" = first schema on search_path (Alembic's default)
+  std::string schema;  // "" = first schema on search_path (Alembic's default)
   std::string version_table = "alembic_version";
   std::string history_table = "schemad_history";
   std::string state_table = "schemad_state";  // the "needs attention" marker
@@ -67,33 +67,33 @@ struct Timeouts {
 // further upgrades until resolved.
 struct NeedsAttention {
   std::string revision;
-  std::string direction;        // "up" / "down"
-  int statements_done = 0;      // statements that completed
+  std::string direction;    // "up" / "down"
+  int statements_done = 0;  // statements that completed
   int statements_total = 0;
-  std::string error;            // empty while still running
+  std::string error;  // empty while still running
   std::string operation_id;
   absl::Time started = absl::InfinitePast();
 };
 
 struct DatabaseState {
   bool version_table_exists = false;
-  std::vector<std::string> rows;                // alembic_version, sorted
+  std::vector<std::string> rows;  // alembic_version, sorted
   std::optional<NeedsAttention> needs_attention;
 };
 
 // One row of schemad_history (append-only).
 struct HistoryRecord {
-  int64_t id = 0;                    // assigned by the store
-  std::string revision;              // "" for a stamp of several revisions
-  std::string direction;             // up, down, stamp, resolve
+  int64_t id = 0;         // assigned by the store
+  std::string revision;   // "" for a stamp of several revisions
+  std::string direction;  // up, down, stamp, resolve
   std::vector<std::string> rows_before;
   std::vector<std::string> rows_after;
   std::string checksum;
   absl::Time started = absl::InfinitePast();
   absl::Duration duration = absl::ZeroDuration();
-  std::string outcome;               // success, failed, needs_attention, applied, rolled_back
+  std::string outcome;  // success, failed, needs_attention, applied, rolled_back
   std::string error;
-  std::string who;                   // client identity
+  std::string who;  // client identity
   std::string operation_id;
   std::string schemad_version;
 };

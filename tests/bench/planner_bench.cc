@@ -34,7 +34,9 @@ using schemad::engine::RevisionGraph;
 
 namespace {
 
-std::string Id(int i) { return absl::StrFormat("%012x", 0xa00000000000ULL + static_cast<uint64_t>(i) * 7919); }
+std::string Id(int i) {
+  return absl::StrFormat("%012x", 0xa00000000000ULL + static_cast<uint64_t>(i) * 7919);
+}
 
 void WriteRevision(const fs::path& dir, int i, const std::vector<std::string>& revises,
                    const std::string& label) {
@@ -74,8 +76,8 @@ fs::path MakeBranchy(const fs::path& root, int n) {
   std::string trunk;
   int i = 0;
   while (i < n) {
-    WriteRevision(dir, i, trunk.empty() ? std::vector<std::string>{} : std::vector<std::string>{trunk},
-                  "");
+    WriteRevision(dir, i,
+                  trunk.empty() ? std::vector<std::string>{} : std::vector<std::string>{trunk}, "");
     trunk = Id(i++);
     if (i % 10 == 1 && i + 7 < n) {
       const std::string fork = trunk;
@@ -98,8 +100,8 @@ double BestMs(int runs, const std::function<void()>& fn) {
   for (int r = 0; r < runs; ++r) {
     auto start = std::chrono::steady_clock::now();
     fn();
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                    .count();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     best = std::min(best, ms);
   }
   return best;
@@ -133,9 +135,10 @@ void Measure(const std::string& name, const fs::path& dir, const std::string& sc
   double up = BestMs(5, [&] { steps = PlanUpgrade(graph, {}, "heads")->steps.size(); });
   const std::vector<std::string> heads = PlanUpgrade(graph, {}, "heads")->rows_after;
   double down = BestMs(5, [&] { (void)PlanDowngrade(graph, heads, "base")->steps.size(); });
-  std::printf("%-14s revisions=%zu load_ms=%.1f build_ms=%.1f plan_upgrade_ms=%.1f (%zu steps) "
-              "plan_downgrade_ms=%.1f\n",
-              name.c_str(), count, load, build, up, steps, down);
+  std::printf(
+      "%-14s revisions=%zu load_ms=%.1f build_ms=%.1f plan_upgrade_ms=%.1f (%zu steps) "
+      "plan_downgrade_ms=%.1f\n",
+      name.c_str(), count, load, build, up, steps, down);
   if (!schemactl.empty()) {
     int rc = 0;
     double process = BestMs(5, [&] {

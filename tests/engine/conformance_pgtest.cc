@@ -117,8 +117,8 @@ TEST_P(ConformancePgTest, ExecutesWhatAlembicRan) {
   absl::StatusOr<OperationResult> result = c.at("command") == "upgrade"
                                                ? executor.Upgrade(*session, target)
                                                : executor.Downgrade(*session, target);
-  const auto log = Query(database_->dsn(),
-                         absl::StrCat("SELECT rev, dir FROM ", schema, ".log ORDER BY n"));
+  const auto log =
+      Query(database_->dsn(), absl::StrCat("SELECT rev, dir FROM ", schema, ".log ORDER BY n"));
   if (!c.at("ok").get<bool>() || (c.contains("warning") && !result.ok())) {
     EXPECT_FALSE(result.ok() && !c.contains("warning"));
     EXPECT_TRUE(log.empty()) << "a refused plan ran SQL";

@@ -131,8 +131,8 @@ INSTANTIATE_TEST_SUITE_P(
             "UpgradeHeadsThroughMerge", Branchy, {}, true, "heads", "a+ b+ x+ y+ c+ m+", {"m"}, ""},
         PlanCase{"MergeCollapsesRows", Branchy, {"c", "y"}, true, "m", "m+", {"m"}, ""},
         PlanCase{"UnmergeSplitsRows", Branchy, {"m"}, false, "c", "m-", {"c", "y"}, ""},
-        PlanCase{"RelativeBelowMergeIsAmbiguous", Branchy, {"m"}, false, "-1", "", {},
-                 "Ambiguous walk"},
+        PlanCase{
+            "RelativeBelowMergeIsAmbiguous", Branchy, {"m"}, false, "-1", "", {}, "Ambiguous walk"},
         PlanCase{"LabelHead", Branchy, {"b"}, true, "feat@head", "x+ y+ c+ m+", {"m"}, ""},
         PlanCase{"LabelPlusOne", Branchy, {"b"}, true, "feat@+1", "x+", {"x"}, ""},
         // The branch shares its base with the trunk: everything goes (Alembic).

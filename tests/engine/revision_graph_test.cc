@@ -203,7 +203,9 @@ INSTANTIATE_TEST_SUITE_P(
                        {R("a"), R("b", {"a", "a"})},
                        absl::StatusCode::kInvalidArgument,
                        "lists 'a' twice"}),
-    [](const ::testing::TestParamInfo<BuildErrorCase>& param_info) { return param_info.param.name; });
+    [](const ::testing::TestParamInfo<BuildErrorCase>& param_info) {
+      return param_info.param.name;
+    });
 
 }  // namespace
 }  // namespace schemad::engine

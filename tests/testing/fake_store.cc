@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace schemad::testing {
 
@@ -28,9 +28,9 @@ absl::Status ApplyChange(std::vector<std::string>& rows, const store::VersionRow
       break;
     case Kind::kUpdate:
       if (it == rows.end()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "expected to match one row when updating '", change.from, "' to '", change.to,
-            "'; 0 found"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("expected to match one row when updating '", change.from, "' to '",
+                         change.to, "'; 0 found"));
       }
       *it = change.to;
       break;
@@ -48,7 +48,8 @@ class FakeTransaction : public store::Transaction {
     marker_ = db_.needs_attention_;
   }
   absl::Status SetTimeouts(const store::Timeouts&) override { return Usable(); }
-  absl::Status Execute(const store::SqlStatement& statement, store::StatementError* error) override {
+  absl::Status Execute(const store::SqlStatement& statement,
+                       store::StatementError* error) override {
     if (absl::Status s = Usable(); !s.ok()) {
       return s;
     }
@@ -284,9 +285,9 @@ absl::StatusOr<std::unique_ptr<store::MigrationLock>> FakeDatabase::AcquireLock(
       on_wait(holder, absl::Now() - start);
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "timed out after ", absl::FormatDuration(wait),
-          " waiting for the migration lock on fake; held by ", holder.Describe()));
+      return absl::DeadlineExceededError(
+          absl::StrCat("timed out after ", absl::FormatDuration(wait),
+                       " waiting for the migration lock on fake; held by ", holder.Describe()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }

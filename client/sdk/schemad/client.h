@@ -185,8 +185,8 @@ struct FleetSiteResult {
 const char* OutcomeName(FleetSiteResult::Outcome outcome);  // "succeeded", ...
 
 struct FleetSummary {
-  std::string operation_id;              // the fleet operation
-  std::vector<FleetSiteResult> sites;    // in selection order
+  std::string operation_id;            // the fleet operation
+  std::vector<FleetSiteResult> sites;  // in selection order
   int succeeded = 0;
   int failed = 0;
   int skipped = 0;

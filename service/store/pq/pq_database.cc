@@ -1307,8 +1307,7 @@ absl::Status PqTransaction::FlushBookkeeping() {
   }
   for (size_t b = 0; b < batches.size(); ++b) {
     static const std::vector<HistoryRecord> kNone;
-    RETURN_IF_ERROR(
-        WriteBookkeeping(batches[b], b + 1 == batches.size() ? history : kNone));
+    RETURN_IF_ERROR(WriteBookkeeping(batches[b], b + 1 == batches.size() ? history : kNone));
   }
   return absl::OkStatus();
 }
@@ -1335,8 +1334,8 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
                               q(change.to), ") RETURNING 1");
           break;
         case VersionRowChange::Kind::kDelete:
-          body = absl::StrCat("DELETE FROM ", c.version_table, " WHERE version_num = ",
-                              q(change.from), " RETURNING 1");
+          body = absl::StrCat("DELETE FROM ", c.version_table,
+                              " WHERE version_num = ", q(change.from), " RETURNING 1");
           break;
         case VersionRowChange::Kind::kUpdate:
           body = absl::StrCat("UPDATE ", c.version_table, " SET version_num = ", q(change.to),
@@ -1357,8 +1356,8 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
           started.empty() ? std::string("NULL::timestamptz")
                           : absl::StrCat("'epoch'::timestamptz + ", started,
                                          "::bigint * interval '1 microsecond'"),
-          ", ", absl::ToInt64Microseconds(record.duration), " / 1000.0, ", q(record.outcome),
-          ", ", q_or_null(record.error), ", ", q_or_null(record.who), ", ",
+          ", ", absl::ToInt64Microseconds(record.duration), " / 1000.0, ", q(record.outcome), ", ",
+          q_or_null(record.error), ", ", q_or_null(record.who), ", ",
           q_or_null(record.operation_id), ", ", q_or_null(record.schemad_version), ", ",
           q(c.table_key), ")"));
     }
@@ -1372,8 +1371,8 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
     if (counts.empty()) {
       counts.push_back("0");
     }
-    const pqxx::result result = work_->exec(absl::StrCat(
-        "WITH ", absl::StrJoin(ctes, ", "), " SELECT ", absl::StrJoin(counts, ", ")));
+    const pqxx::result result = work_->exec(
+        absl::StrCat("WITH ", absl::StrJoin(ctes, ", "), " SELECT ", absl::StrJoin(counts, ", ")));
     for (size_t i = 0; i < changes.size(); ++i) {
       const long found = result[0][static_cast<int>(i)].as<long>();
       if (found == 1) {
@@ -1381,9 +1380,9 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
       }
       const VersionRowChange& change = changes[i];
       if (change.kind == VersionRowChange::Kind::kDelete) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "Online migration expected to match one row when deleting '", change.from, "' in '",
-            c.version_table_name, "'; ", found, " found"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("Online migration expected to match one row when deleting '", change.from,
+                         "' in '", c.version_table_name, "'; ", found, " found"));
       }
       return absl::FailedPreconditionError(absl::StrCat(
           "Online migration expected to match one row when updating '", change.from, "' to '",
