@@ -67,6 +67,48 @@ absl::StatusOr<std::vector<std::string>> ReadRowsFromDatabase(const GlobalOption
 Json StringListJson(const std::vector<std::string>& values);
 std::string RowsText(const std::vector<std::string>& rows);  // "a, b" or "<base>"
 
+// Prints schemad_history rows, newest first: `{"records":[...]}` with --json,
+// else one line each. `Record` is store::HistoryRecord (direct mode) or the
+// SDK's HistoryEntry (--server): the same fields.
+template <typename Record>
+int PrintHistoryLog(const Io& io, const std::vector<Record>& records) {
+  if (io.global.json) {
+    Json list = Json::array();
+    for (const Record& record : records) {
+      Json item;
+      item["id"] = record.id;
+      item["revision"] = record.revision;
+      item["direction"] = record.direction;
+      item["heads_before"] = StringListJson(record.rows_before);
+      item["heads_after"] = StringListJson(record.rows_after);
+      item["checksum"] = record.checksum;
+      item["started"] = TimeText(record.started);
+      item["duration_ms"] = Milliseconds(record.duration);
+      item["outcome"] = record.outcome;
+      item["error"] = record.error;
+      item["who"] = record.who;
+      item["operation_id"] = record.operation_id;
+      item["schemad_version"] = record.schemad_version;
+      list.push_back(std::move(item));
+    }
+    Json json;
+    json["records"] = std::move(list);
+    io.out << json.dump() << "\n";
+    return kExitOk;
+  }
+  for (const Record& record : records) {
+    io.out << TimeText(record.started) << "  " << record.direction << "  "
+           << (record.revision.empty() ? RowsText(record.rows_after) : record.revision) << "  "
+           << record.outcome << "  " << DurationText(record.duration) << "  "
+           << RowsText(record.rows_before) << " -> " << RowsText(record.rows_after) << "  "
+           << record.who << "  " << record.operation_id << "\n";
+    if (!record.error.empty()) {
+      io.out << "    error: " << record.error << "\n";
+    }
+  }
+  return kExitOk;
+}
+
 }  // namespace schemad::cli::internal
 
 #endif  // SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_

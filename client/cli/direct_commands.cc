@@ -559,41 +559,7 @@ absl::StatusOr<int> HistoryLog(const Io& io, const HistoryOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(io.global));
   ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
   ASSIGN_OR_RETURN(std::vector<store::HistoryRecord> records, session->ReadHistory(options.limit));
-  if (io.global.json) {
-    Json list = Json::array();
-    for (const store::HistoryRecord& record : records) {
-      Json item;
-      item["id"] = record.id;
-      item["revision"] = record.revision;
-      item["direction"] = record.direction;
-      item["heads_before"] = StringListJson(record.rows_before);
-      item["heads_after"] = StringListJson(record.rows_after);
-      item["checksum"] = record.checksum;
-      item["started"] = TimeText(record.started);
-      item["duration_ms"] = Milliseconds(record.duration);
-      item["outcome"] = record.outcome;
-      item["error"] = record.error;
-      item["who"] = record.who;
-      item["operation_id"] = record.operation_id;
-      item["schemad_version"] = record.schemad_version;
-      list.push_back(std::move(item));
-    }
-    Json json;
-    json["records"] = std::move(list);
-    io.out << json.dump() << "\n";
-    return kExitOk;
-  }
-  for (const store::HistoryRecord& record : records) {
-    io.out << TimeText(record.started) << "  " << record.direction << "  "
-           << (record.revision.empty() ? RowsText(record.rows_after) : record.revision) << "  "
-           << record.outcome << "  " << DurationText(record.duration) << "  "
-           << RowsText(record.rows_before) << " -> " << RowsText(record.rows_after) << "  "
-           << record.who << "  " << record.operation_id << "\n";
-    if (!record.error.empty()) {
-      io.out << "    error: " << record.error << "\n";
-    }
-  }
-  return kExitOk;
+  return PrintHistoryLog(io, records);
 }
 
 absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
