@@ -138,13 +138,14 @@ class Executor {
 
  private:
   class Run;
+  class RunScope;
   struct MigrateRequest;
   // Shared path of upgrade, downgrade, stamp and ensure-head.
   absl::StatusOr<OperationResult> Migrate(Run& run, store::Session& session,
                                           const MigrateRequest& request) const;
 
   const RevisionGraph& graph_;
-  store::Database& database_;
+  store::Database& database_;  // named in messages
   ExecutorOptions options_;
 };
 
