@@ -252,7 +252,7 @@ class CrashPropertyTest : public ::testing::TestWithParam<int> {
     return std::make_unique<Process>(argv, scratch_ / (base + ".out"), scratch_ / (base + ".err"));
   }
   std::vector<std::string> Direct(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {schemactl_, "--dsn",   db_.dsn(),       "--dir",
+    std::vector<std::string> argv = {schemactl_,    "--dsn", db_.dsn(),    "--dir",
                                      dir_.string(), "--who", "crash@test", "--no-progress"};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
@@ -297,11 +297,11 @@ class CrashPropertyTest : public ::testing::TestWithParam<int> {
     }
     const std::string address = StartSchemad();
     ASSERT_FALSE(address.empty());
-    std::unique_ptr<Process> client = Start({schemactl_, "--server", address, "--database",
-                                             "site", "--no-progress", "upgrade", "heads"});
+    std::unique_ptr<Process> client = Start({schemactl_, "--server", address, "--database", "site",
+                                             "--no-progress", "upgrade", "heads"});
     absl::SleepFor(delay);
     schemad_process_->Kill();
-    client->Wait();  // fails: its server is gone
+    client->Kill();  // it would retry, waiting for its server to come back
   }
 
   // ---------------------------------------------------------- the state
@@ -315,12 +315,22 @@ class CrashPropertyTest : public ::testing::TestWithParam<int> {
 
   State Read() {
     State state;
-    for (const auto& row : Query(db_.dsn(), "SELECT version_num FROM alembic_version")) {
+    // A run killed early may not have created schemad's tables yet.
+    const Rows exist = Query(db_.dsn(),
+                             "SELECT to_regclass('alembic_version') IS NOT NULL AND "
+                             "to_regclass('schemad_state') IS NOT NULL AND "
+                             "to_regclass('schemad_run') IS NOT NULL");
+    const bool tables = exist == Rows{{"t"}};
+    for (const auto& row :
+         tables ? Query(db_.dsn(), "SELECT version_num FROM alembic_version") : Rows{}) {
       state.rows.insert(row[0]);
     }
     for (const auto& row :
          Query(db_.dsn(), "SELECT rev, stmt, count(*) FROM log WHERE NOT undone GROUP BY 1, 2")) {
       state.done[{row[0], std::stoi(row[1])}] = std::stoi(row[2]);
+    }
+    if (!tables) {
+      return state;
     }
     const Rows marked = Query(db_.dsn(), "SELECT revision FROM schemad_state");
     state.marked = marked.empty() ? "" : marked[0][0];
@@ -482,6 +492,7 @@ TEST_P(CrashPropertyTest, EveryRevisionRunsAtMostOnceWhateverIsKilledWhen) {
     EXPECT_EQ(DoneCount(recovered, rev), rev.statements) << rev.id;
   }
   // Every run that died was recorded, once, by the run that noticed it.
+  RecordProperty("killed_runs_left_behind", static_cast<int>(killed_runs.size()));
   for (const std::string& operation : killed_runs) {
     EXPECT_EQ(Query(db_.dsn(), absl::StrCat("SELECT count(*) FROM schemad_history WHERE "
                                             "outcome = 'interrupted' AND operation_id = '",
@@ -491,7 +502,7 @@ TEST_P(CrashPropertyTest, EveryRevisionRunsAtMostOnceWhateverIsKilledWhen) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, CrashPropertyTest, ::testing::Range(1, 17));
+INSTANTIATE_TEST_SUITE_P(Seeds, CrashPropertyTest, ::testing::Range(1, 13));
 
 }  // namespace
 }  // namespace schemad::cli
