@@ -1320,7 +1320,9 @@ absl::StatusOr<std::optional<UnfinishedRun>> PqSession::ReadUnfinishedRun() {
     pqxx::nontransaction tx(*conn_);
     try {
       // The run's backend is the same one only when its start time matches
-      // too (pids are reused, after a PostgreSQL restart at once).
+      // too (pids are reused, after a PostgreSQL restart at once). A role
+      // that may not see the other session's details sees no start time:
+      // then the pid alone counts (refusing wrongly is the safe mistake).
       const pqxx::result result = tx.exec_params(
           absl::StrCat(
               "SELECT ", kRunColumns,
@@ -1329,7 +1331,8 @@ absl::StatusOr<std::optional<UnfinishedRun>> PqSession::ReadUnfinishedRun() {
               "a.state, pg_catalog.left(a.query, 200), pg_catalog.length(a.query) > 200 FROM ",
               n.run_table,
               " r LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = r.pid AND "
-              "a.backend_start = r.backend_start WHERE r.version_table = $1 AND NOT "
+              "(a.backend_start = r.backend_start OR a.backend_start IS NULL) WHERE "
+              "r.version_table = $1 AND NOT "
               "(r.pid = pg_catalog.pg_backend_pid() AND r.backend_start IS NOT DISTINCT FROM "
               "(SELECT backend_start FROM pg_catalog.pg_stat_activity "
               "WHERE pid = pg_catalog.pg_backend_pid()))"),
