@@ -93,7 +93,7 @@ int PrintHistoryLog(const Io& io, const std::vector<Record>& records) {
     }
     Json json;
     json["records"] = std::move(list);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (const Record& record : records) {

@@ -202,7 +202,7 @@ int Fail(const Io& io, const absl::Status& status) {
     Json json;
     json["ok"] = false;
     json["error"] = StatusJson(absl::Status(status.code(), message), code);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   io.out.flush();
   io.err.flush();
@@ -398,7 +398,7 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
   if (io.global.json) {
     Json json = PlanJson(graph, *plan);
     json["sql"] = sql;
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     io.out << sql;
   }
@@ -425,7 +425,7 @@ absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
     }
     Json json;
     json["heads"] = std::move(heads);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (int head : graph.heads()) {
@@ -470,7 +470,7 @@ absl::StatusOr<int> Branches(const Io& io, const BranchesOptions& options) {
   if (io.global.json) {
     Json json;
     json["branches"] = std::move(branches);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   return kExitOk;
 }
@@ -491,7 +491,7 @@ absl::StatusOr<int> Show(const Io& io, const ShowOptions& options) {
     }
     Json json;
     json["revisions"] = std::move(revisions);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (int index : indices) {
@@ -525,7 +525,7 @@ absl::StatusOr<int> Check(const Io& io, const CheckOptions& options) {
     json["revisions"] = graph.size();
     json["heads"] = StringListJson(heads);
     json["bases"] = StringListJson(graph.Ids(graph.bases()));
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   if (!problem.ok()) {
     io.err << "schemactl: error: " << problem.message() << "\n";
@@ -622,7 +622,7 @@ void PrintWritten(const Io& io, const engine::NewRevisionSpec& spec, const std::
     json["depends_on"] = StringListJson(spec.depends_on);
     json["message"] = spec.message;
     json["transactional"] = spec.transactional;
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return;
   }
   io.out << path << "\n";
@@ -769,7 +769,7 @@ absl::StatusOr<int> PlanVerb(const Io& io, const PlanOptions& options) {
     if (options.sql) {
       json["sql"] = sql;
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else if (options.sql) {
     io.out << sql;
   } else {

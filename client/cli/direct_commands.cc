@@ -257,7 +257,7 @@ absl::StatusOr<int> RunOperation(const Io& io, Direct& direct, absl::string_view
     return Classify(direct, result.status());
   }
   if (io.global.json) {
-    io.out << OperationJson(direct.graph, name, *result).dump() << "\n";
+    io.out << JsonText(OperationJson(direct.graph, name, *result)) << "\n";
     return kExitOk;
   }
   if (io.global.quiet) {
@@ -413,7 +413,7 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
     if (!status.row_error.empty()) {
       json["row_error"] = status.row_error;
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     for (const std::string& row : status.rows) {
       const int index = graph.IndexOf(row);
@@ -472,7 +472,7 @@ absl::StatusOr<int> Validate(const Io& io, const ValidateOptions&) {
       issues.push_back(std::move(item));
     }
     json["issues"] = std::move(issues);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     std::vector<std::string> unrecorded;
     for (const engine::ValidationIssue& issue : report.issues) {
@@ -667,7 +667,7 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
     if (with_db) {
       json["rows"] = StringListJson(rows);
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   return kExitOk;
 }

@@ -196,6 +196,29 @@ TEST_F(CliTest, BrokenFileNamesFileAndLine) {
   EXPECT_THAT(r.err, HasSubstr("b2_bad.sql:3"));
 }
 
+// Issue 9, defect 5: invalid UTF-8 in a header passed `check` and aborted
+// `--json heads` (an uncaught JSON exception, exit 134).
+TEST_F(CliTest, InvalidUtf8HeaderIsALoadErrorEvenWithJson) {
+  WriteRevision("a1a1a1a1a1a1", "", "bad \xff");
+  global_.json = true;
+  for (const Output& r : {Heads(), Check()}) {
+    EXPECT_EQ(r.code, kExitFailed) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("a1a1a1a1a1a1_rev.sql:2: invalid UTF-8 (byte 0xFF at column 17)"));
+    nlohmann::json json = Json(r.out);
+    EXPECT_EQ(json["ok"], false);
+    EXPECT_THAT(json["error"]["message"].get<std::string>(), HasSubstr("must be UTF-8"));
+  }
+}
+
+TEST_F(CliTest, RevisionWithInvalidUtf8MessageIsRefused) {
+  RevisionOptions options;
+  options.message = "caf\xe9";
+  Output r = Revision(options);
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("invalid UTF-8"));
+  EXPECT_THAT(SqlFiles(), IsEmpty());
+}
+
 // --------------------------------------------------------------- branches
 
 TEST_F(CliTest, BranchesListsBranchPointsAndChildren) {
@@ -828,6 +851,20 @@ TEST(OutputTest, DurationText) {
   EXPECT_EQ(DurationText(absl::Seconds(123)), "2m03s");
   EXPECT_EQ(DurationText(absl::Minutes(62)), "1h02m");
   EXPECT_EQ(DurationText(-absl::Seconds(1)), "0ms");
+}
+
+// Text schemactl does not control (database error messages, history rows from
+// a database with another encoding) must not abort JSON output.
+TEST(OutputTest, JsonTextReplacesInvalidUtf8) {
+  Json json;
+  json["error"] = "bad \xff byte";
+  json["ok"] = "caf\xc3\xa9";
+  const std::string text = JsonText(json);
+  nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(parsed.is_discarded()) << text;
+  EXPECT_EQ(parsed["error"], "bad \xef\xbf\xbd byte");
+  EXPECT_EQ(parsed["ok"], "caf\xc3\xa9");
+  EXPECT_EQ(text.find('\n'), std::string::npos);
 }
 
 TEST(OutputTest, FitWidthKeepsUtf8Whole) {
