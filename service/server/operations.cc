@@ -4,10 +4,14 @@
 #include <exception>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "service/common/utf8.h"
 #include "service/server/proto_conversion.h"
 #include "service/server/proto_time.h"
 #include "service/server/status_conversion.h"
+#include "service/server/wire_safety.h"
 
 namespace schemad::server {
 namespace {
@@ -52,12 +56,31 @@ const char* StateName(v1::OperationState state) {
   return "unknown";
 }
 
+// Text in log lines is bounded (a database error can be megabytes).
+constexpr size_t kMaxLoggedTextBytes = 1024;
+
+// ListPage's tokens: "p" + the serial of the last operation of the page.
+constexpr absl::string_view kPageTokenPrefix = "p";
+
 bool IsFinal(v1::OperationState state) {
   return state == v1::OPERATION_STATE_SUCCEEDED || state == v1::OPERATION_STATE_FAILED ||
          state == v1::OPERATION_STATE_CANCELLED;
 }
 
 }  // namespace
+
+bool IsDetailEvent(const v1::OperationEvent& event) {
+  switch (event.event_case()) {
+    case v1::OperationEvent::kStatementStarted:
+    case v1::OperationEvent::kWaitingForLock:
+      return true;
+    case v1::OperationEvent::kFleet:
+      return event.fleet().kind() == v1::FleetEvent::KIND_SITE_EVENT &&
+             IsDetailEvent(event.fleet().event());
+    default:
+      return false;
+  }
+}
 
 // ----------------------------------------------------------------- Operation
 
@@ -71,10 +94,13 @@ class Operation::Sink final : public engine::EventSink {
   Operation* op_;
 };
 
-Operation::Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log)
+Operation::Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log,
+                     uint64_t serial, int max_kept_detail_events)
     : id_(std::move(id)),
       spec_(std::move(spec)),
       log_(std::move(log)),
+      serial_(serial),
+      max_kept_detail_events_(max_kept_detail_events),
       created_(absl::Now()),
       sink_(std::make_unique<Sink>(this)) {}
 
@@ -133,8 +159,20 @@ v1::OperationInfo Operation::Info() const {
   if (IsFinal(state_)) {
     *info.mutable_heads() = result_.heads();
   }
-  info.set_event_count(static_cast<int64_t>(events_.size()));
+  info.set_event_count(emitted_);
+  info.set_events_dropped(dropped_events_);
+  MakeWireSafe(&info);
   return info;
+}
+
+int64_t Operation::emitted_events() const {
+  absl::MutexLock lock(&mu_);
+  return emitted_;
+}
+
+int64_t Operation::kept_events() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(events_.size());
 }
 
 bool Operation::finished() const {
@@ -239,9 +277,21 @@ void Operation::Emit(v1::OperationEvent event) {
 void Operation::EmitLocked(v1::OperationEvent event) {
   event.set_operation_id(id_);
   event.set_database(spec_.database);
-  event.set_sequence(static_cast<int64_t>(events_.size()));
+  event.set_sequence(emitted_++);
   if (!event.has_time()) {
     ToProto(absl::Now(), event.mutable_time());
+  }
+  MakeWireSafe(&event);
+  const bool keep = !IsDetailEvent(event) || kept_detail_events_ < max_kept_detail_events_;
+  if (!keep) {
+    ++dropped_events_;
+    for (const std::shared_ptr<OperationObserver>& observer : observers_) {
+      observer->OnEvent(event);
+    }
+    return;
+  }
+  if (IsDetailEvent(event)) {
+    ++kept_detail_events_;
   }
   events_.push_back(std::move(event));
   for (const std::shared_ptr<OperationObserver>& observer : observers_) {
@@ -323,6 +373,7 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
       }
       result.set_operation_id(id_);
       result.set_database(spec_.database);
+      MakeWireSafe(&result);
       finished->set_state(v1::OPERATION_STATE_SUCCEEDED);
       *finished->mutable_heads() = result.heads();
       finished->set_revisions_run(outcome->result.revisions_run);
@@ -350,9 +401,10 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
                id_, spec_.database, KindName(spec_.kind), StateName(final_state),
                outcome.ok() ? outcome->result.revisions_run : revisions_done_,
                absl::ToInt64Milliseconds(now - (started_ == absl::InfinitePast() ? now : started_)),
-               status.ok() ? std::string()
-                           : absl::StrCat(" code=", absl::StatusCodeToString(status.code()),
-                                          " error=\"", status.message(), "\""));
+               status.ok()
+                   ? std::string()
+                   : absl::StrCat(" code=", absl::StatusCodeToString(status.code()), " error=\"",
+                                  TruncateUtf8(status.message(), kMaxLoggedTextBytes), "\""));
   }
   for (const std::shared_ptr<OperationObserver>& observer : observers) {
     observer->OnDone(status, result);
@@ -413,7 +465,8 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
     return absl::UnavailableError("schemad is shutting down and accepts no new operations");
   }
   PruneLocked(absl::Now());
-  auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_);
+  auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_,
+                                        next_serial_++, options_.max_kept_detail_events);
   v1::OperationEvent accepted;
   accepted.mutable_accepted()->set_kind(op->spec().kind);
   accepted.mutable_accepted()->set_target(op->spec().target);
@@ -480,6 +533,34 @@ std::vector<std::shared_ptr<Operation>> OperationRegistry::List(absl::string_vie
     out.push_back(*it);
   }
   return out;
+}
+
+absl::StatusOr<OperationPage> OperationRegistry::ListPage(absl::string_view database,
+                                                          bool running_only, int limit,
+                                                          absl::string_view page_token) const {
+  uint64_t before = UINT64_MAX;  // list operations with a smaller serial
+  if (!page_token.empty()) {
+    absl::string_view digits = page_token;
+    if (!absl::ConsumePrefix(&digits, kPageTokenPrefix) || !absl::SimpleAtoi(digits, &before)) {
+      return absl::InvalidArgumentError(
+          "ListOperationsRequest.page_token is not a token this server returned");
+    }
+  }
+  OperationPage page;
+  absl::MutexLock lock(&mu_);
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+    const Operation& op = **it;
+    if (op.serial() >= before || (!database.empty() && op.spec().database != database) ||
+        (running_only && op.finished())) {
+      continue;
+    }
+    if (static_cast<int>(page.operations.size()) >= limit) {
+      page.next_page_token = absl::StrCat(kPageTokenPrefix, page.operations.back()->serial());
+      break;
+    }
+    page.operations.push_back(*it);
+  }
+  return page;
 }
 
 absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::Cancel(absl::string_view id,

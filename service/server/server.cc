@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
 #include "service/server/proto_time.h"
+#include "service/server/request_limits.h"
 
 namespace schemad::server {
 namespace {
@@ -134,6 +135,9 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
+  // Deliberately small: the largest request the field limits allow is far
+  // below it (request_limits.h); gRPC refuses a larger one by itself.
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.SetOption(std::make_unique<ReflectionOption>(c.reflection()));
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
