@@ -168,6 +168,20 @@ class RemoteProgress {
     if (!e.operation_id.empty()) {
       operation_id_ = e.operation_id;
     }
+    if (e.events_dropped_before > 0) {
+      // Statement-level events the server did not keep (a replay of a long
+      // revision) or skipped for a slow reader; a live line just moves on.
+      if (mode_ == ProgressSink::Mode::kPlain) {
+        io_.err << "(" << e.events_dropped_before
+                << " statement or lock-wait events not shown: the server did not keep them)\n";
+      } else if (mode_ == ProgressSink::Mode::kJsonLines) {
+        Json json;
+        json["event"] = "events_dropped";
+        json["operation_id"] = e.operation_id;
+        json["count"] = e.events_dropped_before;
+        io_.err << JsonText(json) << "\n";
+      }
+    }
     if (e.kind == OperationEvent::Kind::kAccepted) {
       operation_ = ToString(e.operation_kind);
       target_ = e.target;
@@ -346,6 +360,8 @@ Json OperationInfoJson(const OperationInfo& op) {
   json["cancel_requested"] = op.cancel_requested;
   json["current_revision"] = op.current_revision;
   json["heads_after"] = StringListJson(op.heads);
+  json["event_count"] = op.event_count;
+  json["events_dropped"] = op.events_dropped;
   return json;
 }
 
