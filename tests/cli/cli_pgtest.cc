@@ -409,15 +409,18 @@ TEST_F(CliPgTest, LockWaitTimesOutNamingTheHolder) {
     slow.code = RunUpgrade(global, UpgradeOptions{}, out, err);
     slow.err = err.str();
   });
-  // Wait until the slow upgrade holds the lock (its statement is running).
-  for (int i = 0; i < 100; ++i) {
-    if (Query(db_.dsn(),
-              "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-              "'%pg_sleep(3)%' AND pid <> pg_backend_pid()") == Rows{{"1"}}) {
-      break;
+  // Wait until the slow upgrade holds the lock (its statement sleeps).
+  bool holding = false;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(20);
+       !holding && absl::Now() < deadline;) {
+    holding = Query(db_.dsn(),
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND "
+                    "query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()") == Rows{{"1"}};
+    if (!holding) {
+      absl::SleepFor(absl::Milliseconds(20));
     }
-    absl::SleepFor(absl::Milliseconds(50));
   }
+  EXPECT_TRUE(holding) << "the slow upgrade never reached its pg_sleep";
   global_.lock_wait = absl::Milliseconds(300);
   Output waiter = Run(RunEnsureHead, EnsureHeadOptions{});
   holder.join();

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -964,16 +966,59 @@ TEST(ProgressSinkTest, PlainAndJsonLines) {
   EXPECT_EQ(none.str(), "");
 }
 
-TEST(ProgressSinkTest, TickerStopsCleanly) {
+// A stream buffer (no put area: every write reaches it) that keeps what is
+// written and lets a test wait, without a data race with the writer, until a
+// number of carriage returns arrived.
+class CarriageReturnCounter : public std::streambuf {
+ public:
+  // True once `count` '\r' were written; false after `timeout`.
+  bool WaitFor(int count, absl::Duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return arrived_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                             [&] { return returns_ >= count; });
+  }
+  std::string Text() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return text_;
+  }
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    text_.append(s, static_cast<size_t>(n));
+    returns_ += static_cast<int>(std::count(s, s + n, '\r'));
+    arrived_.notify_all();
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) {
+      return traits_type::not_eof(c);
+    }
+    const char ch = traits_type::to_char_type(c);
+    xsputn(&ch, 1);
+    return c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable arrived_;
+  std::string text_;
+  int returns_ = 0;
+};
+
+TEST(ProgressSinkTest, TickerRedrawsAndStopsCleanly) {
   ASSERT_OK_AND_ASSIGN(engine::RevisionGraph graph, SmallGraph());
-  std::ostringstream out;
+  CarriageReturnCounter buffer;
+  std::ostream out(&buffer);
   ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, &graph, /*ticker=*/true});
   sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
-  absl::SleepFor(absl::Milliseconds(600));
-  sink.Finish();
-  // The ticker redrew the line at least once besides the event's own draw.
-  const std::string text = out.str();
-  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 3);
+  // The event draws the line once (one '\r'); then only the ticker (every
+  // 250 ms) draws it: three '\r' mean two redraws without any event.
+  EXPECT_TRUE(buffer.WaitFor(3, absl::Seconds(10))) << buffer.Text();
+  sink.Finish();  // clears the line and joins the ticker
+  const std::string text = buffer.Text();
+  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 4);
+  EXPECT_THAT(text, ::testing::EndsWith("\r\x1b[K"));
 }
 
 TEST(NewestFirstTest, ChildrenBeforeParents) {

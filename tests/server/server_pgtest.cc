@@ -3,17 +3,21 @@
 // as the client.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <pqxx/pqxx>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -250,6 +254,47 @@ void WriteChain(const TempDir& dir, const std::string& set, double sleep_seconds
   WriteRevision(dir, set, {"c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;"});
 }
 
+// Like WriteChain, but b2 is non-transactional: its first statement commits
+// by itself before it sleeps `sleep_seconds`.
+void WriteNonTransactionalChain(const TempDir& dir, const std::string& set, double sleep_seconds) {
+  WriteRevision(dir, set, {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  Rev b2{"b2", "a1",
+         absl::StrCat("CREATE TABLE t_b2 (id int);\nSELECT pg_sleep(", sleep_seconds,
+                      ");\nCREATE TABLE t_b2_after (id int);"),
+         "DROP TABLE t_b2_after;\nDROP TABLE t_b2;"};
+  b2.transactional = false;
+  WriteRevision(dir, set, b2);
+  WriteRevision(dir, set, {"c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;"});
+}
+
+// Polls until exactly one schemad backend of `db` sleeps in pg_sleep
+// (pg_stat_activity.wait_event 'PgSleep'); its pid, or "" after `timeout`.
+std::string WaitForSleepingBackend(const TestDatabase& db,
+                                   absl::Duration timeout = absl::Seconds(30)) {
+  const std::string sql =
+      absl::StrCat("SELECT pid FROM pg_stat_activity WHERE datname = '", db.name(),
+                   "' AND application_name = 'schemad' AND wait_event = 'PgSleep'");
+  for (const absl::Time deadline = absl::Now() + timeout; absl::Now() < deadline;) {
+    const Rows rows = Query(testing::AdminDsn(), sql);
+    if (rows.size() == 1) {
+      return rows[0][0];
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return "";
+}
+
+// Polls `sql` on `dsn` until it returns `want`; the last answer.
+Rows WaitForRows(const std::string& dsn, const std::string& sql, const Rows& want,
+                 absl::Duration timeout = absl::Seconds(10)) {
+  Rows rows = Query(dsn, sql);
+  for (const absl::Time deadline = absl::Now() + timeout; rows != want && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(20));
+    rows = Query(dsn, sql);
+  }
+  return rows;
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   // Starts an in-process server over `db` (database name "site-a").
@@ -334,59 +379,6 @@ TEST_F(ServerTest, EnsureHeadNotAllowedToApplyNamesPending) {
   EXPECT_THAT(client_->EnsureHead("site-a", check),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("behind")));
   EXPECT_FALSE(TableExists(db.dsn(), "alembic_version"));
-}
-
-// 50 callers through two schemad replicas on one database that is behind:
-// every revision is applied exactly once.
-TEST_F(ServerTest, FiftyConcurrentCallersApplyEachRevisionOnce) {
-  TestDatabase db;
-  ASSERT_TRUE(db.ok());
-  WriteChain(dir_, "modax", 0.3);
-  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}});
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::SchemadServer> replica_a, StartServer(dir_, yaml));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::SchemadServer> replica_b, StartServer(dir_, yaml));
-  constexpr int kCallers = 50;
-  std::atomic<int> ready{0};
-  std::atomic<int> ok{0};
-  std::atomic<int> applied{0};
-  std::vector<std::thread> callers;
-  std::vector<std::string> errors(kCallers);
-  for (int i = 0; i < kCallers; ++i) {
-    callers.emplace_back([&, i] {
-      ClientOptions options = ClientFor((i % 2 == 0 ? replica_a : replica_b)->address());
-      options.retry.enabled = true;
-      std::unique_ptr<Client> client = Connect(options);
-      ready.fetch_add(1);
-      while (ready.load() < kCallers) {
-        std::this_thread::yield();
-      }
-      CallOptions call;
-      call.deadline = absl::Seconds(60);
-      absl::StatusOr<EnsureHeadResult> result = client->EnsureHead("site-a", {}, call);
-      if (result.ok()) {
-        ok.fetch_add(1);
-        applied.fetch_add(result->applied ? 1 : 0);
-        if (result->heads != std::vector<std::string>{"c3"}) {
-          errors[i] = absl::StrCat("heads ", absl::StrJoin(result->heads, ","));
-        }
-      } else {
-        errors[i] = result.status().ToString();
-      }
-    });
-  }
-  for (std::thread& t : callers) {
-    t.join();
-  }
-  for (int i = 0; i < kCallers; ++i) {
-    EXPECT_EQ(errors[i], "") << "caller " << i;
-  }
-  EXPECT_EQ(ok.load(), kCallers);
-  EXPECT_GE(applied.load(), 1);
-  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
-  EXPECT_EQ(SuccessfulUps(db.dsn()), (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
-  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_history WHERE outcome <> 'success'"),
-            (Rows{{"0"}}));
-  EXPECT_EQ(AdvisoryLocks(db), 0);
 }
 
 // -------------------------------------------------------------- streaming
@@ -494,7 +486,8 @@ TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
     result = client_->Upgrade("site-a", {}, call);
   });
   ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30)));
-  absl::SleepFor(absl::Milliseconds(200));  // pg_sleep is running
+  const std::string sleeper = WaitForSleepingBackend(db);  // pg_sleep is running
+  ASSERT_FALSE(sleeper.empty());
   const absl::Time cancelled_at = absl::Now();
   ASSERT_OK_AND_ASSIGN(OperationInfo info,
                        client_->CancelOperation(log.events().front().operation_id));
@@ -503,6 +496,11 @@ TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
   EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(10));
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled, HasSubstr("b2")));
   EXPECT_EQ(log.events().back().state, OperationState::kCancelled);
+  // The cancel reached the statement: its backend sleeps no more.
+  EXPECT_EQ(Query(testing::AdminDsn(),
+                  absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", sleeper,
+                               " AND wait_event = 'PgSleep'")),
+            (Rows{{"0"}}));
   // b2 rolled back as a whole; a1 stays; nothing needs attention.
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
   EXPECT_FALSE(TableExists(db.dsn(), "t_b2"));
@@ -519,6 +517,114 @@ TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
   ASSERT_EQ(ops.size(), 1u);
   EXPECT_EQ(ops[0].state, OperationState::kCancelled);
   EXPECT_TRUE(ops[0].cancel_requested);
+}
+
+// A cancel that lands in a non-transactional revision cannot roll back what
+// its committed statements did: the operation ends CANCELLED and the
+// database needs attention, saying how far the revision got.
+TEST_F(ServerTest, CancelDuringANonTransactionalRevisionLeavesItNeedingAttention) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteNonTransactionalChain(dir_, "modax", 60);
+  StartOver(db);
+  EventLog log;
+  absl::StatusOr<OperationResult> result;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    result = client_->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30)));
+  const std::string sleeper = WaitForSleepingBackend(db);
+  ASSERT_FALSE(sleeper.empty());
+  const absl::Time cancelled_at = absl::Now();
+  ASSERT_OK_AND_ASSIGN(OperationInfo info,
+                       client_->CancelOperation(log.events().front().operation_id));
+  EXPECT_TRUE(info.cancel_requested);
+  upgrade.join();
+  EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(10));
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled,
+                               AllOf(HasSubstr("b2"), HasSubstr("needs attention"))));
+  EXPECT_EQ(log.events().back().state, OperationState::kCancelled);
+  EXPECT_EQ(Query(testing::AdminDsn(),
+                  absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", sleeper,
+                               " AND wait_event = 'PgSleep'")),
+            (Rows{{"0"}}));
+
+  // b2's first statement committed, its third never ran; a1 is the version.
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_b2"));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_b2_after"));
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, client_->GetStatus("site-a"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kNeedsAttention);
+  ASSERT_TRUE(status.needs_attention.has_value());
+  EXPECT_EQ(status.needs_attention->revision, "b2");
+  EXPECT_EQ(status.needs_attention->statements_done, 1);
+  EXPECT_EQ(status.needs_attention->statements_total, 3);
+  EXPECT_THAT(status.needs_attention->error, HasSubstr("cancelled"));
+  EXPECT_EQ(Query(db.dsn(), "SELECT outcome FROM schemad_history WHERE revision = 'b2'"),
+            (Rows{{"needs_attention"}}));
+  EXPECT_THAT(client_->Upgrade("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("needs attention")));
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+
+  // The operator undoes the statement that ran and says so.
+  testing::Exec(db.dsn(), "DROP TABLE t_b2");
+  ASSERT_OK(client_->Resolve("site-a", /*applied=*/false).status());
+  ASSERT_OK_AND_ASSIGN(status, client_->GetStatus("site-a"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
+  EXPECT_EQ(status.pending, 2);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+}
+
+// A statement blocked by another session's table lock fails after the
+// lock_timeout, and the error that reaches the client names the blocker.
+TEST_F(ServerTest, LockTimeoutNamesTheBlockerThroughTheServer) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE devices (id int);", "DROP TABLE devices;"});
+  WriteRevision(
+      dir_, "modax",
+      {"b2", "a1", "CREATE TABLE t_b2 (id int);\nALTER TABLE devices ADD COLUMN name text;",
+       "ALTER TABLE devices DROP COLUMN name;\nDROP TABLE t_b2;"});
+  StartOver(db, "timeouts: {lock_timeout: 1s}");
+  UpgradeRequest to_a1;
+  to_a1.target = "a1";
+  ASSERT_OK(client_->Upgrade("site-a", to_a1).status());
+
+  pqxx::connection holder(db.dsn() + "?application_name=ops-console");
+  const std::string holder_pid = absl::StrCat(holder.backendpid());
+  auto holding = std::make_unique<pqxx::work>(holder);
+  holding->exec("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE");
+
+  EventLog log;
+  CallOptions call;
+  call.on_event = log.Callback();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<OperationResult> result = client_->Upgrade("site-a", {}, call);
+  const absl::Duration took = absl::Now() - start;
+  const std::string blocker = absl::StrCat(
+      "blocked by pid ", holder_pid,
+      " (ops-console) from 127.0.0.1, idle in transaction: LOCK TABLE devices IN ACCESS "
+      "EXCLUSIVE MODE");
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kAborted,
+                               AllOf(HasSubstr("SQLSTATE 55P03"), HasSubstr(blocker),
+                                     Not(HasSubstr(db.cluster().password)))));
+  EXPECT_GE(took, absl::Seconds(1));
+  EXPECT_LT(took, absl::Seconds(10));
+  EXPECT_EQ(log.events().back().state, OperationState::kFailed);
+  // Nothing of b2; history keeps the diagnosis.
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_b2"));
+  EXPECT_EQ(Query(db.dsn(), absl::StrCat("SELECT count(*) FROM schemad_history WHERE revision = "
+                                         "'b2' AND outcome = 'failed' AND error LIKE '%",
+                                         blocker, "%'")),
+            (Rows{{"1"}}));
+
+  holding->abort();
+  holding.reset();
+  ASSERT_OK(client_->Upgrade("site-a").status());
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b2"}}));
 }
 
 // ------------------------------------------------------------------ errors
@@ -845,14 +951,31 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
   WriteChain(dir_, "modax", 0);
-  const std::string address = absl::StrCat("127.0.0.1:", FreePort());
+  // Until the control layer has tried to connect, a plain socket stands in
+  // for the server on its address: it accepts the connection and closes it.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
   ClientOptions options = ClientFor(address);
   options.retry.enabled = true;
   options.retry.initial_backoff = absl::Milliseconds(50);
   options.retry.max_backoff = absl::Milliseconds(300);
   absl::Status waited;
   std::thread control_layer([&] { waited = WaitForHead(options, "site-a", absl::Seconds(30)); });
-  absl::SleepFor(absl::Seconds(1));
+  pollfd attempt{listener, POLLIN, 0};
+  EXPECT_EQ(poll(&attempt, 1, /*timeout ms=*/20000), 1) << "the control layer never tried";
+  const int refused = accept(listener, nullptr, nullptr);
+  EXPECT_GE(refused, 0);
+  close(refused);
+  close(listener);
   ASSERT_OK_AND_ASSIGN(
       server_, StartServer(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "", address)));
   control_layer.join();
@@ -871,10 +994,13 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
 // The `schemad` binary as a subprocess, stopped by SIGTERM mid-revision.
 class SchemadProcess {
  public:
-  SchemadProcess(const TempDir& dir, const std::string& yaml) : dir_(dir) {
-    const std::string config = dir.Write("schemad.yaml", yaml);
-    const std::string out = dir.path() + "/schemad.out";
-    const std::string err = dir.path() + "/schemad.err";
+  // `name`: the stem of its files in `dir` (NAME.yaml, NAME.out, NAME.err),
+  // so that several processes can share a directory.
+  SchemadProcess(const TempDir& dir, const std::string& yaml, const std::string& name = "schemad")
+      : dir_(dir), name_(name) {
+    const std::string config = dir.Write(name + ".yaml", yaml);
+    const std::string out = dir.path() + "/" + name + ".out";
+    const std::string err = dir.path() + "/" + name + ".err";
     std::vector<std::string> args = {SCHEMAD_BINARY, "--config", config, "--log-level", "debug"};
     std::vector<char*> argv;
     for (std::string& arg : args) {
@@ -892,7 +1018,7 @@ class SchemadProcess {
     posix_spawn_file_actions_destroy(&actions);
     // Wait for "schemad listening on HOST:PORT".
     for (int i = 0; i < 200 && pid_ > 0; ++i) {
-      const std::string text = dir.Read("schemad.out");
+      const std::string text = dir.Read(name + ".out");
       const size_t at = text.find("listening on ");
       if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
         address_ = text.substr(at + 13, text.find('\n', at) - at - 13);
@@ -922,14 +1048,149 @@ class SchemadProcess {
     }
     return -1;
   }
-  std::string Log() const { return dir_.Read("schemad.err"); }
+  std::string Log() const { return dir_.Read(name_ + ".err"); }
 
  private:
   const TempDir& dir_;
+  const std::string name_;
   pid_t pid_ = -1;
   bool exited_ = false;
   std::string address_;
 };
+
+// 50 callers through two schemad replicas (separate `schemad` processes) on
+// one database that is behind: every revision is applied exactly once, and
+// the replicas provably contend. b2 reads table `gate`, which the test holds
+// locked, so the replica that takes the migration lock first stays inside
+// b2; the test lets go only once both replicas run an EnsureHead operation
+// at the same time, so the other one is waiting for the migration lock.
+TEST_F(ServerTest, FiftyConcurrentCallersApplyEachRevisionOnce) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  testing::Exec(db.dsn(), "CREATE TABLE gate (id int)");
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  WriteRevision(
+      dir_, "modax",
+      {"b2", "a1", "CREATE TABLE t_b2 (id int);\nSELECT count(*) FROM gate;", "DROP TABLE t_b2;"});
+  WriteRevision(dir_, "modax", {"c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;"});
+  // No lock_timeout: b2 waits for the gate as long as the test holds it.
+  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}},
+                                      "timeouts: {lock_timeout: 0, lock_wait: 60s}");
+  SchemadProcess replica_a(dir_, yaml, "replica-a");
+  SchemadProcess replica_b(dir_, yaml, "replica-b");
+  ASSERT_FALSE(replica_a.address().empty()) << replica_a.Log();
+  ASSERT_FALSE(replica_b.address().empty()) << replica_b.Log();
+  const std::vector<const SchemadProcess*> replicas = {&replica_a, &replica_b};
+
+  pqxx::connection gatekeeper(db.dsn());
+  auto gate = std::make_unique<pqxx::work>(gatekeeper);
+  gate->exec("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE");
+
+  constexpr int kCallers = 50;
+  std::atomic<int> ready{0};
+  std::vector<absl::StatusOr<EnsureHeadResult>> results(kCallers, absl::UnknownError("not called"));
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      ClientOptions options = ClientFor(replicas[i % 2]->address());
+      options.retry.enabled = true;
+      std::unique_ptr<Client> client = Connect(options);
+      ready.fetch_add(1);
+      while (ready.load() < kCallers) {
+        std::this_thread::yield();
+      }
+      CallOptions call;
+      call.deadline = absl::Seconds(90);
+      results[i] = client->EnsureHead("site-a", {}, call);
+    });
+  }
+
+  // Both replicas run an operation at once: one inside b2, waiting for the
+  // gate; the other waiting for the migration lock.
+  std::vector<std::unique_ptr<Client>> observers;
+  for (const SchemadProcess* replica : replicas) {
+    observers.push_back(Connect(ClientFor(replica->address())));
+  }
+  const auto running_on = [&](size_t replica) {
+    absl::StatusOr<std::vector<OperationInfo>> ops =
+        observers[replica]->ListOperations("site-a", /*running_only=*/true);
+    return ops.ok() ? ops->size() : 0u;
+  };
+  const auto at_the_gate = [&]() {
+    return Query(db.dsn(),
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                 "application_name = 'schemad' AND wait_event_type = 'Lock' AND "
+                 "query LIKE '%FROM gate%'") == Rows{{"1"}};
+  };
+  bool both_running = false;
+  bool gate_waiter = false;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       !(both_running && gate_waiter) && absl::Now() < deadline;) {
+    gate_waiter = at_the_gate();
+    both_running = running_on(0) == 1 && running_on(1) == 1;
+    if (!(both_running && gate_waiter)) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(both_running) << replica_a.Log() << replica_b.Log();
+  EXPECT_TRUE(gate_waiter) << "no schemad backend waits for the gate inside b2";
+  gate->abort();
+  gate.reset();
+  for (std::thread& t : callers) {
+    t.join();
+  }
+
+  // Every caller succeeded at c3.
+  std::vector<std::set<std::string>> operations(2);  // per replica
+  int applied = 0;
+  for (int i = 0; i < kCallers; ++i) {
+    ASSERT_TRUE(results[i].ok()) << "caller " << i << ": " << results[i].status();
+    EXPECT_THAT(results[i]->heads, ElementsAre("c3")) << "caller " << i;
+    applied += results[i]->applied ? 1 : 0;
+    if (!results[i]->operation_id.empty()) {
+      operations[i % 2].insert(results[i]->operation_id);
+    }
+  }
+  // One operation, on one replica, applied the three revisions without
+  // waiting; on the other replica an operation waited for the migration
+  // lock, then found them applied under it. (Concurrent callers of one
+  // replica share its operation; a caller that read the state just before
+  // an operation ended may start one more, which finds nothing to do.)
+  int appliers = 0;
+  size_t applier_replica = 0;
+  std::vector<int> waiting_operations(2, 0);  // ran nothing after waiting for the lock
+  for (size_t r = 0; r < 2; ++r) {
+    for (const std::string& operation_id : operations[r]) {
+      EventLog replay;
+      CallOptions watch;
+      watch.on_event = replay.Callback();
+      ASSERT_OK_AND_ASSIGN(OperationResult result,
+                           observers[r]->WatchOperation(operation_id, watch));
+      EXPECT_THAT(result.heads, ElementsAre("c3"));
+      const std::vector<OperationEvent> events = replay.events();
+      const bool waited = std::any_of(events.begin(), events.end(), [](const OperationEvent& e) {
+        return e.kind == OperationEvent::Kind::kWaitingForLock;
+      });
+      if (result.revisions_run == 3) {
+        ++appliers;
+        applier_replica = r;
+        EXPECT_FALSE(waited) << operation_id;
+      } else {
+        EXPECT_EQ(result.revisions_run, 0) << operation_id;
+        waiting_operations[r] += waited ? 1 : 0;
+      }
+    }
+  }
+  EXPECT_EQ(appliers, 1);
+  EXPECT_GE(waiting_operations[1 - applier_replica], 1)
+      << "no operation of the other replica waited for the migration lock";
+  EXPECT_GE(applied, 1);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  EXPECT_EQ(SuccessfulUps(db.dsn()), (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_history WHERE outcome <> 'success'"),
+            (Rows{{"0"}}));
+  EXPECT_EQ(AdvisoryLocks(db), 0);
+}
 
 TEST_F(ServerTest, SigtermDuringAnUpgradeRollsBackAndReleasesTheLock) {
   TestDatabase db;
@@ -999,6 +1260,84 @@ TEST_F(ServerTest, SigtermLetsTheRunningRevisionFinishWithinTheGrace) {
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b2"}}));
   EXPECT_TRUE(TableExists(db.dsn(), "t_b2_after"));
   EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
+}
+
+// SIGKILL (no grace, no clean-up) while a non-transactional revision runs:
+// the mark written before its first statement survives, so a restarted
+// schemad reports the database as needing attention and refuses to migrate
+// it until an operator resolves it.
+TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRestart) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteNonTransactionalChain(dir_, "modax", 60);
+  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}});
+  std::string orphan;
+  {
+    SchemadProcess schemad(dir_, yaml, "killed");
+    ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+    std::unique_ptr<Client> client = Connect(ClientFor(schemad.address()));
+    EventLog log;
+    absl::StatusOr<OperationResult> result;
+    std::thread upgrade([&] {
+      CallOptions call;
+      call.on_event = log.Callback();
+      result = client->Upgrade("site-a", {}, call);
+    });
+    ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
+    orphan = WaitForSleepingBackend(db);
+    ASSERT_FALSE(orphan.empty()) << schemad.Log();
+    schemad.Signal(SIGKILL);
+    EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 128 + SIGKILL);
+    upgrade.join();
+    EXPECT_FALSE(result.ok());
+    EXPECT_THAT(schemad.Log(), Not(HasSubstr(db.cluster().password)));
+  }
+  // Half done, and visibly so: t_b2 committed, a1 still the version, the
+  // orphaned backend still sleeping (PostgreSQL notices the lost client only
+  // when it next talks to it), the migration lock free (its connection was
+  // idle, so its backend exited at once).
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_b2"));
+  EXPECT_FALSE(TableExists(db.dsn(), "t_b2_after"));
+  EXPECT_EQ(Query(testing::AdminDsn(),
+                  absl::StrCat("SELECT wait_event FROM pg_stat_activity WHERE pid = ", orphan)),
+            (Rows{{"PgSleep"}}));
+  EXPECT_EQ(WaitForRows(testing::AdminDsn(),
+                        absl::StrCat("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND database = (SELECT oid FROM pg_database WHERE datname "
+                                     "= '",
+                                     db.name(), "')"),
+                        Rows{{"0"}}),
+            (Rows{{"0"}}));
+
+  SchemadProcess restarted(dir_, yaml, "restarted");
+  ASSERT_FALSE(restarted.address().empty()) << restarted.Log();
+  std::unique_ptr<Client> client = Connect(ClientFor(restarted.address()));
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, client->GetStatus("site-a"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kNeedsAttention);
+  ASSERT_TRUE(status.needs_attention.has_value());
+  EXPECT_EQ(status.needs_attention->revision, "b2");
+  EXPECT_EQ(status.needs_attention->statements_done, 1);
+  EXPECT_EQ(status.needs_attention->statements_total, 3);
+  EXPECT_THAT(client->Upgrade("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("b2"), HasSubstr("interrupted"))));
+  EXPECT_THAT(client->EnsureHead("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("needs attention")));
+
+  // The operator stops what still runs, undoes what ran, and says so.
+  EXPECT_EQ(Query(testing::AdminDsn(), absl::StrCat("SELECT pg_terminate_backend(", orphan, ")")),
+            (Rows{{"t"}}));
+  EXPECT_EQ(WaitForRows(testing::AdminDsn(),
+                        absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", orphan),
+                        Rows{{"0"}}),
+            (Rows{{"0"}}));
+  testing::Exec(db.dsn(), "DROP TABLE t_b2");
+  ASSERT_OK(client->Resolve("site-a", /*applied=*/false).status());
+  ASSERT_OK_AND_ASSIGN(status, client->GetStatus("site-a"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+  EXPECT_THAT(restarted.Log(), Not(HasSubstr(db.cluster().password)));
 }
 
 // ------------------------------------------------------- schemactl --server

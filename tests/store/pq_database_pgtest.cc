@@ -2,6 +2,7 @@
 // each test gets a fresh database.
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -50,6 +51,17 @@ VersionRowChange Update(const std::string& from, const std::string& to) {
   return VersionRowChange{VersionRowChange::Kind::kUpdate, from, to};
 }
 SqlStatement Sql(const std::string& text) { return SqlStatement{text, 1}; }
+
+// Polls `sql` on `dsn` until it returns `want`; the last answer.
+Rows PollRows(const std::string& dsn, const std::string& sql, const Rows& want,
+              absl::Duration timeout = absl::Seconds(10)) {
+  Rows rows = Query(dsn, sql);
+  for (const absl::Time deadline = absl::Now() + timeout; rows != want && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(20));
+    rows = Query(dsn, sql);
+  }
+  return rows;
+}
 
 class PqDatabaseTest : public ::testing::Test {
  protected:
@@ -573,18 +585,27 @@ TEST_F(PqDatabaseTest, CancelFromAnotherThreadStopsTheStatement) {
   ASSERT_OK(session_->ReadState());
 
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
-  std::thread canceller([this] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Cancels once the session's backend sleeps in pg_sleep (not before: a
+  // cancel that arrives between statements cancels nothing).
+  std::atomic<bool> was_sleeping{false};
+  absl::Time cancelled_at = absl::InfiniteFuture();  // read after join
+  std::thread canceller([&] {
+    was_sleeping = PollRows(db_.dsn(),
+                            absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE "
+                                         "application_name = '",
+                                         app_name_, "' AND wait_event = 'PgSleep'"),
+                            Rows{{"1"}}, absl::Seconds(20)) == Rows{{"1"}};
+    cancelled_at = absl::Now();
     session_->Cancel();
   });
   StatementError error;
-  const absl::Time start = absl::Now();
   const absl::Status status = tx->Execute(Sql("SELECT pg_sleep(30)"), &error);
-  const absl::Duration took = absl::Now() - start;
+  const absl::Time returned_at = absl::Now();
   canceller.join();
+  EXPECT_TRUE(was_sleeping.load());
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted, HasSubstr("SQLSTATE 57014")));
   EXPECT_EQ(error.sqlstate, "57014");
-  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_LT(returned_at - cancelled_at, absl::Seconds(2));
   tx.reset();
   session_->Cancel();  // idle again
   EXPECT_OK(session_->ReadState());
@@ -764,15 +785,24 @@ TEST_F(PqDatabaseTest, LockIsExclusiveAndNamesTheHolder) {
   EXPECT_EQ(seen[0].application_name, app_name_ + " lock");
   EXPECT_EQ(seen[0].client_address, "127.0.0.1");
 
-  // Released: the waiter gets it.
-  std::thread release([&first] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Released while the waiter waits: the waiter gets it.
+  std::promise<void> waiting;
+  std::thread release([&first, future = waiting.get_future()] {
+    future.wait_for(std::chrono::seconds(20));
     first.reset();
   });
-  absl::StatusOr<std::unique_ptr<MigrationLock>> second =
-      other->AcquireLock(absl::Seconds(5), nullptr, nullptr);
+  int waits = 0;
+  absl::StatusOr<std::unique_ptr<MigrationLock>> second = other->AcquireLock(
+      absl::Seconds(30),
+      [&](const LockHolder&, absl::Duration) {
+        if (++waits == 1) {
+          waiting.set_value();
+        }
+      },
+      nullptr);
   release.join();
   EXPECT_OK(second);
+  EXPECT_GE(waits, 1);
 }
 
 TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
@@ -781,29 +811,49 @@ TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
                          database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
     EXPECT_NE(LockHolderPid(db_.dsn()), "<none>");
   }
-  EXPECT_EQ(Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-              "database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+  // The lock connection is closed; its backend exits (and the lock goes)
+  // asynchronously, soon after.
+  EXPECT_EQ(PollRows(db_.dsn(),
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                     "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                     Rows{{"0"}}),
             (Rows{{"0"}}));
-  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '",
-                           app_name_, " lock'")),
-            (Rows{{"0"}}));
+  EXPECT_EQ(
+      PollRows(db_.dsn(),
+               absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '",
+                            app_name_, " lock'"),
+               Rows{{"0"}}),
+      (Rows{{"0"}}));
 }
 
 TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> first,
                        database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+  // Cancelled from another thread once the waiter reports its first wait.
+  std::promise<void> waiting;
   std::atomic<bool> cancel{false};
-  std::thread canceller([&cancel] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  absl::Time cancelled_at = absl::InfiniteFuture();  // read after join
+  std::thread canceller([&, future = waiting.get_future()] {
+    future.wait_for(std::chrono::seconds(20));
+    cancelled_at = absl::Now();
     cancel = true;
   });
-  const absl::Time start = absl::Now();
-  EXPECT_THAT(
-      database_->AcquireLock(absl::Seconds(30), nullptr, [&cancel] { return cancel.load(); })
-          .status(),
-      StatusIs(absl::StatusCode::kCancelled, HasSubstr("migration lock")));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  int waits = 0;
+  EXPECT_THAT(database_
+                  ->AcquireLock(
+                      absl::Seconds(30),
+                      [&](const LockHolder&, absl::Duration) {
+                        if (++waits == 1) {
+                          waiting.set_value();
+                        }
+                      },
+                      [&cancel] { return cancel.load(); })
+                  .status(),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("migration lock")));
+  const absl::Time returned_at = absl::Now();
   canceller.join();
+  EXPECT_GE(waits, 1);
+  EXPECT_LT(returned_at - cancelled_at, absl::Seconds(2));
 }
 
 TEST_F(PqDatabaseTest, EachVersionTableHasItsOwnLock) {
