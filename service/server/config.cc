@@ -297,12 +297,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& key_path, const std::str
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": cannot read ", file, ": ", std::strerror(errno)));
   }
-  std::string content(kMaxConfigFileBytes + 1, '\0');
-  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  std::string content;
+  char buffer[1 << 14];
+  while (in && content.size() <= kMaxConfigFileBytes) {
+    in.read(buffer, sizeof(buffer));
+    content.append(buffer, static_cast<size_t>(in.gcount()));
+  }
   if (in.bad()) {
     return absl::InvalidArgumentError(absl::StrCat(key_path, ": cannot read ", file));
   }
-  content.resize(static_cast<size_t>(in.gcount()));
   if (content.size() > kMaxConfigFileBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": ", file, " is larger than ", kMaxConfigFileBytes, " bytes"));
