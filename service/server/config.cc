@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -61,12 +60,55 @@ absl::Status ExpectScalar(const YAML::Node& node, const std::string& path, absl:
   return absl::OkStatus();
 }
 
+// True when `text` is valid UTF-8 (RFC 3629: no overlong forms, surrogates
+// or code points above U+10FFFF), as protobuf requires of a `string` field.
+bool IsValidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;  // the second byte's range
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      low = c == 0xE0 ? 0xA0 : 0x80;
+      high = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      low = c == 0xF0 ? 0x90 : 0x80;
+      high = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) {
+      return false;
+    }
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) {
+        return false;
+      }
+    }
+    i += length;
+  }
+  return true;
+}
+
 absl::Status SetScalar(const YAML::Node& node, const std::string& path, pb::Message* msg,
                        const pb::FieldDescriptor* field, bool repeated) {
   const pb::Reflection* r = msg->GetReflection();
   switch (field->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING: {
       RETURN_IF_ERROR(ExpectScalar(node, path, "a string"));
+      // Names and labels reach clients in protobuf messages.
+      if (!IsValidUtf8(node.Scalar())) {
+        return KeyError(path, "not valid UTF-8");
+      }
       repeated ? r->AddString(msg, field, node.Scalar()) : r->SetString(msg, field, node.Scalar());
       return absl::OkStatus();
     }
@@ -134,6 +176,9 @@ absl::Status SetField(const YAML::Node& node, const std::string& path, pb::Messa
     for (auto it = node.begin(); it != node.end(); ++it) {
       RETURN_IF_ERROR(ExpectScalar(it->first, path, "a string key"));
       const std::string key = it->first.Scalar();
+      if (!IsValidUtf8(key)) {
+        return KeyError(path, "a key is not valid UTF-8");
+      }
       const std::string entry_path = Join(path, key);
       if (!seen.insert(key).second) {
         return KeyError(entry_path, "duplicate key");
@@ -180,6 +225,9 @@ absl::Status FromYaml(const YAML::Node& node, const std::string& path, pb::Messa
   for (auto it = node.begin(); it != node.end(); ++it) {
     RETURN_IF_ERROR(ExpectScalar(it->first, path, "a key"));
     const std::string key = it->first.Scalar();
+    if (!IsValidUtf8(key)) {
+      return KeyError(path, "a key is not valid UTF-8");
+    }
     const std::string key_path = Join(path, key);
     if (!seen.insert(key).second) {
       return KeyError(key_path, "duplicate key");
@@ -230,7 +278,9 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
   return (std::filesystem::path(base_dir) / p).lexically_normal().string();
 }
 
-// Reads a whole file; the error names `key_path` and the file, never its content.
+// Reads a whole file of at most kMaxConfigFileBytes; the error names
+// `key_path` and the file, never its content. Only regular files (or
+// symlinks to one): a device, FIFO or socket could be endless or block.
 absl::StatusOr<std::string> ReadFile(const std::string& key_path, const std::string& file) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
@@ -239,14 +289,28 @@ absl::StatusOr<std::string> ReadFile(const std::string& key_path, const std::str
   if (std::filesystem::is_directory(file, ec)) {
     return absl::InvalidArgumentError(absl::StrCat(key_path, ": ", file, " is a directory"));
   }
+  if (!std::filesystem::is_regular_file(file, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(key_path, ": ", file, " is not a regular file"));
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": cannot read ", file, ": ", std::strerror(errno)));
   }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
+  std::string content;
+  char buffer[1 << 14];
+  while (in && content.size() <= kMaxConfigFileBytes) {
+    in.read(buffer, sizeof(buffer));
+    content.append(buffer, static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat(key_path, ": cannot read ", file));
+  }
+  if (content.size() > kMaxConfigFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key_path, ": ", file, " is larger than ", kMaxConfigFileBytes, " bytes"));
+  }
+  return content;
 }
 
 absl::Status ValidateListen(const std::string& listen) {

@@ -19,6 +19,7 @@
 #ifndef SCHEMAD_SERVICE_SERVER_CONFIG_H_
 #define SCHEMAD_SERVICE_SERVER_CONFIG_H_
 
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -41,6 +42,10 @@ inline constexpr int kDefaultMaxSessionsPerDatabase = 8;
 inline constexpr int kDefaultMinIdleSessions = 1;
 inline constexpr int kDefaultRpcWorkers = 16;
 inline constexpr int kDefaultOperationWorkers = 8;
+
+// The configuration file and every file it names (tokens, TLS, DSN files)
+// are read only when they are regular files of at most this many bytes.
+inline constexpr size_t kMaxConfigFileBytes = 1 << 20;
 
 struct LoadedConfig {
   // Validated; every default filled in (timeouts, pools, grace, retention,

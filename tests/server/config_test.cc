@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/server/proto_time.h"
@@ -268,6 +269,48 @@ migration_sets: [{name: modax, directory: migrations/modax}]
 databases: [{name: a, migration_set: modax, dsn_file: empty}]
 )"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("databases[0].dsn_file")));
+}
+
+// Found by config_fuzz: labels reach clients in protobuf messages, whose
+// `string` fields must be valid UTF-8 (tests/fuzz/corpus/config_fuzz/bad_utf8_label).
+TEST_F(ConfigTest, StringsMustBeValidUtf8) {
+  const auto with_labels = [](const std::string& labels) {
+    return absl::StrCat(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN, labels: )",
+                        labels, "}]\n");
+  };
+  EXPECT_THAT(
+      Parse(with_labels("{region: bad\xff\xfe}")),
+      StatusIs(absl::StatusCode::kInvalidArgument, "databases[0].labels.region: not valid UTF-8"));
+  EXPECT_THAT(Parse(with_labels("{\xc3\x28: eu}")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "databases[0].labels: a key is not valid UTF-8"));
+  EXPECT_THAT(
+      Parse(std::string(kMinimal) + "\xed\xa0\x80: x\n"),  // a surrogate
+      StatusIs(absl::StatusCode::kInvalidArgument, "(top level): a key is not valid UTF-8"));
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(with_labels("{r\xc3\xa9gion: \xe2\x82\xac}")));
+  EXPECT_EQ(config.proto.databases(0).labels().at("r\xc3\xa9gion"), "\xe2\x82\xac");
+}
+
+// Found by config_fuzz: `tokens_file: /dev/zero` read without end
+// (tests/fuzz/corpus/config_fuzz/dev_zero_tokens).
+TEST_F(ConfigTest, NamedFilesAreBoundedRegularFiles) {
+  const auto with_tokens = [](const std::string& file) {
+    return absl::StrCat(kMinimal, "tokens_file: ", file, "\n");
+  };
+  dir_.Write("big-tokens", std::string(kMaxConfigFileBytes + 1, '#'));
+  EXPECT_THAT(Parse(with_tokens("big-tokens")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tokens_file: " + dir_.path() + "/big-tokens is larger than")));
+  dir_.Write("tokens", std::string(kMaxConfigFileBytes, '#'));
+  EXPECT_OK(Parse(with_tokens("tokens")));
+  EXPECT_THAT(
+      Parse(with_tokens("/dev/zero")),
+      StatusIs(absl::StatusCode::kInvalidArgument, "tokens_file: /dev/zero is not a regular file"));
+  EXPECT_THAT(LoadConfigFile("/dev/zero"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a regular file")));
 }
 
 TEST(ConfigDurationTest, Grammar) {
