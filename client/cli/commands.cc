@@ -27,6 +27,7 @@
 #include "absl/strings/strip.h"
 #include "client/cli/command_util.h"
 #include "client/cli/output.h"
+#include "service/common/dsn.h"
 #include "service/common/status_macros.h"
 #include "service/engine/offline_sql.h"
 #include "service/engine/planner.h"
@@ -113,85 +114,7 @@ std::string DefaultWho() {
 namespace internal {
 
 std::string ScrubSecrets(absl::string_view text, const std::string& dsn) {
-  std::vector<std::string> secrets;
-  // URI form: scheme://user:password@host...
-  const size_t scheme = dsn.find("://");
-  if (scheme != std::string::npos) {
-    const size_t start = scheme + 3;
-    const size_t at = dsn.find('@', start);
-    const size_t slash = dsn.find('/', start);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-      const size_t colon = dsn.find(':', start);
-      if (colon != std::string::npos && colon < at) {
-        secrets.push_back(dsn.substr(colon + 1, at - colon - 1));
-      }
-    }
-    // Query parameter: ?password=...
-    const size_t param = dsn.find("password=", start);
-    if (param != std::string::npos) {
-      const size_t end = dsn.find('&', param);
-      secrets.push_back(
-          dsn.substr(param + 9, end == std::string::npos ? std::string::npos : end - param - 9));
-    }
-  } else {
-    // key=value form: password=secret or password='sec ret'.
-    size_t pos = 0;
-    while ((pos = dsn.find("password", pos)) != std::string::npos) {
-      size_t i = pos + 8;
-      pos = i;
-      while (i < dsn.size() && dsn[i] == ' ') {
-        ++i;
-      }
-      if (i >= dsn.size() || dsn[i] != '=') {
-        continue;
-      }
-      ++i;
-      while (i < dsn.size() && dsn[i] == ' ') {
-        ++i;
-      }
-      std::string value;
-      if (i < dsn.size() && dsn[i] == '\'') {
-        for (++i; i < dsn.size() && dsn[i] != '\''; ++i) {
-          if (dsn[i] == '\\' && i + 1 < dsn.size()) {
-            ++i;
-          }
-          value += dsn[i];
-        }
-      } else {
-        while (i < dsn.size() && dsn[i] != ' ') {
-          value += dsn[i++];
-        }
-      }
-      secrets.push_back(value);
-    }
-  }
-  // Percent-decoded variants as well.
-  const size_t raw_count = secrets.size();
-  for (size_t s = 0; s < raw_count; ++s) {
-    const std::string& secret = secrets[s];
-    std::string decoded;
-    for (size_t i = 0; i < secret.size(); ++i) {
-      int value = 0;
-      if (secret[i] == '%' && i + 2 < secret.size() &&
-          absl::SimpleHexAtoi(secret.substr(i + 1, 2), &value)) {
-        decoded += static_cast<char>(value);
-        i += 2;
-      } else {
-        decoded += secret[i];
-      }
-    }
-    if (decoded != secret) {
-      secrets.push_back(decoded);
-    }
-  }
-  std::string result(text);
-  for (const std::string& secret : secrets) {
-    // Very short secrets would mangle ordinary words; still scrub from 3 chars.
-    if (secret.size() >= 3) {
-      absl::StrReplaceAll({{secret, "***"}}, &result);
-    }
-  }
-  return result;
+  return ::schemad::dsn::ScrubDsnSecrets(text, dsn);
 }
 
 int Fail(const Io& io, const absl::Status& status) {

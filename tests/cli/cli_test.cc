@@ -838,7 +838,11 @@ TEST(ScrubSecretsTest, RemovesPasswords) {
       ScrubSecrets("failed for postgresql://app:hunter22@db/x", "postgresql://app:hunter22@db/x"),
       "failed for postgresql://app:***@db/x");
   EXPECT_EQ(ScrubSecrets("pw hunter22", "host=db password=hunter22 dbname=x"), "pw ***");
-  EXPECT_EQ(ScrubSecrets("pw 'p a s s'", "host=db password='p a s s'"), "pw '***'");
+  EXPECT_EQ(ScrubSecrets("pw 'p a s s'", "host=db password='p a s s'"), "pw ***");
+  EXPECT_EQ(ScrubSecrets("pw p a s s", "host=db password='p a s s'"), "pw ***");
+  // A DSN that does not parse: what an RFC 3986 reader takes as the password.
+  EXPECT_EQ(ScrubSecrets("db LEAKME+pw=@host", "postgresql://modax:kq3/LEAKME+pw=@host:5432/c"),
+            "db ***@host");
   EXPECT_EQ(ScrubSecrets("p@ss:w", "postgresql://app:p%40ss%3Aw@db/x"), "***");
   EXPECT_EQ(ScrubSecrets("x secretpw", "postgresql://db/x?password=secretpw"), "x ***");
   EXPECT_EQ(ScrubSecrets("nothing here", "postgresql://app@db/x"), "nothing here");

@@ -93,32 +93,25 @@ class PqDatabaseTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ DSNs
 
-TEST(RedactDsnTest, RemovesPasswordFromUri) {
-  EXPECT_EQ(RedactDsn("postgresql://app:s3cret@db:5432/site_a"), "postgresql://app@db:5432/site_a");
-  EXPECT_EQ(
-      RedactDsn("postgres://app:s3cret@db/site_a?sslmode=require&password=x&connect_timeout=3"),
-      "postgres://app@db/site_a?sslmode=require&connect_timeout=3");
-  EXPECT_EQ(RedactDsn("postgresql://app@db/site_a?password=s3cret"), "postgresql://app@db/site_a");
-  EXPECT_EQ(RedactDsn("postgresql://db:5432/site_a"), "postgresql://db:5432/site_a");
-  EXPECT_EQ(RedactDsn("postgresql://app:p%40ss@db/x"), "postgresql://app@db/x");
-}
-
-TEST(RedactDsnTest, RemovesPasswordFromKeyValue) {
-  EXPECT_EQ(RedactDsn("host=db port=5432 user=app password=s3cret dbname=site_a"),
-            "host=db port=5432 user=app dbname=site_a");
-  EXPECT_EQ(RedactDsn("host=db password = 'with space \\' quote' dbname=site_a"),
-            "host=db dbname=site_a");
-  EXPECT_EQ(RedactDsn("password=s3cret"), "");
-  EXPECT_THAT(RedactDsn("host=db password='unterminated s3cret"), Not(HasSubstr("s3cret")));
-}
+// DSN grammar and redaction: tests/common/dsn_test.cc (service/common/dsn.h).
 
 TEST(OpenPqDatabaseTest, ValidatesWithoutEchoingThePassword) {
   EXPECT_THAT(OpenPqDatabase("", {}).status(), StatusIs(absl::StatusCode::kInvalidArgument, _));
   EXPECT_THAT(OpenPqDatabase("host=db password='s3cret", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("s3cret"))));
-  EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret@db/x?bogus_option=1", {}).status(),
+  EXPECT_THAT(
+      OpenPqDatabase("postgresql://app:s3cret@db/x?bogus_option=1", {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("not a libpq connection option"), Not(HasSubstr("s3cret")))));
+  // libpq would read `kq3` as the port and the rest of the password as the
+  // database name.
+  EXPECT_THAT(
+      OpenPqDatabase("postgresql://modax:kq3/LEAKME+pw=@db:5432/site_c", {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("user-info"), Not(HasSubstr("kq3")), Not(HasSubstr("LEAKME")))));
+  EXPECT_THAT(OpenPqDatabase("host=db port=notaport password=s3cret", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("bogus_option"), Not(HasSubstr("s3cret")))));
+                       AllOf(HasSubstr("bad port"), Not(HasSubstr("notaport")))));
   EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret%zz@db/x", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("s3cret"))));
   EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret@[::1/x", {}).status(),
@@ -172,6 +165,34 @@ TEST(PqConnectTest, PasswordIsScrubbedEvenWhereLibpqEchoesIt) {
                        OpenPqDatabase(ClusterDsn(db.cluster(), db.name(), "postgres"), {}));
   EXPECT_THAT(database->Connect().status(),
               StatusIs(absl::StatusCode::kPermissionDenied, Not(HasSubstr("postgres"))));
+}
+
+// Retrying cannot fix a wrong role, database or host name: those are not
+// UNAVAILABLE (which callers retry), and their messages say what is wrong.
+TEST(PqConnectTest, PermanentConnectFailuresAreNotUnavailable) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  const std::string secret = db.cluster().password;
+  struct Case {
+    std::string dsn;
+    absl::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {ClusterDsn(db.cluster(), "no_such_db_x", secret), absl::StatusCode::kFailedPrecondition,
+       "the database does not exist"},
+      {absl::StrCat("postgresql://no_such_role_x:", secret, "@127.0.0.1:", db.cluster().port, "/",
+                    db.name()),
+       absl::StatusCode::kPermissionDenied, "authentication failed"},
+      {absl::StrCat("postgresql://postgres:", secret, "@no-such-host.invalid:5432/x"),
+       absl::StatusCode::kFailedPrecondition, "the host name does not resolve"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(c.dsn, {}));
+    EXPECT_THAT(database->Connect().status(),
+                StatusIs(c.code, AllOf(HasSubstr(c.message), Not(HasSubstr(secret)))));
+  }
 }
 
 TEST(PqConnectTest, UnreachablePortIsUnavailable) {
