@@ -27,6 +27,8 @@ namespace v1 = ::schemad::v1;
 
 // The largest response the SDK accepts (gRPC's default is 4 MiB).
 constexpr int kMaxResponseBytes = 64 << 20;
+// The shortest time one connection attempt is given (see Client::Connect).
+constexpr absl::Duration kMinConnectTimeout = absl::Seconds(2);
 
 // ------------------------------------------------------------- conversions
 
@@ -822,8 +824,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   };
   // The channel's own reconnect backoff follows the retry policy, so a
   // retried call finds a fresh connection attempt rather than a long wait.
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also gRPC's minimum connect timeout:
+  // one attempt (TCP, TLS, HTTP/2 SETTINGS) may take that long before it is
+  // abandoned. A refused connection still fails at once; a slow handshake on
+  // a loaded host must not ("timed out before receiving SETTINGS frame").
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ms(options.retry.initial_backoff));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, ms(options.retry.initial_backoff));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              ms(std::max(options.retry.initial_backoff, kMinConnectTimeout)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ms(options.retry.max_backoff));
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
