@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "service/common/status_macros.h"
+#include "service/common/version_table.h"
 #include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 
@@ -255,21 +256,6 @@ bool IsName(absl::string_view name) {
   return true;
 }
 
-bool IsIdentifier(absl::string_view part) {
-  if (part.empty() || part.size() > 63) {
-    return false;
-  }
-  if (!absl::ascii_isalpha(static_cast<unsigned char>(part[0])) && part[0] != '_') {
-    return false;
-  }
-  for (char c : part) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '$') {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string Resolve(const std::string& base_dir, const std::string& path) {
   std::filesystem::path p(path);
   if (p.is_absolute()) {
@@ -486,15 +472,9 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     if (db.version_table().empty()) {
       db.set_version_table("alembic_version");
     }
-    const std::string& vt = db.version_table();
-    const size_t dot = vt.find('.');
-    const bool ok = dot == std::string::npos
-                        ? IsIdentifier(vt)
-                        : IsIdentifier(absl::string_view(vt).substr(0, dot)) &&
-                              IsIdentifier(absl::string_view(vt).substr(dot + 1));
-    if (!ok) {
-      return KeyError(Join(path, "version_table"),
-                      absl::StrCat("\"", vt, "\" is not a table name (table or schema.table)"));
+    // The one rule for version-table names, shared with schemactl --version-table.
+    if (absl::StatusOr<VersionTableName> vt = ParseVersionTableName(db.version_table()); !vt.ok()) {
+      return KeyError(Join(path, "version_table"), std::string(vt.status().message()));
     }
     if (!db.has_allow_ensure_head_apply()) {
       db.set_allow_ensure_head_apply(true);
