@@ -162,8 +162,8 @@ void LogFailure(const std::shared_ptr<spdlog::logger>& log, absl::string_view me
                        status.code() == absl::StatusCode::kUnknown ||
                        status.code() == absl::StatusCode::kDataLoss;
   log->log(serious ? spdlog::level::warn : spdlog::level::info,
-           "rpc failed method={} code={} who=\"{}\" error=\"{}\"", method,
-           absl::StatusCodeToString(status.code()), who, status.message());
+           "rpc failed method={} code={} who={} error={}", method,
+           absl::StatusCodeToString(status.code()), LogValue(who), LogValue(status.message()));
 }
 
 // ---------------------------------------------------------------- streams

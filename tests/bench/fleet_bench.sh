@@ -57,7 +57,7 @@ done
 } > "$work/schemad.yaml"
 for i in $(seq -w 1 "$sites"); do
   psql "$admin" -qc "CREATE DATABASE site_$i"
-  echo "$base/site_$i" > "$work/dsn/site_$i"
+  (umask 077; echo "$base/site_$i" > "$work/dsn/site_$i")  # owner-only, as schemad wants
   echo "  - {name: site-$i, migration_set: fleet, dsn_file: dsn/site_$i, labels: {env: bench}}" >> "$work/schemad.yaml"
 done
 
