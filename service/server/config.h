@@ -11,7 +11,13 @@
 // Every error names the key path, e.g.
 //   `databases[1].dsn_env: environment variable SITE_B_DSN is not set`,
 //   `databases[0].lable: unknown key`.
-// DSNs are secrets: they are never put in a message or a log line.
+// DSNs are secrets: they are never put in a message or a log line. Each is
+// parsed here (service/common/dsn.h), so a DSN libpq would mis-parse, or
+// with a bad value, is an error naming the database. Also refused: values
+// outside their bounds (kMax* below), an unauthenticated non-loopback
+// `listen` without insecure_allow_unauthenticated, and a tokens_file or
+// dsn_file other users may read (without allow_insecure_secret_files);
+// a group-readable one is a warning in LoadedConfig::warnings.
 // Migration sets are only checked for a name and a directory here; loading
 // them (and their graph errors) is the registry's job.
 //
