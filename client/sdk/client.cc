@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/sdk/tls_diagnosis.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "schemad/v1/schemad.grpc.pb.h"
 
@@ -627,7 +628,9 @@ class Client::Impl {
     return absl::Now() + d;
   }
 
-  // One unary call, retried on UNAVAILABLE when `retry` (and the policy) allow.
+  // One unary call, retried on UNAVAILABLE when `retry` (and the policy)
+  // allow — except a failed TLS handshake, which the same settings would
+  // fail again: that one is explained (DiagnoseTls) and returned at once.
   absl::Status Unary(const CallOptions& call, bool retry,
                      const std::function<grpc::Status(grpc::ClientContext*)>& rpc) const {
     const absl::Time deadline = DeadlineFor(call, false);
@@ -638,6 +641,13 @@ class Client::Impl {
       grpc::ClientContext context;
       Prepare(&context, deadline);
       absl::Status status = FromGrpc(rpc(&context));
+      if (status.code() == absl::StatusCode::kUnavailable &&
+          internal::LooksLikeHandshakeFailure(std::string(status.message()))) {
+        std::string why = internal::DiagnoseTls(tls_settings_);
+        if (!why.empty()) {
+          return absl::UnavailableError(why);
+        }
+      }
       if (status.ok() || !retry || !policy.enabled ||
           status.code() != absl::StatusCode::kUnavailable) {
         return status;
@@ -775,6 +785,7 @@ class Client::Impl {
   }
 
   const ClientOptions& options_;
+  internal::TlsSettings tls_settings_;  // for DiagnoseTls
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Schemad::Stub> stub_;
   mutable grpc::GenericStub generic_;  // streams (see Stream)
@@ -788,6 +799,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     return absl::InvalidArgumentError("no schemad target (ClientOptions::target, SCHEMAD_SERVER)");
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  internal::TlsSettings tls_settings;
+  tls_settings.target = options.target;
   const bool tls = options.tls || !options.root_ca_file.empty() || !options.cert_file.empty() ||
                    !options.key_file.empty();
   if (tls) {
@@ -813,7 +826,17 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
       }
       ssl.pem_cert_chain = *std::move(cert);
       ssl.pem_private_key = *std::move(key);
+      if (std::string problem =
+              internal::CheckClientCertificate(ssl.pem_cert_chain, ssl.pem_private_key);
+          !problem.empty()) {
+        return absl::InvalidArgumentError(problem);
+      }
     }
+    tls_settings.tls = true;
+    tls_settings.ca_pem = ssl.pem_root_certs;
+    tls_settings.cert_pem = ssl.pem_cert_chain;
+    tls_settings.key_pem = ssl.pem_private_key;
+    tls_settings.server_name = options.tls_server_name;
     credentials = grpc::SslCredentials(ssl);
   } else {
     credentials = grpc::InsecureChannelCredentials();
@@ -843,6 +866,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
       grpc::CreateCustomChannel(options.target, credentials, args);
   std::unique_ptr<Client> client(new Client(std::move(options), nullptr));
   client->impl_ = std::make_unique<Impl>(client->options_, std::move(channel));
+  client->impl_->tls_settings_ = std::move(tls_settings);
   return client;
 }
 

@@ -237,7 +237,8 @@ absl::Status Operation::RequestCancel(absl::string_view reason) {
     cancel_requested_ = true;
     cancelled_.store(true);
   }
-  log_->info("operation cancel requested op={} db={} reason=\"{}\"", id_, spec_.database, reason);
+  log_->info("operation cancel requested op={} db={} reason={}", id_, spec_.database,
+             LogValue(reason));
   CancelStatement();
   return absl::OkStatus();
 }
@@ -309,24 +310,26 @@ void Operation::OnEngineEvent(const engine::Event& e) {
   switch (e.kind) {
     case engine::Event::Kind::kOperationStarted:
       log_->info("operation started op={} db={} operation={} target={} steps={}", id_,
-                 spec_.database, e.operation, e.target, e.plan.size());
+                 spec_.database, LogValue(e.operation), LogValue(e.target), e.plan.size());
       break;
     case engine::Event::Kind::kWaitingForLock:
-      log_->info("waiting for migration lock op={} db={} holder=\"{}\" waited_ms={}", id_,
-                 spec_.database, e.lock_holder, absl::ToInt64Milliseconds(e.waited));
+      log_->info("waiting for migration lock op={} db={} holder={} waited_ms={}", id_,
+                 spec_.database, LogValue(e.lock_holder), absl::ToInt64Milliseconds(e.waited));
       break;
     case engine::Event::Kind::kRevisionStarted:
       log_->info("revision started op={} db={} revision={} direction={} step={}/{}", id_,
-                 spec_.database, e.revision, engine::DirectionName(e.direction), e.step_index + 1,
-                 e.step_count);
+                 spec_.database, LogValue(e.revision), engine::DirectionName(e.direction),
+                 e.step_index + 1, e.step_count);
       break;
     case engine::Event::Kind::kStatementStarted:
       log_->debug("statement started op={} db={} revision={} statement={}/{} line={}", id_,
-                  spec_.database, e.revision, e.statement_index + 1, e.statement_count, e.line);
+                  spec_.database, LogValue(e.revision), e.statement_index + 1, e.statement_count,
+                  e.line);
       break;
     case engine::Event::Kind::kRevisionFinished:
       log_->info("revision finished op={} db={} revision={} ok={} elapsed_ms={}", id_,
-                 spec_.database, e.revision, e.status.ok(), absl::ToInt64Milliseconds(e.duration));
+                 spec_.database, LogValue(e.revision), e.status.ok(),
+                 absl::ToInt64Milliseconds(e.duration));
       break;
     default:
       break;
@@ -401,10 +404,11 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
                id_, spec_.database, KindName(spec_.kind), StateName(final_state),
                outcome.ok() ? outcome->result.revisions_run : revisions_done_,
                absl::ToInt64Milliseconds(now - (started_ == absl::InfinitePast() ? now : started_)),
-               status.ok()
-                   ? std::string()
-                   : absl::StrCat(" code=", absl::StatusCodeToString(status.code()), " error=\"",
-                                  TruncateUtf8(status.message(), kMaxLoggedTextBytes), "\""));
+               status.ok() ? std::string()
+                           : absl::StrCat(" code=", absl::StatusCodeToString(status.code()),
+                                          " error=",
+                                          LogfmtValue(TruncateUtf8(status.message(),
+                                                                   kMaxLoggedTextBytes))));
   }
   for (const std::shared_ptr<OperationObserver>& observer : observers) {
     observer->OnDone(status, result);
@@ -472,8 +476,9 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
   accepted.mutable_accepted()->set_target(op->spec().target);
   accepted.mutable_accepted()->set_who(op->spec().who);
   op->Emit(std::move(accepted));
-  log_->info("operation accepted op={} db={} kind={} target={} who=\"{}\"", op->id(),
-             op->spec().database, KindName(op->spec().kind), op->spec().target, op->spec().who);
+  log_->info("operation accepted op={} db={} kind={} target={} who={}", op->id(),
+             LogValue(op->spec().database), KindName(op->spec().kind), LogValue(op->spec().target),
+             LogValue(op->spec().who));
   order_.push_back(op);
   by_id_[op->id()] = op;
   ++active_;

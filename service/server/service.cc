@@ -172,9 +172,9 @@ void LogFailure(const std::shared_ptr<spdlog::logger>& log, absl::string_view me
                        status.code() == absl::StatusCode::kUnknown ||
                        status.code() == absl::StatusCode::kDataLoss;
   log->log(serious ? spdlog::level::warn : spdlog::level::info,
-           "rpc failed method={} code={} who=\"{}\" error=\"{}\"", method,
-           absl::StatusCodeToString(status.code()), who,
-           TruncateUtf8(status.message(), kMaxLoggedTextBytes));
+           "rpc failed method={} code={} who={} error={}", method,
+           absl::StatusCodeToString(status.code()), LogValue(who),
+           LogValue(TruncateUtf8(status.message(), kMaxLoggedTextBytes)));
 }
 
 // How a unary call whose response the handler filled itself ends: every

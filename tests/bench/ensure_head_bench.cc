@@ -275,6 +275,9 @@ int main(int argc, char** argv) {
       parent = id;
     }
     std::ofstream(temp_dir + "/dsn") << args.dsn;
+    // schemad refuses secret files that other users can read.
+    std::filesystem::permissions(temp_dir + "/dsn", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
     schemad::server::ConfigSources sources;
     sources.base_dir = temp_dir;
     absl::StatusOr<schemad::server::LoadedConfig> config = schemad::server::ParseConfig(

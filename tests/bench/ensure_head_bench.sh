@@ -50,7 +50,7 @@ for i in 0 1 2 3 4; do
   } > "$work/set/r$i.sql"
   parent=r$i
 done
-echo "$dsn" > "$work/dsn"
+(umask 077; echo "$dsn" > "$work/dsn")  # schemad refuses secret files others can read
 cat > "$work/schemad.yaml" <<YAML
 listen: 127.0.0.1:0
 migration_sets: [{name: bench, directory: set}]

@@ -84,7 +84,7 @@ head_rev=$parent
 : > "$work/dsns"
 for i in $(seq -w 1 "$sites"); do
   "$psql_bin" -X "$admin" -qc "CREATE DATABASE site_$i"
-  echo "$base/site_$i" > "$work/dsn/site_$i"
+  (umask 077; echo "$base/site_$i" > "$work/dsn/site_$i")  # owner-only, as schemad wants
   echo "$base/site_$i" >> "$work/dsns"
   echo "  - {name: site-$i, migration_set: fleet, dsn_file: dsn/site_$i, labels: {env: bench}}" >> "$work/schemad.yaml"
   # One psql process visits every site (\c) to reset or to check it.

@@ -49,6 +49,9 @@ class TempDir {
     const std::string file = path_ + "/" + name;
     std::filesystem::create_directories(std::filesystem::path(file).parent_path());
     std::ofstream(file) << content;
+    // Owner-only, as schemad wants its secret files (DSNs, tokens).
+    std::filesystem::permissions(
+        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   }
 
  private:

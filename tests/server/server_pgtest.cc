@@ -25,12 +25,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "client/cli/remote_commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "schemad/client.h"
 #include "service/server/config.h"
 #include "service/server/server.h"
@@ -66,6 +68,9 @@ class TempDir {
     const std::string file = path_ + "/" + name;
     std::filesystem::create_directories(std::filesystem::path(file).parent_path());
     std::ofstream(file) << content;
+    // Owner-only, as schemad wants its secret files (DSNs, tokens).
+    std::filesystem::permissions(
+        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return file;
   }
   std::string Read(const std::string& name) const {
@@ -872,6 +877,7 @@ TEST_F(ServerTest, MutualTlsRejectsABadClientCertificate) {
                              "\n  require_client_cert: true\n"));
   const auto tls_client = [&](const std::string& cert) {
     ClientOptions options = ClientFor(server_->address());
+    options.retry.enabled = true;  // TLS failures come back at once all the same
     options.root_ca_file = pki.File("ca.pem");
     options.tls_server_name = "localhost";
     if (!cert.empty()) {
@@ -888,13 +894,77 @@ TEST_F(ServerTest, MutualTlsRejectsABadClientCertificate) {
   // The certificate's common name is the caller's identity in history.
   EXPECT_THAT(Query(db.dsn(), "SELECT DISTINCT who FROM schemad_history"),
               ElementsAre(ElementsAre(HasSubstr("cn=site-a-control"))));
-  EXPECT_THAT(tls_client("rogue")->GetStatus("site-a", quick),
-              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
-  EXPECT_THAT(tls_client("")->GetStatus("site-a", quick),
-              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
-  // Plaintext to a TLS port fails too.
-  EXPECT_THAT(client_->GetStatus("site-a", quick),
-              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  // Refused, and (issue 9) saying that it is TLS and what failed, well
+  // before the deadline: gRPC itself says only "tcp handshaker shutdown"
+  // for most of these, and retrying would not help.
+  CallOptions patient;
+  patient.deadline = absl::Seconds(60);
+  const auto quickly = [&](std::unique_ptr<Client> client) {
+    const absl::Time start = absl::Now();
+    absl::Status status = client->GetStatus("site-a", patient).status();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(20)) << status;
+    return status;
+  };
+  const std::string tls_failed =
+      absl::StrCat("TLS handshake with ", server_->address(), " failed: ");
+  EXPECT_THAT(quickly(tls_client("rogue")),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(tls_failed + "the server refused the client certificate: it "
+                                              "must be signed by CN=test-ca")));
+  EXPECT_THAT(quickly(tls_client("")),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(tls_failed + "the server requires a client certificate")));
+  ClientOptions wrong_ca = ClientFor(server_->address());
+  wrong_ca.retry.enabled = true;
+  wrong_ca.root_ca_file = pki.File("rogue-ca.pem");
+  wrong_ca.tls_server_name = "localhost";
+  wrong_ca.cert_file = pki.File("client.pem");
+  wrong_ca.key_file = pki.File("client.key");
+  EXPECT_THAT(quickly(Connect(wrong_ca)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(tls_failed + "the server's certificate is not signed by a CA "
+                                              "in root_ca_file")));
+  ClientOptions wrong_name = wrong_ca;
+  wrong_name.root_ca_file = pki.File("ca.pem");
+  wrong_name.tls_server_name = "other.example";
+  EXPECT_THAT(quickly(Connect(wrong_name)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(tls_failed + "the server's certificate is not for "
+                                              "\"other.example\"")));
+  // Plaintext to a TLS port fails too, and says so.
+  ClientOptions plaintext = ClientFor(server_->address());
+  plaintext.retry.enabled = true;
+  EXPECT_THAT(quickly(Connect(plaintext)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat(server_->address(),
+                                              " speaks TLS, but this client "
+                                              "connects in plaintext"))));
+  // A key that is not the certificate's: refused before any connection.
+  ClientOptions mismatched = wrong_name;
+  mismatched.tls_server_name = "localhost";
+  mismatched.key_file = pki.File("rogue.key");
+  EXPECT_THAT(Client::Connect(mismatched),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not belong to the client certificate")));
+}
+
+// TLS to a plaintext server: said, not retried.
+TEST_F(ServerTest, TlsToAPlaintextServerSaysSo) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  Pki pki(dir_);
+  ASSERT_TRUE(pki.ok()) << "openssl failed";
+  ClientOptions options = ClientFor(server_->address());
+  options.root_ca_file = pki.File("ca.pem");
+  options.retry.enabled = true;
+  CallOptions quick;
+  quick.deadline = absl::Seconds(5);
+  EXPECT_THAT(Connect(options)->GetStatus("site-a", quick),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("TLS handshake with ", server_->address(),
+                                              " failed: the server does not speak TLS"))));
 }
 
 // ----------------------------------------------------------- health, shutdown
@@ -991,17 +1061,22 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("site-a")));
 }
 
-// The `schemad` binary as a subprocess, stopped by SIGTERM mid-revision.
+// The `schemad` binary as a subprocess (signals, exit codes, its stderr).
+// The constructor returns once it serves, or once it has exited.
 class SchemadProcess {
  public:
-  // `name`: the stem of its files in `dir` (NAME.yaml, NAME.out, NAME.err),
-  // so that several processes can share a directory.
-  SchemadProcess(const TempDir& dir, const std::string& yaml, const std::string& name = "schemad")
+  // `extra_args` follow the config flags; `name`: the stem of its files in
+  // `dir` (NAME.yaml, NAME.out, NAME.err), so that several processes can
+  // share a directory.
+  SchemadProcess(const TempDir& dir, const std::string& yaml,
+                 const std::vector<std::string>& extra_args = {},
+                 const std::string& name = "schemad")
       : dir_(dir), name_(name) {
     const std::string config = dir.Write(name + ".yaml", yaml);
     const std::string out = dir.path() + "/" + name + ".out";
     const std::string err = dir.path() + "/" + name + ".err";
     std::vector<std::string> args = {SCHEMAD_BINARY, "--config", config, "--log-level", "debug"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (std::string& arg : args) {
       argv.push_back(arg.data());
@@ -1016,8 +1091,14 @@ class SchemadProcess {
       pid_ = -1;
     }
     posix_spawn_file_actions_destroy(&actions);
-    // Wait for "schemad listening on HOST:PORT".
-    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+    // Wait for "schemad listening on HOST:PORT", or for the exit.
+    for (int i = 0; i < 200 && pid_ > 0 && !exited_; ++i) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        break;
+      }
       const std::string text = dir.Read(name + ".out");
       const size_t at = text.find("listening on ");
       if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
@@ -1037,24 +1118,30 @@ class SchemadProcess {
   void Signal(int signal) const { kill(pid_, signal); }
   // The exit status, or -1 when it has not exited within `timeout`.
   int Wait(absl::Duration timeout) {
+    if (exited_) {
+      return exit_code_;
+    }
     const absl::Time end = absl::Now() + timeout;
     while (absl::Now() < end) {
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return exit_code_;
       }
       absl::SleepFor(absl::Milliseconds(20));
     }
     return -1;
   }
   std::string Log() const { return dir_.Read(name_ + ".err"); }
+  std::string Out() const { return dir_.Read(name_ + ".out"); }
 
  private:
   const TempDir& dir_;
   const std::string name_;
   pid_t pid_ = -1;
   bool exited_ = false;
+  int exit_code_ = -1;
   std::string address_;
 };
 
@@ -1076,8 +1163,8 @@ TEST_F(ServerTest, FiftyConcurrentCallersApplyEachRevisionOnce) {
   // No lock_timeout: b2 waits for the gate as long as the test holds it.
   const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}},
                                       "timeouts: {lock_timeout: 0, lock_wait: 60s}");
-  SchemadProcess replica_a(dir_, yaml, "replica-a");
-  SchemadProcess replica_b(dir_, yaml, "replica-b");
+  SchemadProcess replica_a(dir_, yaml, {}, "replica-a");
+  SchemadProcess replica_b(dir_, yaml, {}, "replica-b");
   ASSERT_FALSE(replica_a.address().empty()) << replica_a.Log();
   ASSERT_FALSE(replica_b.address().empty()) << replica_b.Log();
   const std::vector<const SchemadProcess*> replicas = {&replica_a, &replica_b};
@@ -1273,7 +1360,7 @@ TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRest
   const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}});
   std::string orphan;
   {
-    SchemadProcess schemad(dir_, yaml, "killed");
+    SchemadProcess schemad(dir_, yaml, {}, "killed");
     ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
     std::unique_ptr<Client> client = Connect(ClientFor(schemad.address()));
     EventLog log;
@@ -1310,7 +1397,7 @@ TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRest
                         Rows{{"0"}}),
             (Rows{{"0"}}));
 
-  SchemadProcess restarted(dir_, yaml, "restarted");
+  SchemadProcess restarted(dir_, yaml, {}, "restarted");
   ASSERT_FALSE(restarted.address().empty()) << restarted.Log();
   std::unique_ptr<Client> client = Connect(ClientFor(restarted.address()));
   ASSERT_OK_AND_ASSIGN(DatabaseStatus status, client->GetStatus("site-a"));
@@ -1338,6 +1425,233 @@ TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRest
   EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
   EXPECT_THAT(restarted.Log(), Not(HasSubstr(db.cluster().password)));
+}
+
+// ------------------------------------- ports, exposure, config, logs (issue 9)
+
+// The key=value fields of a logfmt line (quoted values unescaped), skipping
+// free text: enough to count how many `level=` a line really has.
+std::vector<std::pair<std::string, std::string>> LogFields(absl::string_view line) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    const size_t space = line.find(' ', i);
+    const size_t equals = line.find('=', i);
+    if (equals == absl::string_view::npos) {
+      break;
+    }
+    if (space != absl::string_view::npos && space < equals) {
+      i = space + 1;
+      continue;
+    }
+    std::string key(line.substr(i, equals - i));
+    std::string value;
+    i = equals + 1;
+    if (i < line.size() && line[i] == '"') {
+      for (++i; i < line.size() && line[i] != '"'; ++i) {
+        if (line[i] == '\\' && i + 1 < line.size()) {
+          ++i;
+        }
+        value.push_back(line[i]);
+      }
+      ++i;
+    } else {
+      while (i < line.size() && line[i] != ' ') {
+        value.push_back(line[i++]);
+      }
+    }
+    out.emplace_back(std::move(key), std::move(value));
+    while (i < line.size() && line[i] == ' ') {
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Defect (issue 9): gRPC sets SO_REUSEPORT, so a second schemad on a port in
+// use started and shared it, and `dbs` answered from either at random.
+TEST_F(ServerTest, SecondSchemadOnAPortInUseExitsWithTheStartError) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  const std::string listen = absl::StrCat("127.0.0.1:", FreePort());
+  SchemadProcess first(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "", listen));
+  ASSERT_FALSE(first.address().empty()) << first.Log();
+  TempDir other;
+  WriteChain(other, "modax", 0);
+  SchemadProcess second(other, MakeConfig(other, {"modax"}, {{"site-b", db.dsn()}}, "", listen));
+  EXPECT_EQ(second.Wait(absl::Seconds(30)), 3) << second.Out() << second.Log();
+  EXPECT_TRUE(second.address().empty());
+  EXPECT_THAT(second.Log(), HasSubstr("cannot listen on " + listen));
+  // The first one answers, alone.
+  std::unique_ptr<Client> client = Connect(ClientFor(first.address()));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::vector<DatabaseInfo> dbs, client->ListDatabases({}));
+    ASSERT_EQ(dbs.size(), 1u);
+    EXPECT_EQ(dbs[0].name, "site-a");
+  }
+}
+
+// Defect (issue 9): the shipped examples served admin-for-everyone on all
+// interfaces.
+TEST_F(ServerTest, UnauthenticatedServerOnAllInterfacesDoesNotStart) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  const std::string open = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "", "0.0.0.0:0");
+  {
+    SchemadProcess refused(dir_, open);
+    EXPECT_EQ(refused.Wait(absl::Seconds(30)), 2) << refused.Log();
+    EXPECT_THAT(refused.Log(),
+                AllOf(HasSubstr("listen: refusing to serve 0.0.0.0:0 without authentication"),
+                      HasSubstr("insecure_allow_unauthenticated: true")));
+  }
+  {
+    SchemadProcess check(dir_, open, {"--check-config"});
+    EXPECT_EQ(check.Wait(absl::Seconds(30)), 2) << check.Log();
+  }
+  {
+    SchemadProcess overridden(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}),
+                              {"--listen", "0.0.0.0:0"});
+    EXPECT_EQ(overridden.Wait(absl::Seconds(30)), 2) << overridden.Log();
+    EXPECT_THAT(overridden.Log(), HasSubstr("--listen: refusing to serve 0.0.0.0:0"));
+  }
+  {
+    SchemadProcess allowed(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}},
+                                            "insecure_allow_unauthenticated: true", "0.0.0.0:0"));
+    ASSERT_FALSE(allowed.address().empty()) << allowed.Log();
+    EXPECT_THAT(allowed.Log(), HasSubstr("authentication is off"));
+  }
+}
+
+// Defects (issue 9): `--check-config` accepted a DSN whose password libpq
+// would mis-parse (and printed nothing wrong), and aborted (SIGABRT after
+// 5.6 s) on `pools: {rpc_workers: 100000000}`.
+TEST_F(ServerTest, CheckConfigRefusesAmbiguousDsnsAndUnboundedPools) {
+  WriteChain(dir_, "modax", 0);
+  SchemadProcess dsn(
+      dir_,
+      MakeConfig(dir_, {"modax"},
+                 {{"site-c", "postgresql://modax:kq3/LEAKME+pw=@127.0.0.1:5432/site_c"}}),
+      {"--check-config"});
+  EXPECT_EQ(dsn.Wait(absl::Seconds(30)), 2) << dsn.Out() << dsn.Log();
+  EXPECT_THAT(dsn.Log(),
+              AllOf(HasSubstr("databases[0].dsn_file: the DSN of database site-c is not a valid "
+                              "URI: unescaped '@' or '/' in the user-info"),
+                    Not(HasSubstr("LEAKME")), Not(HasSubstr("kq3"))));
+  EXPECT_THAT(dsn.Out(), Not(HasSubstr("LEAKME")));
+  const absl::Time start = absl::Now();
+  SchemadProcess pools(dir_,
+                       MakeConfig(dir_, {"modax"}, {{"site-a", "postgresql://app@127.0.0.1:1/x"}},
+                                  "pools: {rpc_workers: 100000000}"),
+                       {"--check-config"});
+  EXPECT_EQ(pools.Wait(absl::Seconds(30)), 2) << pools.Log();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_THAT(pools.Log(), HasSubstr("pools.rpc_workers: 100000000 is out of range: 1 to 1024"));
+}
+
+// Defect (issue 9): logfmt values were written unescaped, so
+// `x-schemad-who: x" level=error msg="FORGED` forged fields; and JSON logs.
+TEST_F(ServerTest, CallersCannotForgeLogFieldsInEitherFormat) {
+  WriteChain(dir_, "modax", 0);
+  const std::string forged = "x\" level=error msg=\"FORGED";
+  for (const std::string format : {"logfmt", "json"}) {
+    SCOPED_TRACE(format);
+    TestDatabase db;  // behind, so that EnsureHead runs an operation
+    ASSERT_TRUE(db.ok());
+    // logfmt is the default: the key is left out for it.
+    SchemadProcess schemad(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}},
+                                            format == "json" ? "log_format: json" : ""));
+    ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+    ClientOptions options = ClientFor(schemad.address());
+    options.who = forged;
+    std::unique_ptr<Client> client = Connect(options);
+    EXPECT_THAT(client->GetStatus("site-x"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+    EXPECT_OK(client->EnsureHead("site-a").status());
+    client.reset();
+    schemad.Signal(SIGTERM);
+    ASSERT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+    const std::string log = schemad.Log();
+    int who_lines = 0;
+    int lines = 0;
+    for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+      SCOPED_TRACE(std::string(line));
+      ++lines;
+      std::string level;
+      std::string who;
+      int levels = 0;
+      if (format == "json") {
+        const nlohmann::json json = nlohmann::json::parse(line, nullptr, false);
+        ASSERT_FALSE(json.is_discarded());
+        ASSERT_TRUE(json["level"].is_string());
+        EXPECT_NE(json["level"], "error");
+        levels = 1;
+        EXPECT_FALSE(json.contains("field_level"));
+        if (json.contains("who")) {
+          // The JSON text of the value holds the JSON text of `forged`.
+          const std::string encoded = nlohmann::json(forged).dump();
+          who = json["who"].dump();
+          EXPECT_THAT(who, HasSubstr(encoded.substr(1, encoded.size() - 2)));
+          who = forged;
+        }
+      } else {
+        for (const auto& [key, value] : LogFields(line)) {
+          EXPECT_NE(key, "msg");
+          if (key == "level") {
+            ++levels;
+            level = value;
+          } else if (key == "who") {
+            who = value;
+          }
+        }
+      }
+      EXPECT_EQ(levels, 1);
+      EXPECT_NE(level, "error");
+      if (!who.empty()) {
+        ++who_lines;
+        EXPECT_THAT(who, HasSubstr(forged));  // the value intact, inside its field
+      }
+    }
+    EXPECT_GT(lines, 5);
+    EXPECT_GE(who_lines, 2);  // rpc failed, operation accepted
+  }
+}
+
+// Defect (issue 9): `current` through schemad on a database it cannot use
+// retried 11 times over 26 s even when retrying cannot help (bad host,
+// database name, password); only a database that is down is retried.
+TEST_F(ServerTest, PermanentDatabaseErrorsAreNotRetried) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  const testing::PgCluster& c = db.cluster();
+  ASSERT_OK_AND_ASSIGN(
+      server_,
+      StartServer(
+          dir_, MakeConfig(dir_, {"modax"},
+                           {{"no-db", testing::ClusterDsn(c, "no_such_db_x", c.password)},
+                            {"no-host", absl::StrCat("postgresql://postgres:", c.password,
+                                                     "@no-such-host.invalid:5432/x")},
+                            {"bad-password", testing::ClusterDsn(c, db.name(), "wrong-password-x")},
+                            {"down", absl::StrCat("postgresql://postgres:", c.password,
+                                                  "@127.0.0.1:", FreePort(), "/x")}})));
+  ClientOptions options = ClientFor(server_->address());
+  options.retry.enabled = true;  // as schemactl --server does
+  options.retry.initial_backoff = absl::Milliseconds(50);
+  options.retry.max_elapsed = absl::Seconds(3);
+  std::unique_ptr<Client> client = Connect(options);
+  for (const std::string name : {"no-db", "no-host", "bad-password"}) {
+    SCOPED_TRACE(name);
+    const absl::Time start = absl::Now();
+    EXPECT_THAT(client->GetStatus(name),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("database " + name), Not(HasSubstr("attempts")),
+                               Not(HasSubstr(c.password)))));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  }
+  // A database that is down may come back: that is retried.
+  EXPECT_THAT(client->GetStatus("down"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("attempts")));
 }
 
 // ------------------------------------------------------- schemactl --server
