@@ -199,7 +199,9 @@ absl::Status RevisionGraph::DetectCycles() const {
   };
   // One actual cycle among `stuck`, following `revises` (and with
   // dependencies, `depends_on`) edges: "b -> d -> c -> b".
-  auto find_cycle = [&](const std::vector<int>& stuck, bool with_deps) -> std::string {
+  // `members` (optional) receives the revisions on that cycle.
+  auto find_cycle = [&](const std::vector<int>& stuck, bool with_deps,
+                        std::vector<int>* members = nullptr) -> std::string {
     std::vector<int> color(size(), 0);  // 0 new, 1 on the path, 2 done
     std::vector<int> parent(size(), -1);
     for (int start : stuck) {
@@ -221,6 +223,12 @@ absl::Status RevisionGraph::DetectCycles() const {
           std::vector<std::string> path = {revisions_[to].id};
           for (int at = rev; at != to; at = parent[at]) {
             path.push_back(revisions_[at].id);
+            if (members != nullptr) {
+              members->push_back(at);
+            }
+          }
+          if (members != nullptr) {
+            members->push_back(to);
           }
           path.push_back(revisions_[to].id);
           std::reverse(path.begin(), path.end());
@@ -255,6 +263,20 @@ absl::Status RevisionGraph::DetectCycles() const {
   }
   if (std::vector<int> stuck = unreachable(real_heads_, real_bases, true); !stuck.empty()) {
     return describe(std::move(stuck), "Dependency cycle", true);
+  }
+  // Alembic's rule misses a cycle that a head and a base both still reach
+  // (b revises a and c, c revises b, d revises c), and no order can run such
+  // a graph (planning it could loop forever), so look for one directly.
+  std::vector<int> all(nodes_.size());
+  for (int i = 0; i < size(); ++i) {
+    all[i] = i;
+  }
+  for (const bool with_deps : {false, true}) {
+    std::vector<int> members;
+    if (!find_cycle(all, with_deps, &members).empty()) {
+      std::sort(members.begin(), members.end());
+      return describe(std::move(members), with_deps ? "Dependency cycle" : "Cycle", with_deps);
+    }
   }
   return absl::OkStatus();
 }

@@ -189,6 +189,25 @@ INSTANTIATE_TEST_SUITE_P(
                        {R("a", {}, {"b"}), R("b", {}, {"a"})},
                        absl::StatusCode::kFailedPrecondition,
                        "Dependency cycle detected in revisions (a, b)"},
+        // Cycles that a head and a base both reach, which Alembic's
+        // reachability rule does not see (found by revision_graph_fuzz).
+        BuildErrorCase{"CycleBetweenHeadAndBase",
+                       {R("a"), R("b", {"a", "c"}), R("c", {"b"}), R("d", {"c"})},
+                       absl::StatusCode::kFailedPrecondition,
+                       "Cycle detected in revisions (b, c); cycle: b -> c -> b"},
+        BuildErrorCase{"DependencyCycleBetweenHeadAndBase",
+                       {R("a"), R("b", {"a"}, {"c"}), R("c", {"b"}), R("d", {"c"})},
+                       absl::StatusCode::kFailedPrecondition,
+                       "Dependency cycle detected in revisions (b, c); cycle: b -> c -> b"},
+        // The graph that made PlanUpgrade(heads) loop forever: rev2 depends
+        // on rev3, which revises rev2.
+        BuildErrorCase{"DependencyCycleThatHungThePlanner",
+                       {R("rev0", {}, {}, {"l0"}), R("rev1", {"rev0"}),
+                        R("rev2", {"rev0"}, {"rev3", "rev5"}, {"l1"}), R("rev3", {"rev1", "rev2"}),
+                        R("rev4", {"rev3"}, {}, {"l2"}), R("rev5", {"rev3"}, {"rev4"}),
+                        R("rev6", {"rev4"}), R("rev7", {"rev5", "rev6"}, {"rev2"})},
+                       absl::StatusCode::kFailedPrecondition,
+                       "Dependency cycle detected in revisions"},
         BuildErrorCase{"LabelTwice",
                        {R("a", {}, {}, {"x"}), R("b", {"a"}, {}, {"x"})},
                        absl::StatusCode::kInvalidArgument,
