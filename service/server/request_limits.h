@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "schemad/v1/schemad.pb.h"
+#include "service/server/config.h"
 
 namespace schemad::server {
 
@@ -33,7 +34,7 @@ inline constexpr size_t kMaxTargets = 64;              // Stamp, Plan, FleetRun 
 inline constexpr size_t kMaxFromRows = 256;            // Plan from_rows
 inline constexpr size_t kMaxSelectorBytes = 1024;      // FleetRun selector, canary_selector
 inline constexpr size_t kMaxLabelSelectors = 64;       // ListDatabases label_selector entries
-inline constexpr size_t kMaxLabelBytes = 256;          // a label key or value
+// A label key or value in a selector: kMaxLabelBytes (config.h), as configured.
 inline constexpr size_t kMaxOperationIdBytes = 64;     // "op-" + 16 hex digits, with room
 inline constexpr size_t kMaxPageTokenBytes = 64;       // ListOperations page_token
 inline constexpr int kMaxHistoryLimit = 10000;         // History limit
