@@ -60,6 +60,9 @@ class TempDir {
     const std::string file = path_ + "/" + name;
     std::filesystem::create_directories(std::filesystem::path(file).parent_path());
     std::ofstream(file, std::ios::binary) << content;
+    // Owner-only, as schemad wants its secret files (DSNs, tokens).
+    std::filesystem::permissions(
+        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   }
 
  private:
@@ -186,7 +189,7 @@ TEST_F(InputTest, InvalidUtf8FromPostgresReachesClientsAsReplacementCharacters) 
   WriteRevision("a1", "", "CREATE TABLE t_a1 (id int);");
   // chr(255) in a SQL_ASCII database is the single byte 0xFF.
   WriteRevision("b2", "a1", "DO $$ BEGIN RAISE EXCEPTION 'broken %', chr(255); END $$;");
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
 
   std::vector<OperationEvent> events;
   CallOptions call;
@@ -238,7 +241,7 @@ TEST_F(InputTest, InvalidUtf8InANeedsAttentionMarkIsRepaired) {
                 "CREATE TABLE t_a1 (id int);\n"
                 "DO $$ BEGIN RAISE EXCEPTION 'half done %', chr(254); END $$;",
                 /*transactional=*/false);
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
   CallOptions call;
   call.deadline = absl::Seconds(60);
   EXPECT_THAT(client_->Upgrade("site-a", {}, call),
@@ -261,7 +264,7 @@ TEST_F(InputTest, OversizedFieldsAreRefusedNamingFieldAndLimit) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
   WriteRevision("a1", "", "SELECT 1;");
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
   const std::string big(120 << 10, 'x');
 
   UpgradeRequest upgrade;
@@ -350,7 +353,7 @@ TEST_F(InputTest, RequestsOverTheMessageLimitAreRefusedByGrpc) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
   WriteRevision("a1", "", "SELECT 1;");
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
   v1::UpgradeRequest request;
   request.set_database("site-a");
   request.set_target(std::string(3 << 20, 'x'));  // 3 MB: under gRPC's default of 4 MiB
@@ -367,7 +370,7 @@ TEST_F(InputTest, OpsListAnswersAfterManyLargeRequestsAndPages) {
   WriteRevision("a1", "", "SELECT 1;");
   // An error message of 100 KB: kept with its operation, it is cut.
   WriteRevision("b2", "a1", "DO $$ BEGIN RAISE EXCEPTION '%', repeat('e', 100000); END $$;");
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
   for (int i = 0; i < 20; ++i) {
     v1::UpgradeRequest request;
     request.set_database("site-a");
@@ -448,7 +451,7 @@ TEST_F(InputTest, LongRevisionsKeepABoundedNumberOfEvents) {
   }
   WriteRevision("a1", "", five_thousand);
   WriteRevision("b2", "a1", fifty_thousand);
-  Start(db.dsn());
+  ASSERT_NO_FATAL_FAILURE(Start(db.dsn()));
 
   // Live, a stream delivers every event or says how many it skipped.
   int64_t live = 0;
