@@ -423,7 +423,7 @@ TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
   // One racer's revision 2 waits for the gate ...
   EXPECT_EQ(WaitForRows(db_.dsn(),
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND application_name = 'schemactl' AND wait_event_type = 'Lock' AND "
+                        "AND application_name LIKE 'schemactl op-%' AND wait_event_type = 'Lock' AND "
                         "query LIKE '%FROM gate%'",
                         Rows{{"1"}}, absl::Seconds(30)),
             (Rows{{"1"}}));

@@ -26,6 +26,12 @@
 namespace schemad::store {
 namespace {
 
+// Advisory locks held in the test's own database (pg_locks is cluster-wide,
+// and other tests run in parallel).
+constexpr char kAdvisoryLocksHere[] =
+    "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND database = "
+    "(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
+
 using ::schemad::testing::ClusterDsn;
 using ::schemad::testing::Exec;
 using ::schemad::testing::IsOk;
@@ -987,7 +993,7 @@ TEST_F(PqSessionStateTest, TransactionalRevisionCannotMoveTheBookkeepingNorLeave
   EXPECT_THAT(state.rows, ElementsAre("a1"));
   EXPECT_FALSE(state.needs_attention.has_value()) << state.needs_attention->error;
   EXPECT_OK(CheckClean(*session_));
-  EXPECT_EQ(Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), (Rows{{"0"}}));
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"0"}}));
 }
 
 TEST_F(PqSessionStateTest, NonTransactionalRevisionKeepsItsStateUntilResetAndMarksRightly) {
@@ -1036,7 +1042,7 @@ TEST_F(PqSessionStateTest, ResetDiscardsEverythingARevisionLeaves) {
     ASSERT_OK(tx->Execute(Sql(kLeaveEverything), nullptr));
     EXPECT_FALSE(tx->Execute(Sql("SELECT 1/0"), nullptr).ok());
   }
-  EXPECT_EQ(Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), (Rows{{"1"}}));
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"1"}}));
   ASSERT_OK(session_->ResetState());
   EXPECT_OK(CheckClean(*session_));
   // A transactional revision committed without bookkeeping: reset before COMMIT.
@@ -1143,7 +1149,7 @@ TEST_F(PqDatabaseTest, QualifiedAndUnqualifiedNamesOfOneTableShareTheLock) {
     ASSERT_OK(session_->EnsureTables());
   }
   // A waiter never keeps one of the keys: none is held once both gave up.
-  EXPECT_EQ(Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), (Rows{{"0"}}));
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"0"}}));
 }
 
 TEST_F(PqDatabaseTest, LockStillExcludesEarlierVersionsThatKeyedTheBareName) {
