@@ -57,6 +57,23 @@ std::string NeedsAttentionMessage(const store::NeedsAttention& marker) {
       "`schemactl resolve --rolled-back` (undo it)");
 }
 
+// Refuses to migrate a database that needs attention; names the session of
+// an earlier run that is still active (it may be the interrupted revision,
+// still running), which resolving now would race.
+absl::Status NeedsAttentionError(store::Session& session, const store::NeedsAttention& marker) {
+  std::string message = NeedsAttentionMessage(marker);
+  absl::StatusOr<std::optional<store::UnfinishedRun>> earlier = session.ReadUnfinishedRun();
+  if (earlier.ok() && earlier->has_value() && (*earlier)->backend.has_value()) {
+    absl::StrAppend(&message, "; but first wait: the session of operation ",
+                    (*earlier)->run.operation_id, " is still active (",
+                    (*earlier)->backend->Describe(),
+                    "): it may still change the database; wait for it to end or end it with "
+                    "SELECT pg_terminate_backend(",
+                    (*earlier)->backend->backend.pid, ")");
+  }
+  return absl::FailedPreconditionError(message);
+}
+
 }  // namespace
 
 bool ValidationReport::ok() const {
@@ -132,12 +149,113 @@ class Executor::Run {
     };
     auto cancelled = [this]() { return Cancelled(); };
     ASSIGN_OR_RETURN(std::unique_ptr<store::MigrationLock> lock,
-                     ex_.database_.AcquireLock(ex_.options_.lock_wait, on_wait, cancelled));
+                     session_.AcquireLock(ex_.options_.lock_wait, on_wait, cancelled));
     *took_lock = true;
     Event e = NewEvent(Event::Kind::kLockAcquired);
     e.waited = absl::Now() - wait_start;
     Emit(e);
     return lock;
+  }
+
+  // Under the lock, before the state is read: refuses while the session of
+  // an earlier run is still connected (what it runs may still change the
+  // database), records an earlier run that died as `interrupted`, and records
+  // this run as started. FinishRun undoes the last part.
+  absl::Status StartRun() {
+    ASSIGN_OR_RETURN(std::optional<store::UnfinishedRun> earlier, session_.ReadUnfinishedRun());
+    if (earlier.has_value() && earlier->backend.has_value()) {
+      return absl::AbortedError(absl::StrCat(
+          "an earlier run on ", ex_.database_.DisplayName(), " is still active: operation ",
+          RunText(earlier->run), " lost its migration lock, but its session ",
+          earlier->backend->Describe(),
+          " is still there and may still change the database; wait for it to end, or end it "
+          "with SELECT pg_terminate_backend(",
+          earlier->backend->backend.pid, "), then retry"));
+    }
+    std::optional<store::HistoryRecord> interrupted;
+    if (earlier.has_value()) {
+      ASSIGN_OR_RETURN(store::DatabaseState state, session_.ReadState());
+      interrupted = Interrupted(earlier->run, state);
+    }
+    store::RunRecord record;
+    record.operation_id = operation_id_;
+    record.operation = operation_;
+    record.target = target_;
+    record.who = ex_.options_.who;
+    record.schemad_version = ex_.options_.schemad_version;
+    record.started = started_;
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
+    if (interrupted.has_value()) {
+      RETURN_IF_ERROR(tx->AppendHistory(*interrupted));
+    }
+    RETURN_IF_ERROR(tx->StartRun(record));
+    RETURN_IF_ERROR(tx->Commit());
+    run_started_ = true;
+    return absl::OkStatus();
+  }
+
+  // Ends the run (best effort: a record left behind is noticed by the next
+  // run) and discards whatever revisions left in the session.
+  void FinishRun() {
+    if (run_started_) {
+      (void)session_.FinishRun();
+      run_started_ = false;
+    } else {
+      (void)session_.ResetState();
+    }
+  }
+
+  // "op-1 (upgrade heads, by alice, started 2026-...Z)".
+  static std::string RunText(const store::RunRecord& run) {
+    std::string out = absl::StrCat(run.operation_id, " (", run.operation);
+    if (!run.target.empty()) {
+      absl::StrAppend(&out, " ", run.target);
+    }
+    if (!run.who.empty()) {
+      absl::StrAppend(&out, ", by ", run.who);
+    }
+    if (run.started != absl::InfinitePast()) {
+      absl::StrAppend(&out, ", started ",
+                      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", run.started, absl::UTCTimeZone()));
+    }
+    return absl::StrCat(out, ")");
+  }
+
+  // The history row of a run that died, as far as it is known.
+  store::HistoryRecord Interrupted(const store::RunRecord& run,
+                                   const store::DatabaseState& state) const {
+    store::HistoryRecord h;
+    h.direction = run.operation == "downgrade" ? "down"
+                  : run.operation == "stamp"   ? "stamp"
+                  : run.operation == "resolve" ? "resolve"
+                                               : "up";
+    std::string what = absl::StrCat(
+        "interrupted: operation ", RunText(run), " on session pid ", run.pid,
+        run.application_name.empty() ? "" : absl::StrCat(" (", run.application_name, ")"),
+        " ended without finishing (its client or schemad was killed, or the connection or "
+        "PostgreSQL went away)");
+    const std::optional<store::NeedsAttention>& marker = state.needs_attention;
+    if (marker.has_value() && marker->operation_id == run.operation_id) {
+      h.revision = marker->revision;
+      h.direction = marker->direction;
+      const int rev = graph_.IndexOf(marker->revision);
+      if (rev >= 0) {
+        h.checksum = graph_.revision(rev).checksum;
+      }
+      absl::StrAppend(&what, " during non-transactional revision ", marker->revision, " (",
+                      marker->direction, ") after ", marker->statements_done, " of ",
+                      marker->statements_total, " statement(s): it needs attention");
+    }
+    absl::StrAppend(&what, "; noticed by operation ", operation_id_);
+    h.rows_before = state.rows;
+    h.rows_after = state.rows;
+    h.started = run.started;
+    h.outcome = "interrupted";
+    h.error = what;
+    h.who = run.who;
+    h.operation_id = run.operation_id;
+    h.schemad_version = run.schemad_version;
+    return h;
   }
 
   store::HistoryRecord History(const PlanStep& step, absl::Time started) const {
@@ -164,6 +282,8 @@ class Executor::Run {
     record.duration = absl::Now() - record.started;
     record.error = std::string(error.message());
     record.rows_after = record.rows_before;
+    // The revision is over: what it changed in the session goes first.
+    (void)session_.ResetState();
     absl::StatusOr<std::unique_ptr<store::Transaction>> tx = session_.Begin();
     if (!tx.ok()) {
       return;
@@ -304,6 +424,9 @@ class Executor::Run {
         RETURN_IF_ERROR(progress->Commit());
       }
     }
+    // The revision is over: what its statements changed in the session
+    // (SET, set_config, temporary objects...) must not reach what follows.
+    RETURN_IF_ERROR(session_.ResetState());
     ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
     RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));
     RETURN_IF_ERROR(tx->SetNeedsAttention(std::nullopt));
@@ -417,6 +540,20 @@ class Executor::Run {
   const std::string target_;
   const std::string operation_id_;
   const absl::Time started_;
+  bool run_started_ = false;
+};
+
+// Calls Run::FinishRun when the scope ends (declare it after the lock, so
+// that it runs while the lock is still held).
+class Executor::RunScope {
+ public:
+  explicit RunScope(Run* run) : run_(run) {}
+  ~RunScope() { run_->FinishRun(); }
+  RunScope(const RunScope&) = delete;
+  RunScope& operator=(const RunScope&) = delete;
+
+ private:
+  Run* run_;
 };
 
 Executor::Executor(const RevisionGraph& graph, store::Database& database, ExecutorOptions options)
@@ -561,7 +698,7 @@ absl::StatusOr<OperationResult> Executor::EnsureHead(store::Session& session, bo
   // Fast path: one read, no lock.
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
   if (state.needs_attention) {
-    return absl::FailedPreconditionError(NeedsAttentionMessage(*state.needs_attention));
+    return NeedsAttentionError(session, *state.needs_attention);
   }
   ASSIGN_OR_RETURN(int pending, CountPending(graph_, state.rows));
   if (pending == 0) {
@@ -607,7 +744,7 @@ absl::StatusOr<OperationResult> Executor::Migrate(Run& run, store::Session& sess
     ASSIGN_OR_RETURN(state, session.ReadState());
   }
   if (is_migration && state.needs_attention) {
-    return absl::FailedPreconditionError(NeedsAttentionMessage(*state.needs_attention));
+    return NeedsAttentionError(session, *state.needs_attention);
   }
   ASSIGN_OR_RETURN(Plan plan, MakePlan(graph, state.rows, req.kind, req.targets, req.purge));
   const bool nothing_to_do =
@@ -621,10 +758,12 @@ absl::StatusOr<OperationResult> Executor::Migrate(Run& run, store::Session& sess
 
   ASSIGN_OR_RETURN(std::unique_ptr<store::MigrationLock> lock, run.Lock(&result.took_lock));
   RETURN_IF_ERROR(session.EnsureTables());
+  RunScope scope(&run);
+  RETURN_IF_ERROR(run.StartRun());
   // Re-read under the lock: another caller may have done the work meanwhile.
   ASSIGN_OR_RETURN(state, session.ReadState());
   if (is_migration && state.needs_attention) {
-    return absl::FailedPreconditionError(NeedsAttentionMessage(*state.needs_attention));
+    return NeedsAttentionError(session, *state.needs_attention);
   }
   if (req.kind == Plan::Kind::kUpgrade && !ex.options().allow_changed) {
     ASSIGN_OR_RETURN(ValidationReport report, ValidateState(graph, state, session));
@@ -680,6 +819,9 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
   result.operation_id = run.operation_id();
   ASSIGN_OR_RETURN(std::unique_ptr<store::MigrationLock> lock, run.Lock(&result.took_lock));
   RETURN_IF_ERROR(session.EnsureTables());
+  RunScope scope(&run);
+  // Refuses while the interrupted revision's session may still be running it.
+  RETURN_IF_ERROR(run.StartRun());
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
   if (!state.needs_attention) {
     return absl::FailedPreconditionError(

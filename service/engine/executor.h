@@ -8,7 +8,12 @@
 //   - a non-transactional revision marks the database "needs attention" first
 //     and clears the mark with its version-row change; a failure leaves the
 //     mark, which blocks upgrades until Resolve;
-//   - applied revisions whose file changed block upgrades unless allowed.
+//   - applied revisions whose file changed block upgrades unless allowed;
+//   - a run records itself under the lock (store::RunRecord) and removes the
+//     record when it ends; the next run refuses while the session of a run
+//     that lost its lock is still connected (its statement may still
+//     commit), and records a run that died as `interrupted` in history;
+//   - what a revision changes in its session is discarded when it ends.
 //
 //   Executor executor(graph, database, options, &sink);
 //   ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, database.Connect());
@@ -18,7 +23,8 @@
 // changed checksums and SQL errors in a revision (message: revision,
 // file:line, SQLSTATE, PostgreSQL's message); DEADLINE_EXCEEDED when the lock
 // wait runs out (naming the holder); CANCELLED when cancelled; ABORTED for
-// lock_timeout / deadlock in a revision; UNAVAILABLE / UNKNOWN from the store
+// lock_timeout / deadlock in a revision, and while an earlier run's session
+// is still active (naming its pid and query); UNAVAILABLE / UNKNOWN from the store
 // (after UNKNOWN the state must be re-read: the executor says so).
 //
 // Thread-safety: an Executor holds no per-call state and may serve several
@@ -138,13 +144,14 @@ class Executor {
 
  private:
   class Run;
+  class RunScope;
   struct MigrateRequest;
   // Shared path of upgrade, downgrade, stamp and ensure-head.
   absl::StatusOr<OperationResult> Migrate(Run& run, store::Session& session,
                                           const MigrateRequest& request) const;
 
   const RevisionGraph& graph_;
-  store::Database& database_;
+  store::Database& database_;  // named in messages
   ExecutorOptions options_;
 };
 

@@ -81,6 +81,12 @@ absl::StatusOr<SessionPool::Lease> SessionPool::Acquire(absl::Time deadline) {
 }
 
 void SessionPool::Return(std::unique_ptr<store::Session> session, bool keep) {
+  // Whatever a revision changed in the session (search_path, settings, temp
+  // tables...) must not reach the next lease; a session that cannot be
+  // reset is closed. No round trip when no revision ran on it.
+  if (keep && !session->ResetState().ok()) {
+    keep = false;
+  }
   std::unique_ptr<store::Session> to_close;
   {
     absl::MutexLock lock(&mu_);

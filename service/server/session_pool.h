@@ -27,7 +27,9 @@ namespace schemad::server {
 class SessionPool {
  public:
   // Borrowed session; returned to the pool when destroyed, unless a status
-  // passed to Finish says the connection may be broken.
+  // passed to Finish says the connection may be broken. Returning resets
+  // what revisions changed in the session (Session::ResetState: no round
+  // trip when none ran on it); a session that cannot be reset is closed.
   class Lease {
    public:
     Lease() = default;

@@ -23,4 +23,15 @@ std::string LockHolder::Describe() const {
   return out;
 }
 
+std::string BackendActivity::Describe() const {
+  std::string out = backend.Describe();
+  if (!state.empty()) {
+    absl::StrAppend(&out, ", ", state);
+  }
+  if (!query.empty()) {
+    absl::StrAppend(&out, ": ", query);
+  }
+  return out;
+}
+
 }  // namespace schemad::store

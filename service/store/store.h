@@ -5,10 +5,30 @@
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Session> session, database.Connect());
 //   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
-//   ASSIGN_OR_RETURN(std::unique_ptr<MigrationLock> lock, database.AcquireLock(wait, on_wait));
+//   ASSIGN_OR_RETURN(std::unique_ptr<MigrationLock> lock,
+//                    session->AcquireLock(wait, on_wait, cancelled));
+//   ASSIGN_OR_RETURN(std::optional<UnfinishedRun> earlier, session->ReadUnfinishedRun());
 //   ASSIGN_OR_RETURN(std::unique_ptr<Transaction> tx, session->Begin());
+//   RETURN_IF_ERROR(tx->StartRun(run));
 //   RETURN_IF_ERROR(tx->Execute(statement));
 //   RETURN_IF_ERROR(tx->Commit());
+//   RETURN_IF_ERROR(session->FinishRun());
+//
+// Where the bookkeeping lives: a session resolves the schema of the version
+// table once, when it connects (TableNames::schema "" means the schema the
+// unqualified name finds on the search_path, or the first existing schema of
+// the search_path when there is no such table yet: Alembic's default), and
+// from then on every statement schemad sends names the tables
+// schema-qualified. The migration lock's key comes from that resolved
+// identity, so `alembic_version` and `public.alembic_version` share one lock.
+//
+// Session state: what revision statements change in their session (SET and
+// set_config, SET ROLE, temporary tables, prepared statements, LISTEN,
+// advisory locks) lasts until the revision ends and never reaches the next
+// revision, schemad's own bookkeeping or the next user of the session: a
+// transactional revision's bookkeeping discards it in the revision's own
+// transaction (so it is gone with the COMMIT); after a non-transactional
+// revision or a rolled-back one the executor calls ResetState.
 //
 // Error contract (every method): no exception escapes; codes follow abseil's
 // rules — UNAVAILABLE lost or refused connection (retry the call),
@@ -53,6 +73,7 @@ struct TableNames {
   std::string version_table = "alembic_version";
   std::string history_table = "schemad_history";
   std::string state_table = "schemad_state";  // the "needs attention" marker
+  std::string run_table = "schemad_run";      // the run in progress (see RunRecord)
 };
 
 // lock_timeout / statement_timeout for the statements of a revision. Zero
@@ -91,7 +112,9 @@ struct HistoryRecord {
   std::string checksum;
   absl::Time started = absl::InfinitePast();
   absl::Duration duration = absl::ZeroDuration();
-  std::string outcome;  // success, failed, needs_attention, applied, rolled_back
+  // success, failed, needs_attention, applied, rolled_back; interrupted: a run
+  // that died, recorded by the run that noticed it (see RunRecord)
+  std::string outcome;
   std::string error;
   std::string who;  // client identity
   std::string operation_id;
@@ -107,12 +130,56 @@ struct LockHolder {
   std::string Describe() const;  // "pid 123 (schemactl) from 10.0.0.4 since 2026-...Z"
 };
 
+// A session of PostgreSQL, as pg_stat_activity shows it.
+struct BackendActivity {
+  LockHolder backend;  // pid, application_name, client address; `since`: when its query started
+  std::string state;   // "active", "idle in transaction", "idle", ...
+  std::string query;   // the current (or last) statement, shortened
+  std::string Describe()
+      const;  // "pid 123 (schemactl op-...) from 10.0.0.4 since ..., active: SELECT ..."
+};
+
+// One operation under the migration lock (upgrade, downgrade, stamp,
+// ensure-head, resolve), recorded when it starts and removed when it ends, so
+// that a run that died (client or schemad killed, connection lost, PostgreSQL
+// restarted) is noticed by the next one.
+struct RunRecord {
+  std::string operation_id;
+  std::string operation;  // "upgrade", "downgrade", "stamp", "ensure-head", "resolve"
+  std::string target;
+  std::string who;
+  std::string schemad_version;
+  absl::Time started = absl::InfinitePast();
+  // Set by the store: the backend that runs the operation's statements
+  // (a pid is reused; pid and backend start together name one backend).
+  int pid = 0;
+  absl::Time backend_start = absl::InfinitePast();
+  std::string application_name;
+};
+
+// A run that started and never finished.
+struct UnfinishedRun {
+  RunRecord run;
+  // Its backend while it is still connected: whatever it is doing may still
+  // change the database (a killed client does not stop its statement).
+  std::optional<BackendActivity> backend;
+};
+
 // A statement failed: where and why, for the executor's message.
 struct StatementError {
   std::string sqlstate;
   std::string message;
   std::optional<int> position;  // 1-based character in the statement, from PostgreSQL
 };
+
+// Held migration lock; released when destroyed (or when its connection dies).
+class MigrationLock {
+ public:
+  virtual ~MigrationLock() = default;
+};
+
+// Called while AcquireLock waits, with the current holder when known.
+using LockWaitCallback = std::function<void(const LockHolder& holder, absl::Duration waited)>;
 
 // An open transaction on a Session. Destroying it without Commit rolls back.
 class Transaction {
@@ -135,6 +202,12 @@ class Transaction {
   virtual absl::Status AppendHistory(const HistoryRecord& record) = 0;
   // Writes (or with nullopt clears) the needs-attention marker.
   virtual absl::Status SetNeedsAttention(const std::optional<NeedsAttention>& marker) = 0;
+  // Records that `run` starts on this transaction's session (replacing the
+  // record of an earlier run of the version table) and tags the session's
+  // backend: its application_name gets the operation id until FinishRun. The
+  // store fills in pid, backend_start and application_name. Takes effect
+  // with the Commit.
+  virtual absl::Status StartRun(const RunRecord& run) = 0;
   // UNKNOWN when the connection broke during COMMIT: re-read the state.
   virtual absl::Status Commit() = 0;
 };
@@ -151,9 +224,32 @@ class Session {
   virtual absl::Status EnsureTables() = 0;
   virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin() = 0;
   // Runs one statement outside any transaction (non-transactional revisions);
-  // errors as Transaction::Execute.
+  // errors as Transaction::Execute. What the statement changes in the
+  // session lasts (for the revision's next statements) until ResetState.
   virtual absl::Status ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
                                          StatementError* error) = 0;
+  // Discards what revision statements changed in this session (settings,
+  // role, temporary objects, prepared statements, LISTEN, session advisory
+  // locks), so that the session is as it was after connecting (still tagged
+  // while a run is started on it). No round trip when no revision statement
+  // ran since the last reset. FAILED_PRECONDITION inside a transaction.
+  virtual absl::Status ResetState() = 0;
+  // The migration lock of this session's version table (its resolved,
+  // schema-qualified identity), taken on a dedicated connection by polling
+  // without blocking inside PostgreSQL, for at most `wait`.
+  // DEADLINE_EXCEEDED naming the holder when it runs out; CANCELLED when
+  // `cancelled` (if set) turns true meanwhile.
+  virtual absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
+      absl::Duration wait, const LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled) = 0;
+  // Under the migration lock: the run of this version table that started
+  // (Transaction::StartRun) and did not finish (FinishRun), if any, with its
+  // backend when that is still connected. A record left by this very session
+  // is not returned (its run ended; only the cleanup failed).
+  virtual absl::StatusOr<std::optional<UnfinishedRun>> ReadUnfinishedRun() = 0;
+  // Ends the run started on this session: removes its record, then
+  // ResetState and removes the tag. Without a started run only ResetState.
+  virtual absl::Status FinishRun() = 0;
   // The checksum recorded when each currently applied revision was last
   // applied successfully (revisions adopted from Alembic have none).
   virtual absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() = 0;
@@ -163,27 +259,14 @@ class Session {
   virtual void Cancel() = 0;
 };
 
-// Held migration lock; released when destroyed (or when its connection dies).
-class MigrationLock {
- public:
-  virtual ~MigrationLock() = default;
-};
-
-// Called while AcquireLock waits, with the current holder when known.
-using LockWaitCallback = std::function<void(const LockHolder& holder, absl::Duration waited)>;
-
 // A target database.
 class Database {
  public:
   virtual ~Database() = default;
+  // A new session; it resolves where the bookkeeping lives (see above).
+  // FAILED_PRECONDITION when the version table's schema cannot be resolved
+  // (no such table and no existing schema on the search_path).
   virtual absl::StatusOr<std::unique_ptr<Session>> Connect() = 0;
-  // Takes the per-version-table migration lock on a dedicated connection,
-  // polling without blocking inside PostgreSQL, for at most `wait`.
-  // DEADLINE_EXCEEDED naming the holder when it runs out; CANCELLED when
-  // `cancelled` (if set) turns true meanwhile.
-  virtual absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
-      absl::Duration wait, const LockWaitCallback& on_wait,
-      const std::function<bool()>& cancelled) = 0;
   // A name safe to show: database name, host and port, never the password.
   virtual std::string DisplayName() const = 0;
 };

@@ -368,7 +368,8 @@ class CliFaultsTest : public ::testing::Test {
 
 constexpr char kLogTable[] =
     "CREATE TABLE log (id serial PRIMARY KEY, rev text NOT NULL, "
-    "dir text NOT NULL DEFAULT 'up', tool text DEFAULT current_setting('application_name'));";
+    "dir text NOT NULL DEFAULT 'up', "
+    "tool text DEFAULT split_part(current_setting('application_name'), ' ', 1));";
 
 std::string Rev(int i) { return absl::StrCat("f", i, "f", i, "f", i, "f", i, "f", i, "f", i); }
 
@@ -422,7 +423,7 @@ TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
   // One racer's revision 2 waits for the gate ...
   EXPECT_EQ(WaitForRows(db_.dsn(),
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND application_name = 'schemactl' AND wait_event_type = 'Lock' AND "
+                        "AND application_name LIKE 'schemactl op-%' AND wait_event_type = 'Lock' AND "
                         "query LIKE '%FROM gate%'",
                         Rows{{"1"}}, absl::Seconds(30)),
             (Rows{{"1"}}));
@@ -544,7 +545,10 @@ TEST_F(CliFaultsTest, FailureInRevisionThreeOfFiveStopsAtTwoAndResumesAfterTheFi
 
 // r1: log table; r2: table x, a log row, then a sleep as long as
 // sleep_config says (a table the test controls, so a re-run need not sleep);
-// r3: table y.
+// r3: table y. With sleep_config.no_check, r2 first turns PostgreSQL's
+// client_connection_check_interval off for its session, as on a server
+// that has no such check (before PostgreSQL 14, or not on Linux): its
+// statement then outlives a killed client.
 class CliFaultsSigkillTest : public CliFaultsTest {
  protected:
   void SetUp() override {
@@ -553,11 +557,12 @@ class CliFaultsSigkillTest : public CliFaultsTest {
       return;
     }
     Exec(db_.dsn(),
-         "CREATE TABLE sleep_config (seconds float8); INSERT INTO sleep_config VALUES (0)");
+         "CREATE TABLE sleep_config (seconds float8, no_check bool); "
+         "INSERT INTO sleep_config VALUES (0, false)");
     Write(Rev(1), "", kLogTable, "DROP TABLE log;");
     Write(Rev(2), Rev(1),
-          absl::StrCat("CREATE TABLE x (id int);\nINSERT INTO log (rev) VALUES ('", Rev(2),
-                       "');\nSELECT pg_sleep((SELECT seconds FROM sleep_config));"),
+          absl::StrCat("CREATE TABLE x (id int);\nINSERT INTO log (rev) VALUES ('", Rev(2), "');\n",
+                       kNoCheck, "\nSELECT pg_sleep((SELECT seconds FROM sleep_config));"),
           "DROP TABLE x;");
     Write(Rev(3), Rev(2),
           absl::StrCat("CREATE TABLE y (id int);\nINSERT INTO log (rev) VALUES ('", Rev(3), "');"),
@@ -565,17 +570,25 @@ class CliFaultsSigkillTest : public CliFaultsTest {
     ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
   }
 
-  void SetSleep(int seconds) {
-    Exec(db_.dsn(), absl::StrCat("UPDATE sleep_config SET seconds = ", seconds));
+  static constexpr char kNoCheck[] =
+      "SELECT set_config('client_connection_check_interval', '0', false) "
+      "FROM sleep_config WHERE no_check;";
+
+  void SetSleep(int seconds, bool no_check = false) {
+    Exec(db_.dsn(), absl::StrCat("UPDATE sleep_config SET seconds = ", seconds,
+                                 ", no_check = ", no_check ? "true" : "false"));
   }
 
-  // Starts `schemactl upgrade`, waits until its backend runs the sleep of r2,
-  // kills the process with SIGKILL; the backend pid that was running it.
-  std::string KillDuringTheSleep() {
-    std::unique_ptr<Process> victim = Start({"upgrade"});
+  // Starts `schemactl upgrade` (or `args`), waits until its backend runs a
+  // statement with `pg_sleep`, kills the process with SIGKILL; the backend
+  // pid that was running it. killed_operation_: the run's operation id.
+  std::string KillDuringTheSleep(const std::vector<std::string>& args = {"upgrade"}) {
+    std::unique_ptr<Process> victim = Start(args);
+    // schemactl's session names the run: "schemactl op-0123456789abcdef".
     const std::string sleeping =
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND "
-        "application_name = 'schemactl' AND state = 'active' AND query LIKE '%pg_sleep%'";
+        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'schemactl%' AND state = 'active' AND query LIKE "
+        "'%pg_sleep%'";
     Rows rows;
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (rows.empty() && absl::Now() < deadline) {
@@ -589,18 +602,71 @@ class CliFaultsSigkillTest : public CliFaultsTest {
     EXPECT_EQ(kill(victim->pid(), SIGKILL), 0);
     const Output killed = victim->Wait();
     EXPECT_EQ(killed.signal, SIGKILL) << killed;
+    const std::string& name = rows[0][1];
+    killed_operation_ = absl::StartsWith(name, "schemactl op-") ? name.substr(10) : "";
+    EXPECT_THAT(killed_operation_, Not(IsEmpty())) << "the session is not tagged: " << name;
     return rows[0][0];
   }
+
+  // Whether backend `pid` is gone within `timeout`.
+  bool GoneWithin(const std::string& pid, absl::Duration timeout) {
+    return WaitForRows(db_.dsn(),
+                       absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", pid),
+                       Rows{{"0"}}, timeout) == Rows{{"0"}};
+  }
+
+  // The `interrupted` history rows: operation id and error.
+  Rows InterruptedRuns() {
+    return Q(
+        "SELECT operation_id, error FROM schemad_history WHERE outcome = 'interrupted' "
+        "ORDER BY id");
+  }
+
+  std::string killed_operation_;
 };
 
-TEST_F(CliFaultsSigkillTest, NeverHalfAppliedAndTheOperatorSeesWhatBlocks) {
+TEST_F(CliFaultsSigkillTest, KilledClientsRevisionStopsWithItAndIsRecordedAsInterrupted) {
   HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
-  SetSleep(30);
+  SetSleep(60);
+  const std::string orphan = KillDuringTheSleep();
+  ASSERT_FALSE(orphan.empty());
+  // PostgreSQL notices within client_connection_check_interval (1s) that
+  // the client is gone and ends the statement and the transaction; without
+  // it the backend would sleep on for a minute.
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(10)))
+      << "the backend of the killed schemactl still runs its statement";
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  EXPECT_FALSE(TableExists("x"));
+  EXPECT_THAT(LogRows(), IsEmpty());
+  EXPECT_EQ(WaitForRows(db_.dsn(), kAdvisoryLocks, Rows{{"0"}}), (Rows{{"0"}}));
+
+  // The next run records the run that died, then does the work.
+  SetSleep(0);
+  const Output next = Schemactl({"upgrade"});
+  ASSERT_EQ(next.code, kOk) << next;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+  EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}, {Rev(3), "1"}}));
+  const Rows interrupted = InterruptedRuns();
+  ASSERT_EQ(interrupted.size(), 1u) << "no history row for the killed run";
+  EXPECT_EQ(interrupted[0][0], killed_operation_);
+  EXPECT_THAT(interrupted[0][1], AllOf(HasSubstr("(upgrade"), HasSubstr("faults@test"),
+                                       HasSubstr(absl::StrCat("pid ", orphan))));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_run"), (Rows{{"0"}}));
+  EXPECT_THAT(sampler.Stop(), IsEmpty()) << "samples with r2's version row, table x and log row "
+                                            "not all visible or all invisible";
+  EXPECT_GT(sampler.samples(), 10);
+}
+
+TEST_F(CliFaultsSigkillTest, NeverHalfAppliedAndTheNextRunRefusesWhileTheOrphanRuns) {
+  HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
+  SetSleep(30, /*no_check=*/true);
   const std::string orphan = KillDuringTheSleep();
   ASSERT_FALSE(orphan.empty());
 
-  // The client is gone but its backend still runs the sleep, inside the
-  // revision's open transaction: nothing of r2 is visible.
+  // The client is gone but, without the connection check, its backend still
+  // runs the sleep inside the revision's open transaction: nothing of r2 is
+  // visible.
   EXPECT_EQ(Q(absl::StrCat("SELECT state, wait_event FROM pg_stat_activity WHERE pid = ", orphan)),
             (Rows{{"active", "PgSleep"}}));
   EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
@@ -610,55 +676,56 @@ TEST_F(CliFaultsSigkillTest, NeverHalfAppliedAndTheOperatorSeesWhatBlocks) {
   // noticed at once, and the migration lock is free.
   EXPECT_EQ(WaitForRows(db_.dsn(), kAdvisoryLocks, Rows{{"0"}}), (Rows{{"0"}}));
 
-  // The next run gets the lock, re-reads the state (still r1) and retries
-  // r2, whose CREATE TABLE x waits for the orphan's transaction. With a
-  // lock_timeout it says who blocks it, and applies nothing.
+  // The next run gets the lock, finds the earlier run's session still
+  // running, and refuses, naming it: it applies nothing.
   SetSleep(0);
-  const Output blocked = Schemactl({"--lock-timeout", "1s", "upgrade"});
-  EXPECT_EQ(blocked.code, kFailed) << blocked;
-  EXPECT_THAT(blocked.err,
-              AllOf(HasSubstr("SQLSTATE 55P03"),
-                    HasSubstr(absl::StrCat("blocked by pid ", orphan,
-                                           " (schemactl) from 127.0.0.1, "
-                                           "active: SELECT pg_sleep((SELECT seconds FROM "
-                                           "sleep_config)"))));
+  for (const std::vector<std::string>& verb :
+       {std::vector<std::string>{"upgrade"}, std::vector<std::string>{"ensure-head"}}) {
+    const Output refused = Schemactl(verb);
+    EXPECT_EQ(refused.code, kFailed) << refused;
+    EXPECT_THAT(refused.err,
+                AllOf(HasSubstr("an earlier run"), HasSubstr(killed_operation_),
+                      HasSubstr(absl::StrCat("pid ", orphan, " (schemactl ", killed_operation_,
+                                             ") from 127.0.0.1")),
+                      HasSubstr("active: SELECT pg_sleep((SELECT seconds FROM sleep_config))"),
+                      HasSubstr(absl::StrCat("pg_terminate_backend(", orphan, ")"))));
+  }
   EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
   EXPECT_FALSE(TableExists("x"));
 
-  // The operator ends the orphan; the next run finishes.
+  // The operator ends the orphan; the next run records it and finishes.
   EXPECT_EQ(Q(absl::StrCat("SELECT pg_terminate_backend(", orphan, ")")), (Rows{{"t"}}));
-  EXPECT_EQ(WaitForRows(db_.dsn(),
-                        absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", orphan),
-                        Rows{{"0"}}),
-            (Rows{{"0"}}));
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(10)));
   const Output finished = Schemactl({"upgrade"});
   ASSERT_EQ(finished.code, kOk) << finished;
   EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
   EXPECT_TRUE(TableExists("x"));
   EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
   EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}, {Rev(3), "1"}}));
+  ASSERT_EQ(InterruptedRuns().size(), 1u);
+  EXPECT_EQ(InterruptedRuns()[0][0], killed_operation_);
 
   EXPECT_THAT(sampler.Stop(), IsEmpty()) << "samples with r2's version row, table x and log row "
                                             "not all visible or all invisible";
   EXPECT_GT(sampler.samples(), 10);
 }
 
-TEST_F(CliFaultsSigkillTest, NextRunWaitsForTheOrphanAndFinishes) {
+TEST_F(CliFaultsSigkillTest, NextRunGoesOnOnceTheOrphanHasEnded) {
   HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
-  SetSleep(3);
+  SetSleep(3, /*no_check=*/true);
   const std::string orphan = KillDuringTheSleep();
   ASSERT_FALSE(orphan.empty());
   SetSleep(0);
-  // No lock_timeout: the retry of r2 queues behind the orphan's transaction,
-  // which PostgreSQL rolls back when the sleep ends and the backend finds
-  // its client gone.
+  // Refused while the orphan sleeps; PostgreSQL rolls its transaction back
+  // when the sleep ends and the backend finds its client gone.
+  EXPECT_EQ(Schemactl({"upgrade"}).code, kFailed);
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(20)));
   const Output next = Schemactl({"upgrade"});
   ASSERT_EQ(next.code, kOk) << next;
-  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", orphan)),
-            (Rows{{"0"}}));
   EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
   EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
   EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}, {Rev(3), "1"}}));
+  EXPECT_EQ(InterruptedRuns().size(), 1u);
   EXPECT_THAT(sampler.Stop(), IsEmpty());
 }
 
@@ -715,6 +782,8 @@ TEST_F(CliFaultsSigkillTest, KilledNonTransactionalRevisionNeedsAttentionUntilRo
   const std::string orphan = KillDuringTheSleep();
   ASSERT_FALSE(orphan.empty());
   EXPECT_TRUE(TableExists("x"));  // half done, and visibly so:
+  // The statement that was running stops with its client.
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(10)));
 
   const Output blocked = Schemactl({"upgrade"});
   EXPECT_EQ(blocked.code, kNeedsAttention) << blocked;
@@ -722,17 +791,99 @@ TEST_F(CliFaultsSigkillTest, KilledNonTransactionalRevisionNeedsAttentionUntilRo
               AllOf(HasSubstr(Rev(2)), HasSubstr("interrupted"), HasSubstr("schemactl resolve")));
   EXPECT_EQ(Schemactl({"current", "--check-heads"}).code, kNeedsAttention);
 
-  // The operator stops what still runs, undoes what ran, and says so.
-  EXPECT_EQ(Q(absl::StrCat("SELECT pg_terminate_backend(", orphan, ")")), (Rows{{"t"}}));
+  // The operator undoes what ran, and says so.
   Exec(db_.dsn(), "DROP TABLE x");
   const Output resolved = Schemactl({"resolve", "--rolled-back"});
   ASSERT_EQ(resolved.code, kOk) << resolved;
   EXPECT_EQ(VersionRows(), (Rows{{Rev(1)}}));
+  // History tells what happened: the killed run, then the resolution.
+  EXPECT_EQ(Q(absl::StrCat("SELECT outcome, operation_id = '", killed_operation_,
+                           "' FROM schemad_history WHERE revision = '", Rev(2), "' ORDER BY id")),
+            (Rows{{"interrupted", "t"}, {"rolled_back", "f"}}));
+  EXPECT_THAT(InterruptedRuns()[0][1],
+              HasSubstr(absl::StrCat("during non-transactional revision ", Rev(2),
+                                     " (up) after 1 of 3 statement(s)")));
   SetSleep(0);
   const Output up = Schemactl({"upgrade"});
   ASSERT_EQ(up.code, kOk) << up;
   EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
   EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+}
+
+TEST_F(CliFaultsSigkillTest, ResolveRefusesWhileTheKilledRunsStatementStillRuns) {
+  // The case: a killed client's non-transactional INSERT goes on
+  // (here: on a server without the connection check) and commits after the
+  // operator has resolved; the next upgrade runs it again. Now resolve and
+  // upgrade refuse while it runs, and it runs once.
+  Write(Rev(2), Rev(1),
+        absl::StrCat(kNoCheck, "\nINSERT INTO log (rev) SELECT '", Rev(2),
+                     "' FROM pg_sleep((SELECT seconds FROM sleep_config));\n"
+                     "CREATE TABLE x (id int);"),
+        "DROP TABLE x;", "-- transactional: false\n");
+  SetSleep(8, /*no_check=*/true);
+  const std::string orphan = KillDuringTheSleep();
+  ASSERT_FALSE(orphan.empty());
+  const auto names_the_orphan =
+      AllOf(HasSubstr(absl::StrCat("pid ", orphan, " (schemactl ", killed_operation_, ")")),
+            HasSubstr("INSERT INTO log (rev) SELECT"),
+            HasSubstr(absl::StrCat("pg_terminate_backend(", orphan, ")")));
+
+  const Output resolve = Schemactl({"resolve", "--rolled-back"});
+  EXPECT_EQ(resolve.code, kNeedsAttention) << resolve;  // it still does
+  EXPECT_THAT(resolve.err, AllOf(HasSubstr("still active"), names_the_orphan));
+  const Output upgrade = Schemactl({"upgrade"});
+  EXPECT_EQ(upgrade.code, kNeedsAttention) << upgrade;
+  EXPECT_THAT(upgrade.err, AllOf(HasSubstr("needs attention"), names_the_orphan));
+  EXPECT_EQ(Q("SELECT statements_done FROM schemad_state"), (Rows{{"1"}}));
+
+  // The orphan finishes its INSERT, which commits although nobody reads the
+  // result: the operator sees that, does the rest by hand, and says so.
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(30)));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}}));
+  Exec(db_.dsn(), "CREATE TABLE x (id int)");
+  const Output resolved = Schemactl({"resolve", "--applied"});
+  ASSERT_EQ(resolved.code, kOk) << resolved;
+  SetSleep(0);
+  const Output up = Schemactl({"upgrade"});
+  ASSERT_EQ(up.code, kOk) << up;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));  // each once
+  EXPECT_EQ(Q(absl::StrCat("SELECT outcome FROM schemad_history WHERE revision = '", Rev(2),
+                           "' ORDER BY id")),
+            (Rows{{"interrupted"}, {"applied"}}));
+}
+
+// ------------------------------- (c') one version table under two names
+
+TEST_F(CliFaultsTest, OneTableUnderTwoNamesIsOneLock) {
+  // `alembic_version` and `public.alembic_version` are one table: runs
+  // configured either way exclude each other, and a non-transactional
+  // revision runs once.
+  Write(Rev(1), "", kLogTable, "DROP TABLE log;");
+  Write(Rev(2), Rev(1),
+        absl::StrCat("INSERT INTO log (rev) VALUES ('", Rev(2),
+                     "');\nSELECT pg_sleep(1.5);\nCREATE TABLE t_2 (id int);"),
+        "DROP TABLE t_2;", "-- transactional: false\n");
+  ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
+  std::unique_ptr<Process> bare = Start({"upgrade"});
+  std::unique_ptr<Process> qualified =
+      Start({"--version-table", "public.alembic_version", "upgrade"});
+  const Output bare_out = bare->Wait();
+  const Output qualified_out = qualified->Wait();
+  EXPECT_EQ(bare_out.code, kOk) << bare_out;
+  EXPECT_EQ(qualified_out.code, kOk) << qualified_out;
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}}));
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(2)}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_state"), (Rows{{"0"}}));
+  EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"}, {Rev(2), "1"}}));
+  // Either name reads the whole history.
+  for (const char* name : {"alembic_version", "public.alembic_version"}) {
+    const Output history = Schemactl({"--version-table", name, "--json", "history", "--log"});
+    ASSERT_EQ(history.code, kOk) << history;
+    const nlohmann::json json = nlohmann::json::parse(history.out, nullptr, false);
+    ASSERT_FALSE(json.is_discarded()) << history;
+    EXPECT_EQ(json["records"].size(), 2u) << history;
+  }
 }
 
 // ------------------------------------------- (e) blocked by another session

@@ -19,6 +19,7 @@ namespace {
 
 using ::schemad::testing::FakeDatabase;
 using ::schemad::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -235,6 +236,168 @@ TEST_F(ExecutorTest, ResolveRolledBackLeavesRowsAndNothingToResolveIsAnError) {
   EXPECT_THAT(db_.rows(), IsEmpty());
   EXPECT_THAT(executor_->Resolve(*session_, Executor::Resolution::kRolledBack),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing to resolve")));
+}
+
+// ------------------------------------------------------ runs that died
+
+store::RunRecord DeadRun() {
+  store::RunRecord run;
+  run.operation_id = "op-dead";
+  run.operation = "upgrade";
+  run.target = "heads";
+  run.who = "killed-client";
+  run.pid = 777;
+  run.application_name = "schemactl op-dead";
+  run.started = absl::FromUnixSeconds(1767225600);
+  return run;
+}
+
+store::BackendActivity StillRunning() {
+  store::BackendActivity activity;
+  activity.backend.pid = 777;
+  activity.backend.application_name = "schemactl op-dead";
+  activity.state = "active";
+  activity.query = "INSERT INTO log SELECT pg_sleep(60)";
+  return activity;
+}
+
+TEST_F(ExecutorTest, RunIsRecordedWhileItRunsAndRemovedWhenItEnds) {
+  Load(Linear());
+  // A sink that looks at the run record while a revision runs.
+  struct Watcher : EventSink {
+    explicit Watcher(FakeDatabase& database) : db(database) {}
+    void OnEvent(const Event& e) override {
+      if (e.kind == Event::Kind::kRevisionStarted) {
+        seen.push_back(db.run());
+      }
+    }
+    FakeDatabase& db;
+    std::vector<std::optional<store::RunRecord>> seen;
+  } watcher(db_);
+  CallControl control;
+  control.sink = &watcher;
+  control.operation_id = "op-1";
+  db_.FailOn("t_d", "42601", "boom");
+  EXPECT_FALSE(executor_->Upgrade(*session_, "heads", control).ok());
+  ASSERT_EQ(watcher.seen.size(), 4u);
+  ASSERT_TRUE(watcher.seen[0].has_value());
+  EXPECT_EQ(watcher.seen[0]->operation_id, "op-1");
+  EXPECT_EQ(watcher.seen[0]->operation, "upgrade");
+  EXPECT_EQ(watcher.seen[0]->target, "heads");
+  EXPECT_EQ(watcher.seen[0]->who, "tester");
+  // A run that ends, even in failure, leaves no record: it is not "interrupted".
+  EXPECT_FALSE(db_.run().has_value());
+  db_.ClearFailures();
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_FALSE(db_.run().has_value());
+  for (const store::HistoryRecord& h : db_.history()) {
+    EXPECT_NE(h.outcome, "interrupted");
+  }
+}
+
+TEST_F(ExecutorTest, EarlierRunThatDiedIsRecordedAsInterruptedByTheNextRun) {
+  Load(Linear());
+  db_.SetRows({"b"});
+  db_.SetUnfinishedRun(DeadRun(), std::nullopt);
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->Upgrade(*session_, "heads"));
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), 4u);  // the interrupted run, then c, d, e
+  const store::HistoryRecord& h = history[0];
+  EXPECT_EQ(h.outcome, "interrupted");
+  EXPECT_EQ(h.operation_id, "op-dead");
+  EXPECT_EQ(h.who, "killed-client");
+  EXPECT_EQ(h.direction, "up");
+  EXPECT_EQ(h.started, absl::FromUnixSeconds(1767225600));
+  EXPECT_THAT(h.rows_before, ElementsAre("b"));
+  EXPECT_THAT(h.rows_after, ElementsAre("b"));
+  EXPECT_THAT(h.error,
+              AllOf(HasSubstr("op-dead (upgrade heads, by killed-client"),
+                    HasSubstr("pid 777 (schemactl op-dead)"),
+                    HasSubstr(absl::StrCat("noticed by operation ", result.operation_id))));
+  EXPECT_EQ(history[1].revision, "c");
+  EXPECT_FALSE(db_.run().has_value());
+}
+
+TEST_F(ExecutorTest, InterruptedNonTransactionalRevisionIsNamedWhenResolved) {
+  std::vector<Revision> revs = Linear();
+  revs[2].transactional = false;
+  Load(std::move(revs));
+  db_.SetRows({"b"});
+  // What a run killed in revision c's first statement leaves: its mark and its record.
+  db_.FailOn("t_c", "57P01", "terminating connection");
+  EXPECT_FALSE(executor_->Upgrade(*session_, "heads").ok());
+  db_.ClearFailures();
+  ASSERT_TRUE(db_.needs_attention().has_value());
+  store::NeedsAttention mark = *db_.needs_attention();
+  mark.operation_id = "op-dead";
+  mark.error.clear();
+  db_.SetUnfinishedRun(DeadRun(), std::nullopt);
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::Session> other, db_.Connect());
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::Transaction> tx, other->Begin());
+    ASSERT_OK(tx->SetNeedsAttention(mark));
+    ASSERT_OK(tx->Commit());
+  }
+  const size_t before = db_.history().size();
+  ASSERT_OK(executor_->Resolve(*session_, Executor::Resolution::kRolledBack));
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), before + 2);
+  EXPECT_EQ(history[before].outcome, "interrupted");
+  EXPECT_EQ(history[before].revision, "c");
+  EXPECT_EQ(history[before].checksum, graph_->revision(2).checksum);
+  EXPECT_THAT(history[before].error,
+              HasSubstr("during non-transactional revision c (up) after 0 of 1 statement(s)"));
+  EXPECT_EQ(history[before + 1].outcome, "rolled_back");
+}
+
+TEST_F(ExecutorTest, EarlierRunStillConnectedIsRefusedNamingItsSession) {
+  std::vector<Revision> revs = Linear();
+  Load(std::move(revs));
+  db_.SetRows({"b"});
+  db_.SetUnfinishedRun(DeadRun(), StillRunning());
+  const auto names_it = AllOf(HasSubstr("op-dead"), HasSubstr("pid 777 (schemactl op-dead)"),
+                              HasSubstr("active: INSERT INTO log SELECT pg_sleep(60)"),
+                              HasSubstr("pg_terminate_backend(777)"));
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kAborted, names_it));
+  EXPECT_THAT(executor_->Resolve(*session_, Executor::Resolution::kRolledBack),
+              StatusIs(absl::StatusCode::kAborted, names_it));
+  EXPECT_THAT(db_.rows(), ElementsAre("b"));
+  EXPECT_THAT(db_.committed_statements(), IsEmpty());
+  EXPECT_THAT(db_.history(), IsEmpty());
+  ASSERT_TRUE(db_.run().has_value());
+  EXPECT_EQ(db_.run()->operation_id, "op-dead");
+
+  // A database that needs attention says so, and names the session too.
+  store::NeedsAttention mark;
+  mark.revision = "c";
+  mark.direction = "up";
+  mark.operation_id = "op-dead";
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->SetNeedsAttention(mark));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("needs attention"), names_it)));
+
+  // Once the session is gone, the run is recorded as interrupted and the
+  // database can be resolved.
+  db_.SetUnfinishedRun(DeadRun(), std::nullopt);
+  ASSERT_OK(executor_->Resolve(*session_, Executor::Resolution::kRolledBack));
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+  EXPECT_EQ(db_.history().front().outcome, "interrupted");
+}
+
+TEST_F(ExecutorTest, SessionIsResetAfterEachNonTransactionalRevision) {
+  std::vector<Revision> revs = Linear();
+  revs[1].transactional = false;
+  revs[3].transactional = false;
+  Load(std::move(revs));
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_EQ(db_.resets(), 2);
 }
 
 TEST_F(ExecutorTest, ChangedAppliedRevisionBlocksUpgradeUnlessAllowed) {

@@ -2,6 +2,7 @@
 // each test gets a fresh database.
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/status_macros.h"
 #include "service/store/pq/pq_database.h"
 #include "service/store/store.h"
 #include "tests/testing/pg_fixture.h"
@@ -23,6 +25,12 @@
 
 namespace schemad::store {
 namespace {
+
+// Advisory locks held in the test's own database (pg_locks is cluster-wide,
+// and other tests run in parallel).
+constexpr char kAdvisoryLocksHere[] =
+    "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND database = "
+    "(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
 
 using ::schemad::testing::ClusterDsn;
 using ::schemad::testing::Exec;
@@ -152,8 +160,6 @@ TEST(PqConnectTest, WrongPasswordIsDeniedWithoutTheSecret) {
     EXPECT_THAT(status, StatusIs(absl::StatusCode::kPermissionDenied,
                                  AllOf(HasSubstr("authentication failed"), HasSubstr("postgres"),
                                        HasSubstr(db.name()), Not(HasSubstr(wrong)))));
-    EXPECT_THAT(database->AcquireLock(absl::Seconds(1), nullptr, nullptr).status(),
-                StatusIs(absl::StatusCode::kPermissionDenied, Not(HasSubstr(wrong))));
   }
 }
 
@@ -202,8 +208,6 @@ TEST(PqConnectTest, UnreachablePortIsUnavailable) {
       database->Connect().status(),
       StatusIs(absl::StatusCode::kUnavailable, AllOf(HasSubstr("site_a on 127.0.0.1:1"),
                                                      HasSubstr("app"), Not(HasSubstr("s3cret")))));
-  EXPECT_THAT(database->AcquireLock(absl::Seconds(1), nullptr, nullptr).status(),
-              StatusIs(absl::StatusCode::kUnavailable, Not(HasSubstr("s3cret"))));
 }
 
 TEST_F(PqDatabaseTest, SetsApplicationName) {
@@ -216,10 +220,12 @@ TEST_F(PqDatabaseTest, LongApplicationNameKeepsTheLockSuffix) {
   PqOptions options = options_;
   options.application_name = std::string(100, 'x');
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(db_.dsn(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, database->Connect());
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> lock,
-                       database->AcquireLock(absl::Seconds(1), nullptr, nullptr));
-  EXPECT_EQ(Q("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'xxx%'"),
-            (Rows{{std::string(58, 'x') + " lock"}}));
+                       session->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+  EXPECT_EQ(Q("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'xxx%' "
+              "ORDER BY 1"),
+            (Rows{{std::string(58, 'x') + " lock"}, {std::string(63, 'x')}}));
 }
 
 TEST_F(PqDatabaseTest, LostConnectionIsUnavailableAndStaysLost) {
@@ -768,20 +774,21 @@ TEST_F(PqDatabaseTest, AppliedChecksumsFollowTheLatestSuccessfulRun) {
 // The pid of the backend holding our advisory lock, as pg_locks says.
 std::string LockHolderPid(const std::string& dsn) {
   Rows rows = Query(dsn,
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                    "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
                     "database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   return rows.size() == 1 ? rows[0][0] : std::string("<none>");
 }
 
 TEST_F(PqDatabaseTest, LockIsExclusiveAndNamesTheHolder) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> first,
-                       database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+                       session_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
   const std::string holder_pid = LockHolderPid(db_.dsn());
   EXPECT_EQ(
       Q(absl::StrCat("SELECT application_name FROM pg_stat_activity WHERE pid = ", holder_pid)),
       (Rows{{app_name_ + " lock"}}));
 
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other, OpenPqDatabase(db_.dsn(), options_));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other_db, OpenPqDatabase(db_.dsn(), options_));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, other_db->Connect());
   std::vector<LockHolder> seen;
   const absl::Time start = absl::Now();
   absl::Status status =
@@ -829,7 +836,7 @@ TEST_F(PqDatabaseTest, LockIsExclusiveAndNamesTheHolder) {
 TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> lock,
-                         database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+                         session_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
     EXPECT_NE(LockHolderPid(db_.dsn()), "<none>");
   }
   // The lock connection is closed; its backend exits (and the lock goes)
@@ -849,7 +856,7 @@ TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
 
 TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> first,
-                       database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+                       session_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
   // Cancelled from another thread once the waiter reports its first wait.
   std::promise<void> waiting;
   std::atomic<bool> cancel{false};
@@ -860,7 +867,7 @@ TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {
     cancel = true;
   });
   int waits = 0;
-  EXPECT_THAT(database_
+  EXPECT_THAT(session_
                   ->AcquireLock(
                       absl::Seconds(30),
                       [&](const LockHolder&, absl::Duration) {
@@ -880,13 +887,392 @@ TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {
 TEST_F(PqDatabaseTest, EachVersionTableHasItsOwnLock) {
   PqOptions options = options_;
   options.tables.version_table = "other_version";
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other, OpenPqDatabase(db_.dsn(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other_db, OpenPqDatabase(db_.dsn(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, other_db->Connect());
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> first,
-                       database_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr));
+                       session_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> second,
                        other->AcquireLock(absl::ZeroDuration(), nullptr, nullptr));
-  EXPECT_THAT(database_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr).status(),
+  EXPECT_THAT(session_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr).status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded, _));
+}
+
+// ------------------------------------------- what revisions do to a session
+
+// A statement for Transaction::Execute that fails unless the session is as
+// it was after connecting: default search_path and role, no temporary table,
+// prepared statement, LISTEN or advisory lock, schemad's connection check.
+SqlStatement CleanSessionCheck() {
+  return Sql(R"(DO $$
+BEGIN
+  IF current_setting('search_path') <> '"$user", public' THEN
+    RAISE EXCEPTION 'search_path leaked: %', current_setting('search_path');
+  END IF;
+  IF current_setting('work_mem') <> '4MB' THEN
+    RAISE EXCEPTION 'work_mem leaked: %', current_setting('work_mem');
+  END IF;
+  IF current_user <> session_user THEN
+    RAISE EXCEPTION 'role leaked: %', current_user;
+  END IF;
+  IF to_regclass('pg_temp.leaked_temp') IS NOT NULL THEN
+    RAISE EXCEPTION 'temporary table leaked';
+  END IF;
+  IF EXISTS (SELECT FROM pg_prepared_statements) THEN
+    RAISE EXCEPTION 'prepared statement leaked';
+  END IF;
+  IF EXISTS (SELECT FROM pg_listening_channels()) THEN
+    RAISE EXCEPTION 'LISTEN leaked';
+  END IF;
+  IF EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) THEN
+    RAISE EXCEPTION 'advisory lock leaked';
+  END IF;
+  IF current_setting('client_connection_check_interval') <> '1s' THEN
+    RAISE EXCEPTION 'client_connection_check_interval is %',
+      current_setting('client_connection_check_interval');
+  END IF;
+END $$)");
+}
+
+// Everything a revision may leave in its session.
+const char kLeaveEverything[] =
+    "SET search_path TO decoy, public; SET work_mem = '77MB'; SET ROLE revision_owner; "
+    "CREATE TEMP TABLE leaked_temp (id int); PREPARE leaked_plan AS SELECT 1; LISTEN leaked; "
+    "SELECT pg_advisory_lock(4242)";
+
+class PqSessionStateTest : public PqDatabaseTest {
+ protected:
+  void SetUp() override {
+    PqDatabaseTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    // A decoy schema with tables of the same names: unqualified bookkeeping
+    // after `SET search_path TO decoy, public` would land there.
+    Exec(db_.dsn(),
+         "DO $$ BEGIN CREATE ROLE revision_owner; EXCEPTION WHEN duplicate_object OR "
+         "unique_violation THEN END $$; "
+         "CREATE SCHEMA decoy; "
+         "CREATE TABLE decoy.alembic_version (version_num varchar(32) PRIMARY KEY); "
+         "CREATE TABLE decoy.schemad_state (version_table text PRIMARY KEY, revision text, "
+         "direction text, statements_done int, statements_total int, error text, "
+         "operation_id text, started timestamptz); "
+         "INSERT INTO decoy.schemad_state VALUES ('alembic_version', 'decoy', 'up', 0, 1, "
+         "'decoy mark', NULL, now()); "
+         "GRANT USAGE ON SCHEMA decoy TO revision_owner");
+    ASSERT_OK(session_->EnsureTables());
+  }
+
+  // Runs CleanSessionCheck in a transaction of its own on `session`.
+  absl::Status CheckClean(Session& session) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Transaction> tx, session.Begin());
+    StatementError error;
+    RETURN_IF_ERROR(tx->Execute(CleanSessionCheck(), &error));
+    return tx->Commit();
+  }
+};
+
+TEST_F(PqSessionStateTest, TransactionalRevisionCannotMoveTheBookkeepingNorLeaveItsState) {
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->Execute(Sql(kLeaveEverything), nullptr));
+    ASSERT_OK(tx->ApplyVersionChanges({Insert("a1")}));
+    HistoryRecord record;
+    record.revision = "a1";
+    record.direction = "up";
+    record.rows_after = {"a1"};
+    record.outcome = "success";
+    ASSERT_OK(tx->AppendHistory(record));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), (Rows{{"a1"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM decoy.alembic_version"), (Rows{{"0"}}));
+  EXPECT_EQ(Q("SELECT revision FROM public.schemad_history"), (Rows{{"a1"}}));
+  // The plain SETs were discarded with the COMMIT: nothing of the revision
+  // reaches schemad's next read or the next revision.
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  EXPECT_FALSE(state.needs_attention.has_value()) << state.needs_attention->error;
+  EXPECT_OK(CheckClean(*session_));
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"0"}}));
+}
+
+TEST_F(PqSessionStateTest, NonTransactionalRevisionKeepsItsStateUntilResetAndMarksRightly) {
+  // The issue's case: search_path emptied by set_config(..., false).
+  ASSERT_OK(session_->ExecuteAutocommit(Sql("SELECT set_config('search_path', '', false)"),
+                                        Timeouts{}, nullptr));
+  ASSERT_OK(
+      session_->ExecuteAutocommit(Sql("SET maintenance_work_mem = '77MB'"), Timeouts{}, nullptr));
+  // The revision's next statement sees what it set (a SET before CREATE
+  // INDEX CONCURRENTLY is the usual case)...
+  ASSERT_OK(session_->ExecuteAutocommit(
+      Sql("DO $$ BEGIN IF current_setting('maintenance_work_mem') <> '77MB' OR "
+          "current_setting('search_path') <> '' THEN RAISE EXCEPTION 'lost'; END IF; END $$"),
+      Timeouts{absl::Seconds(1), absl::Seconds(5)}, nullptr));
+  // ...and schemad's needs-attention mark still lands in its own table.
+  NeedsAttention marker;
+  marker.revision = "b2";
+  marker.direction = "up";
+  marker.statements_done = 3;
+  marker.statements_total = 4;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->SetNeedsAttention(marker));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_EQ(Q("SELECT revision, statements_done FROM public.schemad_state"), (Rows{{"b2", "3"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  ASSERT_TRUE(state.needs_attention.has_value());
+  EXPECT_EQ(state.needs_attention->revision, "b2");
+  // The revision is over: reset, and nothing of it is left.
+  ASSERT_OK(session_->ResetState());
+  EXPECT_OK(CheckClean(*session_));
+}
+
+TEST_F(PqSessionStateTest, ResetDiscardsEverythingARevisionLeaves) {
+  // Non-transactional.
+  ASSERT_OK(session_->ExecuteAutocommit(Sql(kLeaveEverything), Timeouts{}, nullptr));
+  EXPECT_THAT(CheckClean(*session_),  // the check sees the leftovers
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("leaked")));
+  ASSERT_OK(session_->ResetState());
+  EXPECT_OK(CheckClean(*session_));
+  // A transactional revision that rolled back: its SETs went with it, its
+  // advisory lock and prepared statement did not.
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->Execute(Sql(kLeaveEverything), nullptr));
+    EXPECT_FALSE(tx->Execute(Sql("SELECT 1/0"), nullptr).ok());
+  }
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"1"}}));
+  ASSERT_OK(session_->ResetState());
+  EXPECT_OK(CheckClean(*session_));
+  // A transactional revision committed without bookkeeping: reset before COMMIT.
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->Execute(Sql(kLeaveEverything), nullptr));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_OK(CheckClean(*session_));
+}
+
+TEST_F(PqSessionStateTest, WholePlanInOneTransactionResetsBetweenRevisions) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(3), absl::ZeroDuration()}));
+  ASSERT_OK(tx->Execute(Sql("SET search_path TO decoy, public; SET work_mem = '77MB'"), nullptr));
+  ASSERT_OK(tx->ApplyVersionChanges({Insert("a1")}));
+  // The second revision: its own timeouts hold, the first one's settings do not.
+  ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(2), absl::ZeroDuration()}));
+  ASSERT_OK(tx->Execute(
+      Sql("DO $$ BEGIN IF current_setting('lock_timeout') <> '2s' OR "
+          "current_setting('search_path') <> '\"$user\", public' OR "
+          "current_setting('work_mem') <> '4MB' THEN RAISE EXCEPTION 'leaked into the next "
+          "revision: % % %', current_setting('lock_timeout'), current_setting('search_path'), "
+          "current_setting('work_mem'); END IF; END $$"),
+      nullptr));
+  ASSERT_OK(tx->ApplyVersionChanges({Update("a1", "b2")}));
+  ASSERT_OK(tx->Commit());
+  EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), (Rows{{"b2"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM decoy.alembic_version"), (Rows{{"0"}}));
+}
+
+TEST_F(PqDatabaseTest, UnqualifiedNameResolvesOnceThroughTheSearchPath) {
+  // A DSN whose search_path puts a tenant schema first: the tables go there,
+  // and stay named there whatever the session's search_path becomes.
+  Exec(db_.dsn(), "CREATE SCHEMA tenant");
+  const std::string dsn = db_.dsn() + "?options=-csearch_path%3Dtenant,public";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(dsn, options_));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, database->Connect());
+  ASSERT_OK(session->EnsureTables());
+  EXPECT_EQ(Q("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant' AND tablename IN "
+              "('alembic_version', 'schemad_history', 'schemad_state', 'schemad_run')"),
+            (Rows{{"4"}}));
+  ASSERT_OK(session->ExecuteAutocommit(Sql("SET search_path TO public"), Timeouts{}, nullptr));
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session->Begin());
+    ASSERT_OK(tx->ApplyVersionChanges({Insert("t1")}));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_EQ(Q("SELECT version_num FROM tenant.alembic_version"), (Rows{{"t1"}}));
+  // The DSN's search_path is the session's default: a reset keeps it.
+  ASSERT_OK(session->ResetState());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session->Begin());
+  EXPECT_OK(tx->Execute(Sql("DO $$ BEGIN IF current_setting('search_path') <> 'tenant,public' "
+                            "THEN RAISE EXCEPTION 'reset lost the DSN''s search_path'; END IF; "
+                            "END $$"),
+                        nullptr));
+}
+
+TEST_F(PqDatabaseTest, NoSchemaToPutTheVersionTableInIsAClearError) {
+  const std::string dsn = db_.dsn() + "?options=-csearch_path%3Dno_such_schema";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(dsn, options_));
+  EXPECT_THAT(
+      database->Connect().status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("alembic_version"), HasSubstr("search_path"),
+                     HasSubstr("schema.alembic_version"), Not(HasSubstr(db_.cluster().password)))));
+}
+
+// -------------------------------------------- one table, one lock, one mark
+
+// FNV-1a 64 of "schemad:" + name: the key schemad versions before 0.2 took
+// for a version table configured as `name`.
+int64_t LegacyLockKey(const std::string& name) {
+  uint64_t hash = 14695981039346656037ULL;
+  for (char c : "schemad:" + name) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  int64_t key = 0;
+  std::memcpy(&key, &hash, sizeof key);
+  return key;
+}
+
+TEST_F(PqDatabaseTest, QualifiedAndUnqualifiedNamesOfOneTableShareTheLock) {
+  PqOptions qualified = options_;
+  qualified.tables.schema = "public";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other_db, OpenPqDatabase(db_.dsn(), qualified));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, other_db->Connect());
+  // Before any table exists (two first-ever runs) and after.
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round == 0 ? "no tables yet" : "tables exist");
+    {
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> held,
+                           session_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr));
+      EXPECT_THAT(other->AcquireLock(absl::Milliseconds(100), nullptr, nullptr).status(),
+                  StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr(app_name_ + " lock")));
+    }
+    {
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> held,
+                           other->AcquireLock(absl::ZeroDuration(), nullptr, nullptr));
+      EXPECT_THAT(session_->AcquireLock(absl::Milliseconds(100), nullptr, nullptr).status(),
+                  StatusIs(absl::StatusCode::kDeadlineExceeded, _));
+    }
+    ASSERT_OK(session_->EnsureTables());
+  }
+  // A waiter never keeps one of the keys: none is held once both gave up.
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"0"}}));
+}
+
+TEST_F(PqDatabaseTest, LockStillExcludesEarlierVersionsThatKeyedTheBareName) {
+  pqxx::connection old_version(db_.dsn());
+  pqxx::nontransaction tx(old_version);
+  tx.exec(absl::StrCat("SELECT pg_advisory_lock(", LegacyLockKey("alembic_version"), ")"));
+  EXPECT_THAT(session_->AcquireLock(absl::Milliseconds(100), nullptr, nullptr).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr(absl::StrCat("pid ", old_version.backendpid()))));
+  tx.exec(absl::StrCat("SELECT pg_advisory_unlock(", LegacyLockKey("alembic_version"), ")"));
+  EXPECT_OK(session_->AcquireLock(absl::Milliseconds(100), nullptr, nullptr));
+}
+
+TEST_F(PqDatabaseTest, NeedsAttentionMarkIsSeenUnderEveryNameOfTheTable) {
+  ASSERT_OK(session_->EnsureTables());
+  PqOptions qualified = options_;
+  qualified.tables.schema = "public";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> other_db, OpenPqDatabase(db_.dsn(), qualified));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, other_db->Connect());
+  NeedsAttention marker;
+  marker.revision = "b2";
+  marker.direction = "up";
+  marker.statements_total = 2;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->SetNeedsAttention(marker));
+    HistoryRecord record;
+    record.revision = "b1";
+    record.direction = "up";
+    record.checksum = "sum";
+    record.outcome = "success";
+    ASSERT_OK(tx->AppendHistory(record));
+    ASSERT_OK(tx->Commit());
+  }
+  // Written under the name as configured, as earlier versions read it.
+  EXPECT_EQ(Q("SELECT version_table FROM schemad_state"), (Rows{{"alembic_version"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, other->ReadState());
+  ASSERT_TRUE(state.needs_attention.has_value());
+  EXPECT_EQ(state.needs_attention->revision, "b2");
+  ASSERT_OK_AND_ASSIGN(auto checksums, other->ReadAppliedChecksums());
+  EXPECT_THAT(checksums, ElementsAre(Pair("b1", "sum")));
+  ASSERT_OK_AND_ASSIGN(std::vector<HistoryRecord> history, other->ReadHistory(0));
+  EXPECT_EQ(history.size(), 1u);
+  // Cleared under the other name.
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, other->Begin());
+    ASSERT_OK(tx->SetNeedsAttention(std::nullopt));
+    ASSERT_OK(tx->Commit());
+  }
+  ASSERT_OK_AND_ASSIGN(state, session_->ReadState());
+  EXPECT_FALSE(state.needs_attention.has_value());
+}
+
+// ------------------------------------------------------------------- runs
+
+RunRecord TestRun(const std::string& operation_id) {
+  RunRecord run;
+  run.operation_id = operation_id;
+  run.operation = "upgrade";
+  run.target = "heads";
+  run.who = "alice";
+  run.schemad_version = "0.1.0";
+  run.started = absl::FromUnixMicros(1767225600123456);
+  return run;
+}
+
+TEST_F(PqDatabaseTest, RunIsRecordedTaggedAndFinished) {
+  ASSERT_OK(session_->EnsureTables());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other, database_->Connect());
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->StartRun(TestRun("op-00000000000000a1")));
+    ASSERT_OK(tx->Commit());
+  }
+  const std::string tag = app_name_ + " op-00000000000000a1";
+  const std::string tagged =
+      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '", tag, "'");
+  EXPECT_EQ(Q(tagged), (Rows{{"1"}}));
+  // The tag outlasts a revision's reset (it names the run, not the revision).
+  ASSERT_OK(
+      session_->ExecuteAutocommit(Sql("SET application_name = 'renamed'"), Timeouts{}, nullptr));
+  ASSERT_OK(session_->ResetState());
+  EXPECT_EQ(Q(tagged), (Rows{{"1"}}));
+  // This session's own record is not an earlier run.
+  ASSERT_OK_AND_ASSIGN(std::optional<UnfinishedRun> own, session_->ReadUnfinishedRun());
+  EXPECT_FALSE(own.has_value());
+  // Another session sees it, with the backend still connected (idle).
+  ASSERT_OK_AND_ASSIGN(std::optional<UnfinishedRun> seen, other->ReadUnfinishedRun());
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->run.operation_id, "op-00000000000000a1");
+  EXPECT_EQ(seen->run.who, "alice");
+  EXPECT_EQ(seen->run.started, absl::FromUnixMicros(1767225600123456));
+  EXPECT_EQ(seen->run.application_name, tag);
+  ASSERT_TRUE(seen->backend.has_value());
+  EXPECT_EQ(seen->backend->backend.application_name, tag);
+  EXPECT_EQ(seen->backend->state, "idle");
+  EXPECT_GT(seen->run.pid, 0);
+  EXPECT_EQ(seen->backend->backend.pid, seen->run.pid);
+
+  ASSERT_OK(session_->FinishRun());
+  EXPECT_EQ(Q(tagged), (Rows{{"0"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_run"), (Rows{{"0"}}));
+  ASSERT_OK_AND_ASSIGN(seen, other->ReadUnfinishedRun());
+  EXPECT_FALSE(seen.has_value());
+}
+
+TEST_F(PqDatabaseTest, RunWhoseSessionDiedIsUnfinishedWithoutABackend) {
+  ASSERT_OK(session_->EnsureTables());
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> doomed, database_->Connect());
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, doomed->Begin());
+    ASSERT_OK(tx->StartRun(TestRun("op-00000000000000b2")));
+    ASSERT_OK(tx->Commit());
+  }  // closed without FinishRun: as if killed
+  absl::StatusOr<std::optional<UnfinishedRun>> seen = session_->ReadUnfinishedRun();
+  for (int i = 0; i < 100 && seen.ok() && seen->has_value() && (*seen)->backend.has_value(); ++i) {
+    absl::SleepFor(absl::Milliseconds(20));  // the backend exits asynchronously
+    seen = session_->ReadUnfinishedRun();
+  }
+  ASSERT_OK(seen);
+  ASSERT_TRUE(seen->has_value());
+  EXPECT_EQ((*seen)->run.operation_id, "op-00000000000000b2");
+  EXPECT_FALSE((*seen)->backend.has_value());
 }
 
 TEST(LockHolderTest, Describe) {

@@ -42,7 +42,11 @@ absl::Status ApplyChange(std::vector<std::string>& rows, const store::VersionRow
 
 class FakeTransaction : public store::Transaction {
  public:
-  explicit FakeTransaction(FakeDatabase& db) : db_(db) {
+  // `session`: who started it (for StartRun); `dirty`: set by revision
+  // statements and, as the PostgreSQL store's bookkeeping does, cleared by a
+  // Commit after them unless `autocommit`.
+  FakeTransaction(FakeDatabase& db, const void* session, bool* dirty, bool autocommit = false)
+      : db_(db), session_(session), dirty_(dirty), autocommit_(autocommit) {
     std::lock_guard<std::mutex> lock(db_.mu_);
     rows_ = db_.rows_;
     marker_ = db_.needs_attention_;
@@ -53,6 +57,8 @@ class FakeTransaction : public store::Transaction {
     if (absl::Status s = Usable(); !s.ok()) {
       return s;
     }
+    *dirty_ = true;
+    ran_statements_ = true;
     std::lock_guard<std::mutex> lock(db_.mu_);
     for (const auto& [needle, failure] : db_.failures_) {
       if (absl::StrContains(statement.text, needle)) {
@@ -90,11 +96,25 @@ class FakeTransaction : public store::Transaction {
     marker_changed_ = true;
     return Usable();
   }
+  absl::Status StartRun(const store::RunRecord& run) override {
+    started_run_ = run;
+    started_run_->pid = 1000;
+    started_run_->application_name = "fake " + run.operation_id;
+    return Usable();
+  }
   absl::Status Commit() override {
     if (absl::Status s = Usable(); !s.ok()) {
       return s;
     }
+    if (ran_statements_ && !autocommit_) {
+      *dirty_ = false;
+    }
     std::lock_guard<std::mutex> lock(db_.mu_);
+    if (started_run_.has_value()) {
+      db_.run_ = started_run_;
+      db_.run_session_ = session_;
+      db_.run_backend_.reset();
+    }
     if (rows_changed_) {
       db_.rows_ = rows_;
     }
@@ -119,6 +139,11 @@ class FakeTransaction : public store::Transaction {
     return absl::OkStatus();
   }
   FakeDatabase& db_;
+  const void* session_;
+  bool* dirty_;
+  const bool autocommit_;
+  bool ran_statements_ = false;
+  std::optional<store::RunRecord> started_run_;
   std::vector<std::string> rows_;
   std::optional<store::NeedsAttention> marker_;
   std::vector<store::HistoryRecord> history_;
@@ -147,11 +172,11 @@ class FakeSession : public store::Session {
     return absl::OkStatus();
   }
   absl::StatusOr<std::unique_ptr<store::Transaction>> Begin() override {
-    return std::make_unique<FakeTransaction>(db_);
+    return std::make_unique<FakeTransaction>(db_, this, &dirty_);
   }
   absl::Status ExecuteAutocommit(const store::SqlStatement& statement, const store::Timeouts&,
                                  store::StatementError* error) override {
-    FakeTransaction tx(db_);
+    FakeTransaction tx(db_, this, &dirty_, /*autocommit=*/true);
     if (absl::Status s = tx.Execute(statement, error); !s.ok()) {
       return s;
     }
@@ -182,9 +207,40 @@ class FakeSession : public store::Session {
     return out;
   }
   void Cancel() override {}
+  absl::Status ResetState() override {
+    if (dirty_) {
+      std::lock_guard<std::mutex> lock(db_.mu_);
+      ++db_.resets_;
+      dirty_ = false;
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<store::MigrationLock>> AcquireLock(
+      absl::Duration wait, const store::LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled) override {
+    return db_.AcquireLock(wait, on_wait, cancelled);
+  }
+  absl::StatusOr<std::optional<store::UnfinishedRun>> ReadUnfinishedRun() override {
+    std::lock_guard<std::mutex> lock(db_.mu_);
+    if (!db_.run_.has_value() || db_.run_session_ == this) {
+      return std::optional<store::UnfinishedRun>();
+    }
+    return std::optional<store::UnfinishedRun>(store::UnfinishedRun{*db_.run_, db_.run_backend_});
+  }
+  absl::Status FinishRun() override {
+    {
+      std::lock_guard<std::mutex> lock(db_.mu_);
+      if (db_.run_.has_value() && db_.run_session_ == this) {
+        db_.run_.reset();
+        db_.run_session_ = nullptr;
+      }
+    }
+    return ResetState();
+  }
 
  private:
   FakeDatabase& db_;
+  bool dirty_ = false;
 };
 
 class FakeLock : public store::MigrationLock {
@@ -211,6 +267,22 @@ void FakeDatabase::ClearFailures() {
 void FakeDatabase::SetLockedElsewhere(bool locked) {
   std::lock_guard<std::mutex> lock(mu_);
   locked_elsewhere_ = locked;
+}
+void FakeDatabase::SetUnfinishedRun(const store::RunRecord& run,
+                                    std::optional<store::BackendActivity> backend) {
+  std::lock_guard<std::mutex> lock(mu_);
+  tables_exist_ = true;
+  run_ = run;
+  run_session_ = nullptr;
+  run_backend_ = std::move(backend);
+}
+std::optional<store::RunRecord> FakeDatabase::run() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return run_;
+}
+int FakeDatabase::resets() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return resets_;
 }
 std::vector<std::string> FakeDatabase::rows() const {
   std::lock_guard<std::mutex> lock(mu_);

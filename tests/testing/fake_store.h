@@ -2,7 +2,9 @@
 // tests of the executor: version rows, history and the needs-attention mark
 // live in a FakeDatabase; transactions buffer their writes and apply them on
 // Commit. Statements are not interpreted: each is logged, and fails when it
-// contains a substring registered with FailOn().
+// contains a substring registered with FailOn(). The run record (StartRun /
+// FinishRun) lives in the FakeDatabase too; ResetState counts the resets of
+// sessions that ran revision statements since their last one.
 //
 //   FakeDatabase db;
 //   db.FailOn("BROKEN", "42601", "syntax error at or near \"BROKEN\"");
@@ -36,6 +38,9 @@ class FakeDatabase : public store::Database {
   void ClearFailures();
   // Makes AcquireLock behave as if another session held the lock.
   void SetLockedElsewhere(bool locked);
+  // As if `run` had started (StartRun) on another session and not finished;
+  // `backend` set: that session is still connected.
+  void SetUnfinishedRun(const store::RunRecord& run, std::optional<store::BackendActivity> backend);
 
   // Inspection.
   std::vector<std::string> rows() const;
@@ -44,6 +49,10 @@ class FakeDatabase : public store::Database {
   std::vector<std::string> committed_statements() const;  // in commit order
   int lock_acquisitions() const;
   int state_reads() const;
+  // The run in progress (StartRun committed, FinishRun not yet called).
+  std::optional<store::RunRecord> run() const;
+  // ResetState calls that found revision state to discard (any session).
+  int resets() const;
   bool tables_exist() const;
   // Direct setup, as if stamped by another tool.
   void SetRows(std::vector<std::string> rows);
@@ -51,9 +60,6 @@ class FakeDatabase : public store::Database {
 
   // store::Database
   absl::StatusOr<std::unique_ptr<store::Session>> Connect() override;
-  absl::StatusOr<std::unique_ptr<store::MigrationLock>> AcquireLock(
-      absl::Duration wait, const store::LockWaitCallback& on_wait,
-      const std::function<bool()>& cancelled) override;
   std::string DisplayName() const override { return "fake"; }
 
  private:
@@ -72,6 +78,14 @@ class FakeDatabase : public store::Database {
   bool locked_elsewhere_ = false;
   int lock_acquisitions_ = 0;
   int state_reads_ = 0;
+  std::optional<store::RunRecord> run_;
+  const void* run_session_ = nullptr;  // the FakeSession that started run_
+  std::optional<store::BackendActivity> run_backend_;
+  int resets_ = 0;
+
+  absl::StatusOr<std::unique_ptr<store::MigrationLock>> AcquireLock(
+      absl::Duration wait, const store::LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled);
 };
 
 }  // namespace schemad::testing

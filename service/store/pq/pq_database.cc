@@ -11,10 +11,23 @@
 //   connection policy, libpqxx's extension point) so that PostgreSQL's
 //   PG_DIAG_STATEMENT_POSITION reaches StatementError::position; libpqxx's
 //   sql_error does not carry it. Everything else goes through libpqxx.
-// - Migration lock key: the int64 whose bits are FNV-1a 64 of
-//   "schemad:" + the qualified version table name as configured ("alembic_version",
-//   or "schema.alembic_version"). It shows in pg_locks as locktype 'advisory',
-//   classid = high 32 bits, objid = low 32 bits, objsubid = 1.
+// - Names: each session resolves the version table's schema when it
+//   connects (one round trip, together with client_connection_check_interval)
+//   and names every table it touches schema-qualified from then on (Names).
+// - Migration lock key: the int64 whose bits are FNV-1a 64 of "schemad:" +
+//   the resolved "schema.table". When the bare table name resolves to the same
+//   table (or is what was configured), the key of "schemad:" + the bare name
+//   is taken too, all or nothing: that is the key earlier versions derived
+//   from an unqualified name, so they still exclude this one. A key shows in
+//   pg_locks as locktype 'advisory', classid = high 32 bits, objid = low 32
+//   bits, objsubid = 1.
+// - Session reset: kDiscardSql is DISCARD ALL spelled out in statements that
+//   also run inside a transaction block, so that a transactional revision's
+//   reset rides on its bookkeeping statement (no extra round trip) and commits
+//   with it; outside a transaction it is one round trip (ResetState).
+// - Runs: the run table holds one row per version table ("schema.table")
+//   while a run is in progress: operation, who, and the pid and backend_start
+//   of its session (together they name one backend; pids are reused).
 // - EnsureTables serialises creators with pg_advisory_xact_lock on FNV-1a 64 of
 //   "schemad:ensure_tables" (one key per database: the history and state tables
 //   are shared by every version table of the database).
@@ -357,15 +370,35 @@ struct Config {
   std::string monitor_conninfo;  // BlockerMonitor (application_name + " monitor")
   PqOptions options;
 
+  TableNames tables;               // as configured; schema "" = resolve per session
   std::string version_table_name;  // as configured, for Alembic's messages
-  std::string table_key;           // "schema.table" / "table": state row key, history column
-  std::string version_table;       // quoted, qualified
-  std::string version_pkc;         // quoted constraint name
-  std::string history_table;       // quoted, qualified
-  std::string state_table;         // quoted, qualified
-  std::string lock_key;            // decimal int64
-  uint64_t lock_key_bits = 0;      // the same bits, unsigned (pg_locks shows them as two oids)
+  std::string configured_key;      // "schema.table" / "table" as configured
   std::string ensure_key;          // decimal int64
+  // client_connection_check_interval for sessions, "" to leave it alone.
+  std::string check_interval;
+};
+
+// Where one session finds the bookkeeping: the configuration's names with
+// the version table's schema resolved when the session connected.
+struct Names {
+  std::string schema;         // resolved
+  std::string version_table;  // quoted, qualified
+  std::string version_pkc;    // quoted constraint name
+  std::string history_table;  // quoted, qualified
+  std::string state_table;    // quoted, qualified
+  std::string run_table;      // quoted, qualified
+  // The key of this version table's rows in the history and state tables.
+  // Written as configured ("alembic_version" or "schema.alembic_version",
+  // what earlier versions wrote and read); read under every name of the
+  // resolved table, so that `alembic_version` and `public.alembic_version`
+  // see each other's marks and history.
+  std::string write_key;
+  std::string read_keys;      // text[] literal of every key of this table
+  std::string canonical_key;  // "schema.table": the run table's key, the lock's
+  // Migration lock: the key of the canonical identity, and (only when it
+  // differs) the key earlier versions derived from the name as configured,
+  // taken as well so that they keep excluding this version.
+  std::vector<int64_t> lock_keys;
 };
 
 absl::Status ValidateIdentifier(absl::string_view field, const std::string& name,
@@ -390,6 +423,49 @@ std::string Qualified(const std::string& schema, const std::string& table) {
   return schema.empty() ? QuoteIdent(table)
                         : absl::StrCat(QuoteIdent(schema), ".", QuoteIdent(table));
 }
+
+// The names of a session whose unqualified version-table name finds schema
+// `bare_schema` ("" when the search_path names no existing schema).
+absl::StatusOr<Names> ResolveNames(const Config& c, const std::string& bare_schema) {
+  const TableNames& t = c.tables;
+  Names n;
+  n.schema = t.schema.empty() ? bare_schema : t.schema;
+  if (n.schema.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell where ", t.version_table, " belongs in ", c.display_name,
+        ": there is no such table and the search_path", c.user.empty() ? "" : " of user ", c.user,
+        " names no existing schema; name the schema (schema.", t.version_table,
+        ") or fix the search_path"));
+  }
+  n.version_table = Qualified(n.schema, t.version_table);
+  n.version_pkc = QuoteIdent(absl::StrCat(t.version_table, "_pkc"));
+  n.history_table = Qualified(n.schema, t.history_table);
+  n.state_table = Qualified(n.schema, t.state_table);
+  n.run_table = Qualified(n.schema, t.run_table);
+  n.write_key = c.configured_key;
+  n.canonical_key = absl::StrCat(n.schema, ".", t.version_table);
+  std::vector<std::string> keys = {n.canonical_key};
+  if (t.schema.empty() || bare_schema == n.schema) {
+    keys.push_back(t.version_table);  // what the bare name meant to earlier versions
+  }
+  n.read_keys = TextArrayLiteral(keys);
+  for (const std::string& key : keys) {
+    n.lock_keys.push_back(AdvisoryKey(absl::StrCat("schemad:", key)));
+  }
+  return n;
+}
+
+// What DISCARD ALL does, in statements that may also run inside a
+// transaction block (DISCARD ALL may not): a revision's SET, SET ROLE (RESET
+// ALL keeps the role; SET SESSION AUTHORIZATION DEFAULT resets it),
+// set_config(..., false), cursors, prepared statements, LISTEN, session
+// advisory locks, cached plans, temporary tables and sequence caches. Inside
+// a transaction the settings part is undone by a ROLLBACK, like the
+// revision's own SETs were; the rest is not transactional.
+constexpr absl::string_view kDiscardSql =
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; "
+    "DISCARD SEQUENCES";
 
 // ------------------------------------------------------------ lock waits
 
@@ -614,6 +690,7 @@ class PqTransaction final : public Transaction {
   absl::Status ApplyVersionChanges(absl::Span<const VersionRowChange> changes) override;
   absl::Status AppendHistory(const HistoryRecord& record) override;
   absl::Status SetNeedsAttention(const std::optional<NeedsAttention>& marker) override;
+  absl::Status StartRun(const RunRecord& run) override;
   absl::Status Commit() override;
 
  private:
@@ -627,6 +704,11 @@ class PqTransaction final : public Transaction {
   absl::Status FlushBookkeeping();
   absl::Status WriteBookkeeping(const std::vector<VersionRowChange>& changes,
                                 const std::vector<HistoryRecord>& history);
+  // "" or, when revision statements ran in this transaction since the last
+  // time, the statements that discard what they changed in the session,
+  // with "; " to go in front of the next statement of schemad's own. Once
+  // sent they are committed or rolled back with the transaction.
+  std::string TakeResetPrefix();
 
   PqSession* session_;
   std::unique_ptr<pqxx::work> work_;
@@ -634,16 +716,28 @@ class PqTransaction final : public Transaction {
   std::vector<HistoryRecord> pending_history_;
   absl::Duration lock_timeout_ = absl::ZeroDuration();  // as last set by SetTimeouts
   bool timeouts_set_ = false;                           // a SET LOCAL was sent
+  bool revision_state_ = false;           // revision statements ran since the last reset prefix
+  bool reset_sent_ = false;               // a reset prefix went out in this transaction
+  std::optional<RunRecord> started_run_;  // by StartRun, in effect after Commit
   bool failed_ = false;
   bool committed_ = false;
 };
 
 class PqSession final : public Session {
  public:
-  PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn)
-      : config_(std::move(config)), conn_(std::move(conn)) {
+  PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn, Names names,
+            std::string application_name)
+      : config_(std::move(config)),
+        conn_(std::move(conn)),
+        names_(std::move(names)),
+        application_name_(std::move(application_name)) {
     cancel_ = PQgetCancel(conn_->pgconn());
     backend_pid_ = PQbackendPID(conn_->pgconn());
+    check_interval_sql_ =
+        config_->check_interval.empty() || PQserverVersion(conn_->pgconn()) < 140000
+            ? std::string()
+            : absl::StrCat("SET client_connection_check_interval = ",
+                           conn_->quote(config_->check_interval));
   }
   ~PqSession() override {
     {
@@ -662,12 +756,19 @@ class PqSession final : public Session {
   absl::StatusOr<std::unique_ptr<Transaction>> Begin() override;
   absl::Status ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
                                  StatementError* error) override;
+  absl::Status ResetState() override;
+  absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
+      absl::Duration wait, const LockWaitCallback& on_wait,
+      const std::function<bool()>& cancelled) override;
+  absl::StatusOr<std::optional<UnfinishedRun>> ReadUnfinishedRun() override;
+  absl::Status FinishRun() override;
   absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override;
   absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) override;
   void Cancel() override;
 
   // For PqTransaction.
   const Config& config() const { return *config_; }
+  const Names& names() const { return names_; }
   // Runs `fn` (which may throw pqxx exceptions) as a cancellable statement
   // and turns exceptions into a status annotated with `context`. With a
   // `lock_timeout` (> 0, the one in effect), a lock timeout names the blockers.
@@ -678,6 +779,24 @@ class PqSession final : public Session {
   absl::Status RunRaw(const std::string& sql, StatementError* error,
                       absl::Duration lock_timeout = absl::ZeroDuration());
   void TransactionEnded() { transaction_open_ = false; }
+  // A revision statement ran: the session holds state of the revision's.
+  void MarkDirty() { dirty_ = true; }
+  // A transaction committed: with `reset` it discarded the revision state
+  // (and nothing ran after that); with `run` it started that run.
+  void Committed(bool reset, const std::optional<RunRecord>& run) {
+    if (reset) {
+      dirty_ = false;
+    }
+    if (run.has_value()) {
+      run_operation_id_ = run->operation_id;
+      run_tag_ = run->application_name;
+    }
+  }
+  // The statements that discard revision state: kDiscardSql, then what
+  // schemad sets on its sessions (the connection check, the run's tag).
+  std::string ResetSql() const;
+  // application_name while `operation_id` runs: "schemactl op-0123...".
+  std::string RunTag(const std::string& operation_id) const;
   // libpq's view, without a round trip.
   PGTransactionStatusType TransactionStatus() const { return PQtransactionStatus(conn_->pgconn()); }
 
@@ -717,8 +836,14 @@ class PqSession final : public Session {
 
   std::shared_ptr<const Config> config_;
   std::unique_ptr<PqConnection> conn_;
+  const Names names_;
+  const std::string application_name_;  // as connected
+  std::string check_interval_sql_;      // "" where the server has no such setting
   bool broken_ = false;
   bool transaction_open_ = false;
+  bool dirty_ = false;            // revision statements ran since the last reset
+  std::string run_operation_id_;  // the run started on this session, "" when none
+  std::string run_tag_;           // its application_name
   int backend_pid_ = 0;
   std::unique_ptr<BlockerMonitor> monitor_;  // created by the first statement with a lock_timeout
 
@@ -726,6 +851,24 @@ class PqSession final : public Session {
   bool running_ ABSL_GUARDED_BY(cancel_mu_) = false;
   PGcancel* cancel_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
 };
+
+std::string PqSession::ResetSql() const {
+  std::string sql(kDiscardSql);
+  if (!check_interval_sql_.empty()) {
+    absl::StrAppend(&sql, "; ", check_interval_sql_);
+  }
+  if (!run_tag_.empty()) {
+    absl::StrAppend(&sql, "; SET application_name = ", conn_->quote(run_tag_));
+  }
+  return sql;
+}
+
+std::string PqSession::RunTag(const std::string& operation_id) const {
+  // PostgreSQL keeps 63 bytes: shorten the name, not the operation id.
+  const absl::string_view id = absl::string_view(operation_id).substr(0, kMaxIdentifierBytes / 2);
+  const size_t room = static_cast<size_t>(kMaxIdentifierBytes) - 1 - id.size();
+  return absl::StrCat(absl::string_view(application_name_).substr(0, room), " ", id);
+}
 
 bool PqSession::WatchForBlockers(absl::Duration lock_timeout) {
   if (lock_timeout <= absl::ZeroDuration() || lock_timeout == absl::InfiniteDuration() ||
@@ -887,19 +1030,18 @@ constexpr absl::string_view kStateColumns =
 
 absl::StatusOr<DatabaseState> PqSession::ReadState() {
   RETURN_IF_ERROR(NoTransactionOpen());
-  const Config& c = *config_;
+  const Names& n = names_;
   DatabaseState state;
   bool missing_table = false;
   absl::Status status = Run("reading the version table", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
     try {
       const pqxx::result result = tx.exec_params(
-          absl::StrCat(
-              "SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, NULL::text, "
-              "NULL::text, NULL::bigint FROM ",
-              c.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ", c.state_table,
-              " WHERE version_table = $1"),
-          c.table_key);
+          absl::StrCat("SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, "
+                       "NULL::text, NULL::text, NULL::bigint FROM ",
+                       n.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ",
+                       n.state_table, " WHERE version_table = ANY ($1::text[])"),
+          n.read_keys);
       for (const pqxx::row& row : result) {
         AddStateRow(row, &state);
       }
@@ -923,24 +1065,24 @@ absl::StatusOr<DatabaseState> PqSession::ReadState() {
 
 // One of the tables is missing: find out which, and read the others.
 absl::Status PqSession::ReadStateFallback(DatabaseState* state) {
-  const Config& c = *config_;
+  const Names& n = names_;
   return Run("reading the version table", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
-    const pqxx::row exists =
-        tx.exec_params1("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
-                        c.version_table, c.state_table);
+    const pqxx::row exists = tx.exec_params1(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL, pg_catalog.to_regclass($2) IS NOT NULL",
+        n.version_table, n.state_table);
     state->version_table_exists = exists[0].as<bool>();
     if (state->version_table_exists) {
       for (const pqxx::row& row :
-           tx.exec(absl::StrCat("SELECT 'v', version_num::text FROM ", c.version_table))) {
+           tx.exec(absl::StrCat("SELECT 'v', version_num::text FROM ", n.version_table))) {
         AddStateRow(row, state);
       }
     }
     if (exists[1].as<bool>()) {
       for (const pqxx::row& row :
-           tx.exec_params(absl::StrCat("SELECT 's', ", kStateColumns, " FROM ", c.state_table,
-                                       " WHERE version_table = $1"),
-                          c.table_key)) {
+           tx.exec_params(absl::StrCat("SELECT 's', ", kStateColumns, " FROM ", n.state_table,
+                                       " WHERE version_table = ANY ($1::text[])"),
+                          n.read_keys)) {
         AddStateRow(row, state);
       }
     }
@@ -951,13 +1093,16 @@ absl::Status PqSession::ReadStateFallback(DatabaseState* state) {
 absl::Status PqSession::EnsureTables() {
   RETURN_IF_ERROR(NoTransactionOpen());
   const Config& c = *config_;
+  const Names& n = names_;
   bool all_exist = false;
   RETURN_IF_ERROR(Run("checking for schemad's tables", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
     all_exist = tx.exec_params1(
-                      "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND "
-                      "to_regclass($3) IS NOT NULL",
-                      c.version_table, c.history_table, c.state_table)[0]
+                      "SELECT pg_catalog.to_regclass($1) IS NOT NULL AND "
+                      "pg_catalog.to_regclass($2) IS NOT NULL AND "
+                      "pg_catalog.to_regclass($3) IS NOT NULL AND "
+                      "pg_catalog.to_regclass($4) IS NOT NULL",
+                      n.version_table, n.history_table, n.state_table, n.run_table)[0]
                     .as<bool>();
     return absl::OkStatus();
   }));
@@ -965,20 +1110,26 @@ absl::Status PqSession::EnsureTables() {
     return absl::OkStatus();
   }
   // Exactly Alembic's DDL for the version table (a table it made is kept).
-  const std::string create_version = absl::StrCat("CREATE TABLE IF NOT EXISTS ", c.version_table,
+  const std::string create_version = absl::StrCat("CREATE TABLE IF NOT EXISTS ", n.version_table,
                                                   " (version_num VARCHAR(32) NOT NULL, CONSTRAINT ",
-                                                  c.version_pkc, " PRIMARY KEY (version_num))");
+                                                  n.version_pkc, " PRIMARY KEY (version_num))");
   const std::string create_history = absl::StrCat(
-      "CREATE TABLE IF NOT EXISTS ", c.history_table,
+      "CREATE TABLE IF NOT EXISTS ", n.history_table,
       " (id bigserial PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
       "rows_before text[] NOT NULL, rows_after text[] NOT NULL, checksum text, "
       "started timestamptz, duration_ms double precision, outcome text NOT NULL, error text, "
       "who text, operation_id text, schemad_version text, version_table text NOT NULL)");
   const std::string create_state = absl::StrCat(
-      "CREATE TABLE IF NOT EXISTS ", c.state_table,
+      "CREATE TABLE IF NOT EXISTS ", n.state_table,
       " (version_table text PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
       "statements_done int NOT NULL, statements_total int NOT NULL, error text, "
       "operation_id text, started timestamptz)");
+  // One row per version table ("schema.table") while a run is in progress.
+  const std::string create_run = absl::StrCat(
+      "CREATE TABLE IF NOT EXISTS ", n.run_table,
+      " (version_table text PRIMARY KEY, operation_id text NOT NULL, operation text NOT NULL, "
+      "target text, who text, schemad_version text, started timestamptz, pid int NOT NULL, "
+      "backend_start timestamptz, application_name text)");
   absl::Status status;
   for (int attempt = 0; attempt < 3; ++attempt) {
     bool raced = false;
@@ -987,10 +1138,11 @@ absl::Status PqSession::EnsureTables() {
         pqxx::work tx(*conn_);
         // Creators queue here; CREATE TABLE IF NOT EXISTS alone can still
         // fail on pg_type's unique index when two run at once.
-        tx.exec_params("SELECT pg_advisory_xact_lock($1::bigint)", c.ensure_key);
+        tx.exec_params("SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)", c.ensure_key);
         tx.exec(create_version);
         tx.exec(create_history);
         tx.exec(create_state);
+        tx.exec(create_run);
         tx.commit();
       } catch (const pqxx::sql_error& e) {
         // Someone outside schemad (Alembic) created a table meanwhile.
@@ -1026,11 +1178,22 @@ absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const T
                    TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
   ASSIGN_OR_RETURN(const std::string statement_timeout,
                    TimeoutSetting(timeouts.statement_timeout, "statement_timeout"));
-  RETURN_IF_ERROR(
-      Annotate(RunRaw(absl::StrCat("SET lock_timeout = '", lock_timeout,
-                                   "'; SET statement_timeout = '", statement_timeout, "'"),
-                      nullptr),
-               "setting timeouts"));
+  // Zero leaves the session's setting (the role's, the database's, or one
+  // the revision made itself) as it is.
+  std::vector<std::string> set;
+  std::vector<std::string> reset;
+  if (timeouts.lock_timeout != absl::ZeroDuration()) {
+    set.push_back(absl::StrCat("SET lock_timeout = '", lock_timeout, "'"));
+    reset.push_back("RESET lock_timeout");
+  }
+  if (timeouts.statement_timeout != absl::ZeroDuration()) {
+    set.push_back(absl::StrCat("SET statement_timeout = '", statement_timeout, "'"));
+    reset.push_back("RESET statement_timeout");
+  }
+  if (!set.empty()) {
+    RETURN_IF_ERROR(Annotate(RunRaw(absl::StrJoin(set, "; "), nullptr), "setting timeouts"));
+  }
+  dirty_ = true;
   absl::Status status = RunRaw(statement.text, error, timeouts.lock_timeout);
   if (status.ok() && !broken_ && TransactionStatus() != PQTRANS_IDLE) {
     // A BEGIN (or START TRANSACTION) left a transaction open: undo it.
@@ -1039,27 +1202,131 @@ absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const T
         "revision); it was rolled back");
     RunRaw("ROLLBACK", nullptr).IgnoreError();
   }
-  const absl::Status reset =
-      broken_ ? absl::OkStatus() : RunRaw("RESET lock_timeout; RESET statement_timeout", nullptr);
+  const absl::Status reset_status =
+      broken_ || reset.empty() ? absl::OkStatus() : RunRaw(absl::StrJoin(reset, "; "), nullptr);
   if (!status.ok()) {
     return status;
   }
-  return Annotate(reset, "resetting timeouts");
+  return Annotate(reset_status, "resetting timeouts");
+}
+
+absl::Status PqSession::ResetState() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  if (!dirty_) {
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(Run("resetting the session", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    tx.exec(ResetSql());
+    return absl::OkStatus();
+  }));
+  dirty_ = false;
+  return absl::OkStatus();
+}
+
+// The run's record, as ReadUnfinishedRun selects it.
+constexpr absl::string_view kRunColumns =
+    "r.operation_id, r.operation, r.target, r.who, r.schemad_version, "
+    "(extract(epoch FROM r.started) * 1000000)::bigint, r.pid, "
+    "(extract(epoch FROM r.backend_start) * 1000000)::bigint, r.application_name";
+
+absl::StatusOr<std::optional<UnfinishedRun>> PqSession::ReadUnfinishedRun() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const Names& n = names_;
+  std::optional<UnfinishedRun> out;
+  RETURN_IF_ERROR(Run("reading the record of an earlier run", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    try {
+      // The run's backend is the same one only when its start time matches
+      // too (pids are reused, after a PostgreSQL restart at once). A role
+      // that may not see the other session's details sees no start time:
+      // then the pid alone counts (refusing wrongly is the safe mistake).
+      const pqxx::result result = tx.exec_params(
+          absl::StrCat(
+              "SELECT ", kRunColumns,
+              ", a.pid IS NOT NULL, a.application_name, pg_catalog.host(a.client_addr), "
+              "(extract(epoch FROM COALESCE(a.query_start, a.backend_start)) * 1000000)::bigint, "
+              "a.state, pg_catalog.left(a.query, 200), pg_catalog.length(a.query) > 200 FROM ",
+              n.run_table,
+              " r LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = r.pid AND "
+              "(a.backend_start = r.backend_start OR a.backend_start IS NULL) WHERE "
+              "r.version_table = $1 AND NOT "
+              "(r.pid = pg_catalog.pg_backend_pid() AND r.backend_start IS NOT DISTINCT FROM "
+              "(SELECT backend_start FROM pg_catalog.pg_stat_activity "
+              "WHERE pid = pg_catalog.pg_backend_pid()))"),
+          n.canonical_key);
+      if (result.empty()) {
+        return absl::OkStatus();
+      }
+      const pqxx::row row = result[0];
+      UnfinishedRun unfinished;
+      RunRecord& run = unfinished.run;
+      run.operation_id = FieldText(row[0]);
+      run.operation = FieldText(row[1]);
+      run.target = FieldText(row[2]);
+      run.who = FieldText(row[3]);
+      run.schemad_version = FieldText(row[4]);
+      run.started = MicrosToTime(row[5]);
+      run.pid = row[6].as<int>();
+      run.backend_start = MicrosToTime(row[7]);
+      run.application_name = FieldText(row[8]);
+      if (row[9].as<bool>()) {
+        BackendActivity activity;
+        activity.backend.pid = run.pid;
+        activity.backend.application_name = FieldText(row[10]);
+        activity.backend.client_address = FieldText(row[11]);
+        activity.backend.since = MicrosToTime(row[12]);
+        activity.state = FieldText(row[13]);
+        activity.query =
+            Scrub(absl::StrCat(OneLine(FieldText(row[14])), FieldText(row[15]) == "t" ? "..." : ""),
+                  config_->password);
+        unfinished.backend = std::move(activity);
+      }
+      out = std::move(unfinished);
+    } catch (const pqxx::sql_error& e) {
+      if (!IsSqlState(e, "42P01")) {
+        throw;
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status PqSession::FinishRun() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  if (run_operation_id_.empty()) {
+    return ResetState();
+  }
+  const Names& n = names_;
+  const std::string operation_id = run_operation_id_;
+  run_tag_.clear();  // ResetSql without the tag: back to the name we connected with
+  RETURN_IF_ERROR(Run("ending the run", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    // Reset first: the DELETE runs as schemad's own role, whatever the revision set.
+    tx.exec(absl::StrCat(ResetSql(), "; DELETE FROM ", n.run_table,
+                         " WHERE version_table = ", tx.quote(n.canonical_key),
+                         " AND operation_id = ", tx.quote(operation_id)));
+    return absl::OkStatus();
+  }));
+  run_operation_id_.clear();
+  dirty_ = false;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksums() {
   RETURN_IF_ERROR(NoTransactionOpen());
-  const Config& c = *config_;
+  const Names& n = names_;
   std::map<std::string, std::string> checksums;
   RETURN_IF_ERROR(Run("reading applied checksums", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
     try {
       const pqxx::result result = tx.exec_params(
           absl::StrCat("SELECT DISTINCT ON (revision) revision, direction, checksum FROM ",
-                       c.history_table,
-                       " WHERE version_table = $1 AND outcome IN ('success', 'applied') AND "
-                       "direction IN ('up', 'down') ORDER BY revision, id DESC"),
-          c.table_key);
+                       n.history_table,
+                       " WHERE version_table = ANY ($1::text[]) AND outcome IN ('success', "
+                       "'applied') AND direction IN ('up', 'down') ORDER BY revision, id DESC"),
+          n.read_keys);
       for (const pqxx::row& row : result) {
         const std::string checksum = FieldText(row[2]);
         if (FieldText(row[1]) == "up" && !checksum.empty()) {
@@ -1078,7 +1345,7 @@ absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksu
 
 absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
   RETURN_IF_ERROR(NoTransactionOpen());
-  const Config& c = *config_;
+  const Names& n = names_;
   std::vector<HistoryRecord> records;
   const std::string limit_text = limit > 0 ? absl::StrCat(limit) : std::string();
   RETURN_IF_ERROR(Run("reading history", [&]() -> absl::Status {
@@ -1089,9 +1356,10 @@ absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
                        "(extract(epoch FROM started) * 1000000)::bigint, "
                        "(duration_ms * 1000)::bigint, outcome, error, who, operation_id, "
                        "schemad_version FROM ",
-                       c.history_table,
-                       " WHERE version_table = $1 ORDER BY id DESC LIMIT $2::bigint"),
-          c.table_key, NullIfEmpty(limit_text));
+                       n.history_table,
+                       " WHERE version_table = ANY ($1::text[]) ORDER BY id DESC "
+                       "LIMIT $2::bigint"),
+          n.read_keys, NullIfEmpty(limit_text));
       for (const pqxx::row& row : result) {
         HistoryRecord record;
         record.id = row[0].as<int64_t>();
@@ -1151,8 +1419,22 @@ absl::Status PqTransaction::Run(absl::string_view context,
   return status;
 }
 
+std::string PqTransaction::TakeResetPrefix() {
+  if (!revision_state_) {
+    return "";
+  }
+  revision_state_ = false;
+  reset_sent_ = true;
+  // RESET ALL undoes SET LOCAL too: the session's timeouts stand again.
+  lock_timeout_ = absl::ZeroDuration();
+  timeouts_set_ = false;
+  return absl::StrCat(session_->ResetSql(), "; ");
+}
+
 absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
-  RETURN_IF_ERROR(Usable());
+  // The previous revision's bookkeeping (and reset) goes first, so that the
+  // reset does not undo these timeouts.
+  RETURN_IF_ERROR(FlushBookkeeping());
   if (timeouts.lock_timeout == absl::ZeroDuration() &&
       timeouts.statement_timeout == absl::ZeroDuration() && lock_timeout_ == absl::ZeroDuration() &&
       !timeouts_set_) {
@@ -1175,6 +1457,8 @@ absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
 
 absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementError* error) {
   RETURN_IF_ERROR(FlushBookkeeping());
+  revision_state_ = true;
+  session_->MarkDirty();
   absl::Status status = session_->RunRaw(statement.text, error, lock_timeout_);
   if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
     status = absl::FailedPreconditionError(
@@ -1236,6 +1520,7 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
     return absl::OkStatus();
   }
   const Config& c = session_->config();
+  const Names& n = session_->names();
   return Run("updating the version table and history", [&]() -> absl::Status {
     auto q = [&](const std::string& value) { return work_->quote(value); };
     auto q_or_null = [&](const std::string& value) {
@@ -1248,15 +1533,15 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
       std::string body;
       switch (change.kind) {
         case VersionRowChange::Kind::kInsert:
-          body = absl::StrCat("INSERT INTO ", c.version_table, " (version_num) VALUES (",
+          body = absl::StrCat("INSERT INTO ", n.version_table, " (version_num) VALUES (",
                               q(change.to), ") RETURNING 1");
           break;
         case VersionRowChange::Kind::kDelete:
-          body = absl::StrCat("DELETE FROM ", c.version_table,
+          body = absl::StrCat("DELETE FROM ", n.version_table,
                               " WHERE version_num = ", q(change.from), " RETURNING 1");
           break;
         case VersionRowChange::Kind::kUpdate:
-          body = absl::StrCat("UPDATE ", c.version_table, " SET version_num = ", q(change.to),
+          body = absl::StrCat("UPDATE ", n.version_table, " SET version_num = ", q(change.to),
                               " WHERE version_num = ", q(change.from), " RETURNING 1");
           break;
       }
@@ -1277,11 +1562,11 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
           ", ", absl::ToInt64Microseconds(record.duration), " / 1000.0, ", q(record.outcome), ", ",
           q_or_null(record.error), ", ", q_or_null(record.who), ", ",
           q_or_null(record.operation_id), ", ", q_or_null(record.schemad_version), ", ",
-          q(c.table_key), ")"));
+          q(n.write_key), ")"));
     }
     if (!rows.empty()) {
       ctes.push_back(absl::StrCat(
-          "h AS (INSERT INTO ", c.history_table,
+          "h AS (INSERT INTO ", n.history_table,
           " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
           "outcome, error, who, operation_id, schemad_version, version_table) VALUES ",
           absl::StrJoin(rows, ", "), " RETURNING 1)"));
@@ -1289,8 +1574,9 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
     if (counts.empty()) {
       counts.push_back("0");
     }
-    const pqxx::result result = work_->exec(
-        absl::StrCat("WITH ", absl::StrJoin(ctes, ", "), " SELECT ", absl::StrJoin(counts, ", ")));
+    const pqxx::result result =
+        work_->exec(absl::StrCat(TakeResetPrefix(), "WITH ", absl::StrJoin(ctes, ", "), " SELECT ",
+                                 absl::StrJoin(counts, ", ")));
     for (size_t i = 0; i < changes.size(); ++i) {
       const long found = result[0][static_cast<int>(i)].as<long>();
       if (found == 1) {
@@ -1312,34 +1598,86 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
 
 absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention>& marker) {
   RETURN_IF_ERROR(FlushBookkeeping());
-  const Config& c = session_->config();
+  const Names& n = session_->names();
   if (!marker.has_value()) {
     return Run("clearing the needs-attention marker", [&]() -> absl::Status {
-      work_->exec_params(absl::StrCat("DELETE FROM ", c.state_table, " WHERE version_table = $1"),
-                         c.table_key);
+      work_->exec(absl::StrCat(TakeResetPrefix(), "DELETE FROM ", n.state_table,
+                               " WHERE version_table = ANY (", work_->quote(n.read_keys),
+                               "::text[])"));
       return absl::OkStatus();
     });
   }
   const std::string started = TimeToMicros(marker->started);
+  const auto q_or_null = [&](const std::string& value) {
+    return value.empty() ? std::string("NULL") : work_->quote(value);
+  };
   return Run("writing the needs-attention marker", [&]() -> absl::Status {
-    work_->exec_params(
-        absl::StrCat("INSERT INTO ", c.state_table,
-                     " (version_table, revision, direction, statements_done, statements_total, "
-                     "error, operation_id, started) VALUES ($1, $2, $3, $4::int, $5::int, $6, $7, "
-                     "'epoch'::timestamptz + $8::bigint * interval '1 microsecond') "
-                     "ON CONFLICT (version_table) DO UPDATE SET revision = EXCLUDED.revision, "
-                     "direction = EXCLUDED.direction, statements_done = EXCLUDED.statements_done, "
-                     "statements_total = EXCLUDED.statements_total, error = EXCLUDED.error, "
-                     "operation_id = EXCLUDED.operation_id, started = EXCLUDED.started"),
-        c.table_key, marker->revision, marker->direction, marker->statements_done,
-        marker->statements_total, NullIfEmpty(marker->error), NullIfEmpty(marker->operation_id),
-        NullIfEmpty(started));
+    work_->exec(absl::StrCat(
+        TakeResetPrefix(), "INSERT INTO ", n.state_table,
+        " (version_table, revision, direction, statements_done, statements_total, error, "
+        "operation_id, started) VALUES (",
+        work_->quote(n.write_key), ", ", work_->quote(marker->revision), ", ",
+        work_->quote(marker->direction), ", ", marker->statements_done, ", ",
+        marker->statements_total, ", ", q_or_null(marker->error), ", ",
+        q_or_null(marker->operation_id), ", ",
+        started.empty() ? std::string("NULL")
+                        : absl::StrCat("'epoch'::pg_catalog.timestamptz + ", started,
+                                       "::pg_catalog.int8 * '1 microsecond'::pg_catalog.interval"),
+        ") ON CONFLICT (version_table) DO UPDATE SET revision = EXCLUDED.revision, "
+        "direction = EXCLUDED.direction, statements_done = EXCLUDED.statements_done, "
+        "statements_total = EXCLUDED.statements_total, error = EXCLUDED.error, "
+        "operation_id = EXCLUDED.operation_id, started = EXCLUDED.started"));
     return absl::OkStatus();
   });
 }
 
+absl::Status PqTransaction::StartRun(const RunRecord& run) {
+  RETURN_IF_ERROR(FlushBookkeeping());
+  const Names& n = session_->names();
+  RunRecord started = run;
+  started.application_name = session_->RunTag(run.operation_id);
+  const std::string started_at = TimeToMicros(run.started);
+  const auto q_or_null = [&](const std::string& value) {
+    return value.empty() ? std::string("NULL") : work_->quote(value);
+  };
+  RETURN_IF_ERROR(Run("recording the start of the run", [&]() -> absl::Status {
+    // A plain SET: it outlasts the transaction (which must commit), so that
+    // the backend is tagged for the whole run.
+    work_->exec(absl::StrCat(
+        TakeResetPrefix(), "SET application_name = ", work_->quote(started.application_name),
+        "; INSERT INTO ", n.run_table,
+        " (version_table, operation_id, operation, target, who, schemad_version, started, pid, "
+        "backend_start, application_name) SELECT ",
+        work_->quote(n.canonical_key), ", ", work_->quote(run.operation_id), ", ",
+        work_->quote(run.operation), ", ", q_or_null(run.target), ", ", q_or_null(run.who), ", ",
+        q_or_null(run.schemad_version), ", ",
+        started_at.empty()
+            ? std::string("NULL")
+            : absl::StrCat("'epoch'::pg_catalog.timestamptz + ", started_at,
+                           "::pg_catalog.int8 * '1 microsecond'::pg_catalog.interval"),
+        ", a.pid, a.backend_start, ", work_->quote(started.application_name), " FROM ",
+        "pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid() "
+        "ON CONFLICT (version_table) DO UPDATE SET operation_id = EXCLUDED.operation_id, "
+        "operation = EXCLUDED.operation, target = EXCLUDED.target, who = EXCLUDED.who, "
+        "schemad_version = EXCLUDED.schemad_version, started = EXCLUDED.started, "
+        "pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, "
+        "application_name = EXCLUDED.application_name"));
+    return absl::OkStatus();
+  }));
+  started_run_ = std::move(started);
+  return absl::OkStatus();
+}
+
 absl::Status PqTransaction::Commit() {
   RETURN_IF_ERROR(FlushBookkeeping());
+  if (revision_state_) {
+    // Revision statements and no bookkeeping after them: reset on its own.
+    RETURN_IF_ERROR(Run("resetting the session", [&]() -> absl::Status {
+      const std::string reset = TakeResetPrefix();
+      work_->exec(reset.substr(0, reset.size() - 2));
+      return absl::OkStatus();
+    }));
+  }
   absl::Status status = session_->Run("committing", [&]() -> absl::Status {
     work_->commit();
     return absl::OkStatus();
@@ -1350,6 +1688,7 @@ absl::Status PqTransaction::Commit() {
   }
   if (status.ok()) {
     committed_ = true;
+    session_->Committed(reset_sent_, started_run_);
   } else {
     failed_ = true;
   }
@@ -1360,12 +1699,14 @@ absl::Status PqTransaction::Commit() {
 
 class PqMigrationLock final : public MigrationLock {
  public:
-  PqMigrationLock(std::unique_ptr<PqConnection> conn, std::string key)
-      : conn_(std::move(conn)), key_(std::move(key)) {}
+  PqMigrationLock(std::unique_ptr<PqConnection> conn, std::vector<std::string> keys)
+      : conn_(std::move(conn)), keys_(std::move(keys)) {}
   ~PqMigrationLock() override {
     try {
       pqxx::nontransaction tx(*conn_);
-      tx.exec_params("SELECT pg_advisory_unlock($1::bigint)", key_);
+      for (const std::string& key : keys_) {
+        tx.exec_params("SELECT pg_catalog.pg_advisory_unlock($1::bigint)", key);
+      }
     } catch (...) {
       // Closing the connection releases the lock anyway.
     }
@@ -1374,7 +1715,7 @@ class PqMigrationLock final : public MigrationLock {
 
  private:
   std::unique_ptr<PqConnection> conn_;
-  std::string key_;
+  std::vector<std::string> keys_;
 };
 
 absl::Duration Jittered(absl::Duration delay) {
@@ -1383,36 +1724,7 @@ absl::Duration Jittered(absl::Duration delay) {
   return delay * factor(rng);
 }
 
-// ----------------------------------------------------------------- database
-
-class PqDatabase final : public Database {
- public:
-  explicit PqDatabase(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
-
-  // Database:
-  absl::StatusOr<std::unique_ptr<Session>> Connect() override;
-  absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
-      absl::Duration wait, const LockWaitCallback& on_wait,
-      const std::function<bool()>& cancelled) override;
-  std::string DisplayName() const override { return config_->display_name; }
-
- private:
-  absl::StatusOr<std::unique_ptr<PqConnection>> Open(const std::string& conninfo) const;
-  absl::Status ConnectError(absl::string_view libpq_message) const;
-
-  std::shared_ptr<const Config> config_;
-};
-
-// Why a connection attempt failed, from libpq's text (it gives no SQLSTATE
-// for a failed connection; schemad runs libpq in the C locale, so the text
-// is libpq's and PostgreSQL's English). Permanent failures are not
-// UNAVAILABLE, so that nobody retries them: a refused login is
-// PERMISSION_DENIED; a database or host name that does not exist, or TLS
-// that cannot work, is FAILED_PRECONDITION (fix the configuration first).
-// Everything else — refused, timed out, starting up, shutting down, too
-// many clients, a DNS server that did not answer — is UNAVAILABLE.
-absl::Status PqDatabase::ConnectError(absl::string_view libpq_message) const {
-  const Config& c = *config_;
+absl::Status ConnectError(const Config& c, absl::string_view libpq_message) {
   const std::string as_user = c.user.empty() ? "" : absl::StrCat(" as user ", c.user);
   const std::string detail = OneLine(libpq_message);
   const auto has = [&detail](absl::string_view text) { return absl::StrContains(detail, text); };
@@ -1443,35 +1755,57 @@ absl::Status PqDatabase::ConnectError(absl::string_view libpq_message) const {
   return absl::Status(code, Scrub(message, c.password));
 }
 
-absl::StatusOr<std::unique_ptr<PqConnection>> PqDatabase::Open(const std::string& conninfo) const {
+absl::StatusOr<std::unique_ptr<PqConnection>> Open(const Config& c, const std::string& conninfo) {
   try {
     auto conn = std::make_unique<PqConnection>(conninfo);
     if (conn->pgconn() == nullptr) {
       return absl::UnavailableError(
-          absl::StrCat("cannot connect to ", config_->display_name, ": no connection"));
+          absl::StrCat("cannot connect to ", c.display_name, ": no connection"));
     }
     return conn;
   } catch (const std::exception& e) {
-    return ConnectError(e.what());
+    return ConnectError(c, e.what());
   } catch (...) {
-    return ConnectError("unknown error");
+    return ConnectError(c, "unknown error");
   }
 }
 
-absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
-  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(config_->conninfo));
-  return std::unique_ptr<Session>(std::make_unique<PqSession>(config_, std::move(conn)));
-}
-
-absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
+absl::StatusOr<std::unique_ptr<MigrationLock>> PqSession::AcquireLock(
     absl::Duration wait, const LockWaitCallback& on_wait, const std::function<bool()>& cancelled) {
   const Config& c = *config_;
   wait = std::max(wait, absl::ZeroDuration());
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c.lock_conninfo));
-  const uint64_t key_bits = c.lock_key_bits;
-  const std::string classid = absl::StrCat(key_bits >> 32);
-  const std::string objid = absl::StrCat(key_bits & 0xffffffffULL);
+  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c, c.lock_conninfo));
+  // Every key at once or none (a partial hold is given back in the same
+  // statement), so that waiters never hold one key while polling the other.
+  std::vector<std::string> keys;
+  std::vector<std::string> tries;
+  std::vector<std::string> pg_locks_keys;
+  for (int64_t key : names_.lock_keys) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, &key, sizeof bits);
+    keys.push_back(absl::StrCat(key));
+    tries.push_back(absl::StrCat("pg_catalog.pg_try_advisory_lock(", key, "::bigint)"));
+    pg_locks_keys.push_back(absl::StrCat("(l.classid = ", bits >> 32,
+                                         "::oid AND l.objid = ", bits & 0xffffffffULL, "::oid)"));
+  }
+  // Lock i, then the rest; when the rest fails give i back (NOT true: false).
+  std::string try_expr = tries.back();
+  for (size_t i = tries.size() - 1; i-- > 0;) {
+    try_expr = absl::StrCat("CASE WHEN ", tries[i], " THEN CASE WHEN ", try_expr,
+                            " THEN true ELSE NOT pg_catalog.pg_advisory_unlock(", keys[i],
+                            "::bigint) END ELSE false END");
+  }
+  const std::string try_sql = absl::StrCat("SELECT ", try_expr);
+  const std::string holder_sql = absl::StrCat(
+      "SELECT a.pid, a.application_name, pg_catalog.host(a.client_addr), "
+      "(extract(epoch FROM COALESCE(a.query_start, a.backend_start)) * 1000000)::bigint "
+      "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a USING (pid) "
+      "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND (",
+      absl::StrJoin(pg_locks_keys, " OR "),
+      ") AND l.database = (SELECT oid FROM pg_catalog.pg_database "
+      "WHERE datname = pg_catalog.current_database()) AND a.pid <> pg_catalog.pg_backend_pid() "
+      "LIMIT 1");
   const auto is_cancelled = [&cancelled]() { return cancelled && cancelled(); };
   const absl::Status cancelled_status = absl::CancelledError(
       absl::StrCat("cancelled while waiting for the migration lock on ", c.display_name));
@@ -1487,17 +1821,9 @@ absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
     LockHolder holder;
     try {
       pqxx::nontransaction tx(*conn);
-      acquired =
-          tx.exec_params1("SELECT pg_try_advisory_lock($1::bigint)", c.lock_key)[0].as<bool>();
+      acquired = tx.exec1(try_sql)[0].as<bool>();
       if (!acquired) {
-        const pqxx::result rows = tx.exec_params(
-            "SELECT a.pid, a.application_name, host(a.client_addr), "
-            "(extract(epoch FROM COALESCE(a.query_start, a.backend_start)) * 1000000)::bigint "
-            "FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND "
-            "l.objid = $2::oid AND l.objsubid = 1 AND "
-            "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            classid, objid);
+        const pqxx::result rows = tx.exec(holder_sql);
         if (!rows.empty()) {
           holder_known = true;
           holder.pid = rows[0][0].as<int>();
@@ -1512,7 +1838,7 @@ absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
     }
     if (acquired) {
       return std::unique_ptr<MigrationLock>(
-          std::make_unique<PqMigrationLock>(std::move(conn), c.lock_key));
+          std::make_unique<PqMigrationLock>(std::move(conn), std::move(keys)));
     }
     const absl::Duration waited = absl::Now() - start;
     if (waited >= wait) {
@@ -1537,6 +1863,55 @@ absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
   }
 }
 
+// ----------------------------------------------------------------- database
+
+class PqDatabase final : public Database {
+ public:
+  explicit PqDatabase(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
+
+  // Database:
+  absl::StatusOr<std::unique_ptr<Session>> Connect() override;
+  std::string DisplayName() const override { return config_->display_name; }
+
+ private:
+  std::shared_ptr<const Config> config_;
+};
+
+absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
+  const Config& c = *config_;
+  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c, c.conninfo));
+  // One round trip: the connection check (where the server has it) and where
+  // the unqualified version-table name points: the schema of the table it
+  // finds on the search_path, else the first existing schema of the
+  // search_path, where CREATE TABLE would put it.
+  std::string bare_schema;
+  std::string application_name;
+  try {
+    pqxx::nontransaction tx(*conn);
+    std::string sql;
+    if (!c.check_interval.empty() && PQserverVersion(conn->pgconn()) >= 140000) {
+      sql =
+          absl::StrCat("SET client_connection_check_interval = ", tx.quote(c.check_interval), "; ");
+    }
+    absl::StrAppend(&sql,
+                    "SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class r JOIN "
+                    "pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = "
+                    "pg_catalog.to_regclass(",
+                    tx.quote(QuoteIdent(c.tables.version_table)),
+                    ")), pg_catalog.current_schema()), "
+                    "pg_catalog.current_setting('application_name')");
+    const pqxx::row row = tx.exec1(sql);
+    bare_schema = FieldText(row[0]);
+    application_name = FieldText(row[1]);
+  } catch (...) {
+    return Annotate(StatusFromCurrentException(),
+                    absl::StrCat("setting up the session on ", c.display_name));
+  }
+  ASSIGN_OR_RETURN(Names names, ResolveNames(c, bare_schema));
+  return std::unique_ptr<Session>(std::make_unique<PqSession>(
+      config_, std::move(conn), std::move(names), std::move(application_name)));
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------- public
@@ -1553,10 +1928,13 @@ absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn_
   RETURN_IF_ERROR(ValidateIdentifier("tables.version_table", tables.version_table, false));
   RETURN_IF_ERROR(ValidateIdentifier("tables.history_table", tables.history_table, false));
   RETURN_IF_ERROR(ValidateIdentifier("tables.state_table", tables.state_table, false));
-  if (tables.version_table == tables.history_table || tables.version_table == tables.state_table ||
-      tables.history_table == tables.state_table) {
+  RETURN_IF_ERROR(ValidateIdentifier("tables.run_table", tables.run_table, false));
+  const std::set<std::string> distinct = {tables.version_table, tables.history_table,
+                                          tables.state_table, tables.run_table};
+  if (distinct.size() != 4) {
     return absl::InvalidArgumentError(
-        "tables: version_table, history_table and state_table must be different tables");
+        "tables: version_table, history_table, state_table and run_table must be different "
+        "tables");
   }
   if (options.application_name.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError("application_name: contains a NUL byte");
@@ -1591,16 +1969,17 @@ absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn_
   config->monitor_conninfo =
       BuildConninfo(parsed, options.application_name, " monitor", monitor_connect_timeout);
 
+  config->tables = tables;
   config->version_table_name = tables.version_table;
-  config->table_key = tables.schema.empty()
-                          ? tables.version_table
-                          : absl::StrCat(tables.schema, ".", tables.version_table);
-  config->version_table = Qualified(tables.schema, tables.version_table);
-  config->version_pkc = QuoteIdent(absl::StrCat(tables.version_table, "_pkc"));
-  config->history_table = Qualified(tables.schema, tables.history_table);
-  config->state_table = Qualified(tables.schema, tables.state_table);
-  config->lock_key_bits = Fnv1a64(absl::StrCat("schemad:", config->table_key));
-  config->lock_key = absl::StrCat(AdvisoryKey(absl::StrCat("schemad:", config->table_key)));
+  config->configured_key = tables.schema.empty()
+                               ? tables.version_table
+                               : absl::StrCat(tables.schema, ".", tables.version_table);
+  if (options.client_connection_check_interval > absl::ZeroDuration() &&
+      options.client_connection_check_interval != absl::InfiniteDuration()) {
+    config->check_interval = absl::StrCat(
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(options.client_connection_check_interval)),
+        "ms");
+  }
   config->ensure_key = absl::StrCat(AdvisoryKey("schemad:ensure_tables"));
   return std::unique_ptr<Database>(std::make_unique<PqDatabase>(std::move(config)));
 }

@@ -21,8 +21,15 @@ namespace schemad::store {
 
 struct PqOptions {
   TableNames tables;
-  std::string application_name = "schemad";  // shown in pg_stat_activity
+  // Shown in pg_stat_activity; while a run is in progress its session shows
+  // "<application_name> <operation id>".
+  std::string application_name = "schemad";
   absl::Duration connect_timeout = absl::Seconds(10);
+  // PostgreSQL 14+ (on Linux) checks this often whether the client of a
+  // running statement is still there and ends the statement when it is gone,
+  // so that a killed schemactl or schemad does not leave its statement
+  // running. Zero leaves the server's setting. Ignored by older servers.
+  absl::Duration client_connection_check_interval = absl::Seconds(1);
   // Lock polling: first retry after `lock_poll_initial`, doubling up to
   // `lock_poll_max`, with jitter.
   absl::Duration lock_poll_initial = absl::Milliseconds(20);
