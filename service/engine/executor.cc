@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -522,6 +523,18 @@ class Executor::Run {
     return absl::OkStatus();
   }
 
+  // A cancel that reached PostgreSQL while one of schemad's own statements
+  // ran (creating the tables, bookkeeping, COMMIT) comes back as that
+  // statement's query-cancel error (SQLSTATE 57014, ABORTED): when this run
+  // was cancelled, that is the cancel, and the caller gets CANCELLED.
+  absl::Status AsCancelled(absl::Status status) const {
+    if (status.ok() || status.code() == absl::StatusCode::kCancelled || !Cancelled() ||
+        !absl::StrContains(status.message(), "SQLSTATE 57014")) {
+      return status;
+    }
+    return absl::CancelledError(absl::StrCat("cancelled: ", status.message()));
+  }
+
   void Finish(OperationResult& result, const absl::Status& status) const {
     result.duration = absl::Now() - started_;
     Event e = NewEvent(Event::Kind::kOperationFinished);
@@ -730,6 +743,15 @@ absl::StatusOr<OperationResult> Executor::EnsureHead(store::Session& session, bo
 
 absl::StatusOr<OperationResult> Executor::Migrate(Run& run, store::Session& session,
                                                   const MigrateRequest& req) const {
+  absl::StatusOr<OperationResult> result = MigrateOnce(run, session, req);
+  if (!result.ok()) {
+    return run.AsCancelled(result.status());
+  }
+  return result;
+}
+
+absl::StatusOr<OperationResult> Executor::MigrateOnce(Run& run, store::Session& session,
+                                                      const MigrateRequest& req) const {
   const Executor& ex = *this;
   const RevisionGraph& graph = graph_;
   OperationResult result;

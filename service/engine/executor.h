@@ -149,6 +149,9 @@ class Executor {
   // Shared path of upgrade, downgrade, stamp and ensure-head.
   absl::StatusOr<OperationResult> Migrate(Run& run, store::Session& session,
                                           const MigrateRequest& request) const;
+  // Migrate without the cancel mapping (Run::AsCancelled).
+  absl::StatusOr<OperationResult> MigrateOnce(Run& run, store::Session& session,
+                                              const MigrateRequest& request) const;
 
   const RevisionGraph& graph_;
   store::Database& database_;  // named in messages

@@ -492,6 +492,28 @@ TEST_F(ExecutorTest, CancelStopsBetweenRevisions) {
   EXPECT_THAT(db_.rows(), ElementsAre("a"));
 }
 
+// A cancel that lands in one of schemad's own statements (creating its
+// tables, the bookkeeping, COMMIT) reaches PostgreSQL as a query cancel
+// (SQLSTATE 57014) of that statement: the operation is CANCELLED, not ABORTED.
+TEST_F(ExecutorTest, CancelDuringSchemadsOwnStatementIsCancelled) {
+  Load(Linear());
+  std::atomic<bool> cancelled{true};
+  db_.FailEnsureTables(
+      absl::AbortedError("creating schemad's tables: SQLSTATE 57014: canceling statement due "
+                         "to user request"));
+  CallControl control;
+  control.cancelled = &cancelled;
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
+              StatusIs(absl::StatusCode::kCancelled,
+                       AllOf(HasSubstr("cancelled"), HasSubstr("creating schemad's tables"))));
+  // Not cancelled: the same error is what it is (a statement_timeout also
+  // ends in 57014).
+  cancelled = false;
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("57014")));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+}
+
 TEST_F(ExecutorTest, TransactionAllIsAllOrNothing) {
   ExecutorOptions options;
   options.transaction_mode = ExecutorOptions::TransactionMode::kAll;

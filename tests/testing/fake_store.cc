@@ -168,6 +168,9 @@ class FakeSession : public store::Session {
   }
   absl::Status EnsureTables() override {
     std::lock_guard<std::mutex> lock(db_.mu_);
+    if (!db_.ensure_tables_status_.ok()) {
+      return db_.ensure_tables_status_;
+    }
     db_.tables_exist_ = true;
     return absl::OkStatus();
   }
@@ -331,6 +334,11 @@ void FakeDatabase::SetChecksum(const std::string& revision, const std::string& c
 
 absl::StatusOr<std::unique_ptr<store::Session>> FakeDatabase::Connect() {
   return std::make_unique<FakeSession>(*this);
+}
+
+void FakeDatabase::FailEnsureTables(absl::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ensure_tables_status_ = std::move(status);
 }
 
 absl::StatusOr<std::unique_ptr<store::MigrationLock>> FakeDatabase::AcquireLock(

@@ -36,6 +36,8 @@ class FakeDatabase : public store::Database {
   // Statements containing `needle` fail with this SQLSTATE and message.
   void FailOn(const std::string& needle, const std::string& sqlstate, const std::string& message);
   void ClearFailures();
+  // EnsureTables fails with `status` (OK: succeeds again).
+  void FailEnsureTables(absl::Status status);
   // Makes AcquireLock behave as if another session held the lock.
   void SetLockedElsewhere(bool locked);
   // As if `run` had started (StartRun) on another session and not finished;
@@ -74,6 +76,7 @@ class FakeDatabase : public store::Database {
   std::optional<store::NeedsAttention> needs_attention_;
   std::vector<std::string> committed_statements_;
   std::map<std::string, Failure> failures_;
+  absl::Status ensure_tables_status_;
   bool locked_ = false;
   bool locked_elsewhere_ = false;
   int lock_acquisitions_ = 0;
