@@ -7,8 +7,12 @@
 // Prints "schemad listening on HOST:PORT" on stdout once it serves. SIGTERM or
 // SIGINT starts a graceful shutdown (see docs/service.md); a second one
 // cancels the running operations at once. Exit codes: 0 clean shutdown, 1
-// shutdown with operations that did not stop, 2 bad flags or configuration,
-// 3 could not start (listen address, TLS files).
+// shutdown with operations that did not stop, 2 bad flags or configuration
+// (including an unauthenticated server on a non-loopback address without
+// insecure_allow_unauthenticated), 3 could not start (listen address in use
+// or not of this host).
+//
+// Logs go to stderr as logfmt lines, or JSON objects with `log_format: json`.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -24,6 +28,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "service/server/config.h"
+#include "service/server/log_format.h"
 #include "service/server/server.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -79,7 +84,21 @@ int main(int argc, char** argv) {
     std::cerr << "schemad: " << config.status().message() << "\n";
     return kExitConfig;
   }
+  if (config->proto.log_format() == "json") {
+    sink->set_formatter(std::make_unique<schemad::server::JsonLogFormatter>());
+  }
   if (check_config) {
+    // The configured address was checked by LoadConfigFile; a --listen too.
+    if (!listen.empty()) {
+      absl::Status exposure = schemad::server::CheckListenExposure(config->proto, listen);
+      if (!exposure.ok()) {
+        std::cerr << "schemad: " << exposure.message() << "\n";
+        return kExitConfig;
+      }
+    }
+    for (const std::string& warning : config->warnings) {
+      std::cerr << "schemad: warning: " << warning << "\n";
+    }
     options.log_sinks.clear();
     options.listen_override = "127.0.0.1:0";
   }

@@ -32,7 +32,8 @@ int Fail(const Io& io, const absl::Status& status);
 // OK: the value; otherwise Fail.
 int Finish(const Io& io, const absl::StatusOr<int>& result);
 
-// `text` with the DSN's password (raw and percent-decoded) replaced by "***".
+// `text` with the DSN's password (every spelling: as written, decoded,
+// percent-encoded, quoted) replaced by "***": dsn::ScrubDsnSecrets.
 std::string ScrubSecrets(absl::string_view text, const std::string& dsn);
 
 // Loads and builds the migration directory of --dir.
@@ -93,7 +94,7 @@ int PrintHistoryLog(const Io& io, const std::vector<Record>& records) {
     }
     Json json;
     json["records"] = std::move(list);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (const Record& record : records) {

@@ -27,6 +27,7 @@
 #include "absl/strings/strip.h"
 #include "client/cli/command_util.h"
 #include "client/cli/output.h"
+#include "service/common/dsn.h"
 #include "service/common/status_macros.h"
 #include "service/engine/offline_sql.h"
 #include "service/engine/planner.h"
@@ -113,85 +114,7 @@ std::string DefaultWho() {
 namespace internal {
 
 std::string ScrubSecrets(absl::string_view text, const std::string& dsn) {
-  std::vector<std::string> secrets;
-  // URI form: scheme://user:password@host...
-  const size_t scheme = dsn.find("://");
-  if (scheme != std::string::npos) {
-    const size_t start = scheme + 3;
-    const size_t at = dsn.find('@', start);
-    const size_t slash = dsn.find('/', start);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-      const size_t colon = dsn.find(':', start);
-      if (colon != std::string::npos && colon < at) {
-        secrets.push_back(dsn.substr(colon + 1, at - colon - 1));
-      }
-    }
-    // Query parameter: ?password=...
-    const size_t param = dsn.find("password=", start);
-    if (param != std::string::npos) {
-      const size_t end = dsn.find('&', param);
-      secrets.push_back(
-          dsn.substr(param + 9, end == std::string::npos ? std::string::npos : end - param - 9));
-    }
-  } else {
-    // key=value form: password=secret or password='sec ret'.
-    size_t pos = 0;
-    while ((pos = dsn.find("password", pos)) != std::string::npos) {
-      size_t i = pos + 8;
-      pos = i;
-      while (i < dsn.size() && dsn[i] == ' ') {
-        ++i;
-      }
-      if (i >= dsn.size() || dsn[i] != '=') {
-        continue;
-      }
-      ++i;
-      while (i < dsn.size() && dsn[i] == ' ') {
-        ++i;
-      }
-      std::string value;
-      if (i < dsn.size() && dsn[i] == '\'') {
-        for (++i; i < dsn.size() && dsn[i] != '\''; ++i) {
-          if (dsn[i] == '\\' && i + 1 < dsn.size()) {
-            ++i;
-          }
-          value += dsn[i];
-        }
-      } else {
-        while (i < dsn.size() && dsn[i] != ' ') {
-          value += dsn[i++];
-        }
-      }
-      secrets.push_back(value);
-    }
-  }
-  // Percent-decoded variants as well.
-  const size_t raw_count = secrets.size();
-  for (size_t s = 0; s < raw_count; ++s) {
-    const std::string& secret = secrets[s];
-    std::string decoded;
-    for (size_t i = 0; i < secret.size(); ++i) {
-      int value = 0;
-      if (secret[i] == '%' && i + 2 < secret.size() &&
-          absl::SimpleHexAtoi(secret.substr(i + 1, 2), &value)) {
-        decoded += static_cast<char>(value);
-        i += 2;
-      } else {
-        decoded += secret[i];
-      }
-    }
-    if (decoded != secret) {
-      secrets.push_back(decoded);
-    }
-  }
-  std::string result(text);
-  for (const std::string& secret : secrets) {
-    // Very short secrets would mangle ordinary words; still scrub from 3 chars.
-    if (secret.size() >= 3) {
-      absl::StrReplaceAll({{secret, "***"}}, &result);
-    }
-  }
-  return result;
+  return ::schemad::dsn::ScrubDsnSecrets(text, dsn);
 }
 
 int Fail(const Io& io, const absl::Status& status) {
@@ -202,7 +125,7 @@ int Fail(const Io& io, const absl::Status& status) {
     Json json;
     json["ok"] = false;
     json["error"] = StatusJson(absl::Status(status.code(), message), code);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   io.out.flush();
   io.err.flush();
@@ -398,7 +321,7 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
   if (io.global.json) {
     Json json = PlanJson(graph, *plan);
     json["sql"] = sql;
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     io.out << sql;
   }
@@ -425,7 +348,7 @@ absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
     }
     Json json;
     json["heads"] = std::move(heads);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (int head : graph.heads()) {
@@ -470,7 +393,7 @@ absl::StatusOr<int> Branches(const Io& io, const BranchesOptions& options) {
   if (io.global.json) {
     Json json;
     json["branches"] = std::move(branches);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   return kExitOk;
 }
@@ -491,7 +414,7 @@ absl::StatusOr<int> Show(const Io& io, const ShowOptions& options) {
     }
     Json json;
     json["revisions"] = std::move(revisions);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   for (int index : indices) {
@@ -525,7 +448,7 @@ absl::StatusOr<int> Check(const Io& io, const CheckOptions& options) {
     json["revisions"] = graph.size();
     json["heads"] = StringListJson(heads);
     json["bases"] = StringListJson(graph.Ids(graph.bases()));
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   if (!problem.ok()) {
     io.err << "schemactl: error: " << problem.message() << "\n";
@@ -622,7 +545,7 @@ void PrintWritten(const Io& io, const engine::NewRevisionSpec& spec, const std::
     json["depends_on"] = StringListJson(spec.depends_on);
     json["message"] = spec.message;
     json["transactional"] = spec.transactional;
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return;
   }
   io.out << path << "\n";
@@ -769,7 +692,7 @@ absl::StatusOr<int> PlanVerb(const Io& io, const PlanOptions& options) {
     if (options.sql) {
       json["sql"] = sql;
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else if (options.sql) {
     io.out << sql;
   } else {

@@ -59,6 +59,7 @@ absl::Status UsageError(absl::string_view message);
 struct GlobalOptions {
   std::string dir = "migrations";                 // --dir, SCHEMAD_DIR
   std::string dsn;                                // --dsn, SCHEMAD_DSN, DATABASE_URL; empty: none
+  std::string dsn_source = "--dsn";               // where `dsn` came from, for messages
   bool json = false;                              // --json
   std::string version_table = "alembic_version";  // --version-table, may be schema.table
   absl::Duration lock_wait = absl::Seconds(60);   // --lock-wait

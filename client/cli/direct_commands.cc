@@ -20,7 +20,9 @@
 #include "client/cli/command_util.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
+#include "service/common/dsn.h"
 #include "service/common/status_macros.h"
+#include "service/common/version_table.h"
 #include "service/engine/executor.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/pq/pq_database.h"
@@ -50,15 +52,15 @@ struct ExecutorTweaks {
   bool transaction_all = false;
 };
 
-store::TableNames TablesFor(const std::string& version_table) {
-  store::TableNames tables;
-  const size_t dot = version_table.find('.');
-  if (dot == std::string::npos) {
-    tables.version_table = version_table;
-  } else {
-    tables.schema = version_table.substr(0, dot);
-    tables.version_table = version_table.substr(dot + 1);
+// --version-table through the one validator the server's configuration uses.
+absl::StatusOr<store::TableNames> TablesFor(const std::string& version_table) {
+  absl::StatusOr<VersionTableName> name = ParseVersionTableName(version_table);
+  if (!name.ok()) {
+    return UsageError(absl::StrCat("--version-table: ", name.status().message()));
   }
+  store::TableNames tables;
+  tables.schema = name->schema;
+  tables.version_table = name->table;
   return tables;
 }
 
@@ -72,8 +74,13 @@ absl::Status NeedDsn(const GlobalOptions& global) {
 
 absl::StatusOr<std::unique_ptr<store::Database>> OpenDatabase(const GlobalOptions& global) {
   RETURN_IF_ERROR(NeedDsn(global));
+  // The one DSN parser (the server's and the store's): an ambiguous or
+  // malformed DSN is a usage error that names where it came from, not its text.
+  if (absl::StatusOr<dsn::Dsn> parsed = dsn::ParseDsn(global.dsn); !parsed.ok()) {
+    return UsageError(absl::StrCat(global.dsn_source, ": the DSN ", parsed.status().message()));
+  }
   store::PqOptions options;
-  options.tables = TablesFor(global.version_table);
+  ASSIGN_OR_RETURN(options.tables, TablesFor(global.version_table));
   options.application_name = "schemactl";
   absl::StatusOr<std::unique_ptr<store::Database>> database =
       store::OpenPqDatabase(global.dsn, options);
@@ -88,8 +95,14 @@ absl::StatusOr<std::unique_ptr<store::Database>> OpenDatabase(const GlobalOption
 }
 
 // The store's connect errors already name the database (never the password).
+// Whatever the cause — unreachable, refused, authentication, a database or
+// host that does not exist — not getting in is exit 5.
 absl::StatusOr<std::unique_ptr<store::Session>> Connect(store::Database& database) {
-  return database.Connect();
+  absl::StatusOr<std::unique_ptr<store::Session>> session = database.Connect();
+  if (!session.ok()) {
+    return WithExitCode(session.status(), kExitUnavailable);
+  }
+  return session;
 }
 
 absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
@@ -257,7 +270,7 @@ absl::StatusOr<int> RunOperation(const Io& io, Direct& direct, absl::string_view
     return Classify(direct, result.status());
   }
   if (io.global.json) {
-    io.out << OperationJson(direct.graph, name, *result).dump() << "\n";
+    io.out << JsonText(OperationJson(direct.graph, name, *result)) << "\n";
     return kExitOk;
   }
   if (io.global.quiet) {
@@ -413,7 +426,7 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
     if (!status.row_error.empty()) {
       json["row_error"] = status.row_error;
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     for (const std::string& row : status.rows) {
       const int index = graph.IndexOf(row);
@@ -472,7 +485,7 @@ absl::StatusOr<int> Validate(const Io& io, const ValidateOptions&) {
       issues.push_back(std::move(item));
     }
     json["issues"] = std::move(issues);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     std::vector<std::string> unrecorded;
     for (const engine::ValidationIssue& issue : report.issues) {
@@ -667,7 +680,7 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
     if (with_db) {
       json["rows"] = StringListJson(rows);
     }
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   }
   return kExitOk;
 }

@@ -26,8 +26,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
 #include "client/cli/remote_commands.h"
+#include "service/common/version_table.h"
 
 namespace {
 
@@ -315,10 +317,19 @@ int main(int argc, char** argv) {
     const char* url = std::getenv("DATABASE_URL");
     if (url != nullptr) {
       global.dsn = url;
+      global.dsn_source = "DATABASE_URL";
     }
+  } else if (app.get_option("--dsn")->count() == 0) {
+    global.dsn_source = "SCHEMAD_DSN";
   }
   if (global.who.empty()) {
     global.who = DefaultWho();
+  }
+  // The server's configuration validates version_table the same way.
+  if (absl::StatusOr<schemad::VersionTableName> table =
+          schemad::ParseVersionTableName(global.version_table);
+      !table.ok()) {
+    return Usage(absl::StrCat("--version-table: ", table.status().message()));
   }
   if (*plan_from_opt) {
     plan.from = plan_from;

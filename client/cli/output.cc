@@ -49,6 +49,10 @@ Json StringList(const std::vector<std::string>& values) {
 
 }  // namespace
 
+std::string JsonText(const Json& json) {
+  return json.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
+}
+
 std::string FormatRevisionLine(const RevisionGraph& graph, int index, const LineFormat& format,
                                bool current) {
   const engine::Revision& revision = graph.revision(index);
@@ -335,7 +339,7 @@ void ProgressSink::OnEvent(const Event& event) {
       }
       return;
     case Mode::kJsonLines:
-      out_ << EventJson(event).dump() << "\n" << std::flush;
+      out_ << JsonText(EventJson(event)) << "\n" << std::flush;
       return;
     case Mode::kLive:
       OnLiveEvent(event);

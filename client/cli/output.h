@@ -74,6 +74,11 @@ std::string DurationText(absl::Duration duration);
 std::string TimeText(absl::Time time);
 double Milliseconds(absl::Duration duration);
 
+// The one way schemactl writes JSON: compact, one line. Strings that are not
+// valid UTF-8 (text from databases, servers and files schemactl does not
+// control) get U+FFFD for each invalid part instead of aborting the output.
+std::string JsonText(const Json& json);
+
 // `{"code":"FAILED_PRECONDITION","message":"...","exit_code":1}`.
 Json StatusJson(const absl::Status& status, int exit_code);
 

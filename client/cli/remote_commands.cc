@@ -168,6 +168,20 @@ class RemoteProgress {
     if (!e.operation_id.empty()) {
       operation_id_ = e.operation_id;
     }
+    if (e.events_dropped_before > 0) {
+      // Statement-level events the server did not keep (a replay of a long
+      // revision) or skipped for a slow reader; a live line just moves on.
+      if (mode_ == ProgressSink::Mode::kPlain) {
+        io_.err << "(" << e.events_dropped_before
+                << " statement or lock-wait events not shown: the server did not keep them)\n";
+      } else if (mode_ == ProgressSink::Mode::kJsonLines) {
+        Json json;
+        json["event"] = "events_dropped";
+        json["operation_id"] = e.operation_id;
+        json["count"] = e.events_dropped_before;
+        io_.err << JsonText(json) << "\n";
+      }
+    }
     if (e.kind == OperationEvent::Kind::kAccepted) {
       operation_ = ToString(e.operation_kind);
       target_ = e.target;
@@ -182,7 +196,7 @@ class RemoteProgress {
         json["operation"] = operation_;
         json["target"] = target_;
         json["who"] = e.who;
-        io_.err << json.dump() << "\n";
+        io_.err << JsonText(json) << "\n";
       }
       return;
     }
@@ -244,7 +258,7 @@ int PrintOperation(const Io& io, absl::string_view name, const std::string& targ
     json["took_lock"] = r.took_lock;
     json["duration_ms"] = Milliseconds(r.duration);
     json["steps"] = StepsJson(r.plan);
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
     return kExitOk;
   }
   if (io.global.quiet) {
@@ -346,6 +360,8 @@ Json OperationInfoJson(const OperationInfo& op) {
   json["cancel_requested"] = op.cancel_requested;
   json["current_revision"] = op.current_revision;
   json["heads_after"] = StringListJson(op.heads);
+  json["event_count"] = op.event_count;
+  json["events_dropped"] = op.events_dropped;
   return json;
 }
 
@@ -475,7 +491,7 @@ int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote
       json["heads_before"] = StringListJson(result->rows_before);
       json["heads_after"] = StringListJson(result->heads);
       json["revisions_run"] = result->revisions_applied;
-      io.out << json.dump() << "\n";
+      io.out << JsonText(json) << "\n";
     } else if (!io.global.quiet) {
       if (result->applied) {
         io.out << "Upgraded " << result->revisions_applied
@@ -536,7 +552,7 @@ int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
       if (!status.row_error.empty()) {
         json["row_error"] = status.row_error;
       }
-      io.out << json.dump() << "\n";
+      io.out << JsonText(json) << "\n";
     } else {
       for (const std::string& row : status.current_heads) {
         const bool head = std::find(status.graph_heads.begin(), status.graph_heads.end(), row) !=
@@ -593,7 +609,7 @@ int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
         issues.push_back(std::move(item));
       }
       json["issues"] = std::move(issues);
-      io.out << json.dump() << "\n";
+      io.out << JsonText(json) << "\n";
     } else {
       std::vector<std::string> unrecorded;
       for (const ValidationIssue& issue : report.issues) {
@@ -683,7 +699,7 @@ int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
       if (options.sql) {
         json["sql"] = plan.sql;
       }
-      io.out << json.dump() << "\n";
+      io.out << JsonText(json) << "\n";
       return kExitOk;
     }
     if (plan.steps.empty()) {
@@ -736,7 +752,7 @@ int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
       }
       Json json;
       json["databases"] = std::move(list);
-      io.out << json.dump() << "\n";
+      io.out << JsonText(json) << "\n";
       return kExitOk;
     }
     size_t name_width = 4;
@@ -775,7 +791,7 @@ int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
         }
         Json json;
         json["operations"] = std::move(list);
-        io.out << json.dump() << "\n";
+        io.out << JsonText(json) << "\n";
       } else {
         for (const OperationInfo& op : ops) {
           PrintOperationInfo(op, io.out);
@@ -792,7 +808,7 @@ int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
       if (io.global.json) {
         Json json = OperationInfoJson(op);
         json["ok"] = true;
-        io.out << json.dump() << "\n";
+        io.out << JsonText(json) << "\n";
       } else if (!io.global.quiet) {
         io.out << "Cancel requested: ";
         PrintOperationInfo(op, io.out);
@@ -1038,7 +1054,7 @@ absl::StatusOr<int> FleetStatus(const Io& io, Client& client, const FleetCliOpti
     Json json;
     json["databases"] = std::move(list);
     json["counts"] = counts;
-    io.out << json.dump() << "\n";
+    io.out << JsonText(json) << "\n";
   } else {
     std::vector<std::string> parts;
     for (const auto& [state, count] : counts) {
@@ -1125,7 +1141,7 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       return summary.status();
     }
     if (io.global.json) {
-      io.out << FleetSummaryJson(*summary).dump() << "\n";
+      io.out << JsonText(FleetSummaryJson(*summary)) << "\n";
     } else {
       for (const FleetSiteResult& r : summary->sites) {
         io.out << r.site << "  " << OutcomeName(r.outcome) << "  " << RowsText(r.rows_before)

@@ -1,5 +1,6 @@
 #include "schemad/client.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/sdk/tls_diagnosis.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "schemad/v1/schemad.grpc.pb.h"
 
@@ -23,6 +25,11 @@ namespace schemad {
 namespace {
 
 namespace v1 = ::schemad::v1;
+
+// The largest response the SDK accepts (gRPC's default is 4 MiB).
+constexpr int kMaxResponseBytes = 64 << 20;
+// The shortest time one connection attempt is given (see Client::Connect).
+constexpr absl::Duration kMinConnectTimeout = absl::Seconds(2);
 
 // ------------------------------------------------------------- conversions
 
@@ -204,6 +211,7 @@ OperationEvent FromProto(const v1::OperationEvent& p) {
   e.database = p.database();
   e.time = FromProto(p.time());
   e.sequence = p.sequence();
+  e.events_dropped_before = p.events_dropped_before();
   switch (p.event_case()) {
     case v1::OperationEvent::kAccepted:
       e.kind = OperationEvent::Kind::kAccepted;
@@ -324,6 +332,7 @@ OperationInfo FromProto(const v1::OperationInfo& p) {
   info.step_count = p.step_count();
   info.heads = Strings(p.heads());
   info.event_count = p.event_count();
+  info.events_dropped = p.events_dropped();
   return info;
 }
 
@@ -575,12 +584,30 @@ ClientOptions ClientOptions::FromEnvironment() {
 
 // -------------------------------------------------------------------- Impl
 
+namespace {
+
+// Parses one streamed message; false when it is not a valid event.
+bool ParseEvent(const grpc::ByteBuffer& buffer, v1::OperationEvent* event) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) {
+    return false;
+  }
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return event->ParseFromString(bytes);
+}
+
+}  // namespace
+
 class Client::Impl {
  public:
   Impl(const ClientOptions& options, std::shared_ptr<grpc::Channel> channel)
       : options_(options),
         channel_(std::move(channel)),
         stub_(v1::Schemad::NewStub(channel_)),
+        generic_(channel_),
         health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
   void Prepare(grpc::ClientContext* context, absl::Time deadline) const {
@@ -601,7 +628,9 @@ class Client::Impl {
     return absl::Now() + d;
   }
 
-  // One unary call, retried on UNAVAILABLE when `retry` (and the policy) allow.
+  // One unary call, retried on UNAVAILABLE when `retry` (and the policy)
+  // allow — except a failed TLS handshake, which the same settings would
+  // fail again: that one is explained (DiagnoseTls) and returned at once.
   absl::Status Unary(const CallOptions& call, bool retry,
                      const std::function<grpc::Status(grpc::ClientContext*)>& rpc) const {
     const absl::Time deadline = DeadlineFor(call, false);
@@ -612,6 +641,13 @@ class Client::Impl {
       grpc::ClientContext context;
       Prepare(&context, deadline);
       absl::Status status = FromGrpc(rpc(&context));
+      if (status.code() == absl::StatusCode::kUnavailable &&
+          internal::LooksLikeHandshakeFailure(std::string(status.message()))) {
+        std::string why = internal::DiagnoseTls(tls_settings_);
+        if (!why.empty()) {
+          return absl::UnavailableError(why);
+        }
+      }
       if (status.ok() || !retry || !policy.enabled ||
           status.code() != absl::StatusCode::kUnavailable) {
         return status;
@@ -628,11 +664,16 @@ class Client::Impl {
   }
 
   // A streamed operation: waits for the server to be reachable (never sent
-  // twice), delivers events, and builds the result from them.
-  absl::StatusOr<OperationResult> Stream(
-      const CallOptions& call,
-      const std::function<std::unique_ptr<grpc::ClientReader<v1::OperationEvent>>(
-          grpc::ClientContext*)>& open) const {
+  // twice), delivers events, and builds the result from them. `method` is
+  // the RPC's name ("Upgrade").
+  //
+  // Events are read as bytes and parsed here, so that one that does not
+  // parse (a string that is not UTF-8 from an older or foreign server) ends
+  // the call at once with INTERNAL: gRPC's typed reader would only report
+  // "no more messages", and its Finish would then wait for a status that
+  // sits behind the unread messages until the deadline (hours).
+  absl::StatusOr<OperationResult> Stream(const CallOptions& call, absl::string_view method,
+                                         const google::protobuf::Message& request) const {
     grpc::ClientContext context;
     Prepare(&context, DeadlineFor(call, true));
     context.set_wait_for_ready(true);
@@ -655,12 +696,50 @@ class Client::Impl {
       });
     }
     OperationResult result;
-    std::unique_ptr<grpc::ClientReader<v1::OperationEvent>> reader = open(&context);
-    v1::OperationEvent event;
-    while (reader->Read(&event)) {
+    int64_t last_sequence = -1;
+    absl::Status unreadable;  // an event that did not parse
+    grpc::CompletionQueue cq;
+    // One operation in flight at a time: the next completion is always its.
+    const auto await = [&cq] {
+      void* tag = nullptr;
+      bool ok = false;
+      return cq.Next(&tag, &ok) && ok;
+    };
+    void* const tag = &cq;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> rpc = generic_.PrepareCall(
+        &context, absl::StrCat("/", v1::Schemad::service_full_name(), "/", method), &cq);
+    rpc->StartCall(tag);
+    bool ok = await();
+    if (ok) {
+      const std::string bytes = request.SerializeAsString();
+      grpc::Slice slice(bytes);
+      rpc->WriteLast(grpc::ByteBuffer(&slice, 1), grpc::WriteOptions(), tag);
+      ok = await();  // false when the server has already ended the call
+    }
+    for (;;) {
+      grpc::ByteBuffer buffer;
+      rpc->Read(&buffer, tag);
+      if (!await()) {
+        break;
+      }
+      v1::OperationEvent event;
+      if (!ParseEvent(buffer, &event)) {
+        unreadable = absl::InternalError(absl::StrCat(
+            "schemad sent an event that is not a valid schemad.v1.OperationEvent (e.g. text "
+            "that is not UTF-8) after ",
+            last_sequence < 0 ? std::string("no event") : absl::StrCat("event ", last_sequence),
+            "; stopped reading",
+            result.operation_id.empty()
+                ? std::string()
+                : absl::StrCat(": operation ", result.operation_id,
+                               " goes on on the server (WatchOperation follows it)")));
+        context.TryCancel();
+        break;
+      }
       OperationEvent e = FromProto(event);
       result.operation_id = e.operation_id;
       result.database = e.database;
+      last_sequence = e.sequence;
       if (e.kind == OperationEvent::Kind::kOperationStarted) {
         result.plan = e.plan;
         result.rows_before = e.rows_before;
@@ -674,13 +753,21 @@ class Client::Impl {
         call.on_event(e);
       }
     }
-    const grpc::Status status = reader->Finish();
+    grpc::Status status;
+    rpc->Finish(&status, tag);
+    await();
+    cq.Shutdown();
+    for (void* got = nullptr; cq.Next(&got, &ok);) {
+    }
     if (watcher.joinable()) {
       {
         absl::MutexLock lock(&mu);
         done = true;
       }
       watcher.join();
+    }
+    if (!unreadable.ok()) {
+      return unreadable;
     }
     if (stopped) {
       return absl::CancelledError(absl::StrCat(
@@ -698,8 +785,10 @@ class Client::Impl {
   }
 
   const ClientOptions& options_;
+  internal::TlsSettings tls_settings_;  // for DiagnoseTls
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Schemad::Stub> stub_;
+  mutable grpc::GenericStub generic_;  // streams (see Stream)
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
@@ -710,6 +799,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     return absl::InvalidArgumentError("no schemad target (ClientOptions::target, SCHEMAD_SERVER)");
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  internal::TlsSettings tls_settings;
+  tls_settings.target = options.target;
   const bool tls = options.tls || !options.root_ca_file.empty() || !options.cert_file.empty() ||
                    !options.key_file.empty();
   if (tls) {
@@ -735,7 +826,17 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
       }
       ssl.pem_cert_chain = *std::move(cert);
       ssl.pem_private_key = *std::move(key);
+      if (std::string problem =
+              internal::CheckClientCertificate(ssl.pem_cert_chain, ssl.pem_private_key);
+          !problem.empty()) {
+        return absl::InvalidArgumentError(problem);
+      }
     }
+    tls_settings.tls = true;
+    tls_settings.ca_pem = ssl.pem_root_certs;
+    tls_settings.cert_pem = ssl.pem_cert_chain;
+    tls_settings.key_pem = ssl.pem_private_key;
+    tls_settings.server_name = options.tls_server_name;
     credentials = grpc::SslCredentials(ssl);
   } else {
     credentials = grpc::InsecureChannelCredentials();
@@ -746,18 +847,26 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   };
   // The channel's own reconnect backoff follows the retry policy, so a
   // retried call finds a fresh connection attempt rather than a long wait.
-  // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the time one
-  // connection attempt (TCP, TLS and HTTP/2 handshakes) may take, which must
-  // stay gRPC's 20 s, not a 100 ms backoff.
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also gRPC's minimum connect timeout:
+  // one attempt (TCP, TLS, HTTP/2 SETTINGS) may take that long before it is
+  // abandoned. A refused connection still fails at once; a slow handshake on
+  // a loaded host must not ("timed out before receiving SETTINGS frame").
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ms(options.retry.initial_backoff));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              ms(std::max(options.retry.initial_backoff, kMinConnectTimeout)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ms(options.retry.max_backoff));
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }
+  // Responses are bounded by the server (a page of operations, history rows
+  // up to a limit, error texts cut to 8 KiB); a large migration set's
+  // description can still pass gRPC's default of 4 MiB.
+  args.SetMaxReceiveMessageSize(kMaxResponseBytes);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, args);
   std::unique_ptr<Client> client(new Client(std::move(options), nullptr));
   client->impl_ = std::make_unique<Impl>(client->options_, std::move(channel));
+  client->impl_->tls_settings_ = std::move(tls_settings);
   return client;
 }
 
@@ -802,8 +911,7 @@ absl::StatusOr<OperationResult> Client::Upgrade(const std::string& database,
   if (upgrade.lock_wait) {
     ToProto(*upgrade.lock_wait, request.mutable_lock_wait());
   }
-  return impl_->Stream(
-      call, [&](grpc::ClientContext* context) { return impl_->stub_->Upgrade(context, request); });
+  return impl_->Stream(call, "Upgrade", request);
 }
 
 const char* OutcomeName(FleetSiteResult::Outcome outcome) {
@@ -869,9 +977,7 @@ absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const C
       call.on_event(e);
     }
   };
-  absl::StatusOr<OperationResult> result = impl_->Stream(inner, [&](grpc::ClientContext* context) {
-    return impl_->stub_->FleetRun(context, request);
-  });
+  absl::StatusOr<OperationResult> result = impl_->Stream(inner, "FleetRun", request);
   if (!summary) {
     if (!result.ok()) {
       return result.status();
@@ -893,9 +999,7 @@ absl::StatusOr<OperationResult> Client::Downgrade(const std::string& database,
   if (downgrade.lock_wait) {
     ToProto(*downgrade.lock_wait, request.mutable_lock_wait());
   }
-  return impl_->Stream(call, [&](grpc::ClientContext* context) {
-    return impl_->stub_->Downgrade(context, request);
-  });
+  return impl_->Stream(call, "Downgrade", request);
 }
 
 absl::StatusOr<OperationResult> Client::Merge(const std::string& database,
@@ -906,17 +1010,14 @@ absl::StatusOr<OperationResult> Client::Merge(const std::string& database,
   if (merge.lock_wait) {
     ToProto(*merge.lock_wait, request.mutable_lock_wait());
   }
-  return impl_->Stream(
-      call, [&](grpc::ClientContext* context) { return impl_->stub_->Merge(context, request); });
+  return impl_->Stream(call, "Merge", request);
 }
 
 absl::StatusOr<OperationResult> Client::WatchOperation(const std::string& operation_id,
                                                        const CallOptions& call) {
   v1::WatchOperationRequest request;
   request.set_operation_id(operation_id);
-  return impl_->Stream(call, [&](grpc::ClientContext* context) {
-    return impl_->stub_->WatchOperation(context, request);
-  });
+  return impl_->Stream(call, "WatchOperation", request);
 }
 
 absl::StatusOr<OperationResult> Client::Stamp(const std::string& database,
@@ -1172,21 +1273,30 @@ absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
 absl::StatusOr<std::vector<OperationInfo>> Client::ListOperations(const std::string& database,
                                                                   bool running_only, int limit,
                                                                   const CallOptions& call) {
-  v1::ListOperationsRequest request;
-  request.set_database(database);
-  request.set_running_only(running_only);
-  request.set_limit(limit);
-  v1::ListOperationsResponse response;
-  absl::Status status = impl_->Unary(call, true, [&](grpc::ClientContext* context) {
-    return impl_->stub_->ListOperations(context, request, &response);
-  });
-  if (!status.ok()) {
-    return status;
-  }
+  // The server answers a page at a time (at most 500 operations); follow
+  // the pages up to `limit`, or to the end.
+  constexpr int kPage = 500;
   std::vector<OperationInfo> operations;
-  for (const v1::OperationInfo& p : response.operations()) {
-    operations.push_back(FromProto(p));
-  }
+  std::string page_token;
+  do {
+    v1::ListOperationsRequest request;
+    request.set_database(database);
+    request.set_running_only(running_only);
+    const int wanted = limit > 0 ? limit - static_cast<int>(operations.size()) : kPage;
+    request.set_limit(std::min(wanted, kPage));
+    request.set_page_token(page_token);
+    v1::ListOperationsResponse response;
+    absl::Status status = impl_->Unary(call, true, [&](grpc::ClientContext* context) {
+      return impl_->stub_->ListOperations(context, request, &response);
+    });
+    if (!status.ok()) {
+      return status;
+    }
+    for (const v1::OperationInfo& p : response.operations()) {
+      operations.push_back(FromProto(p));
+    }
+    page_token = response.next_page_token();
+  } while (!page_token.empty() && (limit <= 0 || static_cast<int>(operations.size()) < limit));
   return operations;
 }
 

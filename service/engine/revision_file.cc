@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "service/common/status_macros.h"
+#include "service/common/utf8.h"
 #include "service/engine/checksum.h"
 #include "service/engine/sql_splitter.h"
 
@@ -31,6 +32,7 @@ constexpr absl::string_view kDowngradeMarker = "-- +downgrade";
 constexpr absl::string_view kUtf8Bom = "\xEF\xBB\xBF";
 constexpr size_t kMaxIdLength = 32;  // alembic_version.version_num varchar(32)
 constexpr size_t kMaxSlugLength = 40;
+constexpr uintmax_t kMaxFileBytes = 64u << 20;  // see revision_file.h
 
 enum Key {
   kRevision,
@@ -491,6 +493,39 @@ class HeaderParser {
   std::array<int, kKeyCount> seen_line_{};  // 0: not seen
 };
 
+// A NUL byte or invalid UTF-8 anywhere in the file, as "path:line: ...". A NUL
+// would silently end the statement libpq sends (the rest never runs);
+// invalid UTF-8 cannot travel in the service's messages or JSON, and
+// PostgreSQL with UTF8 encoding rejects it.
+absl::Status CheckBytes(absl::string_view path, absl::string_view content) {
+  const size_t nul = content.find('\0');
+  const std::optional<size_t> invalid = FindInvalidUtf8(content.substr(0, nul));
+  if (nul == absl::string_view::npos && !invalid.has_value()) {
+    return absl::OkStatus();
+  }
+  const size_t at = invalid.value_or(nul);
+  int line = 1;
+  size_t line_start = 0;
+  for (size_t i = 0; i < at; ++i) {
+    if (content[i] == '\n' ||
+        (content[i] == '\r' && (i + 1 >= content.size() || content[i + 1] != '\n'))) {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  const size_t column = at - line_start + 1;
+  if (invalid.has_value()) {
+    return FileError(
+        path, line,
+        absl::StrFormat("invalid UTF-8 (byte 0x%02X at column %d): revision files must be UTF-8",
+                        static_cast<unsigned char>(content[at]), column));
+  }
+  return FileError(path, line,
+                   absl::StrCat("NUL byte at column ", column,
+                                ": a revision file is text, and PostgreSQL would never see what "
+                                "follows a NUL in a statement"));
+}
+
 // `text` on one line: line breaks become spaces.
 std::string OneLine(absl::string_view text) {
   std::string out(text);
@@ -510,7 +545,48 @@ void AppendSection(absl::string_view marker, absl::string_view sql, absl::string
   }
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+// The size of the revision file at `path`. Every `*.sql` entry of a
+// migration directory is a revision, so one that is not a regular file (a
+// dangling symlink, a directory, a fifo...) is an error rather than silently
+// skipped: a revision would be missing.
+absl::StatusOr<uintmax_t> RevisionFileSize(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status target = fs::status(path, ec);  // follows symlinks
+  if (target.type() == fs::file_type::not_found) {
+    std::error_code link_ec;
+    const fs::path link = fs::read_symlink(path, link_ec);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "revision file '", path, "' is a symbolic link to nothing",
+        link_ec ? "" : absl::StrCat(" (", link.string(), ")"), ": fix or remove the link"));
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read revision file '", path, "': ", ec.message()));
+  }
+  if (target.type() == fs::file_type::directory) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path,
+                     "' is a directory: every *.sql entry of a migration directory must be a "
+                     "revision file (rename the directory)"));
+  }
+  if (target.type() != fs::file_type::regular) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("revision file '", path, "' is not a regular file"));
+  }
+  const uintmax_t size = fs::file_size(path, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read revision file '", path, "': ", ec.message()));
+  }
+  return size;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, uintmax_t size) {
+  if (size > kMaxFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("revision file '", path, "' has ", size,
+                                                   " bytes; the limit is ", kMaxFileBytes));
+  }
   std::ifstream in(path, std::ios::binary);
   std::string content;
   char buffer[1 << 16];
@@ -519,6 +595,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   }
   if (!in.eof() || in.bad()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot read revision file '", path, "'"));
+  }
+  if (content.size() > kMaxFileBytes) {  // it grew while read
+    return absl::InvalidArgumentError(
+        absl::StrCat("revision file '", path, "' has more than ", kMaxFileBytes, " bytes"));
   }
   return content;
 }
@@ -588,6 +668,7 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
 
 absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content) {
   absl::ConsumePrefix(&content, kUtf8Bom);
+  RETURN_IF_ERROR(CheckBytes(path, content));
   const std::vector<Line> lines = SplitLines(content);
 
   Revision revision;
@@ -693,12 +774,9 @@ absl::StatusOr<std::vector<Revision>> LoadRevisionDirectory(const std::string& d
   std::vector<std::string> names;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
-    std::error_code type_ec;
-    if (name.empty() || name[0] == '.' || !absl::EndsWith(name, ".sql") ||
-        !it->is_regular_file(type_ec)) {
-      continue;
+    if (!name.empty() && name[0] != '.' && absl::EndsWith(name, ".sql")) {
+      names.push_back(std::move(name));
     }
-    names.push_back(std::move(name));
   }
   if (ec) {
     return absl::InvalidArgumentError(
@@ -710,7 +788,8 @@ absl::StatusOr<std::vector<Revision>> LoadRevisionDirectory(const std::string& d
   revisions.reserve(names.size());
   for (const std::string& name : names) {
     const std::string path = (fs::path(dir) / name).string();
-    absl::StatusOr<std::string> content = ReadFile(path);
+    ASSIGN_OR_RETURN(const uintmax_t size, RevisionFileSize(path));
+    absl::StatusOr<std::string> content = ReadFile(path, size);
     if (!content.ok()) {
       return content.status();
     }

@@ -32,7 +32,11 @@
 //     (`-- Note - ...`). `-- word:text` with no space after the colon is a
 //     comment (`-- https://...`) unless word is a known key.
 //   - nothing else: SQL, or a /* comment, before `-- +upgrade` is an error.
-// A UTF-8 byte order mark at the start of the file is ignored.
+// A UTF-8 byte order mark at the start of the file is ignored. The whole file
+// (header, SQL, comments) must be UTF-8 without NUL bytes: libpq would end a
+// statement at a NUL and silently drop what follows, and invalid UTF-8 can
+// travel neither in the service's messages nor in JSON (and PostgreSQL with
+// UTF8 encoding rejects it).
 //
 // Section markers are lines whose text, trimmed, is exactly `-- +upgrade` or
 // `-- +downgrade`; the markers are not SQL-aware (a marker line inside a
@@ -83,19 +87,23 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
 // transaction schemad runs the revision in.
 //
 // Errors: InvalidArgument "path:line: what is wrong", for every violation of
-// the format described at the top of this file and for SQL the splitter
-// rejects (unterminated string, dollar-quoted body, comment, ...).
+// the format described at the top of this file, for a NUL byte or invalid
+// UTF-8 (with the column), and for SQL the splitter rejects (unterminated
+// string, dollar-quoted body, comment, ...).
 absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content);
 
-// Reads and parses every regular file (or symlink to one) named `*.sql`
-// directly in `dir`, in byte order of file name; subdirectories, other files
-// and hidden files (name starting with '.', e.g. macOS's `._x.sql`) are
-// ignored. Revision::path is `dir` joined with the file name. Duplicate ids
-// and graph problems are left to the revision graph.
+// Reads and parses every entry named `*.sql` directly in `dir`, in byte order
+// of file name; each must be a regular file (or a symlink to one) of at most
+// 64 MiB. Other names, subdirectories' contents and hidden files (name
+// starting with '.', e.g. macOS's `._x.sql`) are ignored. Revision::path is
+// `dir` joined with the file name. Duplicate ids and graph problems are left
+// to the revision graph.
 //
 // Errors: NotFound when `dir` does not exist; InvalidArgument when it is not a
-// directory or it or a file in it cannot be read; otherwise the first parse
-// error in file-name order, as ParseRevisionFile returns it.
+// directory or cannot be read; otherwise, in file-name order, the first
+// `*.sql` entry that is a dangling symlink, a directory or another
+// non-regular file, is larger than the limit or cannot be read (naming its
+// path), or the first parse error as ParseRevisionFile returns it.
 absl::StatusOr<std::vector<Revision>> LoadRevisionDirectory(const std::string& dir);
 
 // What `schemactl revision` writes.

@@ -30,10 +30,25 @@ bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-absl::Status SyntaxError(absl::string_view what, int line) {
-  absl::Status status = absl::InvalidArgumentError(absl::StrCat(what, " starting at line ", line));
+absl::Status ErrorAtLine(std::string message, int line) {
+  absl::Status status = absl::InvalidArgumentError(message);
   status.SetPayload(kErrorLineUrl, absl::Cord(absl::StrCat(line)));
   return status;
+}
+
+absl::Status SyntaxError(absl::string_view what, int line) {
+  return ErrorAtLine(absl::StrCat(what, " starting at line ", line), line);
+}
+
+// The line of `sql` (numbered from `first_line`) that holds offset `at`.
+int LineAt(absl::string_view sql, size_t at, int first_line) {
+  int line = first_line;
+  for (size_t i = 0; i < at && i < sql.size(); ++i) {
+    if (sql[i] == '\n' || (sql[i] == '\r' && (i + 1 >= sql.size() || sql[i + 1] != '\n'))) {
+      ++line;
+    }
+  }
+  return line;
 }
 
 // One left-to-right pass over the SQL; every character is looked at a bounded
@@ -302,6 +317,12 @@ class Splitter {
 }  // namespace
 
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql, int first_line) {
+  if (const size_t nul = sql.find('\0'); nul != absl::string_view::npos) {
+    const int line = LineAt(sql, nul, first_line);
+    return ErrorAtLine(
+        absl::StrCat("NUL byte at line ", line, ": PostgreSQL would never see what follows it"),
+        line);
+  }
   return Splitter(sql, first_line).Run();
 }
 

@@ -51,7 +51,9 @@ namespace schemad::engine {
 // Statements made only of whitespace and comments (including empty ones such
 // as ";;") are dropped. A last statement without ';' counts.
 //
-// Errors: InvalidArgument naming the construct and the line where it started,
+// Errors: InvalidArgument for a NUL byte anywhere in `sql` (libpq would end
+// the statement there and silently drop the rest), naming its line; and
+// naming the construct and the line where it started,
 // e.g. "unterminated dollar-quoted string $fn$ starting at line 12", for an
 // unterminated string, quoted identifier, dollar-quoted body or /* comment, a
 // '(' never closed, or a BEGIN ATOMIC body never ended. SqlErrorLine() returns

@@ -4,6 +4,7 @@
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -17,10 +18,15 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/common/dsn.h"
 #include "service/common/status_macros.h"
+#include "service/common/version_table.h"
 #include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 
@@ -255,21 +261,6 @@ bool IsName(absl::string_view name) {
   return true;
 }
 
-bool IsIdentifier(absl::string_view part) {
-  if (part.empty() || part.size() > 63) {
-    return false;
-  }
-  if (!absl::ascii_isalpha(static_cast<unsigned char>(part[0])) && part[0] != '_') {
-    return false;
-  }
-  for (char c : part) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '$') {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string Resolve(const std::string& base_dir, const std::string& path) {
   std::filesystem::path p(path);
   if (p.is_absolute()) {
@@ -313,6 +304,53 @@ absl::StatusOr<std::string> ReadFile(const std::string& key_path, const std::str
   return content;
 }
 
+// Refuses a secret file that other users may read or anyone but its owner
+// may write, unless `allow_insecure`; notes a group-readable one.
+absl::Status CheckSecretFile(const std::string& key_path, const std::string& file,
+                             bool allow_insecure, std::vector<std::string>* warnings) {
+  struct stat info {};
+  if (stat(file.c_str(), &info) != 0) {
+    return absl::OkStatus();  // ReadFile says what is wrong
+  }
+  const unsigned mode = info.st_mode & 07777;
+  const std::string mode_text = absl::StrFormat("%04o", mode);
+  if ((mode & (S_IRWXO | S_IWGRP)) != 0) {
+    const std::string what =
+        absl::StrCat(file, " holds secrets but is ",
+                     (mode & S_IROTH) != 0 ? "readable by other users" : "writable by others",
+                     " (mode ", mode_text, ")");
+    if (!allow_insecure) {
+      return KeyError(key_path,
+                      absl::StrCat(what,
+                                   "; chmod 600 it (640 for a group that must read it), or "
+                                   "set allow_insecure_secret_files: true"));
+    }
+    warnings->push_back(
+        absl::StrCat(key_path, ": ", what, "; accepted (allow_insecure_secret_files)"));
+  } else if ((mode & S_IRGRP) != 0) {
+    warnings->push_back(
+        absl::StrCat(key_path, ": ", file, " is readable by its group (mode ", mode_text, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(const std::string& path, int64_t value, int64_t low, int64_t high) {
+  if (value < low || value > high) {
+    return KeyError(path, absl::StrCat(value, " is out of range: ", low, " to ", high));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDuration(const std::string& path, const google::protobuf::Duration& value,
+                           absl::Duration high) {
+  const absl::Duration d = FromProto(value);
+  if (d < absl::ZeroDuration() || d > high) {
+    return KeyError(path, absl::StrCat(absl::FormatDuration(d), " is out of range: 0 to ",
+                                       absl::FormatDuration(high)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateListen(const std::string& listen) {
   if (listen.empty()) {
     return KeyError("listen", "required (host:port, e.g. 127.0.0.1:50051)");
@@ -327,6 +365,20 @@ absl::Status ValidateListen(const std::string& listen) {
     return KeyError("listen", absl::StrCat("bad port in \"", listen, "\""));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckExposure(const v1::ServerConfig& c, const std::string& key,
+                           const std::string& listen) {
+  const bool authenticated =
+      !c.tokens_file().empty() || (c.has_tls() && c.tls().require_client_cert());
+  if (authenticated || c.insecure_allow_unauthenticated() || IsLoopbackListen(listen)) {
+    return absl::OkStatus();
+  }
+  return KeyError(key, absl::StrCat("refusing to serve ", listen,
+                                    " without authentication: every caller on the network "
+                                    "would be admin. Set tokens_file (or tls with "
+                                    "require_client_cert), listen on 127.0.0.1, or set "
+                                    "insecure_allow_unauthenticated: true"));
 }
 
 // Sets a Duration field to `value` unless the file set it.
@@ -344,6 +396,14 @@ absl::Status ValidateFile(const std::string& key_path, const std::string& file) 
 absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   v1::ServerConfig& c = loaded->proto;
   RETURN_IF_ERROR(ValidateListen(c.listen()));
+  RETURN_IF_ERROR(CheckExposure(c, "listen", c.listen()));
+  if (c.log_format().empty()) {
+    c.set_log_format("logfmt");
+  }
+  if (c.log_format() != "logfmt" && c.log_format() != "json") {
+    return KeyError("log_format", "expected logfmt or json");
+  }
+  std::vector<std::string>& warnings = loaded->warnings;
 
   if (c.has_tls()) {
     v1::TlsConfig& tls = *c.mutable_tls();
@@ -367,6 +427,8 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   if (!c.tokens_file().empty()) {
     c.set_tokens_file(Resolve(sources.base_dir, c.tokens_file()));
     RETURN_IF_ERROR(ValidateFile("tokens_file", c.tokens_file()));
+    RETURN_IF_ERROR(CheckSecretFile("tokens_file", c.tokens_file(), c.allow_insecure_secret_files(),
+                                    &warnings));
   }
 
   v1::Timeouts& t = *c.mutable_timeouts();
@@ -376,12 +438,20 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   SCHEMAD_DEFAULT_DURATION(t, connect_timeout, kDefaultConnectTimeout);
   SCHEMAD_DEFAULT_DURATION(c, shutdown_grace, kDefaultShutdownGrace);
   SCHEMAD_DEFAULT_DURATION(c, operation_retention, kDefaultOperationRetention);
-  if (c.max_retained_operations() < 0) {
-    return KeyError("max_retained_operations", "must not be negative");
-  }
   if (c.max_retained_operations() == 0) {
     c.set_max_retained_operations(kDefaultMaxRetainedOperations);
   }
+  RETURN_IF_ERROR(CheckRange("max_retained_operations", c.max_retained_operations(), 1,
+                             kMaxRetainedOperationsLimit));
+  RETURN_IF_ERROR(CheckDuration("timeouts.lock_wait", t.lock_wait(), kMaxLockWait));
+  RETURN_IF_ERROR(CheckDuration("timeouts.lock_timeout", t.lock_timeout(), kMaxStatementTimeout));
+  RETURN_IF_ERROR(
+      CheckDuration("timeouts.statement_timeout", t.statement_timeout(), kMaxStatementTimeout));
+  RETURN_IF_ERROR(
+      CheckDuration("timeouts.connect_timeout", t.connect_timeout(), kMaxConnectTimeout));
+  RETURN_IF_ERROR(CheckDuration("shutdown_grace", c.shutdown_grace(), kMaxShutdownGrace));
+  RETURN_IF_ERROR(
+      CheckDuration("operation_retention", c.operation_retention(), kMaxOperationRetention));
 
   v1::Pools& p = *c.mutable_pools();
   struct PoolField {
@@ -404,6 +474,8 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     }
     if (f.value == 0) {
       (p.*f.set)(f.fallback);
+    } else {
+      RETURN_IF_ERROR(CheckRange(absl::StrCat("pools.", f.name), f.value, 1, kMaxPoolSize));
     }
   }
   if (p.min_idle_sessions() > p.max_sessions_per_database()) {
@@ -416,6 +488,9 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   if (c.migration_sets_size() == 0) {
     return KeyError("migration_sets", "at least one migration set is required");
   }
+  RETURN_IF_ERROR(
+      CheckRange("migration_sets (count)", c.migration_sets_size(), 1, kMaxMigrationSets));
+  RETURN_IF_ERROR(CheckRange("databases (count)", c.databases_size(), 0, kMaxDatabases));
   absl::flat_hash_set<std::string> set_names;
   for (int i = 0; i < c.migration_sets_size(); ++i) {
     v1::MigrationSetConfig& set = *c.mutable_migration_sets(i);
@@ -476,25 +551,36 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     } else {
       db.set_dsn_file(Resolve(sources.base_dir, db.dsn_file()));
       ASSIGN_OR_RETURN(std::string content, ReadFile(Join(path, "dsn_file"), db.dsn_file()));
+      RETURN_IF_ERROR(CheckSecretFile(Join(path, "dsn_file"), db.dsn_file(),
+                                      c.allow_insecure_secret_files(), &warnings));
       dsn = std::string(absl::StripAsciiWhitespace(content));
       if (dsn.empty()) {
         return KeyError(Join(path, "dsn_file"), absl::StrCat("file ", db.dsn_file(), " is empty"));
       }
+    }
+    // The one DSN parser (the store uses it too): a DSN that is ambiguous
+    // or malformed stops the start, named by database, never quoted.
+    if (absl::StatusOr<dsn::Dsn> parsed = dsn::ParseDsn(dsn); !parsed.ok()) {
+      return KeyError(
+          Join(path, db.dsn_env().empty() ? "dsn_file" : "dsn_env"),
+          absl::StrCat("the DSN of database ", db.name(), " ", parsed.status().message()));
     }
     loaded->dsns.push_back(std::move(dsn));
 
     if (db.version_table().empty()) {
       db.set_version_table("alembic_version");
     }
-    const std::string& vt = db.version_table();
-    const size_t dot = vt.find('.');
-    const bool ok = dot == std::string::npos
-                        ? IsIdentifier(vt)
-                        : IsIdentifier(absl::string_view(vt).substr(0, dot)) &&
-                              IsIdentifier(absl::string_view(vt).substr(dot + 1));
-    if (!ok) {
-      return KeyError(Join(path, "version_table"),
-                      absl::StrCat("\"", vt, "\" is not a table name (table or schema.table)"));
+    // The one rule for version-table names, shared with schemactl --version-table.
+    if (absl::StatusOr<VersionTableName> vt = ParseVersionTableName(db.version_table()); !vt.ok()) {
+      return KeyError(Join(path, "version_table"), vt.status().message());
+    }
+    RETURN_IF_ERROR(CheckRange(Join(path, "labels (count)"), db.labels_size(), 0, kMaxLabels));
+    for (const auto& [key, value] : db.labels()) {
+      if (key.empty() || key.size() > kMaxLabelBytes || value.size() > kMaxLabelBytes) {
+        return KeyError(Join(path, "labels"),
+                        absl::StrCat("keys must be 1 to ", kMaxLabelBytes,
+                                     " bytes and values at most ", kMaxLabelBytes));
+      }
     }
     if (!db.has_allow_ensure_head_apply()) {
       db.set_allow_ensure_head_apply(true);
@@ -502,11 +588,46 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     SCHEMAD_DEFAULT_DURATION(db, lock_wait, FromProto(t.lock_wait()));
     SCHEMAD_DEFAULT_DURATION(db, lock_timeout, FromProto(t.lock_timeout()));
     SCHEMAD_DEFAULT_DURATION(db, statement_timeout, FromProto(t.statement_timeout()));
+    RETURN_IF_ERROR(CheckDuration(Join(path, "lock_wait"), db.lock_wait(), kMaxLockWait));
+    RETURN_IF_ERROR(
+        CheckDuration(Join(path, "lock_timeout"), db.lock_timeout(), kMaxStatementTimeout));
+    RETURN_IF_ERROR(CheckDuration(Join(path, "statement_timeout"), db.statement_timeout(),
+                                  kMaxStatementTimeout));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+bool IsLoopbackListen(absl::string_view listen) {
+  if (absl::StartsWith(listen, "unix:") || absl::StartsWith(listen, "unix-abstract:")) {
+    return true;  // a local socket
+  }
+  absl::string_view host = listen.substr(0, listen.rfind(':'));
+  if (absl::ConsumePrefix(&host, "[")) {
+    absl::ConsumeSuffix(&host, "]");
+  }
+  if (host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1") {
+    return true;
+  }
+  // 127.0.0.0/8, written as a dotted quad.
+  std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
+  int first = 0;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &first) || first != 127) {
+    return false;
+  }
+  for (absl::string_view part : parts) {
+    int octet = 0;
+    if (!absl::SimpleAtoi(part, &octet) || octet < 0 || octet > 255) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckListenExposure(const v1::ServerConfig& config, const std::string& listen) {
+  return CheckExposure(config, "--listen", listen);
+}
 
 absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text) {
   // One grammar for revision headers, schemactl flags and the configuration.

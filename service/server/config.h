@@ -11,7 +11,13 @@
 // Every error names the key path, e.g.
 //   `databases[1].dsn_env: environment variable SITE_B_DSN is not set`,
 //   `databases[0].lable: unknown key`.
-// DSNs are secrets: they are never put in a message or a log line.
+// DSNs are secrets: they are never put in a message or a log line. Each is
+// parsed here (service/common/dsn.h), so a DSN libpq would mis-parse, or
+// with a bad value, is an error naming the database. Also refused: values
+// outside their bounds (kMax* below), an unauthenticated non-loopback
+// `listen` without insecure_allow_unauthenticated, and a tokens_file or
+// dsn_file other users may read (without allow_insecure_secret_files);
+// a group-readable one is a warning in LoadedConfig::warnings.
 // Migration sets are only checked for a name and a directory here; loading
 // them (and their graph errors) is the registry's job.
 //
@@ -47,13 +53,30 @@ inline constexpr int kDefaultOperationWorkers = 8;
 // are read only when they are regular files of at most this many bytes.
 inline constexpr size_t kMaxConfigFileBytes = 1 << 20;
 
+// Bounds: a value outside them stops the start, naming the key.
+inline constexpr int kMaxPoolSize = 1024;  // each of pools.*
+inline constexpr int kMaxRetainedOperationsLimit = 100000;
+inline constexpr int kMaxMigrationSets = 1000;
+inline constexpr int kMaxDatabases = 10000;
+inline constexpr int kMaxLabels = 64;          // per database
+inline constexpr size_t kMaxLabelBytes = 256;  // each key and value
+inline constexpr absl::Duration kMaxLockWait = absl::Hours(24);
+inline constexpr absl::Duration kMaxStatementTimeout = absl::Hours(24 * 7);  // and lock_timeout
+inline constexpr absl::Duration kMaxConnectTimeout = absl::Hours(1);
+inline constexpr absl::Duration kMaxShutdownGrace = absl::Hours(24);
+inline constexpr absl::Duration kMaxOperationRetention = absl::Hours(24 * 30);
+
 struct LoadedConfig {
   // Validated; every default filled in (timeouts, pools, grace, retention,
   // each database's allow_ensure_head_apply, timeouts and version_table);
   // paths absolute.
   v1::ServerConfig proto;
-  // dsns[i] is the DSN of proto.databases(i). Secret: never log or return it.
+  // dsns[i] is the DSN of proto.databases(i), parsed once already (so it
+  // parses). Secret: never log or return it.
   std::vector<std::string> dsns;
+  // What is accepted but worth a log line at start (a group-readable
+  // secret file, say). Never holds a secret.
+  std::vector<std::string> warnings;
 };
 
 // Where configuration values come from, as a seam for tests.
@@ -72,6 +95,16 @@ absl::StatusOr<LoadedConfig> ParseConfig(absl::string_view yaml, const ConfigSou
 // Reads `path` and parses it with the process environment, relative paths
 // resolved against the file's directory. Errors are prefixed with `path`.
 absl::StatusOr<LoadedConfig> LoadConfigFile(const std::string& path);
+
+// Whether `listen` (host:port, [v6]:port, unix:path) only accepts local
+// connections: 127.0.0.0/8, ::1, localhost, a Unix socket.
+bool IsLoopbackListen(absl::string_view listen);
+
+// INVALID_ARGUMENT naming `--listen` when serving `listen` (an override of
+// the configured address) would expose an unauthenticated server: no
+// tokens_file, no tls.require_client_cert, not loopback, and no
+// insecure_allow_unauthenticated. ParseConfig checks the configured address.
+absl::Status CheckListenExposure(const v1::ServerConfig& config, const std::string& listen);
 
 // The duration grammar of configuration values (and of revision files'
 // lock_timeout): `<number><unit>` terms, units us, ms, s, min, m, h, d; `0`

@@ -4,10 +4,14 @@
 #include <exception>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "service/common/utf8.h"
 #include "service/server/proto_conversion.h"
 #include "service/server/proto_time.h"
 #include "service/server/status_conversion.h"
+#include "service/server/wire_safety.h"
 
 namespace schemad::server {
 namespace {
@@ -52,12 +56,31 @@ const char* StateName(v1::OperationState state) {
   return "unknown";
 }
 
+// Text in log lines is bounded (a database error can be megabytes).
+constexpr size_t kMaxLoggedTextBytes = 1024;
+
+// ListPage's tokens: "p" + the serial of the last operation of the page.
+constexpr absl::string_view kPageTokenPrefix = "p";
+
 bool IsFinal(v1::OperationState state) {
   return state == v1::OPERATION_STATE_SUCCEEDED || state == v1::OPERATION_STATE_FAILED ||
          state == v1::OPERATION_STATE_CANCELLED;
 }
 
 }  // namespace
+
+bool IsDetailEvent(const v1::OperationEvent& event) {
+  switch (event.event_case()) {
+    case v1::OperationEvent::kStatementStarted:
+    case v1::OperationEvent::kWaitingForLock:
+      return true;
+    case v1::OperationEvent::kFleet:
+      return event.fleet().kind() == v1::FleetEvent::KIND_SITE_EVENT &&
+             IsDetailEvent(event.fleet().event());
+    default:
+      return false;
+  }
+}
 
 // ----------------------------------------------------------------- Operation
 
@@ -71,10 +94,13 @@ class Operation::Sink final : public engine::EventSink {
   Operation* op_;
 };
 
-Operation::Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log)
+Operation::Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log,
+                     uint64_t serial, int max_kept_detail_events)
     : id_(std::move(id)),
       spec_(std::move(spec)),
       log_(std::move(log)),
+      serial_(serial),
+      max_kept_detail_events_(max_kept_detail_events),
       created_(absl::Now()),
       sink_(std::make_unique<Sink>(this)) {}
 
@@ -133,8 +159,20 @@ v1::OperationInfo Operation::Info() const {
   if (IsFinal(state_)) {
     *info.mutable_heads() = result_.heads();
   }
-  info.set_event_count(static_cast<int64_t>(events_.size()));
+  info.set_event_count(emitted_);
+  info.set_events_dropped(dropped_events_);
+  MakeWireSafe(&info);
   return info;
+}
+
+int64_t Operation::emitted_events() const {
+  absl::MutexLock lock(&mu_);
+  return emitted_;
+}
+
+int64_t Operation::kept_events() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(events_.size());
 }
 
 bool Operation::finished() const {
@@ -199,7 +237,8 @@ absl::Status Operation::RequestCancel(absl::string_view reason) {
     cancel_requested_ = true;
     cancelled_.store(true);
   }
-  log_->info("operation cancel requested op={} db={} reason=\"{}\"", id_, spec_.database, reason);
+  log_->info("operation cancel requested op={} db={} reason={}", id_, spec_.database,
+             LogValue(reason));
   CancelStatement();
   return absl::OkStatus();
 }
@@ -239,9 +278,21 @@ void Operation::Emit(v1::OperationEvent event) {
 void Operation::EmitLocked(v1::OperationEvent event) {
   event.set_operation_id(id_);
   event.set_database(spec_.database);
-  event.set_sequence(static_cast<int64_t>(events_.size()));
+  event.set_sequence(emitted_++);
   if (!event.has_time()) {
     ToProto(absl::Now(), event.mutable_time());
+  }
+  MakeWireSafe(&event);
+  const bool keep = !IsDetailEvent(event) || kept_detail_events_ < max_kept_detail_events_;
+  if (!keep) {
+    ++dropped_events_;
+    for (const std::shared_ptr<OperationObserver>& observer : observers_) {
+      observer->OnEvent(event);
+    }
+    return;
+  }
+  if (IsDetailEvent(event)) {
+    ++kept_detail_events_;
   }
   events_.push_back(std::move(event));
   for (const std::shared_ptr<OperationObserver>& observer : observers_) {
@@ -259,24 +310,26 @@ void Operation::OnEngineEvent(const engine::Event& e) {
   switch (e.kind) {
     case engine::Event::Kind::kOperationStarted:
       log_->info("operation started op={} db={} operation={} target={} steps={}", id_,
-                 spec_.database, e.operation, e.target, e.plan.size());
+                 spec_.database, LogValue(e.operation), LogValue(e.target), e.plan.size());
       break;
     case engine::Event::Kind::kWaitingForLock:
-      log_->info("waiting for migration lock op={} db={} holder=\"{}\" waited_ms={}", id_,
-                 spec_.database, e.lock_holder, absl::ToInt64Milliseconds(e.waited));
+      log_->info("waiting for migration lock op={} db={} holder={} waited_ms={}", id_,
+                 spec_.database, LogValue(e.lock_holder), absl::ToInt64Milliseconds(e.waited));
       break;
     case engine::Event::Kind::kRevisionStarted:
       log_->info("revision started op={} db={} revision={} direction={} step={}/{}", id_,
-                 spec_.database, e.revision, engine::DirectionName(e.direction), e.step_index + 1,
-                 e.step_count);
+                 spec_.database, LogValue(e.revision), engine::DirectionName(e.direction),
+                 e.step_index + 1, e.step_count);
       break;
     case engine::Event::Kind::kStatementStarted:
       log_->debug("statement started op={} db={} revision={} statement={}/{} line={}", id_,
-                  spec_.database, e.revision, e.statement_index + 1, e.statement_count, e.line);
+                  spec_.database, LogValue(e.revision), e.statement_index + 1, e.statement_count,
+                  e.line);
       break;
     case engine::Event::Kind::kRevisionFinished:
       log_->info("revision finished op={} db={} revision={} ok={} elapsed_ms={}", id_,
-                 spec_.database, e.revision, e.status.ok(), absl::ToInt64Milliseconds(e.duration));
+                 spec_.database, LogValue(e.revision), e.status.ok(),
+                 absl::ToInt64Milliseconds(e.duration));
       break;
     default:
       break;
@@ -323,6 +376,7 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
       }
       result.set_operation_id(id_);
       result.set_database(spec_.database);
+      MakeWireSafe(&result);
       finished->set_state(v1::OPERATION_STATE_SUCCEEDED);
       *finished->mutable_heads() = result.heads();
       finished->set_revisions_run(outcome->result.revisions_run);
@@ -352,7 +406,9 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
                absl::ToInt64Milliseconds(now - (started_ == absl::InfinitePast() ? now : started_)),
                status.ok() ? std::string()
                            : absl::StrCat(" code=", absl::StatusCodeToString(status.code()),
-                                          " error=\"", status.message(), "\""));
+                                          " error=",
+                                          LogfmtValue(TruncateUtf8(status.message(),
+                                                                   kMaxLoggedTextBytes))));
   }
   for (const std::shared_ptr<OperationObserver>& observer : observers) {
     observer->OnDone(status, result);
@@ -413,14 +469,16 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
     return absl::UnavailableError("schemad is shutting down and accepts no new operations");
   }
   PruneLocked(absl::Now());
-  auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_);
+  auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_,
+                                        next_serial_++, options_.max_kept_detail_events);
   v1::OperationEvent accepted;
   accepted.mutable_accepted()->set_kind(op->spec().kind);
   accepted.mutable_accepted()->set_target(op->spec().target);
   accepted.mutable_accepted()->set_who(op->spec().who);
   op->Emit(std::move(accepted));
-  log_->info("operation accepted op={} db={} kind={} target={} who=\"{}\"", op->id(),
-             op->spec().database, KindName(op->spec().kind), op->spec().target, op->spec().who);
+  log_->info("operation accepted op={} db={} kind={} target={} who={}", op->id(),
+             LogValue(op->spec().database), KindName(op->spec().kind), LogValue(op->spec().target),
+             LogValue(op->spec().who));
   order_.push_back(op);
   by_id_[op->id()] = op;
   ++active_;
@@ -480,6 +538,34 @@ std::vector<std::shared_ptr<Operation>> OperationRegistry::List(absl::string_vie
     out.push_back(*it);
   }
   return out;
+}
+
+absl::StatusOr<OperationPage> OperationRegistry::ListPage(absl::string_view database,
+                                                          bool running_only, int limit,
+                                                          absl::string_view page_token) const {
+  uint64_t before = UINT64_MAX;  // list operations with a smaller serial
+  if (!page_token.empty()) {
+    absl::string_view digits = page_token;
+    if (!absl::ConsumePrefix(&digits, kPageTokenPrefix) || !absl::SimpleAtoi(digits, &before)) {
+      return absl::InvalidArgumentError(
+          "ListOperationsRequest.page_token is not a token this server returned");
+    }
+  }
+  OperationPage page;
+  absl::MutexLock lock(&mu_);
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+    const Operation& op = **it;
+    if (op.serial() >= before || (!database.empty() && op.spec().database != database) ||
+        (running_only && op.finished())) {
+      continue;
+    }
+    if (static_cast<int>(page.operations.size()) >= limit) {
+      page.next_page_token = absl::StrCat(kPageTokenPrefix, page.operations.back()->serial());
+      break;
+    }
+    page.operations.push_back(*it);
+  }
+  return page;
 }
 
 absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::Cancel(absl::string_view id,

@@ -1,7 +1,15 @@
 // Operations: the server-side jobs that migrate a database (EnsureHead when it
 // applies, Upgrade, Downgrade, Merge, Stamp, Resolve). Each has an id, runs on
-// a worker thread (never on gRPC's), keeps every event it emitted so that
-// WatchOperation can replay it, and outlives the RPC that started it.
+// a worker thread (never on gRPC's), keeps its events so that WatchOperation
+// can replay them, and outlives the RPC that started it.
+//
+// What an operation keeps is bounded: every summary event (accepted, started,
+// lock acquired, revision started/finished, finished, a fleet's own events:
+// a handful per revision of the plan or site of the fleet) and the first
+// OperationRegistryOptions::max_kept_detail_events detail events (statement
+// started, waiting for lock, a fleet site's detail events). Later detail
+// events reach live observers but are counted, not kept; a replay shows the
+// gap (OperationEvent.sequence, events_dropped_before).
 //
 //   OperationRegistry ops(options, log);
 //   ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
@@ -18,6 +26,7 @@
 #define SCHEMAD_SERVICE_SERVER_OPERATIONS_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -53,6 +62,10 @@ class OperationObserver {
   virtual void OnDone(const absl::Status& status, const v1::OperationResult& result) = 0;
 };
 
+// True for the events an operation may drop when it has kept enough of them:
+// statement started, waiting for lock, and a fleet site's own such events.
+bool IsDetailEvent(const v1::OperationEvent& event);
+
 // What the body of an operation returns.
 struct OperationOutcome {
   engine::OperationResult result;
@@ -68,10 +81,18 @@ struct OperationSpec {
 
 class Operation : public std::enable_shared_from_this<Operation> {
  public:
-  Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log);
+  // `serial` orders operations (a registry gives increasing ones);
+  // `max_kept_detail_events` bounds the detail events kept for replay.
+  Operation(std::string id, OperationSpec spec, std::shared_ptr<spdlog::logger> log,
+            uint64_t serial = 0, int max_kept_detail_events = 256);
 
   const std::string& id() const { return id_; }
   const OperationSpec& spec() const { return spec_; }
+  uint64_t serial() const { return serial_; }
+
+  // Events emitted so far, and how many of them are kept for replay.
+  int64_t emitted_events() const;
+  int64_t kept_events() const;
 
   // Replays every event so far to `observer`, then delivers live ones; when
   // the operation has already finished, OnDone follows at once.
@@ -127,13 +148,18 @@ class Operation : public std::enable_shared_from_this<Operation> {
   const std::string id_;
   const OperationSpec spec_;
   const std::shared_ptr<spdlog::logger> log_;
+  const uint64_t serial_;
+  const int max_kept_detail_events_;
   const absl::Time created_;
   std::atomic<bool> cancelled_{false};
   std::unique_ptr<Sink> sink_;
 
   mutable absl::Mutex mu_;
   v1::OperationState state_ ABSL_GUARDED_BY(mu_) = v1::OPERATION_STATE_QUEUED;
-  std::vector<v1::OperationEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::OperationEvent> events_ ABSL_GUARDED_BY(mu_);  // kept for replay
+  int64_t emitted_ ABSL_GUARDED_BY(mu_) = 0;                     // the next sequence number
+  int kept_detail_events_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t dropped_events_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<OperationObserver>> observers_ ABSL_GUARDED_BY(mu_);
   absl::Time started_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
@@ -156,7 +182,14 @@ struct OperationRegistryOptions {
   int workers = 8;                             // operations executing at once
   absl::Duration retention = absl::Hours(24);  // finished operations kept this long
   int max_retained = 1000;                     // and at most this many
+  int max_kept_detail_events = 256;            // per operation (see the top of this file)
   absl::Duration cancel_repeat = absl::Milliseconds(100);
+};
+
+// One page of OperationRegistry::ListPage.
+struct OperationPage {
+  std::vector<std::shared_ptr<Operation>> operations;  // newest first
+  std::string next_page_token;                         // empty: no more
 };
 
 class OperationRegistry {
@@ -178,9 +211,15 @@ class OperationRegistry {
 
   // NOT_FOUND for an unknown (or expired) id.
   absl::StatusOr<std::shared_ptr<Operation>> Find(absl::string_view id) const;
-  // Newest first.
+  // Newest first; limit <= 0: all.
   std::vector<std::shared_ptr<Operation>> List(absl::string_view database, bool running_only,
                                                int limit) const;
+  // Newest first, at most `limit` (> 0) from after `page_token` (empty: the
+  // newest; otherwise a next_page_token this registry returned, which stays
+  // valid however the list changes). INVALID_ARGUMENT for a token that is
+  // not one.
+  absl::StatusOr<OperationPage> ListPage(absl::string_view database, bool running_only, int limit,
+                                         absl::string_view page_token) const;
   // NOT_FOUND; FAILED_PRECONDITION when finished.
   absl::StatusOr<std::shared_ptr<Operation>> Cancel(absl::string_view id, absl::string_view reason);
 
@@ -206,7 +245,8 @@ class OperationRegistry {
 
   mutable absl::Mutex mu_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;                                 // queued or running
+  int active_ ABSL_GUARDED_BY(mu_) = 0;  // queued or running
+  uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::shared_ptr<Operation>> order_ ABSL_GUARDED_BY(mu_);  // oldest first
   absl::flat_hash_map<std::string, std::shared_ptr<Operation>> by_id_ ABSL_GUARDED_BY(mu_);
   bool stop_maintenance_ ABSL_GUARDED_BY(mu_) = false;

@@ -4,6 +4,7 @@
 
 #include "service/server/proto_time.h"
 #include "service/server/status_conversion.h"
+#include "service/server/wire_safety.h"
 
 namespace schemad::server {
 namespace {
@@ -67,7 +68,7 @@ bool ToProto(const engine::Event& e, const engine::RevisionGraph& graph, v1::Ope
     }
     case engine::Event::Kind::kWaitingForLock: {
       v1::WaitingForLock* waiting = out->mutable_waiting_for_lock();
-      waiting->set_lock_holder(e.lock_holder);
+      waiting->set_lock_holder(WireErrorText(e.lock_holder));
       ToProto(e.waited, waiting->mutable_waited());
       return true;
     }
@@ -138,6 +139,7 @@ void ToProto(const engine::Plan& plan, const engine::RevisionGraph& graph, v1::P
   for (const engine::VersionRowChange& change : plan.stamp_changes) {
     ToProto(change, out->add_stamp_changes());
   }
+  MakeWireSafe(out);
 }
 
 void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out) {
@@ -146,7 +148,7 @@ void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out) {
   CopyStrings(status.graph_heads, out->mutable_graph_heads());
   out->set_pending(status.pending);
   out->set_at_head(status.at_head);
-  out->set_row_error(status.row_error);
+  out->set_row_error(WireErrorText(status.row_error));
   if (status.needs_attention) {
     const store::NeedsAttention& marker = *status.needs_attention;
     v1::NeedsAttention* na = out->mutable_needs_attention();
@@ -154,7 +156,7 @@ void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out) {
     na->set_direction(marker.direction == "down" ? v1::DIRECTION_DOWN : v1::DIRECTION_UP);
     na->set_statements_done(marker.statements_done);
     na->set_statements_total(marker.statements_total);
-    na->set_error(marker.error);
+    na->set_error(WireErrorText(marker.error));
     na->set_operation_id(marker.operation_id);
     if (marker.started != absl::InfinitePast()) {
       ToProto(marker.started, na->mutable_started());
@@ -169,6 +171,7 @@ void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out) {
   } else {
     out->set_state(v1::DATABASE_STATE_AT_HEAD);
   }
+  MakeWireSafe(out);
 }
 
 void ToProto(const store::HistoryRecord& r, v1::HistoryEntry* out) {
@@ -183,10 +186,11 @@ void ToProto(const store::HistoryRecord& r, v1::HistoryEntry* out) {
   }
   ToProto(r.duration, out->mutable_duration());
   out->set_outcome(r.outcome);
-  out->set_error(r.error);
+  out->set_error(WireErrorText(r.error));
   out->set_who(r.who);
   out->set_operation_id(r.operation_id);
   out->set_schemad_version(r.schemad_version);
+  MakeWireSafe(out);
 }
 
 void ToProto(const engine::ValidationReport& report, v1::ValidateResponse* out) {
@@ -210,6 +214,7 @@ void ToProto(const engine::ValidationReport& report, v1::ValidateResponse* out) 
     o->set_recorded_checksum(issue.recorded_checksum);
     o->set_current_checksum(issue.current_checksum);
   }
+  MakeWireSafe(out);
 }
 
 void ToProto(const engine::RevisionGraph& graph, v1::MigrationSet* out) {
@@ -249,6 +254,7 @@ void ToProto(const engine::RevisionGraph& graph, v1::MigrationSet* out) {
       ToProto(*rev.statement_timeout, info->mutable_statement_timeout());
     }
   }
+  MakeWireSafe(out);
 }
 
 void ToProto(const engine::OperationResult& result, const engine::RevisionGraph& graph,
@@ -262,6 +268,7 @@ void ToProto(const engine::OperationResult& result, const engine::RevisionGraph&
   for (const engine::PlannedStep& step : engine::DescribePlan(graph, result.plan)) {
     ToProto(step, graph, out->add_plan());
   }
+  MakeWireSafe(out);
 }
 
 }  // namespace schemad::server

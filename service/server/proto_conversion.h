@@ -1,5 +1,8 @@
 // Engine values -> wire messages. The handlers only translate; this file is
-// the translation.
+// the translation. Every message these functions fill has valid UTF-8 in all
+// its strings (MakeWireSafe, wire_safety.h: rows and errors come from
+// databases, paths from the file system), and free text from outside
+// (database errors, history rows) is cut to kMaxErrorTextBytes.
 //
 //   v1::OperationEvent event;
 //   ToProto(engine_event, &event);

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
+#include "service/common/version_table.h"
 #include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 #include "service/store/pq/pq_database.h"
@@ -51,7 +52,8 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
     entry->directory = set_config.directory();
     entry->graph = std::move(graph).value();
     registry->log_->info("migration set loaded name={} directory={} revisions={} heads={}",
-                         entry->name, entry->directory, count, entry->graph.heads().size());
+                         entry->name, LogValue(entry->directory), count,
+                         entry->graph.heads().size());
     registry->set_by_name_[entry->name] = entry.get();
     registry->sets_.push_back(std::move(entry));
   }
@@ -59,14 +61,12 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
     const v1::DatabaseConfig& db = c.databases(i);
     MigrationSetEntry* set = registry->set_by_name_.at(db.migration_set());
     store::PqOptions options;
-    const std::string& vt = db.version_table();
-    const size_t dot = vt.find('.');
-    if (dot == std::string::npos) {
-      options.tables.version_table = vt;
-    } else {
-      options.tables.schema = vt.substr(0, dot);
-      options.tables.version_table = vt.substr(dot + 1);
+    absl::StatusOr<VersionTableName> vt = ParseVersionTableName(db.version_table());
+    if (!vt.ok()) {
+      return Annotate(vt.status(), absl::StrCat("databases[", i, "].version_table"));
     }
+    options.tables.schema = vt->schema;
+    options.tables.version_table = vt->table;
     options.application_name = "schemad";
     options.connect_timeout = FromProto(c.timeouts().connect_timeout());
     absl::StatusOr<std::unique_ptr<store::Database>> database =
@@ -78,8 +78,8 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
     auto entry = std::make_unique<DatabaseEntry>(std::move(safe), *set, std::move(database).value(),
                                                  c.pools().max_sessions_per_database());
     set->databases.push_back(db.name());
-    registry->log_->info("database configured name={} migration_set={} target=\"{}\"", db.name(),
-                         db.migration_set(), entry->database().DisplayName());
+    registry->log_->info("database configured name={} migration_set={} target={}", db.name(),
+                         db.migration_set(), LogValue(entry->database().DisplayName()));
     registry->database_by_name_[db.name()] = entry.get();
     registry->databases_.push_back(std::move(entry));
   }
@@ -111,7 +111,8 @@ void Registry::WarmPools(int min_idle) const {
   for (const auto& db : databases_) {
     absl::Status status = db->pool().Warm(min_idle);
     if (!status.ok()) {
-      log_->warn("database not reachable yet name={} error=\"{}\"", db->name(), status.message());
+      log_->warn("database not reachable yet name={} error={}", db->name(),
+                 LogValue(status.message()));
     }
   }
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
 #include "service/server/proto_time.h"
+#include "service/server/request_limits.h"
 
 namespace schemad::server {
 namespace {
@@ -96,12 +97,20 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   s->config_ = std::move(config);
   const v1::ServerConfig& c = s->config_.proto;
   s->log_ = MakeLogger("server", options);
+  const std::string listen = options.listen_override.empty() ? c.listen() : options.listen_override;
+  if (!options.listen_override.empty()) {
+    RETURN_IF_ERROR(CheckListenExposure(c, listen));
+  }
+  for (const std::string& warning : s->config_.warnings) {
+    s->log_->warn("configuration: {}", LogValue(warning));
+  }
 
   if (c.tokens_file().empty()) {
     s->auth_ = std::make_unique<Authenticator>();
     s->log_->warn(
         "authentication is off: no tokens_file in the configuration, every caller is "
-        "admin");
+        "admin listen={} loopback={} insecure_allow_unauthenticated={}",
+        LogValue(listen), IsLoopbackListen(listen), c.insecure_allow_unauthenticated());
   } else {
     absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::FromFile(c.tokens_file());
     if (!auth.ok()) {
@@ -129,11 +138,16 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   s->service_ = std::make_unique<SchemadService>(std::move(deps));
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials(c));
-  const std::string listen = options.listen_override.empty() ? c.listen() : options.listen_override;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default, so a second server on a port in use
+  // would start and share it (answering from either at random): off.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
+  // Deliberately small: the largest request the field limits allow is far
+  // below it (request_limits.h); gRPC refuses a larger one by itself.
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.SetOption(std::make_unique<ReflectionOption>(c.reflection()));
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
@@ -156,8 +170,8 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
     s->rpc_workers_->Submit([entry, min_idle, log] {
       absl::Status status = entry->pool().Warm(min_idle);
       if (!status.ok()) {
-        log->warn("database not reachable yet name={} error=\"{}\"", entry->name(),
-                  status.message());
+        log->warn("database not reachable yet name={} error={}", entry->name(),
+                  LogValue(status.message()));
       }
     });
   }

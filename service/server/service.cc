@@ -17,12 +17,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "service/common/status_macros.h"
+#include "service/common/utf8.h"
 #include "service/engine/fleet.h"
 #include "service/engine/offline_sql.h"
 #include "service/engine/planner.h"
 #include "service/server/proto_conversion.h"
 #include "service/server/proto_time.h"
+#include "service/server/request_limits.h"
 #include "service/server/status_conversion.h"
+#include "service/server/wire_safety.h"
 
 namespace schemad::server {
 namespace {
@@ -31,6 +34,13 @@ using EventWriter = grpc::ServerWriteReactor<v1::OperationEvent>;
 
 // How long a call without a deadline may wait for a pooled session.
 constexpr absl::Duration kDefaultCallBudget = absl::Seconds(60);
+
+// Detail events (IsDetailEvent) a stream holds for a slow reader; more are
+// skipped, and the next event delivered says how many.
+constexpr size_t kMaxQueuedDetailEvents = 1024;
+
+// Text in log lines is bounded (a database error can be megabytes).
+constexpr size_t kMaxLoggedTextBytes = 1024;
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   const auto deadline = context.deadline();
@@ -162,8 +172,21 @@ void LogFailure(const std::shared_ptr<spdlog::logger>& log, absl::string_view me
                        status.code() == absl::StatusCode::kUnknown ||
                        status.code() == absl::StatusCode::kDataLoss;
   log->log(serious ? spdlog::level::warn : spdlog::level::info,
-           "rpc failed method={} code={} who=\"{}\" error=\"{}\"", method,
-           absl::StatusCodeToString(status.code()), who, status.message());
+           "rpc failed method={} code={} who={} error={}", method,
+           absl::StatusCodeToString(status.code()), LogValue(who),
+           LogValue(TruncateUtf8(status.message(), kMaxLoggedTextBytes)));
+}
+
+// How a unary call whose response the handler filled itself ends: every
+// string of the response valid UTF-8 (MakeWireSafe), the status as
+// ToGrpcStatus makes it. (RunUnary's handlers fill theirs with the ToProto
+// conversions, which do the same.)
+void FinishUnary(grpc::ServerUnaryReactor* reactor, google::protobuf::Message* response,
+                 const absl::Status& status) {
+  if (status.ok()) {
+    MakeWireSafe(response);
+  }
+  reactor->Finish(ToGrpcStatus(status));
 }
 
 // ---------------------------------------------------------------- streams
@@ -207,12 +230,16 @@ class OperationStream final : public EventWriter {
         return;
       }
       if (write_pending_) {
+        if (IsDetailEvent(event)) {
+          if (queued_details_ >= kMaxQueuedDetailEvents) {
+            return;  // skipped: the next write says so
+          }
+          ++queued_details_;
+        }
         queue_.push_back(event);
         return;
       }
-      current_ = event;
-      write_pending_ = true;
-      reactor_->StartWrite(&current_);
+      StartWriteLocked(event);
     }
     void OnDone(const absl::Status& status, const v1::OperationResult&) override {
       absl::MutexLock lock(&mu_);
@@ -229,10 +256,12 @@ class OperationStream final : public EventWriter {
         return;
       }
       if (!queue_.empty() && !finished_) {
-        current_ = std::move(queue_.front());
+        v1::OperationEvent next = std::move(queue_.front());
         queue_.pop_front();
-        write_pending_ = true;
-        reactor_->StartWrite(&current_);
+        if (IsDetailEvent(next)) {
+          --queued_details_;
+        }
+        StartWriteLocked(std::move(next));
         return;
       }
       MaybeFinishLocked();
@@ -247,6 +276,16 @@ class OperationStream final : public EventWriter {
     }
 
    private:
+    // Writes `event`, saying how many events of the operation this stream
+    // did not deliver before it (not kept for replay, or skipped above).
+    void StartWriteLocked(v1::OperationEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      current_ = std::move(event);
+      current_.set_events_dropped_before(
+          std::max<int64_t>(0, current_.sequence() - last_sequence_ - 1));
+      last_sequence_ = current_.sequence();
+      write_pending_ = true;
+      reactor_->StartWrite(&current_);
+    }
     void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (op_done_ && !write_pending_ && queue_.empty()) {
         FinishLocked(final_);
@@ -264,6 +303,8 @@ class OperationStream final : public EventWriter {
     absl::Mutex mu_;
     OperationStream* reactor_ ABSL_GUARDED_BY(mu_);
     std::deque<v1::OperationEvent> queue_ ABSL_GUARDED_BY(mu_);
+    size_t queued_details_ ABSL_GUARDED_BY(mu_) = 0;   // IsDetailEvent ones in queue_
+    int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = -1;  // of the last event written
     v1::OperationEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
     bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
     bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -286,7 +327,7 @@ class UnaryOperationWaiter final : public OperationObserver {
     if (status.ok()) {
       *response_ = result;
     }
-    reactor_->Finish(ToGrpcStatus(status));
+    FinishUnary(reactor_, response_, status);
   }
 
  private:
@@ -312,7 +353,7 @@ class EnsureHeadWaiter final : public OperationObserver {
         response_->add_rows_before(row);
       }
     }
-    reactor_->Finish(ToGrpcStatus(status));
+    FinishUnary(reactor_, response_, status);
   }
 
  private:
@@ -463,15 +504,18 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
     reactor->Finish(ToGrpcStatus(identity.status()));
     return reactor;
   }
-  absl::StatusOr<DatabaseEntry*> db = deps->registry->GetDatabase(request->database());
+  const absl::Status valid = CheckRequest(*request);
+  absl::StatusOr<DatabaseEntry*> db = valid.ok() ? deps->registry->GetDatabase(request->database())
+                                                 : absl::StatusOr<DatabaseEntry*>(valid);
   if (!db.ok()) {
     LogFailure(deps->log, method, db.status(), identity->who);
     reactor->Finish(ToGrpcStatus(db.status()));
     return reactor;
   }
-  const auto finish = [deps, reactor, method](const absl::Status& status, const std::string& who) {
+  const auto finish = [deps, reactor, response, method](const absl::Status& status,
+                                                        const std::string& who) {
     LogFailure(deps->log, method, status, who);
-    reactor->Finish(ToGrpcStatus(status));
+    FinishUnary(reactor, response, status);
   };
   const bool queued = deps->rpc_workers->Submit(
       [deps, context, request, response, reactor, finish, db = *db, identity = *identity] {
@@ -537,6 +581,7 @@ EventWriter* SchemadService::Upgrade(grpc::CallbackServerContext* context,
   return RunStream(
       deps, context, Role::kMigrator, "Upgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
         ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
         const std::string target = request->target().empty() ? "heads" : request->target();
         engine::ExecutorOptions options =
@@ -559,6 +604,7 @@ EventWriter* SchemadService::Downgrade(grpc::CallbackServerContext* context,
   return RunStream(
       deps, context, Role::kAdmin, "Downgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
         ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
         if (request->target().empty()) {
           return absl::InvalidArgumentError(
@@ -584,6 +630,7 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
   return RunStream(
       deps, context, Role::kAdmin, "Merge",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
         ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
         const std::string requested = request->revision();
         engine::ExecutorOptions options =
@@ -613,9 +660,11 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
 EventWriter* SchemadService::WatchOperation(grpc::CallbackServerContext* context,
                                             const v1::WatchOperationRequest* request) {
   const ServiceDeps* deps = &deps_;
-  return RunStream(
-      deps, context, Role::kReader, "WatchOperation",
-      [deps, request](const Identity&) { return deps->operations->Find(request->operation_id()); });
+  return RunStream(deps, context, Role::kReader, "WatchOperation",
+                   [deps, request](const Identity&) -> absl::StatusOr<std::shared_ptr<Operation>> {
+                     RETURN_IF_ERROR(CheckRequest(*request));
+                     return deps->operations->Find(request->operation_id());
+                   });
 }
 
 // ------------------------------------------------------ unary operations
@@ -626,6 +675,7 @@ grpc::ServerUnaryReactor* SchemadService::Stamp(grpc::CallbackServerContext* con
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Stamp"));
+    RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
     if (request->revisions().empty()) {
       return absl::InvalidArgumentError("Stamp needs at least one revision (or base, heads)");
@@ -657,6 +707,7 @@ grpc::ServerUnaryReactor* SchemadService::Resolve(grpc::CallbackServerContext* c
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Resolve"));
+    RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
     engine::Executor::Resolution resolution;
     switch (request->resolution()) {
@@ -698,6 +749,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
                                                v1::PlanResponse* response) {
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "Plan", [=](const Identity&) -> absl::Status {
+    RETURN_IF_ERROR(CheckRequest(*request));
     engine::Plan::Kind kind = engine::Plan::Kind::kUpgrade;
     std::vector<std::string> targets(request->targets().begin(), request->targets().end());
     switch (request->kind()) {
@@ -768,6 +820,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
       options.version_table = version_table;
       options.transaction_per_plan = request->transaction_mode() == v1::TRANSACTION_MODE_ALL;
       response->set_sql(engine::RenderOfflineSql(*graph, plan, options));
+      MakeWireSafe(response);
     }
     return absl::OkStatus();
   });
@@ -778,6 +831,7 @@ grpc::ServerUnaryReactor* SchemadService::GetStatus(grpc::CallbackServerContext*
                                                     v1::DatabaseStatus* response) {
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "GetStatus", [=](const Identity&) -> absl::Status {
+    RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
     return FillStatus(*db, DeadlineOf(*context), response);
   });
@@ -788,15 +842,21 @@ grpc::ServerUnaryReactor* SchemadService::History(grpc::CallbackServerContext* c
                                                   v1::HistoryResponse* response) {
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "History", [=](const Identity&) -> absl::Status {
+    RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    const int limit = request->limit() > 0 ? request->limit() : kDefaultHistoryLimit;
     absl::StatusOr<std::vector<store::HistoryRecord>> records =
         WithSession<std::vector<store::HistoryRecord>>(
             *db, DeadlineOf(*context),
-            [&](store::Session& session) { return session.ReadHistory(request->limit()); });
+            [&](store::Session& session) { return session.ReadHistory(limit + 1); });
     if (!records.ok()) {
       return DbError(*db, records.status());
     }
     for (const store::HistoryRecord& record : *records) {
+      if (response->entries_size() == limit) {
+        response->set_more(true);
+        break;
+      }
       ToProto(record, response->add_entries());
     }
     return absl::OkStatus();
@@ -811,6 +871,7 @@ grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Identity identity,
                      deps_.auth->Authorize(*context, Role::kReader, "DescribeMigrationSet"));
+    RETURN_IF_ERROR(CheckRequest(*request));
     const MigrationSetEntry* set = nullptr;
     if (!request->migration_set().empty()) {
       ASSIGN_OR_RETURN(set, deps_.registry->GetMigrationSet(request->migration_set()));
@@ -829,7 +890,7 @@ grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
     return absl::OkStatus();
   }();
   LogFailure(deps_.log, "DescribeMigrationSet", status, context->peer());
-  reactor->Finish(ToGrpcStatus(status));
+  FinishUnary(reactor, response, status);
   return reactor;
 }
 
@@ -839,6 +900,9 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Identity> identity =
       deps_.auth->Authorize(*context, Role::kReader, "ListDatabases");
+  if (absl::Status valid = CheckRequest(*request); identity.ok() && !valid.ok()) {
+    identity = valid;
+  }
   if (!identity.ok()) {
     LogFailure(deps_.log, "ListDatabases", identity.status(), context->peer());
     reactor->Finish(ToGrpcStatus(identity.status()));
@@ -864,15 +928,15 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
     selected.emplace_back(db.get(), info);
   }
   if (!request->include_status() || selected.empty()) {
-    reactor->Finish(grpc::Status::OK);
+    FinishUnary(reactor, response, absl::OkStatus());
     return reactor;
   }
   // One status read per database, in parallel on the rpc workers; the last
   // one to finish finishes the call.
   auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(selected.size()) + 1);
-  const auto done = [reactor, remaining] {
+  const auto done = [reactor, response, remaining] {
     if (remaining->fetch_sub(1) == 1) {
-      reactor->Finish(grpc::Status::OK);
+      FinishUnary(reactor, response, absl::OkStatus());
     }
   };
   const absl::Time deadline = DeadlineOf(*context);
@@ -901,6 +965,7 @@ grpc::ServerUnaryReactor* SchemadService::Validate(grpc::CallbackServerContext* 
                                                    v1::ValidateResponse* response) {
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "Validate", [=](const Identity&) -> absl::Status {
+    RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
     engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(""));
     absl::StatusOr<engine::ValidationReport> report = WithSession<engine::ValidationReport>(
@@ -918,18 +983,23 @@ grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerCon
                                                          const v1::ListOperationsRequest* request,
                                                          v1::ListOperationsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Identity> identity =
-      deps_.auth->Authorize(*context, Role::kReader, "ListOperations");
-  if (!identity.ok()) {
-    LogFailure(deps_.log, "ListOperations", identity.status(), context->peer());
-    reactor->Finish(ToGrpcStatus(identity.status()));
-    return reactor;
-  }
-  for (const auto& op :
-       deps_.operations->List(request->database(), request->running_only(), request->limit())) {
-    *response->add_operations() = op->Info();
-  }
-  reactor->Finish(grpc::Status::OK);
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.auth->Authorize(*context, Role::kReader, "ListOperations"));
+    RETURN_IF_ERROR(CheckRequest(*request));
+    ASSIGN_OR_RETURN(
+        OperationPage page,
+        deps_.operations->ListPage(request->database(), request->running_only(),
+                                   request->limit() > 0 ? request->limit() : kDefaultOperationsPage,
+                                   request->page_token()));
+    for (const auto& op : page.operations) {
+      *response->add_operations() = op->Info();
+    }
+    response->set_next_page_token(page.next_page_token);
+    return absl::OkStatus();
+  }();
+  LogFailure(deps_.log, "ListOperations", status, context->peer());
+  FinishUnary(reactor, response, status);
   return reactor;
 }
 
@@ -940,6 +1010,7 @@ grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerCo
   // On the workers: cancelling the running statement talks to PostgreSQL.
   return RunUnary(deps, context, Role::kAdmin, "CancelOperation",
                   [=](const Identity& identity) -> absl::Status {
+                    RETURN_IF_ERROR(CheckRequest(*request));
                     ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
                                      deps->operations->Cancel(
                                          request->operation_id(),
@@ -1200,6 +1271,7 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
   return RunStream(
       deps, context, role, "FleetRun",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
         FleetPlan plan;
         plan.action = request->action();
         switch (plan.action) {

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "service/server/wire_safety.h"
+
 namespace schemad::server {
 namespace {
 
@@ -36,12 +38,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) {
     return grpc::Status::OK;
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      WireErrorText(status.message(), kMaxStatusMessageBytes));
 }
 
 void ToProtoError(const absl::Status& status, v1::Error* error) {
   error->set_code(static_cast<int>(status.code()));
-  error->set_message(std::string(status.message()));
+  error->set_message(WireErrorText(status.message()));
 }
 
 absl::Status FromProtoError(const v1::Error& error) {

@@ -15,11 +15,14 @@
 
 namespace schemad::server {
 
-// Same code, same message. The message must already be safe to show
-// (the store and engine never put a DSN or password in one).
+// Same code, same message, made valid UTF-8 and cut to
+// kMaxStatusMessageBytes (wire_safety.h: it travels in metadata). The message
+// must already be safe to show (the store and engine never put a DSN or
+// password in one).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// The status as an in-message Error (code and message); OK gives code 0.
+// The status as an in-message Error (code and message, made valid UTF-8 and
+// cut to kMaxErrorTextBytes); OK gives code 0.
 void ToProtoError(const absl::Status& status, v1::Error* error);
 absl::Status FromProtoError(const v1::Error& error);
 

@@ -3,15 +3,18 @@
 // over a plain libpq connection.
 //
 //   ensure_head_bench --admin-dsn postgresql://postgres:pw@127.0.0.1:5432/postgres
-//       [--calls 10000] [--concurrency 64] [--per-caller 300]
+//       [--calls 10000] [--concurrency 64] [--per-caller 300] [--rounds 5]
 //       [--server 127.0.0.1:50051 --database site-a --dsn DSN]
 //
 // Without --server it creates a database, a small migration set and an
 // in-process schemad (so client and server share the machine's cores, as
 // they would on one host); with --server it measures that server, whose
-// database `--database` must be at `--dsn` (for the floor). Prints one line
-// per measurement: sequential p50/p99/mean over --calls calls, then
-// throughput and latency with --concurrency callers sharing one client.
+// database `--database` must be at `--dsn` (for the floor). The floor and the
+// SDK take turns: --rounds rounds, each running every measurement once
+// (sequential: --calls / --rounds calls; concurrent: --concurrency callers x
+// --per-caller calls). Prints per measurement the median over the rounds of
+// p50, p99 and throughput, with min-max, and the SDK/floor ratio of p50 and
+// of throughput taken round by round. Any failed call fails the benchmark.
 // tests/bench/ensure_head_bench.sh runs it against the `schemad` binary.
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -46,6 +49,7 @@ struct Args {
   int calls = 10000;
   int concurrency = 64;
   int per_caller = 300;
+  int rounds = 5;
 };
 
 struct Stats {
@@ -117,10 +121,45 @@ Stats Measure(int threads, int per_thread, const std::function<std::function<boo
   return Summarize(std::move(all), wall);
 }
 
-void Print(const std::string& what, const Stats& s) {
+// "median (min-max)" of `values`, each printed with one decimal.
+std::string Spread(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  const double median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  return absl::StrFormat("%.1f (%.1f-%.1f)", median, values.front(), values.back());
+}
+
+// One measurement's results over the rounds.
+struct Series {
+  std::string what;
+  std::vector<Stats> rounds;
+
+  std::vector<double> Get(double Stats::*field) const {
+    std::vector<double> out;
+    for (const Stats& s : rounds) {
+      out.push_back(s.*field);
+    }
+    return out;
+  }
+};
+
+void Print(const Series& series) {
   std::cout << absl::StrFormat(
-      "%-44s p50 %7.1f us   p99 %7.1f us   mean %7.1f us   %9.0f calls/s\n", what, s.p50_us,
-      s.p99_us, s.mean_us, s.throughput);
+      "%-44s p50 %s us   p99 %s us   %s calls/s\n", series.what, Spread(series.Get(&Stats::p50_us)),
+      Spread(series.Get(&Stats::p99_us)), Spread(series.Get(&Stats::throughput)));
+}
+
+// Round-by-round ratios of `field`, a over b.
+void PrintRatio(const std::string& what, const Series& a, const Series& b, double Stats::*field) {
+  std::vector<double> ratios;
+  for (size_t i = 0; i < a.rounds.size(); ++i) {
+    ratios.push_back((a.rounds[i].*field) / (b.rounds[i].*field));
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const size_t n = ratios.size();
+  const double median = n % 2 == 1 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
+  std::cout << absl::StrFormat("%-44s %.2fx (%.2f-%.2f)\n", what, median, ratios.front(),
+                               ratios.back());
 }
 
 bool Exec(const std::string& dsn, const std::string& sql) {
@@ -200,6 +239,8 @@ int main(int argc, char** argv) {
       args.concurrency = std::atoi(value.c_str());
     } else if (flag == "--per-caller") {
       args.per_caller = std::atoi(value.c_str());
+    } else if (flag == "--rounds") {
+      args.rounds = std::max(1, std::atoi(value.c_str()));
     } else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -234,6 +275,9 @@ int main(int argc, char** argv) {
       parent = id;
     }
     std::ofstream(temp_dir + "/dsn") << args.dsn;
+    // schemad refuses secret files that other users can read.
+    std::filesystem::permissions(temp_dir + "/dsn", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
     schemad::server::ConfigSources sources;
     sources.base_dir = temp_dir;
     absl::StatusOr<schemad::server::LoadedConfig> config = schemad::server::ParseConfig(
@@ -276,22 +320,32 @@ int main(int argc, char** argv) {
   }
   (void)Floor(args.dsn, 1, 500);
 
+  const int per_round = std::max(1, args.calls / args.rounds);
   std::cout << absl::StrFormat(
-      "EnsureHead at head, %d sequential calls; %d concurrent callers x %d\n", args.calls,
-      args.concurrency, args.per_caller);
-  const Stats floor_seq = Floor(args.dsn, 1, args.calls);
-  const Stats sdk_seq = Sdk(**client, args.database, 1, args.calls);
+      "EnsureHead at head, %d rounds, each: %d sequential calls; %d concurrent callers x %d\n",
+      args.rounds, per_round, args.concurrency, args.per_caller);
+  Series floor_seq{"floor: libpq SELECT version_num, sequential", {}};
+  Series sdk_seq{"SDK EnsureHead, sequential", {}};
   // gRPC alone: a call answered from memory on the reactor (no worker hop, no query).
-  const Stats grpc_seq = Measure(1, args.calls, [&](int) {
-    return [&]() { return (*client)->ListOperations(args.database, false, 1).ok(); };
-  });
-  const Stats floor_par = Floor(args.dsn, args.concurrency, args.per_caller);
-  const Stats sdk_par = Sdk(**client, args.database, args.concurrency, args.per_caller);
-  Print("floor: libpq SELECT version_num, sequential", floor_seq);
-  Print("SDK EnsureHead, sequential", sdk_seq);
-  Print("SDK ListOperations (gRPC only), sequential", grpc_seq);
-  Print(absl::StrCat("floor: libpq, ", args.concurrency, " connections"), floor_par);
-  Print(absl::StrCat("SDK EnsureHead, ", args.concurrency, " callers, 1 channel"), sdk_par);
+  Series grpc_seq{"SDK ListOperations (gRPC only), sequential", {}};
+  Series floor_par{absl::StrCat("floor: libpq, ", args.concurrency, " connections"), {}};
+  Series sdk_par{absl::StrCat("SDK EnsureHead, ", args.concurrency, " callers, 1 channel"), {}};
+  for (int round = 0; round < args.rounds; ++round) {
+    floor_seq.rounds.push_back(Floor(args.dsn, 1, per_round));
+    sdk_seq.rounds.push_back(Sdk(**client, args.database, 1, per_round));
+    grpc_seq.rounds.push_back(Measure(1, per_round, [&](int) {
+      return [&]() { return (*client)->ListOperations(args.database, false, 1).ok(); };
+    }));
+    floor_par.rounds.push_back(Floor(args.dsn, args.concurrency, args.per_caller));
+    sdk_par.rounds.push_back(Sdk(**client, args.database, args.concurrency, args.per_caller));
+  }
+  std::cout << "median (min-max) over the rounds:\n";
+  for (const Series* series : {&floor_seq, &sdk_seq, &grpc_seq, &floor_par, &sdk_par}) {
+    Print(*series);
+  }
+  PrintRatio("p50 SDK / floor, sequential", sdk_seq, floor_seq, &Stats::p50_us);
+  PrintRatio(absl::StrCat("throughput SDK / floor, ", args.concurrency, " callers"), sdk_par,
+             floor_par, &Stats::throughput);
 
   client->reset();
   if (server != nullptr) {

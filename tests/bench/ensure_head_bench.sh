@@ -5,19 +5,27 @@
 #   tests/bench/ensure_head_bench.sh [BUILD_DIR]     # default build/release
 #
 # 1. ensure_head_bench: EnsureHead at head through the SDK on a warm channel,
-#    p50/p99 over $CALLS sequential calls and throughput with $CONCURRENCY
-#    callers, beside `SELECT version_num FROM alembic_version` over plain libpq.
-# 2. Whole processes, median of $RUNS runs: `psql -c 'select 1'` (the floor),
-#    control_layer_example (a process that connects and calls WaitForHead),
-#    and `schemactl --server ... ensure-head` when this schemactl has --server.
+#    p50/p99 of sequential calls and throughput with $CONCURRENCY callers,
+#    beside `SELECT version_num FROM alembic_version` over plain libpq, the two
+#    taking turns for $ROUNDS rounds ($CALLS sequential calls in all).
+# 2. Whole processes, $RUNS rounds, each running in turn (the order rotating)
+#    `psql -c 'select 1'` with the real psql binary (the floor),
+#    control_layer_example (a process that connects and calls WaitForHead) and
+#    `schemactl --server ... ensure-head`: median and min–max of each, and the
+#    ratio to the floor taken round by round. A run that exits non-zero fails
+#    the benchmark; the database must still be at head afterwards.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/tests/bench/bench_lib.sh"
 build=${1:-$root/build/release}
 calls=${CALLS:-10000}
 concurrency=${CONCURRENCY:-64}
+rounds=${ROUNDS:-5}
 runs=${RUNS:-31}
+psql_bin=$(bench_psql)
 work=$(mktemp -d /tmp/schemad-ehbench.XXXXXX)
 chmod 755 "$work"
+export BENCH_LOG=$work/last.log
 cluster=$work/pg
 schemad_pid=
 cleanup() {
@@ -30,7 +38,7 @@ trap cleanup EXIT
 bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
 admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
 dsn=${admin%/postgres}/bench
-psql "$admin" -qc 'CREATE DATABASE bench'
+"$psql_bin" -X "$admin" -qc 'CREATE DATABASE bench'
 
 mkdir -p "$work/set"
 parent=
@@ -42,7 +50,7 @@ for i in 0 1 2 3 4; do
   } > "$work/set/r$i.sql"
   parent=r$i
 done
-echo "$dsn" > "$work/dsn"
+(umask 077; echo "$dsn" > "$work/dsn")  # schemad refuses secret files others can read
 cat > "$work/schemad.yaml" <<YAML
 listen: 127.0.0.1:0
 migration_sets: [{name: bench, directory: set}]
@@ -52,26 +60,34 @@ YAML
 schemad_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.05; done
 address=$(sed -n 's/^schemad listening on //p' "$work/out")
+[ -n "$address" ] || { echo "bench: schemad did not start:" >&2; cat "$work/err" >&2; exit 1; }
 
+echo "# build: $build (CMAKE_BUILD_TYPE=$(bench_build_type "$build"))"
+echo "# psql: $psql_bin; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build/tests/ensure_head_bench" --server "$address" --database bench --dsn "$dsn" \
-  --calls "$calls" --concurrency "$concurrency"
+  --calls "$calls" --concurrency "$concurrency" --rounds "$rounds"
 
-# Whole processes: median wall time in ms over $runs runs.
-median_ms() {
-  local times=()
-  for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    t1=$(date +%s%N)
-    times+=($(( (t1 - t0) / 1000 )))
+# Whole processes, interleaved: wall times in microseconds, one line per round.
+contenders=(select example schemactl)
+for round in $(seq 0 $((runs - 1))); do
+  for k in 0 1 2; do
+    case ${contenders[$(((round + k) % 3))]} in
+      select) timed "$psql_bin" -X -qAt -c 'select 1' "$dsn"
+              echo "$BENCH_US" >>"$work/t.select" ;;
+      example) timed "$build/client/examples/control_layer_example" --server "$address" --database bench
+               echo "$BENCH_US" >>"$work/t.example" ;;
+      schemactl) timed "$build/client/schemactl" --server "$address" --database bench ensure-head
+                 echo "$BENCH_US" >>"$work/t.schemactl" ;;
+    esac
   done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
-}
+done
+expect_eq "alembic_version after the runs" \
+  "$("$psql_bin" -X -qAt "$dsn" -c 'SELECT string_agg(version_num, $$,$$) FROM alembic_version')" r4
+paste "$work/t.example" "$work/t.select" | awk '{ printf "%.4f\n", $1 / $2 }' >"$work/ratio.example"
+paste "$work/t.schemactl" "$work/t.select" | awk '{ printf "%.4f\n", $1 / $2 }' >"$work/ratio.schemactl"
 echo
-echo "whole process, median of $runs runs (ms):"
-echo "  psql -c 'select 1'                         $(median_ms psql "$dsn" -qAtc 'select 1')"
-echo "  control_layer_example (WaitForHead)        $(median_ms "$build/client/examples/control_layer_example" --server "$address" --database bench)"
-if "$build/client/schemactl" --help 2>&1 | grep -q -- '--server'; then
-  echo "  schemactl --server ... ensure-head         $(median_ms "$build/client/schemactl" --server "$address" --database bench ensure-head)"
-fi
+echo "whole process, $runs interleaved rounds, median (min–max):"
+echo "  psql -c 'select 1' (floor)                 $(ms_summary "$work/t.select")"
+echo "  control_layer_example (WaitForHead)        $(ms_summary "$work/t.example")   $(ratio_summary "$work/ratio.example") the floor"
+echo "  schemactl --server ... ensure-head         $(ms_summary "$work/t.schemactl")   $(ratio_summary "$work/ratio.schemactl") the floor"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

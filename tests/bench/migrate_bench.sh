@@ -1,126 +1,191 @@
 #!/usr/bin/env bash
-# Migration benchmark (issue 3): schemactl against the floor, plain psql
-# running the same SQL, in the same run, on fresh databases of one throwaway
-# cluster.
+# Migration benchmark (issues 3 and 15): schemactl against two floors running
+# the same SQL on the same database state, interleaved round by round, on one
+# throwaway cluster.
 #
-#   tests/bench/migrate_bench.sh [SCHEMACTL] [N ...]      # default N: 200 1000
+#   tests/bench/migrate_bench.sh [SCHEMACTL] [N ...]    # default build/release, N 200 1000
+#   ROUNDS=5 NOOP_ROUNDS=15 tests/bench/migrate_bench.sh ...
 #
 # Workload per revision i: CREATE TABLE t_i (...); CREATE INDEX ix_t_i_dev_ts
-# (downgrade: DROP TABLE t_i). Floors: `psql -f` with BEGIN/COMMIT around each
-# revision plus its version-row statement; `psql -c 'select 1'` for the no-op.
-# Each timing is the best of $RUNS runs (default 3). Prints a table of
-# milliseconds and ratios to the floor.
+# (downgrade: DROP TABLE t_i). Three contenders, each run in every round, the
+# order rotating from round to round (A B C, B C A, C A B, ...):
+#   schemactl   `schemactl --dsn D --dir M upgrade heads` / `downgrade base`
+#   psql -f     the real psql binary (not /usr/bin/psql, Debian's Perl
+#               wrapper) running a script: per revision BEGIN, its statements
+#               and its alembic_version statement, COMMIT, one line each, so
+#               one round trip per statement as schemactl sends them
+#   1-RT        the floor a migration tool can reach: the same psql sending
+#               each revision as ONE simple query (`BEGIN\; body\;
+#               version-row statement\; COMMIT` on one line), one round trip
+#               per revision
+# Upgrades start from a fresh database; downgrades from a fresh database that
+# `schemactl upgrade heads` brought to head (untimed). No-ops at head:
+# `schemactl ensure-head` and `current` against `psql -c 'select 1'`.
+#
+# Every timed run must exit 0 and leave the expected alembic_version (head
+# after upgrade, no row after downgrade) and the expected number of t_ tables;
+# otherwise the benchmark fails. Prints, per measurement, the median wall time
+# with its min–max over the rounds, and the ratios schemactl/floor taken round
+# by round (median and min–max of the per-round ratios).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/tests/bench/bench_lib.sh"
 schemactl=${1:-$root/build/release/client/schemactl}
 shift || true
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(200 1000)
-runs=${RUNS:-3}
+rounds=${ROUNDS:-5}
+noop_rounds=${NOOP_ROUNDS:-15}
+psql_bin=$(bench_psql)
 work=$(mktemp -d /tmp/schemad-bench.XXXXXX)
 chmod 755 "$work"
+export BENCH_LOG=$work/last.log
 cluster=$work/pg
 trap 'bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"; rm -rf "$work"' EXIT
 
 bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
 admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
 base=${admin%/postgres}
-psql_bin=$(command -v psql)
+echo "# schemactl: $schemactl (CMAKE_BUILD_TYPE=$(bench_build_type "$(dirname "$schemactl")"))"
+echo "# psql: $psql_bin ($("$psql_bin" --version))"
+echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); rounds=$rounds noop_rounds=$noop_rounds"
 
-now_ms() { date +%s%N | awk '{printf "%.1f", $1/1000000}'; }
-# best_of CMD...: best wall time in ms over $runs runs; `prepare` (if set) runs before each.
-best_of() {
-  local best=
-  for _ in $(seq "$runs"); do
-    if [ -n "${prepare:-}" ]; then eval "$prepare"; fi
-    local t0 t1
-    t0=$(date +%s%N)
-    "$@" >/dev/null
-    t1=$(date +%s%N)
-    local ms=$(( (t1 - t0) / 1000 ))
-    if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-  done
-  awk -v us="$best" 'BEGIN { printf "%.1f", us / 1000 }'
+fresh_db() {
+  "$psql_bin" -X -qAt "$admin" -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" \
+    -c "CREATE DATABASE $1" >/dev/null
 }
-fresh_db() { psql -qAt "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null; }
+# state DSN: "<alembic_version rows>/<number of t_ tables>"
+state() {
+  "$psql_bin" -X -qAt "$1" -c "SELECT coalesce(string_agg(version_num, ','), '') || '/' ||
+    (SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 't\_%')
+    FROM alembic_version"
+}
 
-gen() {  # gen N DIR UPSQL DOWNSQL
-  local n=$1 dir=$2 up=$3 down=$4 prev=""
+gen() {  # gen N DIR: revision files in DIR, floor scripts beside them
+  local n=$1 dir=$2 prev="" i id below create index version
   mkdir -p "$dir"
-  : >"$up"; : >"$down"
-  echo "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));" >>"$up"
+  local up=$dir.up.sql up1=$dir.up1.sql down=$dir.down.sql down1=$dir.down1.sql
+  local table_ddl="CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
+  echo "$table_ddl" >"$up"
+  echo "$table_ddl" >"$up1"
+  : >"$down"; : >"$down1"
   for i in $(seq 1 "$n"); do
-    local id; id=$(printf 'b%011x' "$i")
+    id=$(printf 'b%011x' "$i")
+    create="CREATE TABLE t_$i (id bigserial primary key, device_id varchar(50) not null, ts timestamptz not null, v double precision[]);"
+    index="CREATE INDEX ix_t_${i}_dev_ts ON t_$i(device_id, ts);"
     {
       echo "-- revision: $id"
       [ -n "$prev" ] && echo "-- revises: $prev"
       echo "-- message: table $i"
       echo
       echo "-- +upgrade"
-      echo "CREATE TABLE t_$i (id bigserial primary key, device_id varchar(50) not null, ts timestamptz not null, v double precision[]);"
-      echo "CREATE INDEX ix_t_${i}_dev_ts ON t_$i(device_id, ts);"
+      echo "$create"
+      echo "$index"
       echo
       echo "-- +downgrade"
       echo "DROP TABLE t_$i;"
     } >"$dir/${id}_table_$i.sql"
-    {
-      echo "BEGIN;"
-      echo "CREATE TABLE t_$i (id bigserial primary key, device_id varchar(50) not null, ts timestamptz not null, v double precision[]);"
-      echo "CREATE INDEX ix_t_${i}_dev_ts ON t_$i(device_id, ts);"
-      if [ -z "$prev" ]; then
-        echo "INSERT INTO alembic_version (version_num) VALUES ('$id');"
-      else
-        echo "UPDATE alembic_version SET version_num='$id' WHERE alembic_version.version_num = '$prev';"
-      fi
-      echo "COMMIT;"
-    } >>"$up"
+    if [ -z "$prev" ]; then
+      version="INSERT INTO alembic_version (version_num) VALUES ('$id');"
+    else
+      version="UPDATE alembic_version SET version_num='$id' WHERE alembic_version.version_num = '$prev';"
+    fi
+    printf 'BEGIN;\n%s\n%s\n%s\nCOMMIT;\n' "$create" "$index" "$version" >>"$up"
+    echo "BEGIN\\; ${create%;}\\; ${index%;}\\; ${version%;}\\; COMMIT;" >>"$up1"
     prev=$id
   done
-  # Downgrade floor: children first.
-  local cur=$prev
-  for i in $(seq "$n" -1 1); do
-    local id; id=$(printf 'b%011x' "$i")
-    local below=""; [ "$i" -gt 1 ] && below=$(printf 'b%011x' $((i - 1)))
-    {
-      echo "BEGIN;"
-      echo "DROP TABLE t_$i;"
-      if [ -z "$below" ]; then
-        echo "DELETE FROM alembic_version WHERE alembic_version.version_num = '$id';"
-      else
-        echo "UPDATE alembic_version SET version_num='$below' WHERE alembic_version.version_num = '$id';"
-      fi
-      echo "COMMIT;"
-    } >>"$down"
+  for i in $(seq "$n" -1 1); do  # children first
+    id=$(printf 'b%011x' "$i")
+    below=""; [ "$i" -gt 1 ] && below=$(printf 'b%011x' $((i - 1)))
+    if [ -z "$below" ]; then
+      version="DELETE FROM alembic_version WHERE alembic_version.version_num = '$id';"
+    else
+      version="UPDATE alembic_version SET version_num='$below' WHERE alembic_version.version_num = '$id';"
+    fi
+    printf 'BEGIN;\nDROP TABLE t_%s;\n%s\nCOMMIT;\n' "$i" "$version" >>"$down"
+    echo "BEGIN\\; DROP TABLE t_$i\\; ${version%;}\\; COMMIT;" >>"$down1"
   done
+  head_id=$prev
 }
 
-printf '%-6s %-28s %10s %10s %8s\n' N measurement schemactl_ms floor_ms ratio
+# run_tool TOOL DIRECTION: the timed command of one contender
+run_tool() {
+  local tool=$1 direction=$2
+  case "$tool/$direction" in
+    schemactl/up) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads ;;
+    schemactl/down) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" downgrade base ;;
+    psqlf/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.$direction.sql" "$dsn" ;;
+    onert/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.${direction}1.sql" "$dsn" ;;
+  esac
+}
+
+# pair_ratios A B OUT: OUT gets A[i] / B[i] for each round i
+pair_ratios() { paste "$1" "$2" | awk '{ printf "%.4f\n", $1 / $2 }' >"$3"; }
+
+tools=(schemactl psqlf onert)
+printf '\n| N | measurement | schemactl | psql -f floor | ratio | one-round-trip floor | ratio |\n'
+printf '|---|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
   dir=$work/m$n
-  gen "$n" "$dir" "$work/up$n.sql" "$work/down$n.sql"
+  gen "$n" "$dir"
   db=bench_$n
   dsn="$base/$db"
+  r=$work/r$n
+  mkdir -p "$r"
+  for round in $(seq 0 $((rounds - 1))); do
+    for k in 0 1 2; do
+      tool=${tools[$(((round + k) % 3))]}
+      fresh_db "$db"
+      run_tool "$tool" up
+      echo "$BENCH_US" >>"$r/up.$tool"
+      expect_eq "$tool upgrade N=$n round $round" "$(state "$dsn")" "$head_id/$n"
+    done
+    for k in 0 1 2; do
+      tool=${tools[$(((round + k) % 3))]}
+      fresh_db "$db"
+      "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads >/dev/null
+      expect_eq "prepare downgrade N=$n" "$(state "$dsn")" "$head_id/$n"
+      run_tool "$tool" down
+      echo "$BENCH_US" >>"$r/down.$tool"
+      expect_eq "$tool downgrade N=$n round $round" "$(state "$dsn")" "/0"
+    done
+  done
+  for direction in up down; do
+    pair_ratios "$r/$direction.schemactl" "$r/$direction.psqlf" "$r/$direction.ratio_f"
+    pair_ratios "$r/$direction.schemactl" "$r/$direction.onert" "$r/$direction.ratio_1"
+  done
 
-  # Upgrade from empty.
-  prepare="fresh_db $db"
-  up_ms=$(best_of "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads)
-  up_floor=$(best_of "$psql_bin" -q -X -v ON_ERROR_STOP=1 -f "$work/up$n.sql" "$dsn")
-  # Downgrade to base (from a database at head).
-  prepare="fresh_db $db; \"$schemactl\" --quiet --no-progress --dsn \"$dsn\" --dir \"$dir\" upgrade heads >/dev/null"
-  down_ms=$(best_of "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" downgrade base)
-  prepare="fresh_db $db; \"$psql_bin\" -q -X -v ON_ERROR_STOP=1 -f \"$work/up$n.sql\" \"$dsn\" >/dev/null"
-  down_floor=$(best_of "$psql_bin" -q -X -v ON_ERROR_STOP=1 -f "$work/down$n.sql" "$dsn")
-  # At head: ensure-head and current against `psql -c 'select 1'`.
-  fresh_db "$db"; "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads >/dev/null
-  prepare=""
-  runs_saved=$runs; runs=$((runs * 5))
-  eh_ms=$(best_of "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" ensure-head)
-  cur_ms=$(best_of "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" current)
-  sel_floor=$(best_of "$psql_bin" -X -qAt -c 'select 1' "$dsn")
-  runs=$runs_saved
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-  printf '%-6s %-28s %10s %10s %8s\n' "$n" "upgrade base->head" "$up_ms" "$up_floor" "$(ratio "$up_ms" "$up_floor")"
-  printf '%-6s %-28s %10s %10s %8s\n' "$n" "downgrade head->base" "$down_ms" "$down_floor" "$(ratio "$down_ms" "$down_floor")"
-  printf '%-6s %-28s %10s %10s %8s\n' "$n" "ensure-head at head" "$eh_ms" "$sel_floor" "$(ratio "$eh_ms" "$sel_floor")"
-  printf '%-6s %-28s %10s %10s %8s\n' "$n" "current" "$cur_ms" "$sel_floor" "$(ratio "$cur_ms" "$sel_floor")"
+  # No-ops at head, interleaved with the floor.
+  fresh_db "$db"
+  "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads >/dev/null
+  noops=(ensure current select)
+  for round in $(seq 0 $((noop_rounds - 1))); do
+    for k in 0 1 2; do
+      case ${noops[$(((round + k) % 3))]} in
+        ensure) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" ensure-head
+                echo "$BENCH_US" >>"$r/noop.ensure" ;;
+        current) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" current
+                 grep -q "$head_id" "$BENCH_LOG" || { echo "bench: FAILED: current did not print $head_id" >&2; exit 1; }
+                 echo "$BENCH_US" >>"$r/noop.current" ;;
+        select) timed "$psql_bin" -X -qAt -c 'select 1' "$dsn"
+                echo "$BENCH_US" >>"$r/noop.select" ;;
+      esac
+    done
+  done
+  expect_eq "ensure-head at head N=$n" "$(state "$dsn")" "$head_id/$n"
+  pair_ratios "$r/noop.ensure" "$r/noop.select" "$r/noop.ratio_e"
+  pair_ratios "$r/noop.current" "$r/noop.select" "$r/noop.ratio_c"
+
+  printf '| %s | upgrade base → head | %s | %s | %s | %s | %s |\n' "$n" \
+    "$(ms_summary "$r/up.schemactl")" "$(ms_summary "$r/up.psqlf")" "$(ratio_summary "$r/up.ratio_f")" \
+    "$(ms_summary "$r/up.onert")" "$(ratio_summary "$r/up.ratio_1")"
+  printf '| %s | downgrade head → base | %s | %s | %s | %s | %s |\n' "$n" \
+    "$(ms_summary "$r/down.schemactl")" "$(ms_summary "$r/down.psqlf")" "$(ratio_summary "$r/down.ratio_f")" \
+    "$(ms_summary "$r/down.onert")" "$(ratio_summary "$r/down.ratio_1")"
+  printf '| %s | `ensure-head` at head | %s | %s (`select 1`) | %s | | |\n' "$n" \
+    "$(ms_summary "$r/noop.ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_e")"
+  printf '| %s | `current` | %s | %s (`select 1`) | %s | | |\n' "$n" \
+    "$(ms_summary "$r/noop.current")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_c")"
 done
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -147,6 +147,8 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   pid_t pid() const { return pid_; }
+  // What the process has written to stderr so far.
+  std::string ErrSoFar() const { return ReadAll(err_path_); }
 
   // Waits for the process; after `timeout` kills it and records a failure.
   Output Wait(absl::Duration timeout = absl::Seconds(60)) {
@@ -382,21 +384,68 @@ std::string DownSql(int i) {
 
 // ------------------------------------------------------- (a) concurrency
 
+// The number of `{"event":"waiting_for_lock",...}` progress lines in `err`
+// (--json progress: one JSON object a line).
+int LockWaitEvents(const std::string& err) {
+  int count = 0;
+  for (absl::string_view line : absl::StrSplit(err, '\n')) {
+    count +=
+        absl::StartsWith(line, "{") && absl::StrContains(line, "\"event\":\"waiting_for_lock\"")
+            ? 1
+            : 0;
+  }
+  return count;
+}
+
 TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
-  // Revision 1 is applied; revisions 2..6 (five) are pending. Each pending
-  // revision sleeps a little so that the racers overlap with the one applying.
-  Write(Rev(1), "", UpSql(1), DownSql(1));
-  for (int i = 2; i <= 6; ++i) {
-    Write(Rev(i), Rev(i - 1), UpSql(i, "\nSELECT pg_sleep(0.1);"), DownSql(i));
+  // Revision 1 is applied; revisions 2..6 (five) are pending. Revision 2
+  // reads table `gate`, which the test holds locked: whoever takes the
+  // migration lock first stays inside revision 2 until the test lets go, so
+  // the other racers find the database behind and must wait for the lock.
+  // The test lets go only once every other racer has reported that wait:
+  // the racers provably overlapped, whatever the scheduling.
+  Write(Rev(1), "", UpSql(1, "\nCREATE TABLE gate (id int);"), DownSql(1));
+  Write(Rev(2), Rev(1), UpSql(2, "\nSELECT count(*) FROM gate;"), DownSql(2));
+  for (int i = 3; i <= 6; ++i) {
+    Write(Rev(i), Rev(i - 1), UpSql(i), DownSql(i));
   }
   ASSERT_EQ(Schemactl({"upgrade", Rev(1)}).code, kOk);
+  pqxx::connection gatekeeper(db_.dsn());
+  auto gate = std::make_unique<pqxx::work>(gatekeeper);
+  gate->exec("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE");
 
+  constexpr int kRacers = 20;
   std::vector<std::unique_ptr<Process>> racers;
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < kRacers; ++i) {
     racers.push_back(Start({"--json", "ensure-head"}));
   }
+  // One racer's revision 2 waits for the gate ...
+  EXPECT_EQ(WaitForRows(db_.dsn(),
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name = 'schemactl' AND wait_event_type = 'Lock' AND "
+                        "query LIKE '%FROM gate%'",
+                        Rows{{"1"}}, absl::Seconds(30)),
+            (Rows{{"1"}}));
+  // ... and every other racer waits for the migration lock it holds.
+  int waiting = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  for (;;) {
+    waiting = 0;
+    for (const auto& racer : racers) {
+      waiting += LockWaitEvents(racer->ErrSoFar()) > 0 ? 1 : 0;
+    }
+    if (waiting == kRacers - 1 || absl::Now() > deadline) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(waiting, kRacers - 1) << "racers that reported waiting for the migration lock";
+  gate->abort();
+  gate.reset();
+
   int applied_all = 0;
   int revisions_run = 0;
+  int waited = 0;
   for (auto& racer : racers) {
     const Output output = racer->Wait();
     ExpectNoPassword(output);
@@ -408,10 +457,19 @@ TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
     const int run = json["revisions_run"].get<int>();
     revisions_run += run;
     applied_all += run == 5 ? 1 : 0;
+    if (LockWaitEvents(output.err) > 0) {
+      ++waited;
+      // A racer that waited took the lock after the winner, re-read the
+      // state under it and found nothing left to do.
+      EXPECT_EQ(run, 0) << output;
+      EXPECT_EQ(json["took_lock"], true) << output;
+    }
   }
-  // One racer applied all five, under the lock; the others found them applied.
+  // One racer applied all five, under the lock; the others waited for it
+  // and found them applied.
   EXPECT_EQ(applied_all, 1);
   EXPECT_EQ(revisions_run, 5);
+  EXPECT_EQ(waited, kRacers - 1);
   EXPECT_EQ(VersionRows(), (Rows{{Rev(6)}}));
   EXPECT_EQ(LogRows(), (Rows{{Rev(1)}, {Rev(2)}, {Rev(3)}, {Rev(4)}, {Rev(5)}, {Rev(6)}}));
   EXPECT_EQ(SuccessfulUps(), (Rows{{Rev(1), "1"},

@@ -25,11 +25,13 @@ namespace schemad::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using ::schemad::testing::ClusterDsn;
 using ::schemad::testing::Exec;
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
 using ::schemad::testing::TestDatabase;
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -409,15 +411,18 @@ TEST_F(CliPgTest, LockWaitTimesOutNamingTheHolder) {
     slow.code = RunUpgrade(global, UpgradeOptions{}, out, err);
     slow.err = err.str();
   });
-  // Wait until the slow upgrade holds the lock (its statement is running).
-  for (int i = 0; i < 100; ++i) {
-    if (Query(db_.dsn(),
-              "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-              "'%pg_sleep(3)%' AND pid <> pg_backend_pid()") == Rows{{"1"}}) {
-      break;
+  // Wait until the slow upgrade holds the lock (its statement sleeps).
+  bool holding = false;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(20);
+       !holding && absl::Now() < deadline;) {
+    holding = Query(db_.dsn(),
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND "
+                    "query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()") == Rows{{"1"}};
+    if (!holding) {
+      absl::SleepFor(absl::Milliseconds(20));
     }
-    absl::SleepFor(absl::Milliseconds(50));
   }
+  EXPECT_TRUE(holding) << "the slow upgrade never reached its pg_sleep";
   global_.lock_wait = absl::Milliseconds(300);
   Output waiter = Run(RunEnsureHead, EnsureHeadOptions{});
   holder.join();
@@ -470,6 +475,75 @@ TEST_F(CliPgTest, UnreachableDatabaseExitsFiveWithoutPassword) {
   Output kv = Run(RunEnsureHead, EnsureHeadOptions{});
   EXPECT_EQ(kv.code, kExitUnavailable) << kv.err;
   EXPECT_THAT(kv.err + kv.out, Not(HasSubstr("s3cr3tpass")));
+}
+
+// Defect (issue 9): a password with an unescaped '/' or '@' made libpq read
+// part of it as port and database name, and the error printed them. Now
+// it, and malformed values, are usage errors that quote nothing.
+TEST_F(CliPgTest, AmbiguousOrMalformedDsnIsAUsageErrorThatQuotesNothing) {
+  WriteLinear();
+  global_.json = true;
+  const std::string port = db_.cluster().port;
+  struct Case {
+    std::string dsn;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"postgresql://modax:kq3/LEAKME+pw=@127.0.0.1:" + port + "/site_c",
+       "--dsn: the DSN is not a valid URI: unescaped '@' or '/' in the user-info (user:password@); "
+       "percent-encode the password"},
+      {"postgresql://modax:LE@KME@127.0.0.1:" + port + "/site_c", "not a valid URI"},
+      {"host=127.0.0.1 port=notaport password=LEAKME", "--dsn: the DSN has a bad port"},
+      {"postgresql://u:LEAKME@127.0.0.1/x?port=notaport", "has a bad port"},
+      {"host=127.0.0.1 sslmode=bogus password=LEAKME", "has a bad sslmode"},
+      {"postgresql://u:LEAKME@127.0.0.1/x?sslmode=bogus", "has a bad sslmode"},
+      {"host=127.0.0.1 connect_timeout=abc password=LEAKME", "has a bad connect_timeout"},
+      {"postgresql://u:LEAKME@127.0.0.1/x?connect_timeout=abc", "has a bad connect_timeout"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dsn);
+    global_.dsn = c.dsn;
+    Output r = Current();
+    EXPECT_EQ(r.code, kExitUsage) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.message));
+    EXPECT_EQ(Json(r.out)["error"]["exit_code"], kExitUsage);
+    for (const char* secret : {"LEAKME", "kq3", "notaport", "bogus", "abc"}) {
+      EXPECT_THAT(r.err + r.out, Not(HasSubstr(secret)));
+    }
+  }
+  global_.dsn_source = "DATABASE_URL";
+  global_.dsn = cases[0].dsn;
+  EXPECT_THAT(Current().err, HasSubstr("DATABASE_URL: the DSN is not a valid URI"));
+}
+
+// Defect (issue 9): the CLI took version-table names the server refuses.
+TEST_F(CliPgTest, VersionTableNamesAreTheServersRule) {
+  WriteLinear();
+  global_.dsn = db_.dsn();
+  global_.version_table = "my table";
+  Output r = Current();
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--version-table: \"my table\" is not a table name"));
+  global_.version_table = "ops.alembic_version";
+  Exec(db_.dsn(), "CREATE SCHEMA ops");
+  EXPECT_EQ(Current().code, kExitOk);
+}
+
+// A database that does not exist, or a host that does not resolve: exit 5
+// (cannot use the database), at once and without the password.
+TEST_F(CliPgTest, PermanentConnectFailuresExitFive) {
+  WriteLinear();
+  const std::string password = db_.cluster().password;
+  for (const std::string& dsn :
+       {ClusterDsn(db_.cluster(), "no_such_db_x", password),
+        absl::StrCat("postgresql://postgres:", password, "@no-such-host.invalid:5432/x")}) {
+    SCOPED_TRACE(dsn);
+    global_.dsn = dsn;
+    Output r = Current();
+    EXPECT_EQ(r.code, kExitUnavailable) << r.err;
+    EXPECT_THAT(r.err, AnyOf(HasSubstr("does not exist"), HasSubstr("does not resolve")));
+    EXPECT_THAT(r.err + r.out, Not(HasSubstr(password)));
+  }
 }
 
 TEST_F(CliPgTest, AdoptsAlembicVersionTable) {

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -194,6 +196,29 @@ TEST_F(CliTest, BrokenFileNamesFileAndLine) {
   Output r = Heads();
   EXPECT_EQ(r.code, kExitFailed);
   EXPECT_THAT(r.err, HasSubstr("b2_bad.sql:3"));
+}
+
+// Issue 9, defect 5: invalid UTF-8 in a header passed `check` and aborted
+// `--json heads` (an uncaught JSON exception, exit 134).
+TEST_F(CliTest, InvalidUtf8HeaderIsALoadErrorEvenWithJson) {
+  WriteRevision("a1a1a1a1a1a1", "", "bad \xff");
+  global_.json = true;
+  for (const Output& r : {Heads(), Check()}) {
+    EXPECT_EQ(r.code, kExitFailed) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("a1a1a1a1a1a1_rev.sql:2: invalid UTF-8 (byte 0xFF at column 17)"));
+    nlohmann::json json = Json(r.out);
+    EXPECT_EQ(json["ok"], false);
+    EXPECT_THAT(json["error"]["message"].get<std::string>(), HasSubstr("must be UTF-8"));
+  }
+}
+
+TEST_F(CliTest, RevisionWithInvalidUtf8MessageIsRefused) {
+  RevisionOptions options;
+  options.message = "caf\xe9";
+  Output r = Revision(options);
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("invalid UTF-8"));
+  EXPECT_THAT(SqlFiles(), IsEmpty());
 }
 
 // --------------------------------------------------------------- branches
@@ -813,7 +838,11 @@ TEST(ScrubSecretsTest, RemovesPasswords) {
       ScrubSecrets("failed for postgresql://app:hunter22@db/x", "postgresql://app:hunter22@db/x"),
       "failed for postgresql://app:***@db/x");
   EXPECT_EQ(ScrubSecrets("pw hunter22", "host=db password=hunter22 dbname=x"), "pw ***");
-  EXPECT_EQ(ScrubSecrets("pw 'p a s s'", "host=db password='p a s s'"), "pw '***'");
+  EXPECT_EQ(ScrubSecrets("pw 'p a s s'", "host=db password='p a s s'"), "pw ***");
+  EXPECT_EQ(ScrubSecrets("pw p a s s", "host=db password='p a s s'"), "pw ***");
+  // A DSN that does not parse: what an RFC 3986 reader takes as the password.
+  EXPECT_EQ(ScrubSecrets("db LEAKME+pw=@host", "postgresql://modax:kq3/LEAKME+pw=@host:5432/c"),
+            "db ***@host");
   EXPECT_EQ(ScrubSecrets("p@ss:w", "postgresql://app:p%40ss%3Aw@db/x"), "***");
   EXPECT_EQ(ScrubSecrets("x secretpw", "postgresql://db/x?password=secretpw"), "x ***");
   EXPECT_EQ(ScrubSecrets("nothing here", "postgresql://app@db/x"), "nothing here");
@@ -828,6 +857,20 @@ TEST(OutputTest, DurationText) {
   EXPECT_EQ(DurationText(absl::Seconds(123)), "2m03s");
   EXPECT_EQ(DurationText(absl::Minutes(62)), "1h02m");
   EXPECT_EQ(DurationText(-absl::Seconds(1)), "0ms");
+}
+
+// Text schemactl does not control (database error messages, history rows from
+// a database with another encoding) must not abort JSON output.
+TEST(OutputTest, JsonTextReplacesInvalidUtf8) {
+  Json json;
+  json["error"] = "bad \xff byte";
+  json["ok"] = "caf\xc3\xa9";
+  const std::string text = JsonText(json);
+  nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(parsed.is_discarded()) << text;
+  EXPECT_EQ(parsed["error"], "bad \xef\xbf\xbd byte");
+  EXPECT_EQ(parsed["ok"], "caf\xc3\xa9");
+  EXPECT_EQ(text.find('\n'), std::string::npos);
 }
 
 TEST(OutputTest, FitWidthKeepsUtf8Whole) {
@@ -927,16 +970,59 @@ TEST(ProgressSinkTest, PlainAndJsonLines) {
   EXPECT_EQ(none.str(), "");
 }
 
-TEST(ProgressSinkTest, TickerStopsCleanly) {
+// A stream buffer (no put area: every write reaches it) that keeps what is
+// written and lets a test wait, without a data race with the writer, until a
+// number of carriage returns arrived.
+class CarriageReturnCounter : public std::streambuf {
+ public:
+  // True once `count` '\r' were written; false after `timeout`.
+  bool WaitFor(int count, absl::Duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return arrived_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                             [&] { return returns_ >= count; });
+  }
+  std::string Text() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return text_;
+  }
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    text_.append(s, static_cast<size_t>(n));
+    returns_ += static_cast<int>(std::count(s, s + n, '\r'));
+    arrived_.notify_all();
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) {
+      return traits_type::not_eof(c);
+    }
+    const char ch = traits_type::to_char_type(c);
+    xsputn(&ch, 1);
+    return c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable arrived_;
+  std::string text_;
+  int returns_ = 0;
+};
+
+TEST(ProgressSinkTest, TickerRedrawsAndStopsCleanly) {
   ASSERT_OK_AND_ASSIGN(engine::RevisionGraph graph, SmallGraph());
-  std::ostringstream out;
+  CarriageReturnCounter buffer;
+  std::ostream out(&buffer);
   ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, &graph, /*ticker=*/true});
   sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
-  absl::SleepFor(absl::Milliseconds(600));
-  sink.Finish();
-  // The ticker redrew the line at least once besides the event's own draw.
-  const std::string text = out.str();
-  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 3);
+  // The event draws the line once (one '\r'); then only the ticker (every
+  // 250 ms) draws it: three '\r' mean two redraws without any event.
+  EXPECT_TRUE(buffer.WaitFor(3, absl::Seconds(10))) << buffer.Text();
+  sink.Finish();  // clears the line and joins the ticker
+  const std::string text = buffer.Text();
+  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 4);
+  EXPECT_THAT(text, ::testing::EndsWith("\r\x1b[K"));
 }
 
 TEST(NewestFirstTest, ChildrenBeforeParents) {

@@ -1,6 +1,7 @@
 // The planner against Alembic 1.8.1 itself: every case of
 // tests/fixtures/alembic_cases.json (produced by Debian's python3-alembic on
-// random graphs) must plan the same revisions with the same directions, in a
+// random graphs; tests/fixtures/generate_alembic_cases.py regenerates and
+// extends it) must plan the same revisions with the same directions, in a
 // valid order, and leave the same version rows; where Alembic refused, the
 // planner refuses.
 #include <algorithm>

@@ -3,8 +3,10 @@
 // Sites here are fake work functions; tests/fleet/ runs real databases.
 #include "service/engine/fleet.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -66,34 +68,52 @@ TEST(LabelSelectorTest, Terms) {
 }
 
 TEST(FleetRunnerTest, RunsEverySiteWithBoundedParallelism) {
+  constexpr int kSites = 12;
+  constexpr int kParallel = 3;
   FleetOptions options;
-  options.max_parallel = 3;
+  options.max_parallel = kParallel;
   FleetRunner runner(options);
-  std::atomic<int> running{0};
-  std::atomic<int> peak{0};
+  // A barrier instead of sleeps: a site holds its slot until max_parallel
+  // sites run at once (or every site has started), so a runner that runs
+  // fewer at once shows as a timed-out wait and one that runs more as a peak
+  // above max_parallel, whatever the scheduling.
+  std::mutex mu;
+  std::condition_variable changed;
+  int running = 0;
+  int started = 0;
+  int peak = 0;
+  int timed_out_waits = 0;
   Recorder sink;
   FleetSummary summary = runner.Run(
-      Sites(12),
+      Sites(kSites),
       [&](const FleetSite& site, SiteContext& ctx) -> absl::StatusOr<SiteResult> {
-        int now = ++running;
-        int seen = peak.load();
-        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          ++started;
+          peak = std::max(peak, ++running);
+          changed.notify_all();
+          if (!changed.wait_for(lock, std::chrono::seconds(10),
+                                [&] { return running >= kParallel || started == kSites; })) {
+            ++timed_out_waits;
+          }
         }
         Event e;
         e.kind = Event::Kind::kRevisionStarted;
         e.revision = site.name;
         ctx.control().sink->OnEvent(e);
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        --running;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          --running;
+        }
         SiteResult r;
         r.revisions_run = 2;
         return r;
       },
       &sink, nullptr);
-  EXPECT_EQ(summary.succeeded, 12);
+  EXPECT_EQ(summary.succeeded, kSites);
   EXPECT_TRUE(summary.ok());
-  EXPECT_LE(peak.load(), 3);
-  EXPECT_GE(peak.load(), 2);
+  EXPECT_EQ(peak, kParallel);
+  EXPECT_EQ(timed_out_waits, 0);
   EXPECT_EQ(sink.Count(FleetEvent::Kind::kSiteQueued), 12);
   EXPECT_EQ(sink.Count(FleetEvent::Kind::kSiteFinished), 12);
   EXPECT_EQ(sink.Count(FleetEvent::Kind::kFinished), 1);

@@ -1,5 +1,7 @@
 #include "service/engine/revision_file.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -200,6 +202,65 @@ TEST(ParseRevisionFileTest, ByteOrderMarkIsIgnored) {
   ASSERT_OK_AND_ASSIGN(Revision r,
                        ParseRevisionFile(kPath, "\xEF\xBB\xBF-- revision: a1\n-- +upgrade\n"));
   EXPECT_EQ(r.id, "a1");
+}
+
+// Issue 9, defect 5: a NUL byte silently cut a statement short (the DROP
+// after it never ran, yet 2 statements were reported applied), and invalid
+// UTF-8 in a header passed `check` and then broke JSON and the service.
+TEST(ParseRevisionFileTest, NulByteIsAnErrorNamingLineAndColumn) {
+  using std::string_literals::operator""s;
+  const std::string content = "-- revision: a1\n-- +upgrade\nSELECT 1;\0DROP TABLE bt;\n"s;
+  EXPECT_THAT(ParseRevisionFile(kPath, content),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       StartsWith(absl::StrCat(kPath, ":3: NUL byte at column 10"))));
+}
+
+TEST(ParseRevisionFileTest, NulByteInHeaderOrCommentIsAnError) {
+  using std::string_literals::operator""s;
+  const std::string header = "-- revision: a1\n-- message: a\0b\n-- +upgrade\n"s;
+  EXPECT_THAT(ParseRevisionFile(kPath, header),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       StartsWith(absl::StrCat(kPath, ":2: NUL byte at column 14"))));
+}
+
+TEST(ParseRevisionFileTest, InvalidUtf8IsAnErrorNamingLineAndByte) {
+  struct Case {
+    std::string content;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"-- revision: a1\n-- message: bad \xff\n-- +upgrade\n",
+       ":2: invalid UTF-8 (byte 0xFF at column 17)"},
+      {"-- revision: a1\r\n-- +upgrade\r\nSELECT 'caf\xe9';\r\n",  // Latin-1
+       ":3: invalid UTF-8 (byte 0xE9 at column 12)"},
+      {"-- revision: a1\n-- +upgrade\n-- \xc0\xaf overlong\n",
+       ":3: invalid UTF-8 (byte 0xC0 at column 4)"},
+      {"-- revision: a1\n-- +upgrade\n-- +downgrade\nSELECT '\xed\xa0\x80';\n",  // surrogate
+       ":4: invalid UTF-8 (byte 0xED at column 9)"},
+      {"-- revision: a1\n-- +upgrade\nSELECT '\xf0\x9f\x98';",  // incomplete sequence
+       ":3: invalid UTF-8 (byte 0xF0 at column 9)"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ParseRevisionFile(kPath, c.content),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(StartsWith(absl::StrCat(kPath, c.want)),
+                               HasSubstr("revision files must be UTF-8"))))
+        << c.content;
+  }
+}
+
+TEST(ParseRevisionFileTest, ValidUtf8Loads) {
+  ASSERT_OK_AND_ASSIGN(
+      Revision revision,
+      ParseRevisionFile(kPath,
+                        "\xEF\xBB\xBF-- revision: a1\n-- message: Gr\xc3\xb6\xc3\x9f"
+                        "e \xe2\x82\xac \xf0\x9f\x98\x80\n-- +upgrade\n"
+                        "COMMENT ON TABLE t IS '\xe6\xb8\xa9\xe5\xba\xa6';\n"));
+  EXPECT_EQ(revision.message,
+            "Gr\xc3\xb6\xc3\x9f"
+            "e \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_THAT(Texts(*revision.upgrade),
+              ElementsAre("COMMENT ON TABLE t IS '\xe6\xb8\xa9\xe5\xba\xa6'"));
 }
 
 TEST(ParseRevisionFileTest, StatementsAreSplitWithFileLines) {
@@ -657,7 +718,6 @@ TEST(LoadRevisionDirectoryTest, LoadsSqlFilesSortedByName) {
   dir.Write("notes.sql.bak", "not a revision");
   dir.Write(".hidden.sql", "not a revision");
   dir.Write("._a_first.sql", "\0\x05\x16\x07 AppleDouble");
-  std::filesystem::create_directory(dir.path() / "nested.sql");
   std::filesystem::create_directory(dir.path() / "sub");
   dir.Write("sub/c_third.sql", Minimal("ccc"));
 
@@ -699,6 +759,65 @@ TEST(LoadRevisionDirectoryTest, FileIsNotADirectory) {
   const std::string file = (dir.path() / "a.sql").string();
   EXPECT_THAT(LoadRevisionDirectory(file),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(file)));
+}
+
+TEST(LoadRevisionDirectoryTest, SymlinkToAFileIsLoaded) {
+  TempDir dir;
+  dir.Write("real.txt", Minimal("aaa"));
+  std::filesystem::create_symlink(dir.path() / "real.txt", dir.path() / "a_link.sql");
+  ASSERT_OK_AND_ASSIGN(std::vector<Revision> revisions, LoadRevisionDirectory(dir.path().string()));
+  ASSERT_THAT(revisions, SizeIs(1));
+  EXPECT_EQ(revisions[0].id, "aaa");
+}
+
+// Issue 9, defect 8: these were silently skipped, so a revision went missing.
+TEST(LoadRevisionDirectoryTest, DanglingSymlinkIsAnErrorNamingIt) {
+  TempDir dir;
+  dir.Write("a_ok.sql", Minimal("aaa"));
+  std::filesystem::create_symlink(dir.path() / "gone.sql", dir.path() / "b_link.sql");
+  const std::string link = (dir.path() / "b_link.sql").string();
+  EXPECT_THAT(LoadRevisionDirectory(dir.path().string()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(absl::StrCat("'", link, "' is a symbolic link to nothing")),
+                             HasSubstr("gone.sql"))));
+}
+
+TEST(LoadRevisionDirectoryTest, DirectoryNamedSqlIsAnErrorNamingIt) {
+  TempDir dir;
+  dir.Write("a_ok.sql", Minimal("aaa"));
+  std::filesystem::create_directory(dir.path() / "nested.sql");
+  const std::string nested = (dir.path() / "nested.sql").string();
+  EXPECT_THAT(LoadRevisionDirectory(dir.path().string()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("'", nested, "' is a directory"))));
+}
+
+TEST(LoadRevisionDirectoryTest, FifoNamedSqlIsAnErrorNotAHang) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "a_pipe.sql").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(LoadRevisionDirectory(dir.path().string()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("'", fifo, "' is not a regular file"))));
+}
+
+TEST(LoadRevisionDirectoryTest, OversizedFileIsAnErrorNamingIt) {
+  TempDir dir;
+  const std::filesystem::path big = dir.path() / "a_big.sql";
+  dir.Write("a_big.sql", Minimal("aaa"));
+  std::filesystem::resize_file(big, (64u << 20) + 1);  // sparse: no disk used
+  EXPECT_THAT(LoadRevisionDirectory(dir.path().string()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(big.string()), HasSubstr("the limit is 67108864"))));
+}
+
+TEST(LoadRevisionDirectoryTest, InvalidUtf8FileIsAnErrorNamingFileAndLine) {
+  TempDir dir;
+  dir.Write("a_bad.sql", "-- revision: aaa\n-- message: bad \xff\n-- +upgrade\nSELECT 1;\n");
+  EXPECT_THAT(
+      LoadRevisionDirectory(dir.path().string()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               StartsWith(absl::StrCat((dir.path() / "a_bad.sql").string(), ":2: invalid UTF-8"))));
 }
 
 TEST(LoadRevisionDirectoryTest, LoadsManyFilesQuickly) {

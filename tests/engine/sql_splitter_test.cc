@@ -257,6 +257,11 @@ INSTANTIATE_TEST_SUITE_P(
          "unclosed parenthesis starting at line 2", 2},
         {"AtomicBody", "CREATE PROCEDURE p()\nBEGIN ATOMIC\nSELECT 1;\n", 1,
          "BEGIN ... END function body without END starting at line 2", 2},
+        // libpq sends a statement as a C string: what follows a NUL never runs.
+        {"NulByte", std::string("SELECT 1;\r\nSELECT 2;\0DROP TABLE bt;", 35), 7,
+         "NUL byte at line 8: PostgreSQL would never see what follows it", 8},
+        {"NulInsideString", std::string("SELECT 'a\0b'", 12), 1,
+         "NUL byte at line 1: PostgreSQL would never see what follows it", 1},
     }),
     [](const ::testing::TestParamInfo<ErrorCase>& test) { return test.param.name; });
 

@@ -5,12 +5,14 @@
 
 #include <stdlib.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -39,6 +41,9 @@ class TempDir {
     const std::string file = path_ + "/" + name;
     std::filesystem::create_directories(std::filesystem::path(file).parent_path());
     std::ofstream(file) << content;
+    // Owner-only, as schemad wants its secret files (DSNs, tokens).
+    std::filesystem::permissions(
+        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return file;
   }
 
@@ -246,7 +251,9 @@ migration_sets: [{name: modax, directory: migrations/modax}]
 databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN, version_table: "x; drop"}]
 )"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("databases[0].version_table"), Not(HasSubstr("s3cr3t")))));
+                       AllOf(HasSubstr("databases[0].version_table: \"x; drop\" is not a table "
+                                       "name: expected table or schema.table"),
+                             Not(HasSubstr("s3cr3t")))));
   dir_.Write("tls/cert.pem", "cert");
   EXPECT_THAT(
       Parse(std::string(kMinimal) +
@@ -311,6 +318,188 @@ TEST_F(ConfigTest, NamedFilesAreBoundedRegularFiles) {
       StatusIs(absl::StatusCode::kInvalidArgument, "tokens_file: /dev/zero is not a regular file"));
   EXPECT_THAT(LoadConfigFile("/dev/zero"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a regular file")));
+}
+
+// Defect (issue 9): a password with an unescaped '/' or '@' made libpq read
+// part of it as the port and database name, and `--check-config` accepted
+// it; the start-up log then printed it.
+TEST_F(ConfigTest, AmbiguousOrMalformedDsnIsAConfigErrorThatQuotesNoSecret) {
+  struct Case {
+    std::string dsn;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"postgresql://modax:kq3/LEAKME+pw=@db:5432/site_c",
+       "the DSN of database site-a is not a valid URI: unescaped '@' or '/' in the user-info"},
+      {"postgresql://modax:LE@KME@db:5432/site_c", "not a valid URI"},
+      {"host=db port=notaport password=LEAKME", "bad port"},
+      {"postgresql://modax:LEAKME@db/x?port=notaport", "bad port"},
+      {"host=db sslmode=bogus password=LEAKME", "bad sslmode"},
+      {"postgresql://modax:LEAKME@db/x?sslmode=bogus", "bad sslmode"},
+      {"host=db connect_timeout=abc password=LEAKME", "bad connect_timeout"},
+      {"postgresql://modax:LEAKME@db/x?connect_timeout=abc", "bad connect_timeout"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dsn);
+    env_["SITE_A_DSN"] = c.dsn;
+    EXPECT_THAT(Parse(kMinimal),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("databases[0].dsn_env: "), HasSubstr(c.message),
+                               Not(HasSubstr("LEAKME")), Not(HasSubstr("kq3")),
+                               Not(HasSubstr("notaport")), Not(HasSubstr("bogus")))));
+    dir_.Write("secrets/site-a", c.dsn);
+    EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: site-a, migration_set: modax, dsn_file: secrets/site-a}]
+)"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("databases[0].dsn_file: "), HasSubstr(c.message),
+                               Not(HasSubstr("LEAKME")))));
+  }
+}
+
+// Defect (issue 9): `pools: {rpc_workers: 100000000}` passed validation and
+// the start then aborted creating the threads.
+TEST_F(ConfigTest, PoolsTimeoutsAndSizesAreBounded) {
+  const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  struct Case {
+    std::string yaml;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"pools: {rpc_workers: 100000000}",
+       "pools.rpc_workers: 100000000 is out of range: 1 to 1024"},
+      {"pools: {operation_workers: 5000}", "pools.operation_workers: 5000 is out of range"},
+      {"pools: {max_sessions_per_database: 2000}", "pools.max_sessions_per_database: 2000 is"},
+      {"pools: {min_idle_sessions: 99999}", "pools.min_idle_sessions: 99999 is out of range"},
+      {"pools: {rpc_workers: 99999999999}", "pools.rpc_workers: expected an integer"},
+      {"max_retained_operations: 10000000", "max_retained_operations: 10000000 is out of range"},
+      {"max_retained_operations: -1", "max_retained_operations: -1 is out of range"},
+      {"timeouts: {lock_wait: 400d}", "timeouts.lock_wait: 9600h is out of range: 0 to 24h"},
+      {"timeouts: {statement_timeout: 30d}", "timeouts.statement_timeout: 720h is out of range"},
+      {"timeouts: {lock_timeout: 30d}", "timeouts.lock_timeout: 720h is out of range"},
+      {"timeouts: {connect_timeout: 2h}", "timeouts.connect_timeout: 2h is out of range"},
+      {"shutdown_grace: 2d", "shutdown_grace: 48h is out of range"},
+      {"operation_retention: 90d", "operation_retention: 2160h is out of range"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    EXPECT_THAT(Parse(with(c.yaml + "\n")),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
+  }
+  EXPECT_THAT(Parse(R"(
+listen: 127.0.0.1:1
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN, statement_timeout: 8d}]
+)"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("databases[0].statement_timeout: 192h is out of range")));
+  ASSERT_OK(
+      Parse(with("pools: {rpc_workers: 1024, operation_workers: 1}\n"
+                 "timeouts: {statement_timeout: 7d, lock_wait: 24h}\n")));
+}
+
+// Defect (issue 9): the shipped examples served admin-for-everyone on all
+// interfaces.
+TEST_F(ConfigTest, UnauthenticatedServerOnANonLoopbackAddressIsRefused) {
+  const auto config = [](const std::string& listen, const std::string& extra) {
+    return "listen: \"" + listen + "\"\n" + extra + R"(
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN}]
+)";
+  };
+  for (const std::string listen : {"0.0.0.0:50051", "[::]:50051", "10.1.2.3:1", "db-host:1"}) {
+    SCOPED_TRACE(listen);
+    EXPECT_THAT(
+        Parse(config(listen, "")),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 AllOf(HasSubstr("listen: refusing to serve " + listen + " without authentication"),
+                       HasSubstr("insecure_allow_unauthenticated: true"))));
+    EXPECT_OK(Parse(config(listen, "insecure_allow_unauthenticated: true")));
+  }
+  dir_.Write("tokens", "x");
+  EXPECT_OK(Parse(config("0.0.0.0:50051", "tokens_file: tokens")));
+  for (const std::string listen : {"127.0.0.1:50051", "127.9.8.7:1", "localhost:1", "[::1]:1"}) {
+    SCOPED_TRACE(listen);
+    EXPECT_OK(Parse(config(listen, "")));
+    EXPECT_TRUE(IsLoopbackListen(listen));
+  }
+  EXPECT_TRUE(IsLoopbackListen("unix:/run/schemad.sock"));
+  EXPECT_FALSE(IsLoopbackListen("128.0.0.1:1"));
+  EXPECT_FALSE(IsLoopbackListen("127.0.0.1.evil.com:1"));
+  ASSERT_OK_AND_ASSIGN(LoadedConfig loopback, Parse(config("127.0.0.1:0", "")));
+  EXPECT_THAT(CheckListenExposure(loopback.proto, "0.0.0.0:50051"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--listen: refusing")));
+  EXPECT_OK(CheckListenExposure(loopback.proto, "127.0.0.1:50051"));
+}
+
+// The shipped examples (deploy/, the Kubernetes ConfigMap) bind loopback or
+// authenticate: whatever else they lack here (files, variables), it is not
+// that.
+TEST_F(ConfigTest, ShippedExamplesAreNotUnauthenticatedOnTheNetwork) {
+  const std::string root = SCHEMAD_SOURCE_DIR;
+  std::vector<std::string> yamls;
+  for (const std::string file : {"/deploy/schemad.example.yaml", "/deploy/compose.schemad.yaml"}) {
+    const YAML::Node node = YAML::LoadFile(root + file);
+    yamls.push_back(YAML::Dump(node));
+  }
+  // The ConfigMap's schemad.yaml.
+  const YAML::Node manifests = YAML::LoadAllFromFile(root + "/deploy/k8s/schemad.yaml")[0];
+  yamls.push_back(manifests["data"]["schemad.yaml"].as<std::string>());
+  for (const std::string& yaml : yamls) {
+    SCOPED_TRACE(yaml);
+    absl::StatusOr<LoadedConfig> config = Parse(yaml);
+    EXPECT_THAT(config.status().message(), Not(HasSubstr("without authentication")));
+  }
+}
+
+// Secret files other users can read are refused unless the configuration
+// says otherwise; a group-readable one is accepted with a warning.
+TEST_F(ConfigTest, SecretFilesOthersCanReadAreRefused) {
+  namespace fs = std::filesystem;
+  dir_.Write("secrets/site-a", kSecretDsn);
+  dir_.Write("tokens", "x");
+  const std::string yaml = R"(
+listen: 127.0.0.1:1
+tokens_file: tokens
+migration_sets: [{name: modax, directory: migrations/modax}]
+databases: [{name: a, migration_set: modax, dsn_file: secrets/site-a}]
+)";
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(yaml));
+  EXPECT_TRUE(config.warnings.empty());
+  for (const std::string file : {"secrets/site-a", "tokens"}) {
+    SCOPED_TRACE(file);
+    const std::string path = dir_.path() + "/" + file;
+    const std::string key = file == "tokens" ? "tokens_file" : "databases[0].dsn_file";
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                              fs::perms::others_read);
+    EXPECT_THAT(Parse(yaml), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      AllOf(HasSubstr(key + ": " + path),
+                                            HasSubstr("readable by other users (mode 0644)"),
+                                            HasSubstr("allow_insecure_secret_files"),
+                                            Not(HasSubstr("s3cr3t")))));
+    ASSERT_OK_AND_ASSIGN(config, Parse(yaml + "allow_insecure_secret_files: true\n"));
+    EXPECT_THAT(config.warnings,
+                ::testing::ElementsAre(HasSubstr(key + ": " + path + " holds secrets")));
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_write);
+    EXPECT_THAT(Parse(yaml), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("writable by others (mode 0620)")));
+    fs::permissions(path, fs::perms::owner_read | fs::perms::group_read);
+    ASSERT_OK_AND_ASSIGN(config, Parse(yaml));
+    EXPECT_THAT(config.warnings, ::testing::ElementsAre(HasSubstr("readable by its group")));
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+  }
+}
+
+TEST_F(ConfigTest, LogFormatIsLogfmtOrJson) {
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(kMinimal));
+  EXPECT_EQ(config.proto.log_format(), "logfmt");
+  ASSERT_OK_AND_ASSIGN(config, Parse(std::string(kMinimal) + "log_format: json\n"));
+  EXPECT_EQ(config.proto.log_format(), "json");
+  EXPECT_THAT(Parse(std::string(kMinimal) + "log_format: xml\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("log_format: expected logfmt or json")));
 }
 
 TEST(ConfigDurationTest, Grammar) {

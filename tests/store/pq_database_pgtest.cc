@@ -2,6 +2,7 @@
 // each test gets a fresh database.
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -51,6 +52,17 @@ VersionRowChange Update(const std::string& from, const std::string& to) {
 }
 SqlStatement Sql(const std::string& text) { return SqlStatement{text, 1}; }
 
+// Polls `sql` on `dsn` until it returns `want`; the last answer.
+Rows PollRows(const std::string& dsn, const std::string& sql, const Rows& want,
+              absl::Duration timeout = absl::Seconds(10)) {
+  Rows rows = Query(dsn, sql);
+  for (const absl::Time deadline = absl::Now() + timeout; rows != want && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(20));
+    rows = Query(dsn, sql);
+  }
+  return rows;
+}
+
 class PqDatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,32 +93,25 @@ class PqDatabaseTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ DSNs
 
-TEST(RedactDsnTest, RemovesPasswordFromUri) {
-  EXPECT_EQ(RedactDsn("postgresql://app:s3cret@db:5432/site_a"), "postgresql://app@db:5432/site_a");
-  EXPECT_EQ(
-      RedactDsn("postgres://app:s3cret@db/site_a?sslmode=require&password=x&connect_timeout=3"),
-      "postgres://app@db/site_a?sslmode=require&connect_timeout=3");
-  EXPECT_EQ(RedactDsn("postgresql://app@db/site_a?password=s3cret"), "postgresql://app@db/site_a");
-  EXPECT_EQ(RedactDsn("postgresql://db:5432/site_a"), "postgresql://db:5432/site_a");
-  EXPECT_EQ(RedactDsn("postgresql://app:p%40ss@db/x"), "postgresql://app@db/x");
-}
-
-TEST(RedactDsnTest, RemovesPasswordFromKeyValue) {
-  EXPECT_EQ(RedactDsn("host=db port=5432 user=app password=s3cret dbname=site_a"),
-            "host=db port=5432 user=app dbname=site_a");
-  EXPECT_EQ(RedactDsn("host=db password = 'with space \\' quote' dbname=site_a"),
-            "host=db dbname=site_a");
-  EXPECT_EQ(RedactDsn("password=s3cret"), "");
-  EXPECT_THAT(RedactDsn("host=db password='unterminated s3cret"), Not(HasSubstr("s3cret")));
-}
+// DSN grammar and redaction: tests/common/dsn_test.cc (service/common/dsn.h).
 
 TEST(OpenPqDatabaseTest, ValidatesWithoutEchoingThePassword) {
   EXPECT_THAT(OpenPqDatabase("", {}).status(), StatusIs(absl::StatusCode::kInvalidArgument, _));
   EXPECT_THAT(OpenPqDatabase("host=db password='s3cret", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("s3cret"))));
-  EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret@db/x?bogus_option=1", {}).status(),
+  EXPECT_THAT(
+      OpenPqDatabase("postgresql://app:s3cret@db/x?bogus_option=1", {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("not a libpq connection option"), Not(HasSubstr("s3cret")))));
+  // libpq would read `kq3` as the port and the rest of the password as the
+  // database name.
+  EXPECT_THAT(
+      OpenPqDatabase("postgresql://modax:kq3/LEAKME+pw=@db:5432/site_c", {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("user-info"), Not(HasSubstr("kq3")), Not(HasSubstr("LEAKME")))));
+  EXPECT_THAT(OpenPqDatabase("host=db port=notaport password=s3cret", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("bogus_option"), Not(HasSubstr("s3cret")))));
+                       AllOf(HasSubstr("bad port"), Not(HasSubstr("notaport")))));
   EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret%zz@db/x", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("s3cret"))));
   EXPECT_THAT(OpenPqDatabase("postgresql://app:s3cret@[::1/x", {}).status(),
@@ -160,6 +165,34 @@ TEST(PqConnectTest, PasswordIsScrubbedEvenWhereLibpqEchoesIt) {
                        OpenPqDatabase(ClusterDsn(db.cluster(), db.name(), "postgres"), {}));
   EXPECT_THAT(database->Connect().status(),
               StatusIs(absl::StatusCode::kPermissionDenied, Not(HasSubstr("postgres"))));
+}
+
+// Retrying cannot fix a wrong role, database or host name: those are not
+// UNAVAILABLE (which callers retry), and their messages say what is wrong.
+TEST(PqConnectTest, PermanentConnectFailuresAreNotUnavailable) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  const std::string secret = db.cluster().password;
+  struct Case {
+    std::string dsn;
+    absl::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {ClusterDsn(db.cluster(), "no_such_db_x", secret), absl::StatusCode::kFailedPrecondition,
+       "the database does not exist"},
+      {absl::StrCat("postgresql://no_such_role_x:", secret, "@127.0.0.1:", db.cluster().port, "/",
+                    db.name()),
+       absl::StatusCode::kPermissionDenied, "authentication failed"},
+      {absl::StrCat("postgresql://postgres:", secret, "@no-such-host.invalid:5432/x"),
+       absl::StatusCode::kFailedPrecondition, "the host name does not resolve"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(c.dsn, {}));
+    EXPECT_THAT(database->Connect().status(),
+                StatusIs(c.code, AllOf(HasSubstr(c.message), Not(HasSubstr(secret)))));
+  }
 }
 
 TEST(PqConnectTest, UnreachablePortIsUnavailable) {
@@ -573,18 +606,27 @@ TEST_F(PqDatabaseTest, CancelFromAnotherThreadStopsTheStatement) {
   ASSERT_OK(session_->ReadState());
 
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
-  std::thread canceller([this] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Cancels once the session's backend sleeps in pg_sleep (not before: a
+  // cancel that arrives between statements cancels nothing).
+  std::atomic<bool> was_sleeping{false};
+  absl::Time cancelled_at = absl::InfiniteFuture();  // read after join
+  std::thread canceller([&] {
+    was_sleeping = PollRows(db_.dsn(),
+                            absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE "
+                                         "application_name = '",
+                                         app_name_, "' AND wait_event = 'PgSleep'"),
+                            Rows{{"1"}}, absl::Seconds(20)) == Rows{{"1"}};
+    cancelled_at = absl::Now();
     session_->Cancel();
   });
   StatementError error;
-  const absl::Time start = absl::Now();
   const absl::Status status = tx->Execute(Sql("SELECT pg_sleep(30)"), &error);
-  const absl::Duration took = absl::Now() - start;
+  const absl::Time returned_at = absl::Now();
   canceller.join();
+  EXPECT_TRUE(was_sleeping.load());
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted, HasSubstr("SQLSTATE 57014")));
   EXPECT_EQ(error.sqlstate, "57014");
-  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_LT(returned_at - cancelled_at, absl::Seconds(2));
   tx.reset();
   session_->Cancel();  // idle again
   EXPECT_OK(session_->ReadState());
@@ -764,15 +806,24 @@ TEST_F(PqDatabaseTest, LockIsExclusiveAndNamesTheHolder) {
   EXPECT_EQ(seen[0].application_name, app_name_ + " lock");
   EXPECT_EQ(seen[0].client_address, "127.0.0.1");
 
-  // Released: the waiter gets it.
-  std::thread release([&first] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Released while the waiter waits: the waiter gets it.
+  std::promise<void> waiting;
+  std::thread release([&first, future = waiting.get_future()] {
+    future.wait_for(std::chrono::seconds(20));
     first.reset();
   });
-  absl::StatusOr<std::unique_ptr<MigrationLock>> second =
-      other->AcquireLock(absl::Seconds(5), nullptr, nullptr);
+  int waits = 0;
+  absl::StatusOr<std::unique_ptr<MigrationLock>> second = other->AcquireLock(
+      absl::Seconds(30),
+      [&](const LockHolder&, absl::Duration) {
+        if (++waits == 1) {
+          waiting.set_value();
+        }
+      },
+      nullptr);
   release.join();
   EXPECT_OK(second);
+  EXPECT_GE(waits, 1);
 }
 
 TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
@@ -781,29 +832,49 @@ TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
                          database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
     EXPECT_NE(LockHolderPid(db_.dsn()), "<none>");
   }
-  EXPECT_EQ(Q("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-              "database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+  // The lock connection is closed; its backend exits (and the lock goes)
+  // asynchronously, soon after.
+  EXPECT_EQ(PollRows(db_.dsn(),
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                     "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                     Rows{{"0"}}),
             (Rows{{"0"}}));
-  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '",
-                           app_name_, " lock'")),
-            (Rows{{"0"}}));
+  EXPECT_EQ(
+      PollRows(db_.dsn(),
+               absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '",
+                            app_name_, " lock'"),
+               Rows{{"0"}}),
+      (Rows{{"0"}}));
 }
 
 TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> first,
                        database_->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+  // Cancelled from another thread once the waiter reports its first wait.
+  std::promise<void> waiting;
   std::atomic<bool> cancel{false};
-  std::thread canceller([&cancel] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  absl::Time cancelled_at = absl::InfiniteFuture();  // read after join
+  std::thread canceller([&, future = waiting.get_future()] {
+    future.wait_for(std::chrono::seconds(20));
+    cancelled_at = absl::Now();
     cancel = true;
   });
-  const absl::Time start = absl::Now();
-  EXPECT_THAT(
-      database_->AcquireLock(absl::Seconds(30), nullptr, [&cancel] { return cancel.load(); })
-          .status(),
-      StatusIs(absl::StatusCode::kCancelled, HasSubstr("migration lock")));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  int waits = 0;
+  EXPECT_THAT(database_
+                  ->AcquireLock(
+                      absl::Seconds(30),
+                      [&](const LockHolder&, absl::Duration) {
+                        if (++waits == 1) {
+                          waiting.set_value();
+                        }
+                      },
+                      [&cancel] { return cancel.load(); })
+                  .status(),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("migration lock")));
+  const absl::Time returned_at = absl::Now();
   canceller.join();
+  EXPECT_GE(waits, 1);
+  EXPECT_LT(returned_at - cancelled_at, absl::Seconds(2));
 }
 
 TEST_F(PqDatabaseTest, EachVersionTableHasItsOwnLock) {

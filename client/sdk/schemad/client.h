@@ -142,6 +142,10 @@ struct OperationEvent {
   std::string database;
   absl::Time time = absl::InfinitePast();
   int64_t sequence = 0;
+  // Events of the operation this stream skipped right before this one: detail
+  // events (statements, lock waits) the server did not keep for replay or
+  // skipped for a slow reader; 0 normally.
+  int64_t events_dropped_before = 0;
 
   OperationKind operation_kind = OperationKind::kUnspecified;
   std::string target;
@@ -268,7 +272,8 @@ struct OperationInfo {
   int step_index = 0;
   int step_count = 0;
   std::vector<std::string> heads;
-  int64_t event_count = 0;
+  int64_t event_count = 0;     // events emitted so far
+  int64_t events_dropped = 0;  // of those, detail events not kept for replay
 };
 
 struct NeedsAttention {
@@ -499,6 +504,8 @@ class Client {
   absl::StatusOr<PlanResult> Plan(const PlanRequest& request, const CallOptions& call = {});
   absl::StatusOr<DatabaseStatus> GetStatus(const std::string& database,
                                            const CallOptions& call = {});
+  // Newest first, at most `limit` rows (up to 10,000; <= 0: the server's
+  // default, 1,000).
   absl::StatusOr<std::vector<HistoryEntry>> History(const std::string& database, int limit = 0,
                                                     const CallOptions& call = {});
   // By migration set name, or (when `migration_set` is empty) the set of `database`.
@@ -509,6 +516,8 @@ class Client {
                                                           const CallOptions& call = {});
   absl::StatusOr<ValidationResult> Validate(const std::string& database,
                                             const CallOptions& call = {});
+  // Newest first; at most `limit` (<= 0: all the server retains), following
+  // the server's pages.
   absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database = "",
                                                             bool running_only = false,
                                                             int limit = 0,

@@ -1,11 +1,12 @@
 // PostgreSQL store on libpqxx 6.4 (see pq_database.h and store.h for the
 // contracts). Notes on choices that are not visible in the interface:
 //
-// - DSNs, both `postgresql://` URIs and `key=value` strings, are parsed with
-//   libpq's own PQconninfoParse and rebuilt as one `key=value` conninfo, to
-//   which application_name and connect_timeout are added unless the DSN sets
-//   them. The password stays in memory only to connect and to be scrubbed
-//   from every message built from libpq's errors.
+// - DSNs, both `postgresql://` URIs and `key=value` strings, are parsed by
+//   service/common/dsn.h (libpq's grammar; ambiguous URIs and bad values
+//   refused) and rebuilt as one `key=value` conninfo, to which
+//   application_name and connect_timeout are added unless the DSN sets them.
+//   The password stays in memory only to connect and to be scrubbed (every
+//   spelling of it) from every message built from libpq's errors.
 // - Statements of revisions run through the raw PGconn (captured by a
 //   connection policy, libpqxx's extension point) so that PostgreSQL's
 //   PG_DIAG_STATEMENT_POSITION reaches StatementError::position; libpqxx's
@@ -63,6 +64,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "service/common/dsn.h"
 #include "service/common/status_macros.h"
 
 namespace schemad::store {
@@ -90,19 +92,6 @@ int64_t AdvisoryKey(absl::string_view text) {
 
 std::string QuoteIdent(absl::string_view name) {
   return absl::StrCat("\"", absl::StrReplaceAll(name, {{"\"", "\"\""}}), "\"");
-}
-
-// A value for a libpq `key=value` conninfo string.
-std::string QuoteConninfoValue(absl::string_view value) {
-  std::string out = "'";
-  for (char c : value) {
-    if (c == '\'' || c == '\\') {
-      out.push_back('\\');
-    }
-    out.push_back(c);
-  }
-  out.push_back('\'');
-  return out;
 }
 
 // A PostgreSQL text[] literal ("{\"a\",\"b\"}").
@@ -181,12 +170,9 @@ absl::StatusOr<std::string> TimeoutSetting(absl::Duration duration, absl::string
   return absl::StrCat(ms, "ms");
 }
 
-// Replaces every occurrence of `secret` in `text`.
+// Replaces every spelling of `secret` in `text` (dsn::ScrubSecret).
 std::string Scrub(absl::string_view text, const std::string& secret) {
-  if (secret.empty()) {
-    return std::string(text);
-  }
-  return absl::StrReplaceAll(text, {{secret, "***"}});
+  return dsn::ScrubSecret(text, secret);
 }
 
 // libpq's multi-line messages on one line.
@@ -267,85 +253,15 @@ bool IsSqlState(const pqxx::sql_error& e, absl::string_view sqlstate) {
 
 // ---------------------------------------------------------------------- DSN
 
-struct ParsedDsn {
-  std::vector<std::pair<std::string, std::string>> options;  // as set in the DSN
-  std::string host;
-  std::string port;
-  std::string dbname;
-  std::string user;
-  std::string password;
-};
-
-bool IsUri(absl::string_view dsn) {
-  return absl::StartsWith(dsn, "postgresql://") || absl::StartsWith(dsn, "postgres://");
-}
-
 std::string EnvOr(const char* name, absl::string_view fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::string(value) : std::string(fallback);
 }
 
-absl::StatusOr<ParsedDsn> ParseDsn(const std::string& dsn) {
-  if (absl::StripAsciiWhitespace(dsn).empty()) {
-    return absl::InvalidArgumentError("dsn: empty");
-  }
-  char* errmsg = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &errmsg);
-  if (parsed == nullptr) {
-    std::string detail = errmsg != nullptr ? OneLine(errmsg) : std::string("out of memory");
-    if (errmsg != nullptr) {
-      PQfreemem(errmsg);
-    }
-    // libpq quotes the offending text, which may hold the password: drop it,
-    // except where it is an option name.
-    const bool names_option = absl::StartsWith(detail, "invalid connection option") ||
-                              absl::StartsWith(detail, "invalid URI query parameter");
-    std::string safe = names_option ? detail : std::string();
-    if (!names_option) {
-      bool quoted = false;
-      for (absl::string_view part : absl::StrSplit(detail, '"')) {
-        if (!quoted) {
-          absl::StrAppend(&safe, part);
-        } else {
-          absl::StrAppend(&safe, "\"", part == "=" ? part : "...", "\"");
-        }
-        quoted = !quoted;
-      }
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dsn: not a valid PostgreSQL connection string (", safe,
-        "); expected postgresql://user@host:port/dbname or host=... dbname=... key=value pairs"));
-  }
-  ParsedDsn out;
-  for (PQconninfoOption* option = parsed; option->keyword != nullptr; ++option) {
-    if (option->val == nullptr) {
-      continue;
-    }
-    const std::string key = option->keyword;
-    const std::string value = option->val;
-    out.options.emplace_back(key, value);
-    if (key == "host") {
-      out.host = value;
-    } else if (key == "hostaddr" && out.host.empty()) {
-      out.host = value;
-    } else if (key == "port") {
-      out.port = value;
-    } else if (key == "dbname") {
-      out.dbname = value;
-    } else if (key == "user") {
-      out.user = value;
-    } else if (key == "password") {
-      out.password = value;
-    }
-  }
-  PQconninfoFree(parsed);
-  return out;
-}
-
 // One `key=value` conninfo: the DSN's settings, then application_name
 // (`application_name` unless the DSN names one, plus `suffix`) and
 // connect_timeout (unless the DSN sets one).
-std::string BuildConninfo(const ParsedDsn& dsn, absl::string_view application_name,
+std::string BuildConninfo(const dsn::Dsn& parsed, absl::string_view application_name,
                           absl::string_view suffix, absl::Duration connect_timeout) {
   std::vector<std::string> parts;
   bool has_application_name = false;
@@ -354,16 +270,18 @@ std::string BuildConninfo(const ParsedDsn& dsn, absl::string_view application_na
   // route notices): shorten the name, not the suffix.
   const auto with_suffix = [suffix](absl::string_view name) {
     const size_t room = static_cast<size_t>(kMaxIdentifierBytes) - suffix.size();
-    return QuoteConninfoValue(absl::StrCat(name.substr(0, room), suffix));
+    return dsn::QuoteConninfoValue(absl::StrCat(name.substr(0, room), suffix));
   };
-  for (const auto& [key, value] : dsn.options) {
+  for (const dsn::Setting& setting : parsed.settings()) {
+    const std::string& key = setting.keyword;
+    const std::string& value = setting.value;
     if (key == "application_name") {
       has_application_name = true;
       parts.push_back(absl::StrCat(key, "=", with_suffix(value)));
       continue;
     }
     has_connect_timeout = has_connect_timeout || key == "connect_timeout";
-    parts.push_back(absl::StrCat(key, "=", QuoteConninfoValue(value)));
+    parts.push_back(absl::StrCat(key, "=", dsn::QuoteConninfoValue(value)));
   }
   if (!has_application_name) {
     parts.push_back(absl::StrCat("application_name=", with_suffix(application_name)));
@@ -1485,18 +1403,40 @@ class PqDatabase final : public Database {
   std::shared_ptr<const Config> config_;
 };
 
+// Why a connection attempt failed, from libpq's text (it gives no SQLSTATE
+// for a failed connection; schemad runs libpq in the C locale, so the text
+// is libpq's and PostgreSQL's English). Permanent failures are not
+// UNAVAILABLE, so that nobody retries them: a refused login is
+// PERMISSION_DENIED; a database or host name that does not exist, or TLS
+// that cannot work, is FAILED_PRECONDITION (fix the configuration first).
+// Everything else — refused, timed out, starting up, shutting down, too
+// many clients, a DNS server that did not answer — is UNAVAILABLE.
 absl::Status PqDatabase::ConnectError(absl::string_view libpq_message) const {
   const Config& c = *config_;
   const std::string as_user = c.user.empty() ? "" : absl::StrCat(" as user ", c.user);
   const std::string detail = OneLine(libpq_message);
+  const auto has = [&detail](absl::string_view text) { return absl::StrContains(detail, text); };
   std::string message;
   absl::StatusCode code = absl::StatusCode::kUnavailable;
-  if (absl::StrContains(detail, "password authentication failed") ||
-      absl::StrContains(detail, "no password supplied") ||
-      absl::StrContains(detail, "authentication failed")) {
+  if (has("password authentication failed") || has("no password supplied") ||
+      has("authentication failed") || (has("role \"") && has("does not exist")) ||
+      has("pg_hba.conf") || has("permission denied for database") ||
+      has("not permitted to log in")) {
     code = absl::StatusCode::kPermissionDenied;
     message = absl::StrCat("authentication failed connecting to ", c.display_name, as_user,
                            ": check the credentials (", detail, ")");
+  } else if (has("database \"") && has("does not exist")) {
+    code = absl::StatusCode::kFailedPrecondition;
+    message = absl::StrCat("cannot connect to ", c.display_name, as_user,
+                           ": the database does not exist (", detail, ")");
+  } else if (has("could not translate host name") && !has("Temporary failure")) {
+    code = absl::StatusCode::kFailedPrecondition;
+    message = absl::StrCat("cannot connect to ", c.display_name,
+                           ": the host name does not resolve (", detail, ")");
+  } else if (has("does not support SSL") || has("certificate") ||
+             has("GSSAPI encryption required") || has("could not parse network address")) {
+    code = absl::StatusCode::kFailedPrecondition;
+    message = absl::StrCat("cannot connect to ", c.display_name, as_user, ": ", detail);
   } else {
     message = absl::StrCat("cannot connect to ", c.display_name, as_user, ": ", detail);
   }
@@ -1601,9 +1541,13 @@ absl::StatusOr<std::unique_ptr<MigrationLock>> PqDatabase::AcquireLock(
 
 // ------------------------------------------------------------------- public
 
-absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
+absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn_text,
                                                          const PqOptions& options) {
-  ASSIGN_OR_RETURN(ParsedDsn parsed, ParseDsn(dsn));
+  absl::StatusOr<dsn::Dsn> parsed_or = dsn::ParseDsn(dsn_text);
+  if (!parsed_or.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("the DSN ", parsed_or.status().message()));
+  }
+  const dsn::Dsn& parsed = *parsed_or;
   const TableNames& tables = options.tables;
   RETURN_IF_ERROR(ValidateIdentifier("tables.schema", tables.schema, /*may_be_empty=*/true));
   RETURN_IF_ERROR(ValidateIdentifier("tables.version_table", tables.version_table, false));
@@ -1620,15 +1564,22 @@ absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
 
   auto config = std::make_shared<Config>();
   config->options = options;
-  config->user = parsed.user.empty() ? EnvOr("PGUSER", "") : parsed.user;
-  config->password = parsed.password;
-  std::string host = parsed.host.empty() ? EnvOr("PGHOST", "localhost") : parsed.host;
-  std::string port = parsed.port.empty() ? EnvOr("PGPORT", "5432") : parsed.port;
-  std::string dbname = parsed.dbname.empty() ? EnvOr("PGDATABASE", config->user) : parsed.dbname;
+  const std::string user = parsed.Get("user");
+  config->user = user.empty() ? EnvOr("PGUSER", "") : user;
+  config->password = parsed.Get("password");
+  std::string host = parsed.Get("host");
+  if (host.empty()) {
+    host = parsed.Get("hostaddr");
+  }
+  host = host.empty() ? EnvOr("PGHOST", "localhost") : host;
+  std::string port = parsed.Get("port");
+  port = port.empty() ? EnvOr("PGPORT", "5432") : port;
+  std::string dbname = parsed.Get("dbname");
+  dbname = dbname.empty() ? EnvOr("PGDATABASE", config->user) : dbname;
   if (dbname.empty()) {
     dbname = "(default database)";
   }
-  config->display_name = Scrub(absl::StrCat(dbname, " on ", host, ":", port), parsed.password);
+  config->display_name = parsed.Scrub(absl::StrCat(dbname, " on ", host, ":", port));
   config->conninfo = BuildConninfo(parsed, options.application_name, "", options.connect_timeout);
   config->lock_conninfo =
       BuildConninfo(parsed, options.application_name, " lock", options.connect_timeout);
@@ -1652,99 +1603,6 @@ absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
   config->lock_key = absl::StrCat(AdvisoryKey(absl::StrCat("schemad:", config->table_key)));
   config->ensure_key = absl::StrCat(AdvisoryKey("schemad:ensure_tables"));
   return std::unique_ptr<Database>(std::make_unique<PqDatabase>(std::move(config)));
-}
-
-namespace {
-
-// Key=value conninfo with password values dropped. Text that does not parse
-// is dropped too: it could be part of a secret.
-std::string RedactKeyValue(absl::string_view dsn) {
-  std::vector<std::string> kept;
-  size_t i = 0;
-  const auto skip_space = [&]() {
-    while (i < dsn.size() && absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
-      ++i;
-    }
-  };
-  for (;;) {
-    skip_space();
-    if (i >= dsn.size()) {
-      break;
-    }
-    const size_t start = i;
-    while (i < dsn.size() && dsn[i] != '=' &&
-           !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
-      ++i;
-    }
-    const std::string key = absl::AsciiStrToLower(dsn.substr(start, i - start));
-    skip_space();
-    if (i >= dsn.size() || dsn[i] != '=') {
-      break;
-    }
-    ++i;
-    skip_space();
-    if (i < dsn.size() && dsn[i] == '\'') {
-      ++i;
-      bool closed = false;
-      while (i < dsn.size()) {
-        if (dsn[i] == '\\' && i + 1 < dsn.size()) {
-          i += 2;
-          continue;
-        }
-        if (dsn[i] == '\'') {
-          ++i;
-          closed = true;
-          break;
-        }
-        ++i;
-      }
-      if (!closed) {
-        break;
-      }
-    } else {
-      while (i < dsn.size() && !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
-        i += (dsn[i] == '\\' && i + 1 < dsn.size()) ? 2 : 1;
-      }
-    }
-    if (key != "password" && key != "sslpassword") {
-      kept.emplace_back(dsn.substr(start, i - start));
-    }
-  }
-  return absl::StrJoin(kept, " ");
-}
-
-std::string RedactUri(absl::string_view dsn) {
-  const size_t scheme_end = dsn.find("://") + 3;
-  const size_t query_start = std::min(dsn.find('?', scheme_end), dsn.size());
-  absl::string_view before_query = dsn.substr(0, query_start);
-  std::string out;
-  const size_t at = before_query.rfind('@');
-  if (at != absl::string_view::npos && at >= scheme_end) {
-    absl::string_view userinfo = before_query.substr(scheme_end, at - scheme_end);
-    userinfo = userinfo.substr(0, userinfo.find(':'));
-    out = absl::StrCat(dsn.substr(0, scheme_end), userinfo, before_query.substr(at));
-  } else {
-    out = std::string(before_query);
-  }
-  if (query_start < dsn.size()) {
-    std::vector<std::string> params;
-    for (absl::string_view param : absl::StrSplit(dsn.substr(query_start + 1), '&')) {
-      const std::string key = absl::AsciiStrToLower(param.substr(0, param.find('=')));
-      if (!param.empty() && key != "password" && key != "sslpassword") {
-        params.emplace_back(param);
-      }
-    }
-    if (!params.empty()) {
-      absl::StrAppend(&out, "?", absl::StrJoin(params, "&"));
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-std::string RedactDsn(const std::string& dsn) {
-  return IsUri(dsn) ? RedactUri(dsn) : RedactKeyValue(dsn);
 }
 
 }  // namespace schemad::store

@@ -29,14 +29,11 @@ struct PqOptions {
   absl::Duration lock_poll_max = absl::Milliseconds(500);
 };
 
-// Validates the DSN (URI `postgresql://...` or `key=value` form) and the
-// table names; does not connect. INVALID_ARGUMENT naming the field that is
-// wrong (never echoing a password).
+// Validates the DSN (URI `postgresql://...` or `key=value` form, parsed by
+// service/common/dsn.h) and the table names; does not connect.
+// INVALID_ARGUMENT naming what is wrong (never echoing a password).
 absl::StatusOr<std::unique_ptr<Database>> OpenPqDatabase(const std::string& dsn,
                                                          const PqOptions& options);
-
-// The DSN with any password removed, for messages: "postgresql://app@db:5432/site_a".
-std::string RedactDsn(const std::string& dsn);
 
 }  // namespace schemad::store
 
