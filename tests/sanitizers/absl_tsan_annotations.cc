@@ -35,14 +35,13 @@ template <typename Fn>
 Fn Real(const char* symbol) {
   void* fn = dlsym(RTLD_NEXT, symbol);
   if (fn == nullptr) {
-    std::fprintf(stderr, "absl_tsan_annotations: %s not found (not Debian 12's abseil?)\n",
-                 symbol);
+    std::fprintf(stderr, "absl_tsan_annotations: %s not found (not Debian 12's abseil?)\n", symbol);
     std::abort();
   }
   return reinterpret_cast<Fn>(fn);
 }
 
-#define SCHEMAD_REAL(type, symbol)                   \
+#define SCHEMAD_REAL(type, symbol)             \
   static const auto real = Real<type>(symbol); \
   (void)0
 
@@ -123,33 +122,33 @@ void Mutex::ReaderUnlock() {
   real(this);
 }
 
-#define SCHEMAD_WHEN(name, mangled)                                      \
-  void Mutex::name(const Condition& cond) {                              \
+#define SCHEMAD_WHEN(name, mangled)                                          \
+  void Mutex::name(const Condition& cond) {                                  \
     SCHEMAD_REAL(WhenFn, "_Z" SCHEMAD_ABSL_NS mangled "ERKNS0_9ConditionE"); \
-    HeldCondition held{&cond, this};                                     \
-    held.Publish();                                                      \
-    real(this, Condition(&HeldCondition::Eval, &held));                 \
-    Acquired(this);                                                      \
+    HeldCondition held{&cond, this};                                         \
+    held.Publish();                                                          \
+    real(this, Condition(&HeldCondition::Eval, &held));                      \
+    Acquired(this);                                                          \
   }
 SCHEMAD_WHEN(LockWhen, "5Mutex8LockWhen")
 SCHEMAD_WHEN(ReaderLockWhen, "5Mutex14ReaderLockWhen")
 #undef SCHEMAD_WHEN
 
-#define SCHEMAD_WHEN_LIMITED(name, mangled, fn_type, limit_type, limit_mangled)         \
-  bool Mutex::name(const Condition& cond, limit_type limit) {                          \
+#define SCHEMAD_WHEN_LIMITED(name, mangled, fn_type, limit_type, limit_mangled)             \
+  bool Mutex::name(const Condition& cond, limit_type limit) {                               \
     SCHEMAD_REAL(fn_type, "_Z" SCHEMAD_ABSL_NS mangled "ERKNS0_9ConditionE" limit_mangled); \
-    HeldCondition held{&cond, this};                                                   \
-    held.Publish();                                                                    \
-    const bool met = real(this, Condition(&HeldCondition::Eval, &held), limit);        \
-    Acquired(this);                                                                    \
-    return met;                                                                        \
+    HeldCondition held{&cond, this};                                                        \
+    held.Publish();                                                                         \
+    const bool met = real(this, Condition(&HeldCondition::Eval, &held), limit);             \
+    Acquired(this);                                                                         \
+    return met;                                                                             \
   }
 SCHEMAD_WHEN_LIMITED(LockWhenWithTimeout, "5Mutex19LockWhenWithTimeout", WhenTimeoutFn, Duration,
                      "NS0_8DurationE")
 SCHEMAD_WHEN_LIMITED(LockWhenWithDeadline, "5Mutex20LockWhenWithDeadline", WhenDeadlineFn, Time,
                      "NS0_4TimeE")
-SCHEMAD_WHEN_LIMITED(ReaderLockWhenWithTimeout, "5Mutex25ReaderLockWhenWithTimeout",
-                     WhenTimeoutFn, Duration, "NS0_8DurationE")
+SCHEMAD_WHEN_LIMITED(ReaderLockWhenWithTimeout, "5Mutex25ReaderLockWhenWithTimeout", WhenTimeoutFn,
+                     Duration, "NS0_8DurationE")
 SCHEMAD_WHEN_LIMITED(ReaderLockWhenWithDeadline, "5Mutex26ReaderLockWhenWithDeadline",
                      WhenDeadlineFn, Time, "NS0_4TimeE")
 #undef SCHEMAD_WHEN_LIMITED
@@ -163,15 +162,15 @@ void Mutex::Await(const Condition& cond) {
   Acquired(this);
 }
 
-#define SCHEMAD_AWAIT_LIMITED(name, mangled, fn_type, limit_type, limit_mangled)         \
-  bool Mutex::name(const Condition& cond, limit_type limit) {                           \
+#define SCHEMAD_AWAIT_LIMITED(name, mangled, fn_type, limit_type, limit_mangled)            \
+  bool Mutex::name(const Condition& cond, limit_type limit) {                               \
     SCHEMAD_REAL(fn_type, "_Z" SCHEMAD_ABSL_NS mangled "ERKNS0_9ConditionE" limit_mangled); \
-    HeldCondition held{&cond, this};                                                    \
-    held.Publish();                                                                     \
-    Releasing(this);                                                                    \
-    const bool met = real(this, Condition(&HeldCondition::Eval, &held), limit);         \
-    Acquired(this);                                                                     \
-    return met;                                                                         \
+    HeldCondition held{&cond, this};                                                        \
+    held.Publish();                                                                         \
+    Releasing(this);                                                                        \
+    const bool met = real(this, Condition(&HeldCondition::Eval, &held), limit);             \
+    Acquired(this);                                                                         \
+    return met;                                                                             \
   }
 SCHEMAD_AWAIT_LIMITED(AwaitWithTimeout, "5Mutex16AwaitWithTimeout", WhenTimeoutFn, Duration,
                       "NS0_8DurationE")
@@ -187,7 +186,8 @@ void CondVar::Wait(Mutex* mu) {
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
-  SCHEMAD_REAL(WaitTimeoutFn, "_Z" SCHEMAD_ABSL_NS "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
+  SCHEMAD_REAL(WaitTimeoutFn,
+               "_Z" SCHEMAD_ABSL_NS "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
   Releasing(mu);
   const bool timed_out = real(this, mu, timeout);
   Acquired(mu);
@@ -195,7 +195,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
-  SCHEMAD_REAL(WaitDeadlineFn, "_Z" SCHEMAD_ABSL_NS "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  SCHEMAD_REAL(WaitDeadlineFn,
+               "_Z" SCHEMAD_ABSL_NS "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
   Releasing(mu);
   const bool timed_out = real(this, mu, deadline);
   Acquired(mu);
