@@ -13,6 +13,7 @@ packages=(
   postgresql-15 postgresql-client-15
   python3-alembic python3-sqlalchemy python3-psycopg2
   openssl gnuplot-nox
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
 )
 
 missing=()

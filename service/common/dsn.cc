@@ -761,7 +761,13 @@ std::string Redacted(const Dsn& dsn) {
     absl::StrAppend(&out, PercentEncode(*user), "@");
   }
   bool port_done = false;
-  if (host != nullptr && !host->empty()) {
+  // Hosts in the authority only when that parses back to the same settings:
+  // libpq gives an authority host list a port list (`a,b` -> port `,`), so
+  // a host list without a port (from `%2C` or `?host=a,b`) stays a query
+  // parameter.
+  const bool host_in_authority = host != nullptr && !host->empty() &&
+                                 (port != nullptr || host->find(',') == std::string::npos);
+  if (host_in_authority) {
     const std::vector<std::string> hosts = absl::StrSplit(*host, ',');
     std::vector<std::string> ports;
     if (port != nullptr && !port->empty()) {
@@ -782,7 +788,7 @@ std::string Redacted(const Dsn& dsn) {
     absl::StrAppend(&out, absl::StrJoin(rendered, ","));
     port_done = paired;
   } else if (host != nullptr) {
-    params.push_back("host=");
+    params.push_back(absl::StrCat("host=", PercentEncode(*host)));
   }
   if (dbname != nullptr && !dbname->empty()) {
     absl::StrAppend(&out, "/", PercentEncode(*dbname));

@@ -5,7 +5,7 @@
 //     return schemad::dsn::FuzzDsnOneInput(data, size);
 //   }
 //
-// Seeds: tests/fuzz/corpus/dsn/. Thread-safety: stateless.
+// Seeds: tests/fuzz/corpus/dsn_fuzz/. Thread-safety: stateless.
 #ifndef SCHEMAD_COMMON_DSN_FUZZ_H_
 #define SCHEMAD_COMMON_DSN_FUZZ_H_
 

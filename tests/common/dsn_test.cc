@@ -260,6 +260,27 @@ TEST(RedactedTest, KeepsTheFormAndDropsSecrets) {
   EXPECT_EQ(RedactDsn("host=db password='unterminated s3cret"), "(a DSN that does not parse)");
 }
 
+// Found by dsn_fuzz: a host list without ports (a percent-encoded ',' in a
+// URI, or `host=a,b` in a query) was shown as `a,b`, which parses to an
+// added `port=,`.
+TEST(RedactedTest, HostListWithoutPortsParsesBackToTheSameSettings) {
+  for (const std::string text :
+       {"postgresql://mo%2connect_timeout=/site_c", "postgresql://a%2Cb/x?sslmode=require",
+        "postgresql:///x?host=a,b&user=u", "postgresql://u:p@h1%2C%3A%3A1/x"}) {
+    SCOPED_TRACE(text);
+    ASSERT_OK_AND_ASSIGN(Dsn dsn, ParseDsn(text));
+    const std::string shown = Redacted(dsn);
+    ASSERT_OK_AND_ASSIGN(Dsn again, ParseDsn(shown));
+    Settings expected = Ours(dsn);
+    expected.erase("password");
+    EXPECT_EQ(Ours(again), expected) << shown;
+    const std::optional<Settings> libpq = Libpq(shown);
+    ASSERT_TRUE(libpq.has_value()) << shown;
+    EXPECT_EQ(*libpq, expected) << shown;
+    EXPECT_EQ(CheckDsnInvariants(text), "");
+  }
+}
+
 TEST(ScrubTest, ReplacesEverySpellingLongestFirst) {
   ASSERT_OK_AND_ASSIGN(Dsn dsn, ParseDsn("postgresql://app:p%40ss%2Fw0rd@db/x"));
   EXPECT_EQ(dsn.Get("password"), "p@ss/w0rd");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs schemad's libFuzzer targets (built by the `fuzz` preset, build/fuzz).
 #
-#   tests/fuzz/run.sh                          # every target, 25 s each
+#   tests/fuzz/run.sh                          # every target, 20 s each
 #   tests/fuzz/run.sh --seconds 3600 sql_splitter_fuzz
 #   tests/fuzz/run.sh --seeds-only             # each seed once: a regression check
 #   tests/fuzz/run.sh --seconds 600 -- -jobs=2 -workers=2   # extra libFuzzer flags
@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 build_dir=$root/build/fuzz
-seconds=25
+seconds=20
 seeds_only=0
 targets=()
 extra=()
