@@ -708,13 +708,16 @@ absl::StatusOr<OperationResult> Executor::Stamp(store::Session& session,
 
 absl::StatusOr<OperationResult> Executor::EnsureHead(store::Session& session, bool apply,
                                                      const CallControl& control) const {
-  // Fast path: one read, no lock.
+  // Fast path: one read, no lock. A needs-attention mark seen here may be
+  // that of a run still in progress (written before a non-transactional
+  // revision's first statement): with `apply`, Migrate waits for the lock
+  // and decides on what it reads under it.
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
-  if (state.needs_attention) {
+  if (state.needs_attention && !apply) {
     return NeedsAttentionError(session, *state.needs_attention);
   }
   ASSIGN_OR_RETURN(int pending, CountPending(graph_, state.rows));
-  if (pending == 0) {
+  if (pending == 0 && !state.needs_attention) {
     OperationResult result;
     result.operation_id = control.operation_id;
     result.rows_before = state.rows;
@@ -765,13 +768,13 @@ absl::StatusOr<OperationResult> Executor::MigrateOnce(Run& run, store::Session& 
   } else {
     ASSIGN_OR_RETURN(state, session.ReadState());
   }
-  if (is_migration && state.needs_attention) {
-    return NeedsAttentionError(session, *state.needs_attention);
-  }
+  // A needs-attention mark is not refused here: without the lock it may be
+  // that of a run still in progress, so it is decided under the lock (the
+  // re-read below), and never answered from this read.
   ASSIGN_OR_RETURN(Plan plan, MakePlan(graph, state.rows, req.kind, req.targets, req.purge));
   const bool nothing_to_do =
       req.kind == Plan::Kind::kStamp ? plan.stamp_changes.empty() : plan.steps.empty();
-  if (nothing_to_do && state.version_table_exists) {
+  if (nothing_to_do && state.version_table_exists && !state.needs_attention) {
     result.plan = plan;
     result.rows_before = state.rows;
     result.rows_after = state.rows;

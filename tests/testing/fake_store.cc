@@ -336,6 +336,11 @@ absl::StatusOr<std::unique_ptr<store::Session>> FakeDatabase::Connect() {
   return std::make_unique<FakeSession>(*this);
 }
 
+void FakeDatabase::SetNeedsAttention(std::optional<store::NeedsAttention> mark) {
+  std::lock_guard<std::mutex> lock(mu_);
+  needs_attention_ = std::move(mark);
+}
+
 void FakeDatabase::FailEnsureTables(absl::Status status) {
   std::lock_guard<std::mutex> lock(mu_);
   ensure_tables_status_ = std::move(status);

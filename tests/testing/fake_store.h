@@ -58,6 +58,8 @@ class FakeDatabase : public store::Database {
   bool tables_exist() const;
   // Direct setup, as if stamped by another tool.
   void SetRows(std::vector<std::string> rows);
+  // As if another run had marked (or, nullopt, cleared) the database.
+  void SetNeedsAttention(std::optional<store::NeedsAttention> mark);
   void SetChecksum(const std::string& revision, const std::string& checksum);
 
   // store::Database
