@@ -405,10 +405,9 @@ void Operation::Finish(const absl::StatusOr<OperationOutcome>& outcome) {
                outcome.ok() ? outcome->result.revisions_run : revisions_done_,
                absl::ToInt64Milliseconds(now - (started_ == absl::InfinitePast() ? now : started_)),
                status.ok() ? std::string()
-                           : absl::StrCat(" code=", absl::StatusCodeToString(status.code()),
-                                          " error=",
-                                          LogfmtValue(TruncateUtf8(status.message(),
-                                                                   kMaxLoggedTextBytes))));
+                           : absl::StrCat(
+                                 " code=", absl::StatusCodeToString(status.code()), " error=",
+                                 LogfmtValue(TruncateUtf8(status.message(), kMaxLoggedTextBytes))));
   }
   for (const std::shared_ptr<OperationObserver>& observer : observers) {
     observer->OnDone(status, result);

@@ -28,12 +28,12 @@ namespace schemad::server {
 // RESOURCE_EXHAUSTED before schemad sees it.
 inline constexpr int kMaxRequestBytes = 256 << 10;
 
-inline constexpr size_t kMaxNameBytes = 128;           // database, migration set (as in the config)
-inline constexpr size_t kMaxTargetBytes = 512;         // a target, merge revision, version row
-inline constexpr size_t kMaxTargets = 64;              // Stamp, Plan, FleetRun targets
-inline constexpr size_t kMaxFromRows = 256;            // Plan from_rows
-inline constexpr size_t kMaxSelectorBytes = 1024;      // FleetRun selector, canary_selector
-inline constexpr size_t kMaxLabelSelectors = 64;       // ListDatabases label_selector entries
+inline constexpr size_t kMaxNameBytes = 128;       // database, migration set (as in the config)
+inline constexpr size_t kMaxTargetBytes = 512;     // a target, merge revision, version row
+inline constexpr size_t kMaxTargets = 64;          // Stamp, Plan, FleetRun targets
+inline constexpr size_t kMaxFromRows = 256;        // Plan from_rows
+inline constexpr size_t kMaxSelectorBytes = 1024;  // FleetRun selector, canary_selector
+inline constexpr size_t kMaxLabelSelectors = 64;   // ListDatabases label_selector entries
 // A label key or value in a selector: kMaxLabelBytes (config.h), as configured.
 inline constexpr size_t kMaxOperationIdBytes = 64;     // "op-" + 16 hex digits, with room
 inline constexpr size_t kMaxPageTokenBytes = 64;       // ListOperations page_token

@@ -421,12 +421,13 @@ TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
     racers.push_back(Start({"--json", "ensure-head"}));
   }
   // One racer's revision 2 waits for the gate ...
-  EXPECT_EQ(WaitForRows(db_.dsn(),
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND application_name LIKE 'schemactl op-%' AND wait_event_type = 'Lock' AND "
-                        "query LIKE '%FROM gate%'",
-                        Rows{{"1"}}, absl::Seconds(30)),
-            (Rows{{"1"}}));
+  EXPECT_EQ(
+      WaitForRows(db_.dsn(),
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name LIKE 'schemactl op-%' AND wait_event_type = 'Lock' AND "
+                  "query LIKE '%FROM gate%'",
+                  Rows{{"1"}}, absl::Seconds(30)),
+      (Rows{{"1"}}));
   // ... and every other racer waits for the migration lock it holds.
   int waiting = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
