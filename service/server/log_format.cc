@@ -58,8 +58,12 @@ bool IsPlain(char ch) {
          ch == '+' || ch == '-' || ch == ',';
 }
 
-// `text` as the inside of a JSON string.
-void AppendJsonString(absl::string_view text, std::string* out) {
+// `text` quoted, with `"`, `\`, newline, return and tab escaped. Other
+// control characters and bytes that are not UTF-8 are escaped as the format
+// wants: JSON as \u00NN and as the text \xNN; logfmt as \xNN both.
+enum class Quoting { kJson, kLogfmt };
+void AppendQuoted(absl::string_view text, Quoting quoting, std::string* out) {
+  const bool json = quoting == Quoting::kJson;
   out->push_back('"');
   for (size_t i = 0; i < text.size();) {
     const char ch = text[i];
@@ -67,7 +71,11 @@ void AppendJsonString(absl::string_view text, std::string* out) {
     if (c >= 0x80) {
       const size_t length = Utf8Length(text, i);
       if (length == 0) {
-        absl::StrAppendFormat(out, "\\\\x%02x", c);  // the text \xNN
+        if (json) {
+          absl::StrAppendFormat(out, "\\\\x%02x", c);  // the text \xNN
+        } else {
+          absl::StrAppendFormat(out, "\\x%02x", c);
+        }
         ++i;
       } else {
         out->append(text.data() + i, length);
@@ -92,15 +100,22 @@ void AppendJsonString(absl::string_view text, std::string* out) {
         out->append("\\t");
         break;
       default:
-        if (c < 0x20 || c == 0x7f) {
+        if (c >= 0x20 && c != 0x7f) {
+          out->push_back(ch);
+        } else if (json) {
           absl::StrAppendFormat(out, "\\u%04x", c);
         } else {
-          out->push_back(ch);
+          absl::StrAppendFormat(out, "\\x%02x", c);
         }
     }
     ++i;
   }
   out->push_back('"');
+}
+
+// `text` as a JSON string.
+void AppendJsonString(absl::string_view text, std::string* out) {
+  AppendQuoted(text, Quoting::kJson, out);
 }
 
 bool IsKeyStart(char c) { return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_'; }
@@ -169,47 +184,8 @@ std::string LogfmtValue(absl::string_view text) {
   if (plain) {
     return std::string(text);
   }
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size();) {
-    const char ch = text[i];
-    const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x80) {
-      const size_t length = Utf8Length(text, i);
-      if (length == 0) {
-        absl::StrAppendFormat(&out, "\\x%02x", c);
-        ++i;
-      } else {
-        out.append(text.data() + i, length);
-        i += length;
-      }
-      continue;
-    }
-    switch (ch) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          absl::StrAppendFormat(&out, "\\x%02x", c);
-        } else {
-          out.push_back(ch);
-        }
-    }
-    ++i;
-  }
-  out.push_back('"');
+  std::string out;
+  AppendQuoted(text, Quoting::kLogfmt, &out);
   return out;
 }
 
