@@ -107,16 +107,6 @@ absl::StatusOr<const MigrationSetEntry*> Registry::GetMigrationSet(absl::string_
   return it->second;
 }
 
-void Registry::WarmPools(int min_idle) const {
-  for (const auto& db : databases_) {
-    absl::Status status = db->pool().Warm(min_idle);
-    if (!status.ok()) {
-      log_->warn("database not reachable yet name={} error={}", db->name(),
-                 LogValue(status.message()));
-    }
-  }
-}
-
 void Registry::Close() const {
   for (const auto& db : databases_) {
     db->pool().Close();

@@ -5,7 +5,7 @@
 //   ASSIGN_OR_RETURN(DatabaseEntry* db, registry->GetDatabase("site-a"));   // NOT_FOUND
 //   engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(who));
 //
-// Nothing connects at Create; WarmPools opens the first sessions.
+// Nothing connects at Create; the server's PoolWarmer opens the first sessions.
 //
 // Thread-safety: immutable after Create (the pools are thread-safe).
 #ifndef SCHEMAD_SERVICE_SERVER_REGISTRY_H_
@@ -73,9 +73,6 @@ class Registry {
   const std::vector<std::unique_ptr<DatabaseEntry>>& databases() const { return databases_; }
   const std::vector<std::unique_ptr<MigrationSetEntry>>& migration_sets() const { return sets_; }
 
-  // Opens `min_idle` sessions per database (errors are logged, not fatal: a
-  // database may come up after schemad).
-  void WarmPools(int min_idle) const;
   // Closes every pool.
   void Close() const;
 

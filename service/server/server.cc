@@ -163,18 +163,16 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   for (const auto& set : s->registry_->migration_sets()) {
     health->SetServingStatus(HealthServiceName(set->name), true);
   }
-  const int min_idle = c.pools().min_idle_sessions();
+  std::vector<PoolWarmer::Target> warm_targets;
   for (const auto& db : s->registry_->databases()) {
-    DatabaseEntry* entry = db.get();
-    std::shared_ptr<spdlog::logger> log = s->log_;
-    s->rpc_workers_->Submit([entry, min_idle, log] {
-      absl::Status status = entry->pool().Warm(min_idle);
-      if (!status.ok()) {
-        log->warn("database not reachable yet name={} error={}", entry->name(),
-                  LogValue(status.message()));
-      }
-    });
+    warm_targets.push_back({db->name(), &db->pool()});
   }
+  PoolWarmer::Options warm_options;
+  warm_options.min_idle = c.pools().min_idle_sessions();
+  // Leave most workers to the RPCs while an unreachable site times out.
+  warm_options.max_concurrent_attempts = std::max(1, c.pools().rpc_workers() / 2);
+  s->pool_warmer_ = std::make_unique<PoolWarmer>(std::move(warm_targets), warm_options,
+                                                 *s->rpc_workers_, s->log_);
   s->log_->info("serving address={} tls={} mtls={} reflection={} databases={} migration_sets={}",
                 s->address_, c.has_tls(), c.has_tls() && !c.tls().client_ca_file().empty(),
                 c.reflection(), s->registry_->databases().size(),
@@ -205,6 +203,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (operations_ != nullptr) {
       operations_->Shutdown(absl::ZeroDuration(), kOperationDrain);
     }
+    if (pool_warmer_ != nullptr) {
+      pool_warmer_->Stop();
+    }
     if (rpc_workers_ != nullptr) {
       rpc_workers_->Stop();
     }
@@ -218,6 +219,7 @@ void SchemadServer::Shutdown(absl::Duration grace) {
   log_->debug("shutdown: operations done, stopping the gRPC server");
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(kCallDrain));
   log_->debug("shutdown: gRPC server stopped");
+  pool_warmer_->Stop();
   rpc_workers_->Stop();
   registry_->Close();
   log_->info("shut down clean={}", clean_);

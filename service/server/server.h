@@ -36,6 +36,7 @@
 #include "service/server/config.h"
 #include "service/server/log_format.h"
 #include "service/server/operations.h"
+#include "service/server/pool_warmer.h"
 #include "service/server/registry.h"
 #include "service/server/service.h"
 #include "service/server/thread_pool.h"
@@ -96,6 +97,7 @@ class SchemadServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ThreadPool> rpc_workers_;
+  std::unique_ptr<PoolWarmer> pool_warmer_;  // stopped before rpc_workers_
   std::unique_ptr<OperationRegistry> operations_;
   std::unique_ptr<SchemadService> service_;
   std::unique_ptr<grpc::Server> server_;

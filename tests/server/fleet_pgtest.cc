@@ -18,7 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/cli/remote_commands.h"
 #include "gmock/gmock.h"
@@ -26,6 +28,7 @@
 #include "schemad/v1/schemad.grpc.pb.h"
 #include "service/server/config.h"
 #include "service/server/server.h"
+#include "spdlog/sinks/ringbuffer_sink.h"
 #include "tests/testing/pg_fixture.h"
 
 namespace schemad {
@@ -94,11 +97,14 @@ struct Site {
 
 class Fleet {
  public:
-  Fleet(const std::vector<Site>& sites, bool slow_revisions) {
+  Fleet(const std::vector<Site>& sites, bool slow_revisions,
+        server::ServerOptions options = server::ServerOptions()) {
     WriteRevisions(dir_, slow_revisions);
+    // connect_timeout as by default: 30 sites connect at once on a loaded
+    // 2-core machine, under ASan too (the unreachable site is refused at once).
     std::string yaml =
         "listen: 127.0.0.1:0\n"
-        "timeouts: {lock_wait: 2s, lock_timeout: 1s, connect_timeout: 2s}\n"
+        "timeouts: {lock_wait: 2s, lock_timeout: 1s, connect_timeout: 10s}\n"
         "pools: {max_sessions_per_database: 2, min_idle_sessions: 1}\n"
         "migration_sets:\n  - {name: fleet, directory: fleet}\ndatabases:\n";
     for (const Site& site : sites) {
@@ -116,7 +122,7 @@ class Fleet {
       return;
     }
     absl::StatusOr<std::unique_ptr<server::SchemadServer>> server =
-        server::SchemadServer::Start(*std::move(config), server::ServerOptions());
+        server::SchemadServer::Start(*std::move(config), std::move(options));
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) {
       return;
@@ -230,6 +236,18 @@ bool TableExists(const std::string& dsn, const std::string& table) {
   return !rows.empty() && rows[0][0] == "t";
 }
 
+// Polls `done` every 20 ms until it holds or `timeout` passes.
+template <typename Predicate>
+bool PollUntil(Predicate done, absl::Duration timeout = absl::Seconds(30)) {
+  for (const absl::Time deadline = absl::Now() + timeout; !done();) {
+    if (absl::Now() > deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
 std::string SiteName(int i) { return absl::StrCat("site-", i < 10 ? "0" : "", i); }
 
 // ------------------------------------------------------------------- tests
@@ -337,6 +355,47 @@ TEST(FleetTest, UpgradesManySitesWithBoundedParallelismAndBackends) {
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(replayed, run.events.size());
   EXPECT_TRUE(saw_summary);
+}
+
+// A site that cannot be reached while schemad starts (here: its database
+// does not exist yet) gets its warm pooled session once it is back: the
+// warm-up is retried, it does not wait for the site's first caller.
+TEST(FleetTest, ASiteDownAtStartUpIsWarmOnceItIsBack) {
+  TestDatabase anchor;
+  ASSERT_TRUE(anchor.ok());
+  const std::string late_name = anchor.name() + "_late";
+  const std::string late_dsn =
+      testing::ClusterDsn(anchor.cluster(), late_name, anchor.cluster().password);
+  struct DropLate {
+    ~DropLate() {
+      testing::Exec(testing::AdminDsn(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    }
+    std::string name;
+  } drop_late{late_name};
+
+  auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  auto log_text = [&log] { return absl::StrJoin(log->last_formatted(), ""); };
+  server::ServerOptions options;
+  options.log_sinks.push_back(log);
+  options.log_level = spdlog::level::info;
+  Fleet fleet({{"late", late_dsn, "env: prod"}}, /*slow_revisions=*/false, options);
+  ASSERT_TRUE(fleet.ok());
+  auto log_has = [&log_text](const std::string& text) {
+    return [&log_text, text] { return absl::StrContains(log_text(), text); };
+  };
+  auto warm_sessions = [&] {
+    Rows rows = Query(testing::AdminDsn(),
+                      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '",
+                                   late_name, "' AND application_name LIKE 'schemad%'"));
+    return rows.size() == 1 ? std::stoi(rows[0][0]) : -1;
+  };
+  ASSERT_TRUE(PollUntil(log_has("database not reachable yet name=late"))) << log_text();
+  EXPECT_EQ(warm_sessions(), 0);
+
+  testing::Exec(testing::AdminDsn(), "CREATE DATABASE " + late_name);
+  EXPECT_TRUE(PollUntil([&] { return warm_sessions() == 1; }));
+  EXPECT_TRUE(PollUntil(log_has("database reachable name=late failed_attempts="))) << log_text();
+  EXPECT_THAT(log_text(), Not(HasSubstr(anchor.cluster().password)));
 }
 
 TEST(FleetTest, CanaryFailureStopsTheRolloutBeforeOtherSitesStart) {

@@ -333,7 +333,26 @@ void FakeDatabase::SetChecksum(const std::string& revision, const std::string& c
 }
 
 absl::StatusOr<std::unique_ptr<store::Session>> FakeDatabase::Connect() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++connects_;
+    if (connect_failures_left_ > 0) {
+      --connect_failures_left_;
+      return connect_status_;
+    }
+  }
   return std::make_unique<FakeSession>(*this);
+}
+
+void FakeDatabase::FailConnect(int times, absl::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  connect_failures_left_ = times;
+  connect_status_ = std::move(status);
+}
+
+int FakeDatabase::connects() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connects_;
 }
 
 void FakeDatabase::SetNeedsAttention(std::optional<store::NeedsAttention> mark) {

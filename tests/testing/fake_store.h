@@ -38,6 +38,8 @@ class FakeDatabase : public store::Database {
   void ClearFailures();
   // EnsureTables fails with `status` (OK: succeeds again).
   void FailEnsureTables(absl::Status status);
+  // The next `times` Connect calls fail with `status`.
+  void FailConnect(int times, absl::Status status);
   // Makes AcquireLock behave as if another session held the lock.
   void SetLockedElsewhere(bool locked);
   // As if `run` had started (StartRun) on another session and not finished;
@@ -50,6 +52,7 @@ class FakeDatabase : public store::Database {
   std::optional<store::NeedsAttention> needs_attention() const;
   std::vector<std::string> committed_statements() const;  // in commit order
   int lock_acquisitions() const;
+  int connects() const;  // Connect calls, failed ones included
   int state_reads() const;
   // The run in progress (StartRun committed, FinishRun not yet called).
   std::optional<store::RunRecord> run() const;
@@ -79,6 +82,9 @@ class FakeDatabase : public store::Database {
   std::vector<std::string> committed_statements_;
   std::map<std::string, Failure> failures_;
   absl::Status ensure_tables_status_;
+  int connect_failures_left_ = 0;
+  absl::Status connect_status_;
+  int connects_ = 0;
   bool locked_ = false;
   bool locked_elsewhere_ = false;
   int lock_acquisitions_ = 0;
