@@ -1332,6 +1332,41 @@ absl::StatusOr<bool> Client::CheckHealth(const std::string& migration_set,
 
 // --------------------------------------------------------------- WaitForHead
 
+namespace {
+
+// The longest WaitForHead spends, past its deadline, asking what still runs.
+constexpr absl::Duration kStillRunningQueryDeadline = absl::Seconds(1);
+
+// "; still running on the server: operation op-7 (ensure-head heads, by
+// site-a-control-layer), revision b2, step 2 of 3", or "" when no operation
+// of `database` runs (or the server cannot say within its short deadline).
+std::string StillRunning(Client& client, const std::string& database) {
+  CallOptions call;
+  call.deadline = kStillRunningQueryDeadline;
+  absl::StatusOr<std::vector<OperationInfo>> running =
+      client.ListOperations(database, /*running_only=*/true, /*limit=*/1, call);
+  if (!running.ok() || running->empty()) {
+    return "";
+  }
+  const OperationInfo& op = running->front();
+  std::string out = absl::StrCat("; still running on the server: operation ", op.operation_id, " (",
+                                 ToString(op.kind));
+  if (!op.target.empty()) {
+    absl::StrAppend(&out, " ", op.target);
+  }
+  if (!op.who.empty()) {
+    absl::StrAppend(&out, ", by ", op.who);
+  }
+  absl::StrAppend(&out, "), ", ToString(op.state));
+  if (!op.current_revision.empty()) {
+    absl::StrAppend(&out, " revision ", op.current_revision, ", step ", op.step_index + 1, " of ",
+                    op.step_count);
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::Status WaitForHead(const ClientOptions& options, const std::string& database,
                          absl::Duration deadline) {
   const absl::Time end = absl::Now() + deadline;
@@ -1347,9 +1382,13 @@ absl::Status WaitForHead(const ClientOptions& options, const std::string& databa
   for (;;) {
     const absl::Duration remaining = end - absl::Now();
     if (remaining <= absl::ZeroDuration()) {
+      // Only worth asking when the server answered or kept the call (the
+      // lock is busy, an attempt ran out): not when it is unreachable.
+      const std::string still_running =
+          last.code() == absl::StatusCode::kUnavailable ? "" : StillRunning(**client, database);
       return absl::DeadlineExceededError(absl::StrCat(
           "database ", database, " did not reach head within ", absl::FormatDuration(deadline),
-          last.ok() ? "" : absl::StrCat("; last error: ", last.ToString())));
+          still_running, last.ok() ? "" : absl::StrCat("; last error: ", last.ToString())));
     }
     CallOptions call;
     call.deadline = remaining;

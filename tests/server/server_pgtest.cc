@@ -1139,6 +1139,31 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("site-a")));
 }
 
+// A control layer whose deadline passes while the operation it started still
+// runs is told which operation and how far it got, not just "deadline".
+TEST_F(ServerTest, WaitForHeadDeadlineNamesTheOperationStillRunning) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 60);  // b2 sleeps
+  StartOver(db);
+  ClientOptions options = ClientFor(server_->address());
+  options.who = "site-a-control-layer";
+  const absl::Status waited = WaitForHead(options, "site-a", absl::Seconds(3));
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationInfo> running,
+                       client_->ListOperations("site-a", /*running_only=*/true));
+  ASSERT_EQ(running.size(), 1u);
+  const std::string id = running[0].operation_id;
+  EXPECT_THAT(waited, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                               AllOf(HasSubstr("database site-a did not reach head within 3s"),
+                                     HasSubstr(absl::StrCat("still running on the server: "
+                                                            "operation ",
+                                                            id, " (ensure-head")),
+                                     HasSubstr("site-a-control-layer"),
+                                     HasSubstr("running revision b2, step 2 of 3"))));
+  ASSERT_OK(client_->CancelOperation(id).status());
+  EXPECT_THAT(client_->WatchOperation(id), StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+}
+
 // The `schemad` binary as a subprocess (signals, exit codes, its stderr).
 // The constructor returns once it serves, or once it has exited.
 class SchemadProcess {

@@ -14,12 +14,13 @@
 //
 // Streaming an upgrade with progress:
 //
-//   ASSIGN_OR_RETURN(std::unique_ptr<schemad::Client> client, schemad::Client::Connect(options));
+//   absl::StatusOr<std::unique_ptr<schemad::Client>> client = schemad::Client::Connect(options);
+//   if (!client.ok()) return client.status();
 //   schemad::CallOptions call;
 //   call.on_event = [](const schemad::OperationEvent& e) { std::cerr << e.Describe() << "\n"; };
 //   schemad::UpgradeRequest upgrade;
 //   upgrade.target = "heads";
-//   absl::StatusOr<schemad::OperationResult> result = client->Upgrade("site-a", upgrade, call);
+//   absl::StatusOr<schemad::OperationResult> result = (*client)->Upgrade("site-a", upgrade, call);
 //
 // Errors are the server's gRPC status codes as absl::Status codes (see
 // proto/schemad/v1/schemad.proto for what each means). Retries: calls that
@@ -32,6 +33,12 @@
 //
 // Thread-safety: a Client is thread-safe; share one per process (its channel
 // is the warm connection). Callbacks run on the calling thread.
+//
+// Installed with schemad (docs/sdk.md): find_package(schemad CONFIG) and
+// target schemad::client, or pkg-config schemad-client. This header needs
+// only the standard library and abseil (status, statusor, time); the types
+// are abseil's own, so a program must build against the abseil the SDK was
+// built with (Debian 12's, 20220623).
 #ifndef SCHEMAD_CLIENT_SDK_SCHEMAD_CLIENT_H_
 #define SCHEMAD_CLIENT_SDK_SCHEMAD_CLIENT_H_
 
@@ -542,8 +549,10 @@ class Client {
 // retrying while schemad or the database is unreachable (UNAVAILABLE), the
 // migration lock is busy (ABORTED, DEADLINE_EXCEEDED of the lock wait) or the
 // server is overloaded, with backoff and jitter, until `deadline` has passed.
-// Returns OK at head; DEADLINE_EXCEEDED (with the last error) when time ran
-// out; any other error at once (e.g. FAILED_PRECONDITION: behind and not
+// Returns OK at head; DEADLINE_EXCEEDED when time ran out, naming the last
+// error and the operation of `database` still running on the server, if
+// any (its id, kind, caller, revision and step: one extra call, of at most
+// 1 s, after the deadline); any other error at once (e.g. FAILED_PRECONDITION: behind and not
 // allowed to apply, needs attention, a failed revision).
 absl::Status WaitForHead(const ClientOptions& options, const std::string& database,
                          absl::Duration deadline);
