@@ -9,10 +9,11 @@ packages=(
   libpqxx-dev libpq-dev
   libabsl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libsystemd-dev
   postgresql-15 postgresql-client-15
   python3-alembic python3-sqlalchemy python3-psycopg2
   openssl gnuplot-nox
+  systemd
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
 )
 

@@ -15,6 +15,7 @@
 // Logs go to stderr as logfmt lines, or JSON objects with `log_format: json`.
 #include <pthread.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -114,9 +115,13 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   std::cout << "schemad listening on " << (*server)->address() << std::endl;
+  // Type=notify units: ready once the port is bound and the pools are warming
+  // (no-op without NOTIFY_SOCKET).
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", (*server)->address().c_str());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping: running operations finish or roll back");
   spdlog::logger log("main", sink);
   log.info("signal={} starting graceful shutdown", signal_number);
   std::atomic<bool> done{false};

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1450,6 +1451,66 @@ TEST_F(ServerTest, SigtermLetsTheRunningRevisionFinishWithinTheGrace) {
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"b2"}}));
   EXPECT_TRUE(TableExists(db.dsn(), "t_b2_after"));
   EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
+}
+
+// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path.copy(address.sun_path, sizeof(address.sun_path) - 1);
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      ADD_FAILURE() << "cannot bind a datagram socket at " << path;
+    }
+  }
+  ~NotifySocket() {
+    if (fd_ >= 0) {
+      close(fd_);
+    }
+  }
+  // The next message, or "" when none comes within `timeout`.
+  std::string Next(absl::Duration timeout) const {
+    pollfd ready{fd_, POLLIN, 0};
+    if (poll(&ready, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) != 1) {
+      return "";
+    }
+    char buffer[4096];
+    const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Type=notify: READY=1 once the port is bound (with the address in STATUS),
+// STOPPING=1 when a shutdown signal arrives; nothing for --check-config.
+TEST_F(ServerTest, TellsSystemdWhenReadyAndWhenStopping) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 1);
+  NotifySocket notify(dir_.path() + "/notify");
+  ASSERT_EQ(setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
+  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}});
+  {
+    SchemadProcess check(dir_, yaml, {"--check-config"}, "check");
+    EXPECT_EQ(check.Wait(absl::Seconds(30)), 0) << check.Log();
+  }
+  SchemadProcess schemad(dir_, yaml);
+  unsetenv("NOTIFY_SOCKET");
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  const std::string ready = notify.Next(absl::Seconds(30));
+  EXPECT_THAT(ready, HasSubstr("READY=1\n"));
+  EXPECT_THAT(ready, HasSubstr("STATUS=serving on " + schemad.address()));
+  schemad.Signal(SIGTERM);
+  const std::string stopping = notify.Next(absl::Seconds(30));
+  EXPECT_THAT(stopping, HasSubstr("STOPPING=1\n"));
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+  EXPECT_EQ(notify.Next(absl::Milliseconds(100)), "");  // nothing else
 }
 
 // SIGKILL (no grace, no clean-up) while a non-transactional revision runs:
