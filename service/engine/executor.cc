@@ -346,22 +346,49 @@ class Executor::Run {
     absl::Status status = [&]() -> absl::Status {
       ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
       RETURN_IF_ERROR(tx->SetTimeouts(TimeoutsFor(rev, ex_.options_.timeouts)));
-      RETURN_IF_ERROR(RunStatements(*tx, rev, section->statements, base));
+      const std::vector<SqlStatement>& statements = section->statements;
       if (Cancelled()) {
-        return absl::CancelledError(absl::StrCat("cancelled during revision ", rev.id));
+        return absl::CancelledError(
+            absl::StrCat("cancelled before statement 1 of revision ", rev.id));
       }
-      RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));
+      // The store sends the whole revision at once (statements, version row,
+      // history row, COMMIT) and reports each statement as it completes; a
+      // cancel seen between two statements stops the one running.
+      auto on_started = [&](int i) {
+        Event e = base;
+        e.kind = Event::Kind::kStatementStarted;
+        e.time = absl::Now();
+        e.statement_index = i;
+        e.line = statements[static_cast<size_t>(i)].line;
+        Emit(e);
+        if (Cancelled()) {
+          session_.Cancel();
+        }
+      };
       history.duration = absl::Now() - started;
-      RETURN_IF_ERROR(tx->AppendHistory(history));
-      absl::Status committed = tx->Commit();
-      if (committed.code() == absl::StatusCode::kUnknown) {
+      int failed_index = -1;
+      store::StatementError error;
+      absl::Status done = tx->ExecuteAndCommit(
+          statements, step.version_changes, history, on_started, [this]() { return Cancelled(); },
+          &failed_index, &error);
+      if (done.ok()) {
+        return done;
+      }
+      if (done.code() == absl::StatusCode::kUnknown) {
         return absl::UnknownError(absl::StrCat(
             "the commit of revision ", rev.id,
             " has an unknown outcome (connection lost during COMMIT); re-read the state "
             "(`schemactl current`) before doing anything else: ",
-            committed.message()));
+            done.message()));
       }
-      return committed;
+      if (failed_index >= 0 && failed_index < static_cast<int>(statements.size())) {
+        return StatementFailure(rev, statements[static_cast<size_t>(failed_index)], done, error);
+      }
+      if (Cancelled()) {
+        return absl::CancelledError(
+            absl::StrCat("cancelled during revision ", rev.id, ": ", done.message()));
+      }
+      return done;
     }();
     if (!status.ok() && status.code() != absl::StatusCode::kUnknown &&
         status.code() != absl::StatusCode::kUnavailable) {

@@ -3,7 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "service/common/status_macros.h"
 
 namespace schemad::store {
 
@@ -32,6 +34,38 @@ std::string BackendActivity::Describe() const {
     absl::StrAppend(&out, ": ", query);
   }
   return out;
+}
+
+absl::Status Transaction::ExecuteAndCommit(absl::Span<const SqlStatement> statements,
+                                           absl::Span<const VersionRowChange> changes,
+                                           const HistoryRecord& history,
+                                           const std::function<void(int)>& on_started,
+                                           const std::function<bool()>& cancelled,
+                                           int* failed_index, StatementError* error) {
+  *failed_index = -1;
+  const absl::Time start = absl::Now();
+  const auto stop = [&]() -> absl::Status {
+    return cancelled && cancelled()
+               ? absl::CancelledError("cancelled; the revision was rolled back")
+               : absl::OkStatus();
+  };
+  for (size_t i = 0; i < statements.size(); ++i) {
+    RETURN_IF_ERROR(stop());
+    if (on_started) {
+      on_started(static_cast<int>(i));
+    }
+    absl::Status status = Execute(statements[i], error);
+    if (!status.ok()) {
+      *failed_index = static_cast<int>(i);
+      return status;
+    }
+  }
+  RETURN_IF_ERROR(ApplyVersionChanges(changes));
+  HistoryRecord record = history;
+  record.duration += absl::Now() - start;
+  RETURN_IF_ERROR(AppendHistory(record));
+  RETURN_IF_ERROR(stop());
+  return Commit();
 }
 
 }  // namespace schemad::store

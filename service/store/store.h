@@ -210,6 +210,36 @@ class Transaction {
   virtual absl::Status StartRun(const RunRecord& run) = 0;
   // UNKNOWN when the connection broke during COMMIT: re-read the state.
   virtual absl::Status Commit() = 0;
+
+  // A whole transactional revision: runs `statements` in order, then applies
+  // `changes` (as ApplyVersionChanges) and appends `history` (as
+  // AppendHistory), then commits, in as few round trips as the store can
+  // (the PostgreSQL store: two, a libpq pipeline then COMMIT; this default: one
+  // call per statement, then Commit). Call it on a transaction on which
+  // nothing but SetTimeouts ran; it finishes the transaction either way.
+  //
+  // Progress: `on_started(i)` (if set) is called once per statement, in
+  // order, when statement i is running as far as the client can tell:
+  // statement 0 as the revision is sent, statement i + 1 when statement i's
+  // result has arrived (so it may lag the server by a result's latency). It
+  // may call Session::Cancel to stop the statement running. `cancelled` (if
+  // set) is asked before each statement where the store runs them one by one,
+  // and before COMMIT: when it says true the revision is rolled back and the
+  // call returns CANCELLED.
+  //
+  // `history.duration` is the time before this call; the store adds the time
+  // the statements and the bookkeeping took.
+  //
+  // Errors: an error in statement i sets `*failed_index` to i and fills
+  // `error`, with codes as Execute; an error in the bookkeeping sets it to -1,
+  // codes as ApplyVersionChanges; UNKNOWN when the connection broke and the
+  // COMMIT may have run. On any error nothing of the revision is applied.
+  virtual absl::Status ExecuteAndCommit(absl::Span<const SqlStatement> statements,
+                                        absl::Span<const VersionRowChange> changes,
+                                        const HistoryRecord& history,
+                                        const std::function<void(int)>& on_started,
+                                        const std::function<bool()>& cancelled, int* failed_index,
+                                        StatementError* error);
 };
 
 // One connection to a target database.

@@ -5,6 +5,7 @@
 #
 #   tests/bench/migrate_bench.sh [SCHEMACTL] [N ...]    # default build/release, N 200 1000
 #   ROUNDS=5 NOOP_ROUNDS=15 tests/bench/migrate_bench.sh ...
+#   BEFORE=/path/to/old/schemactl tests/bench/migrate_bench.sh ...   # before/after
 #
 # Workload per revision i: CREATE TABLE t_i (...); CREATE INDEX ix_t_i_dev_ts
 # (downgrade: DROP TABLE t_i). Three contenders, each run in every round, the
@@ -18,6 +19,10 @@
 #               each revision as ONE simple query (`BEGIN\; body\;
 #               version-row statement\; COMMIT` on one line), one round trip
 #               per revision
+# With BEFORE set, a fourth contender `before` (that schemactl binary, e.g.
+# one built from the parent commit) runs in the same rotation, and its rows
+# are printed beside schemactl's, for a before/after comparison under the
+# same conditions.
 # Upgrades start from a fresh database; downgrades from a fresh database that
 # `schemactl upgrade heads` brought to head (untimed). No-ops at head:
 # `schemactl ensure-head` and `current` against `psql -c 'select 1'`.
@@ -115,6 +120,8 @@ run_tool() {
   case "$tool/$direction" in
     schemactl/up) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads ;;
     schemactl/down) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" downgrade base ;;
+    before/up) timed "$BEFORE" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads ;;
+    before/down) timed "$BEFORE" --quiet --no-progress --dsn "$dsn" --dir "$dir" downgrade base ;;
     psqlf/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.$direction.sql" "$dsn" ;;
     onert/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.${direction}1.sql" "$dsn" ;;
   esac
@@ -124,6 +131,8 @@ run_tool() {
 pair_ratios() { paste "$1" "$2" | awk '{ printf "%.4f\n", $1 / $2 }' >"$3"; }
 
 tools=(schemactl psqlf onert)
+[ -z "${BEFORE:-}" ] || tools=(schemactl before psqlf onert)
+ntools=${#tools[@]}
 printf '\n| N | measurement | schemactl | psql -f floor | ratio | one-round-trip floor | ratio |\n'
 printf '|---|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
@@ -134,15 +143,15 @@ for n in "${sizes[@]}"; do
   r=$work/r$n
   mkdir -p "$r"
   for round in $(seq 0 $((rounds - 1))); do
-    for k in 0 1 2; do
-      tool=${tools[$(((round + k) % 3))]}
+    for k in $(seq 0 $((ntools - 1))); do
+      tool=${tools[$(((round + k) % ntools))]}
       fresh_db "$db"
       run_tool "$tool" up
       echo "$BENCH_US" >>"$r/up.$tool"
       expect_eq "$tool upgrade N=$n round $round" "$(state "$dsn")" "$head_id/$n"
     done
-    for k in 0 1 2; do
-      tool=${tools[$(((round + k) % 3))]}
+    for k in $(seq 0 $((ntools - 1))); do
+      tool=${tools[$(((round + k) % ntools))]}
       fresh_db "$db"
       "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads >/dev/null
       expect_eq "prepare downgrade N=$n" "$(state "$dsn")" "$head_id/$n"
@@ -154,6 +163,10 @@ for n in "${sizes[@]}"; do
   for direction in up down; do
     pair_ratios "$r/$direction.schemactl" "$r/$direction.psqlf" "$r/$direction.ratio_f"
     pair_ratios "$r/$direction.schemactl" "$r/$direction.onert" "$r/$direction.ratio_1"
+    if [ -n "${BEFORE:-}" ]; then
+      pair_ratios "$r/$direction.before" "$r/$direction.psqlf" "$r/$direction.bratio_f"
+      pair_ratios "$r/$direction.before" "$r/$direction.onert" "$r/$direction.bratio_1"
+    fi
   done
 
   # No-ops at head, interleaved with the floor.
@@ -183,6 +196,14 @@ for n in "${sizes[@]}"; do
   printf '| %s | downgrade head → base | %s | %s | %s | %s | %s |\n' "$n" \
     "$(ms_summary "$r/down.schemactl")" "$(ms_summary "$r/down.psqlf")" "$(ratio_summary "$r/down.ratio_f")" \
     "$(ms_summary "$r/down.onert")" "$(ratio_summary "$r/down.ratio_1")"
+  if [ -n "${BEFORE:-}" ]; then
+    for direction in up down; do
+      printf '| %s | %s (before) | %s | %s | %s | %s | %s |\n' "$n" "$direction" \
+        "$(ms_summary "$r/$direction.before")" "$(ms_summary "$r/$direction.psqlf")" \
+        "$(ratio_summary "$r/$direction.bratio_f")" "$(ms_summary "$r/$direction.onert")" \
+        "$(ratio_summary "$r/$direction.bratio_1")"
+    done
+  fi
   printf '| %s | `ensure-head` at head | %s | %s (`select 1`) | %s | | |\n' "$n" \
     "$(ms_summary "$r/noop.ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_e")"
   printf '| %s | `current` | %s | %s (`select 1`) | %s | | |\n' "$n" \

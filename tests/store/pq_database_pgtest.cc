@@ -601,6 +601,222 @@ TEST_F(PqDatabaseTest, StatementsMayNotEndTheTransaction) {
   CommitVersionChanges({});
 }
 
+// ------------------------------------------------- ExecuteAndCommit (pipeline)
+
+HistoryRecord UpRecord(const std::string& revision) {
+  HistoryRecord record;
+  record.revision = revision;
+  record.direction = "up";
+  record.rows_after = {revision};
+  record.checksum = "sum-" + revision;
+  record.outcome = "success";
+  record.started = absl::Now();
+  return record;
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitAppliesStatementsVersionAndHistoryTogether) {
+  ASSERT_OK(session_->EnsureTables());
+  std::vector<int> started;
+  int failed_index = 7;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(2), absl::Seconds(30)}));
+    const std::vector<SqlStatement> statements = {
+        Sql("CREATE TABLE account (id int PRIMARY KEY)"),
+        Sql("INSERT INTO account VALUES (1), (2)"),
+        // A SET LOCAL from SetTimeouts is in effect inside the pipeline.
+        Sql("CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout")};
+    ASSERT_OK(tx->ExecuteAndCommit(
+        statements, {Insert("a1")}, UpRecord("a1"), [&](int i) { started.push_back(i); }, nullptr,
+        &failed_index, nullptr));
+  }
+  EXPECT_EQ(failed_index, -1);
+  EXPECT_THAT(started, ElementsAre(0, 1, 2));  // once each, in order
+  EXPECT_EQ(Q("SELECT count(*) FROM account"), (Rows{{"2"}}));
+  EXPECT_EQ(Q("SELECT lock_timeout FROM seen"), (Rows{{"2s"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  EXPECT_EQ(Q("SELECT revision, direction, checksum, outcome, duration_ms > 0 FROM "
+              "schemad_history"),
+            (Rows{{"a1", "up", "sum-a1", "success", "t"}}));
+  // The session is idle and usable: the timeouts were local to the revision.
+  EXPECT_EQ(Q("SELECT 1"), (Rows{{"1"}}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  ASSERT_OK(tx->Execute(Sql("CREATE TABLE after (x text)"), nullptr));
+  ASSERT_OK(tx->Execute(Sql("INSERT INTO after SELECT current_setting('lock_timeout')"), nullptr));
+  ASSERT_OK(tx->Commit());
+  EXPECT_EQ(Q("SELECT x FROM after"), (Rows{{"0"}}));
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitNamesTheFailingStatementAndAppliesNothing) {
+  ASSERT_OK(session_->EnsureTables());
+  CommitVersionChanges({Insert("a1")});
+  std::vector<int> started;
+  int failed_index = -1;
+  StatementError error;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    const std::vector<SqlStatement> statements = {Sql("CREATE TABLE first_one (id int)"),
+                                                  Sql("SELECT * FROM missing_table"),
+                                                  Sql("CREATE TABLE third_one (id int)")};
+    EXPECT_THAT(tx->ExecuteAndCommit(
+                    statements, {Update("a1", "a2")}, UpRecord("a2"),
+                    [&](int i) { started.push_back(i); }, nullptr, &failed_index, &error),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("SQLSTATE 42P01: relation \"missing_table\" does not exist")));
+    // Finished: nothing more runs on it.
+    EXPECT_THAT(tx->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  }
+  EXPECT_EQ(failed_index, 1);
+  EXPECT_EQ(error.sqlstate, "42P01");
+  EXPECT_EQ(error.message, "relation \"missing_table\" does not exist");
+  EXPECT_EQ(error.position, 15);            // in the statement's own text
+  EXPECT_THAT(started, ElementsAre(0, 1));  // statement 2 never started
+  EXPECT_EQ(Q("SELECT to_regclass('first_one') IS NULL, to_regclass('third_one') IS NULL"),
+            (Rows{{"t", "t"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_history"), (Rows{{"0"}}));
+  // The session left the failed transaction and pipeline mode.
+  CommitVersionChanges({Update("a1", "a3")});
+  ASSERT_OK_AND_ASSIGN(state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a3"));
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitRefusesAVersionRowThatMovedAndAppliesNothing) {
+  ASSERT_OK(session_->EnsureTables());
+  CommitVersionChanges({Insert("a1")});
+  for (const VersionRowChange& change : {Update("zz", "b2"), Delete("zz")}) {
+    int failed_index = 7;
+    {
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+      const absl::Status status =
+          tx->ExecuteAndCommit({Sql("CREATE TABLE made (id int)")}, {change}, UpRecord("b2"),
+                               nullptr, nullptr, &failed_index, nullptr);
+      EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("Online migration expected to match one row when ")));
+      EXPECT_THAT(status.message(), HasSubstr("in 'alembic_version'; 0 found"));
+      EXPECT_THAT(status.message(), Not(HasSubstr("schemad-mismatch")));
+    }
+    EXPECT_EQ(failed_index, -1);
+    EXPECT_EQ(Q("SELECT to_regclass('made') IS NULL"), (Rows{{"t"}}));
+    EXPECT_EQ(Q("SELECT count(*) FROM schemad_history"), (Rows{{"0"}}));
+  }
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitReportsEachStatementWhileItRuns) {
+  ASSERT_OK(session_->EnsureTables());
+  const std::string sleeping =
+      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '", app_name_,
+                   "' AND wait_event = 'PgSleep'");
+  std::vector<int> started;
+  Rows sleeping_when_started_1;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  int failed_index = 7;
+  ASSERT_OK(tx->ExecuteAndCommit(
+      {Sql("CREATE TABLE t1 (id int)"), Sql("SELECT pg_sleep(2)"), Sql("CREATE TABLE t2 (id int)")},
+      {Insert("a1")}, UpRecord("a1"),
+      [&](int i) {
+        started.push_back(i);
+        if (i == 1) {
+          // Statement 1's event comes while it runs, not after the revision.
+          sleeping_when_started_1 = PollRows(db_.dsn(), sleeping, Rows{{"1"}}, absl::Seconds(1.5));
+        }
+      },
+      nullptr, &failed_index, nullptr));
+  EXPECT_THAT(started, ElementsAre(0, 1, 2));
+  EXPECT_EQ(sleeping_when_started_1, (Rows{{"1"}}));
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitLockTimeoutNamesTheStatementAndTheBlocker) {
+  ASSERT_OK(session_->EnsureTables());
+  Exec(db_.dsn(), "CREATE TABLE busy (id int)");
+  pqxx::connection blocker(db_.dsn());
+  pqxx::work hold(blocker);
+  hold.exec("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE");
+  int failed_index = -1;
+  StatementError error;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Milliseconds(800), absl::ZeroDuration()}));
+  EXPECT_THAT(
+      tx->ExecuteAndCommit({Sql("CREATE TABLE fine (id int)"), Sql("SELECT * FROM busy")},
+                           {Insert("a1")}, UpRecord("a1"), nullptr, nullptr, &failed_index, &error),
+      StatusIs(absl::StatusCode::kAborted, HasSubstr("SQLSTATE 55P03")));
+  EXPECT_EQ(failed_index, 1);
+  EXPECT_EQ(error.sqlstate, "55P03");
+  EXPECT_THAT(error.message, HasSubstr("blocked by pid"));
+  tx.reset();
+  hold.abort();
+  EXPECT_EQ(Q("SELECT to_regclass('fine') IS NULL"), (Rows{{"t"}}));
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitCancelStopsTheRunningStatement) {
+  ASSERT_OK(session_->EnsureTables());
+  std::atomic<bool> was_sleeping{false};
+  std::thread canceller([&] {
+    was_sleeping = PollRows(db_.dsn(),
+                            absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE "
+                                         "application_name = '",
+                                         app_name_, "' AND wait_event = 'PgSleep'"),
+                            Rows{{"1"}}, absl::Seconds(20)) == Rows{{"1"}};
+    session_->Cancel();
+  });
+  int failed_index = -1;
+  StatementError error;
+  absl::Status status;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    status = tx->ExecuteAndCommit(
+        {Sql("CREATE TABLE before_sleep (id int)"), Sql("SELECT pg_sleep(30)")}, {Insert("a1")},
+        UpRecord("a1"), nullptr, nullptr, &failed_index, &error);
+  }
+  canceller.join();
+  EXPECT_TRUE(was_sleeping.load());
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted, HasSubstr("SQLSTATE 57014")));
+  EXPECT_EQ(failed_index, 1);
+  EXPECT_EQ(Q("SELECT to_regclass('before_sleep') IS NULL"), (Rows{{"t"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, IsEmpty());
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitStillRefusesStatementsThatEndTheTransaction) {
+  ASSERT_OK(session_->EnsureTables());
+  int failed_index = -1;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    EXPECT_THAT(
+        tx->ExecuteAndCommit(
+            {Sql("CREATE TABLE x (id int)"), Sql("/* c */ commit"), Sql("CREATE TABLE y (id int)")},
+            {Insert("a1")}, UpRecord("a1"), nullptr, nullptr, &failed_index, nullptr),
+        StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended the transaction")));
+  }
+  EXPECT_EQ(failed_index, 1);
+  EXPECT_EQ(Q("SELECT to_regclass('y') IS NULL"), (Rows{{"t"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, IsEmpty());
+}
+
+TEST_F(PqDatabaseTest, ExecuteAndCommitCancelledAfterTheLastStatementCommitsNothing) {
+  ASSERT_OK(session_->EnsureTables());
+  int asked = 0;
+  int failed_index = 7;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    EXPECT_THAT(tx->ExecuteAndCommit(
+                    {Sql("CREATE TABLE made (id int)")}, {Insert("a1")}, UpRecord("a1"), nullptr,
+                    [&]() { return ++asked > 0; }, &failed_index, nullptr),
+                StatusIs(absl::StatusCode::kCancelled, HasSubstr("rolled back")));
+  }
+  EXPECT_GE(asked, 1);
+  EXPECT_EQ(failed_index, -1);
+  EXPECT_EQ(Q("SELECT to_regclass('made') IS NULL"), (Rows{{"t"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_history"), (Rows{{"0"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, IsEmpty());
+}
+
 TEST_F(PqDatabaseTest, NegativeTimeoutIsInvalid) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
   EXPECT_THAT(tx->SetTimeouts(Timeouts{absl::Seconds(-1), absl::ZeroDuration()}),
@@ -989,6 +1205,42 @@ TEST_F(PqSessionStateTest, TransactionalRevisionCannotMoveTheBookkeepingNorLeave
   EXPECT_EQ(Q("SELECT revision FROM public.schemad_history"), (Rows{{"a1"}}));
   // The plain SETs were discarded with the COMMIT: nothing of the revision
   // reaches schemad's next read or the next revision.
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  EXPECT_FALSE(state.needs_attention.has_value()) << state.needs_attention->error;
+  EXPECT_OK(CheckClean(*session_));
+  EXPECT_EQ(Q(kAdvisoryLocksHere), (Rows{{"0"}}));
+}
+
+// The same through ExecuteAndCommit's pipeline (one command per statement):
+// the reset goes in the pipeline, before the bookkeeping, and commits with it.
+TEST_F(PqSessionStateTest, PipelinedRevisionCannotMoveTheBookkeepingNorLeaveItsState) {
+  const std::vector<SqlStatement> statements = {Sql("SET search_path TO decoy, public"),
+                                                Sql("SET work_mem = '77MB'"),
+                                                Sql("SET ROLE revision_owner"),
+                                                Sql("CREATE TEMP TABLE leaked_temp (id int)"),
+                                                Sql("LISTEN leaked"),
+                                                Sql("SELECT pg_advisory_lock(4242)"),
+                                                Sql("SET application_name = 'not schemad'")};
+  int failed_index = 7;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(2), absl::Seconds(30)}));
+    HistoryRecord record;
+    record.revision = "a1";
+    record.direction = "up";
+    record.rows_after = {"a1"};
+    record.outcome = "success";
+    ASSERT_OK(tx->ExecuteAndCommit(statements, {Insert("a1")}, record, nullptr, nullptr,
+                                   &failed_index, nullptr));
+  }
+  EXPECT_EQ(failed_index, -1);
+  EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), (Rows{{"a1"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM decoy.alembic_version"), (Rows{{"0"}}));
+  EXPECT_EQ(Q("SELECT revision FROM public.schemad_history"), (Rows{{"a1"}}));
+  EXPECT_EQ(Q(absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE application_name = '",
+                           app_name_, "'")),
+            (Rows{{"1"}}));
   ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
   EXPECT_THAT(state.rows, ElementsAre("a1"));
   EXPECT_FALSE(state.needs_attention.has_value()) << state.needs_attention->error;

@@ -23,11 +23,29 @@
 //   bits, objsubid = 1.
 // - Session reset: kDiscardSql is DISCARD ALL spelled out in statements that
 //   also run inside a transaction block, so that a transactional revision's
-//   reset rides on its bookkeeping statement (no extra round trip) and commits
-//   with it; outside a transaction it is one round trip (ResetState).
+//   reset rides on its bookkeeping (no extra round trip: in front of the
+//   bookkeeping statement, or as commands of the revision's pipeline just
+//   before it) and commits with it; outside a transaction it is one round
+//   trip (ResetState).
 // - Runs: the run table holds one row per version table ("schema.table")
 //   while a run is in progress: operation, who, and the pid and backend_start
 //   of its session (together they name one backend; pids are reused).
+// - A transactional revision (Transaction::ExecuteAndCommit) is two round
+//   trips: BEGIN, the SET LOCALs, each statement, the session reset (one
+//   command per statement of ResetStatements) and the bookkeeping statement
+//   go as separate extended-query commands in one libpq pipeline with one
+//   Sync, then COMMIT once all their results are in (a pipelined COMMIT
+//   would be run by a backend whose client was killed mid-revision, after
+//   the next run took the released lock) (PqSession::RunPipeline; the
+//   connection is non-blocking meanwhile so that neither side can wait on the
+//   other's full buffer). A flush request after each statement but the last
+//   makes the server send that result as soon as it has it, which drives the
+//   per-statement progress; the other results come together at the Sync. An
+//   error makes PostgreSQL skip the rest up to the Sync; its command's index
+//   names the statement and PG_DIAG_STATEMENT_POSITION is relative to that
+//   statement alone. The bookkeeping statement checks the version-row counts
+//   itself (BookkeepingSql). Revisions with COPY or transaction control
+//   (NeedsOwnRoundTrip) keep the statement-by-statement path.
 // - EnsureTables serialises creators with pg_advisory_xact_lock on FNV-1a 64 of
 //   "schemad:ensure_tables" (one key per database: the history and state tables
 //   are shared by every version table of the database).
@@ -42,8 +60,10 @@
 #include "service/store/pq/pq_database.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -666,6 +686,22 @@ class BlockerMonitor {
   std::thread thread_;
 };
 
+// PostgreSQL's SQLSTATE, message and error position from a failed result.
+StatementError StatementErrorOf(const PGresult* result) {
+  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  const char* position = PQresultErrorField(result, PG_DIAG_STATEMENT_POSITION);
+  StatementError statement_error;
+  statement_error.sqlstate = sqlstate != nullptr ? sqlstate : "";
+  statement_error.message =
+      primary != nullptr ? std::string(primary) : PrimaryMessage(PQresultErrorMessage(result));
+  int parsed_position = 0;
+  if (position != nullptr && absl::SimpleAtoi(position, &parsed_position)) {
+    statement_error.position = parsed_position;
+  }
+  return statement_error;
+}
+
 // Appends the blockers to a lock-timeout message.
 std::string WithBlockers(std::string message, const std::string& blockers) {
   if (!blockers.empty()) {
@@ -680,8 +716,7 @@ class PqSession;
 
 class PqTransaction final : public Transaction {
  public:
-  PqTransaction(PqSession* session, std::unique_ptr<pqxx::work> work)
-      : session_(session), work_(std::move(work)) {}
+  explicit PqTransaction(PqSession* session) : session_(session) {}
   ~PqTransaction() override;
 
   // Transaction:
@@ -692,9 +727,25 @@ class PqTransaction final : public Transaction {
   absl::Status SetNeedsAttention(const std::optional<NeedsAttention>& marker) override;
   absl::Status StartRun(const RunRecord& run) override;
   absl::Status Commit() override;
+  absl::Status ExecuteAndCommit(absl::Span<const SqlStatement> statements,
+                                absl::Span<const VersionRowChange> changes,
+                                const HistoryRecord& history,
+                                const std::function<void(int)>& on_started,
+                                const std::function<bool()>& cancelled, int* failed_index,
+                                StatementError* error) override;
 
  private:
   absl::Status Usable() const;
+  // BEGIN is sent with the first statement that needs it (the pqxx::work is
+  // made then), so that ExecuteAndCommit can send it in its pipeline.
+  absl::Status EnsureWork();
+  // ExecuteAndCommit in one pipeline (see there).
+  absl::Status PipelineRevision(absl::Span<const SqlStatement> statements,
+                                absl::Span<const VersionRowChange> changes,
+                                const HistoryRecord& history,
+                                const std::function<void(int)>& on_started,
+                                const std::function<bool()>& cancelled, int* failed_index,
+                                StatementError* error);
   // Runs `fn` (which may throw) on the transaction; any failure poisons it.
   absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
   // Sends the buffered version-row changes and history rows as one statement
@@ -711,7 +762,9 @@ class PqTransaction final : public Transaction {
   std::string TakeResetPrefix();
 
   PqSession* session_;
-  std::unique_ptr<pqxx::work> work_;
+  std::unique_ptr<pqxx::work> work_;  // null until EnsureWork
+  // SET LOCAL statements of SetTimeouts not sent yet (sent after BEGIN).
+  std::vector<std::string> pending_settings_;
   std::vector<VersionRowChange> pending_changes_;
   std::vector<HistoryRecord> pending_history_;
   absl::Duration lock_timeout_ = absl::ZeroDuration();  // as last set by SetTimeouts
@@ -793,10 +846,25 @@ class PqSession final : public Session {
     }
   }
   // The statements that discard revision state: kDiscardSql, then what
-  // schemad sets on its sessions (the connection check, the run's tag).
-  std::string ResetSql() const;
+  // schemad sets on its sessions (the connection check, the run's tag); one
+  // SQL command each (ResetStatements) or joined with "; " (ResetSql).
+  std::vector<std::string> ResetStatements() const;
+  std::string ResetSql() const { return absl::StrJoin(ResetStatements(), "; "); }
   // application_name while `operation_id` runs: "schemactl op-0123...".
   std::string RunTag(const std::string& operation_id) const;
+  PqConnection& connection() { return *conn_; }
+  // Sends `commands` (one SQL command each) as one libpq pipeline with one
+  // Sync, reading each command's result as it arrives: `on_result(k, result)`
+  // for command k (result never null; PGRES_PIPELINE_ABORTED after an
+  // error). The server sends the results of the commands k with
+  // `flush_after(k)` as soon as it has them, the others at the Sync (each
+  // flush is one more packet and one more wake-up of this process). Returns UNAVAILABLE (and marks
+  // the session lost) when the connection broke before the Sync came back; `*results_seen` then
+  // says how many commands had a result. The session leaves pipeline mode either way.
+  absl::Status RunPipeline(const std::vector<std::string>& commands,
+                           const std::function<void(int, const PGresult*)>& on_result,
+                           const std::function<bool(int)>& flush_after, int* results_seen,
+                           absl::Duration lock_timeout, std::string* blockers);
   // libpq's view, without a round trip.
   PGTransactionStatusType TransactionStatus() const { return PQtransactionStatus(conn_->pgconn()); }
 
@@ -852,15 +920,15 @@ class PqSession final : public Session {
   PGcancel* cancel_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
 };
 
-std::string PqSession::ResetSql() const {
-  std::string sql(kDiscardSql);
+std::vector<std::string> PqSession::ResetStatements() const {
+  std::vector<std::string> statements = absl::StrSplit(kDiscardSql, "; ");
   if (!check_interval_sql_.empty()) {
-    absl::StrAppend(&sql, "; ", check_interval_sql_);
+    statements.push_back(check_interval_sql_);
   }
   if (!run_tag_.empty()) {
-    absl::StrAppend(&sql, "; SET application_name = ", conn_->quote(run_tag_));
+    statements.push_back(absl::StrCat("SET application_name = ", conn_->quote(run_tag_)));
   }
-  return sql;
+  return statements;
 }
 
 std::string PqSession::RunTag(const std::string& operation_id) const {
@@ -968,17 +1036,7 @@ absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error,
     default:
       break;
   }
-  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-  const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
-  const char* position = PQresultErrorField(result, PG_DIAG_STATEMENT_POSITION);
-  StatementError statement_error;
-  statement_error.sqlstate = sqlstate != nullptr ? sqlstate : "";
-  statement_error.message =
-      primary != nullptr ? std::string(primary) : PrimaryMessage(PQresultErrorMessage(result));
-  int parsed_position = 0;
-  if (position != nullptr && absl::SimpleAtoi(position, &parsed_position)) {
-    statement_error.position = parsed_position;
-  }
+  StatementError statement_error = StatementErrorOf(result);
   if (statement_error.sqlstate == "55P03") {
     statement_error.message = WithBlockers(std::move(statement_error.message), blockers);
   }
@@ -996,6 +1054,102 @@ absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error,
     *error = statement_error;
   }
   return SqlStatus(statement_error.sqlstate, statement_error.message);
+}
+
+absl::Status PqSession::RunPipeline(const std::vector<std::string>& commands,
+                                    const std::function<void(int, const PGresult*)>& on_result,
+                                    const std::function<bool(int)>& flush_after, int* results_seen,
+                                    absl::Duration lock_timeout, std::string* blockers) {
+  *results_seen = 0;
+  if (broken_) {
+    return Lost();
+  }
+  PGconn* pg = conn_->pgconn();
+  if (pg == nullptr || PQstatus(pg) != CONNECTION_OK) {
+    broken_ = true;
+    return Lost();
+  }
+  const auto lost = [&](absl::string_view what) {
+    broken_ = true;
+    return absl::UnavailableError(
+        absl::StrCat("connection lost ", what, ": ", OneLine(PQerrorMessage(pg))));
+  };
+  // Non-blocking, so that sending never waits on a server that waits for us
+  // to read its results; poll() below does the waiting.
+  if (PQsetnonblocking(pg, 1) != 0 || PQenterPipelineMode(pg) != 1) {
+    PQsetnonblocking(pg, 0);
+    return absl::InternalError(
+        absl::StrCat("cannot enter pipeline mode: ", OneLine(PQerrorMessage(pg))));
+  }
+  absl::Status status;
+  const bool watching = WatchForBlockers(lock_timeout);
+  {
+    RunningScope running(this);
+    for (size_t k = 0; k < commands.size(); ++k) {
+      if (PQsendQueryParams(pg, commands[k].c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) !=
+              1 ||
+          (flush_after(static_cast<int>(k)) && PQsendFlushRequest(pg) != 1)) {
+        status = lost("while sending a revision");
+        break;
+      }
+    }
+    if (status.ok() && PQpipelineSync(pg) != 1) {
+      status = lost("while sending a revision");
+    }
+    // Reads until the Sync's result; each command has one result.
+    while (status.ok()) {
+      const int flushed = PQflush(pg);
+      if (flushed < 0) {
+        status = lost("while sending a revision");
+        break;
+      }
+      if (PQisBusy(pg)) {
+        pollfd fd{PQsocket(pg), static_cast<short>(POLLIN | (flushed == 1 ? POLLOUT : 0)), 0};
+        if (poll(&fd, 1, -1) < 0 && errno != EINTR) {
+          status = lost("while waiting for results");
+          break;
+        }
+        if (PQconsumeInput(pg) == 0 && PQstatus(pg) != CONNECTION_OK && PQisBusy(pg)) {
+          status = lost("while waiting for results");
+        }
+        continue;
+      }
+      PGresult* result = PQgetResult(pg);
+      if (result == nullptr) {
+        if (PQstatus(pg) != CONNECTION_OK) {
+          status = lost("while waiting for results");
+        }
+        continue;  // the end of one command's results
+      }
+      std::unique_ptr<PGresult, void (*)(PGresult*)> owned(result, &PQclear);
+      if (PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
+        break;
+      }
+      if (*results_seen < static_cast<int>(commands.size())) {
+        on_result(*results_seen, result);
+      }
+      ++*results_seen;
+      if (PQstatus(pg) != CONNECTION_OK) {
+        status = lost("while waiting for results");
+      }
+    }
+    if (watching) {
+      *blockers = monitor_->EndWatch();
+    }
+  }
+  if (!broken_) {
+    // Leaves pipeline mode (nothing is pending after the Sync's result).
+    while (PQexitPipelineMode(pg) != 1) {
+      PGresult* extra = PQgetResult(pg);
+      if (extra == nullptr && PQexitPipelineMode(pg) != 1) {
+        status = lost("while leaving pipeline mode");
+        break;
+      }
+      PQclear(extra);
+    }
+    PQsetnonblocking(pg, 0);
+  }
+  return status;
 }
 
 void PqSession::Cancel() {
@@ -1162,13 +1316,12 @@ absl::Status PqSession::EnsureTables() {
 
 absl::StatusOr<std::unique_ptr<Transaction>> PqSession::Begin() {
   RETURN_IF_ERROR(NoTransactionOpen());
-  std::unique_ptr<pqxx::work> work;
-  RETURN_IF_ERROR(Run("beginning a transaction", [&]() -> absl::Status {
-    work = std::make_unique<pqxx::work>(*conn_);
-    return absl::OkStatus();
-  }));
+  if (broken_) {
+    return Lost();
+  }
+  // BEGIN goes with the transaction's first statement (PqTransaction::EnsureWork).
   transaction_open_ = true;
-  return std::unique_ptr<Transaction>(std::make_unique<PqTransaction>(this, std::move(work)));
+  return std::unique_ptr<Transaction>(std::make_unique<PqTransaction>(this));
 }
 
 absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
@@ -1409,9 +1562,28 @@ absl::Status PqTransaction::Usable() const {
   return absl::OkStatus();
 }
 
+absl::Status PqTransaction::EnsureWork() {
+  RETURN_IF_ERROR(Usable());
+  if (work_ != nullptr) {
+    return absl::OkStatus();
+  }
+  absl::Status status = session_->Run("beginning a transaction", [&]() -> absl::Status {
+    work_ = std::make_unique<pqxx::work>(session_->connection());
+    for (const std::string& setting : pending_settings_) {
+      work_->exec(setting);
+    }
+    return absl::OkStatus();
+  });
+  pending_settings_.clear();
+  if (!status.ok()) {
+    failed_ = true;
+  }
+  return status;
+}
+
 absl::Status PqTransaction::Run(absl::string_view context,
                                 const std::function<absl::Status()>& fn) {
-  RETURN_IF_ERROR(Usable());
+  RETURN_IF_ERROR(EnsureWork());
   absl::Status status = session_->Run(context, fn, lock_timeout_);
   if (!status.ok()) {
     failed_ = true;
@@ -1446,19 +1618,28 @@ absl::Status PqTransaction::SetTimeouts(const Timeouts& timeouts) {
                    TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
   ASSIGN_OR_RETURN(const std::string statement_timeout,
                    TimeoutSetting(timeouts.statement_timeout, "statement_timeout"));
-  RETURN_IF_ERROR(Run("setting timeouts", [&]() -> absl::Status {
-    work_->exec(absl::StrCat("SET LOCAL lock_timeout = '", lock_timeout,
-                             "'; SET LOCAL statement_timeout = '", statement_timeout, "'"));
-    return absl::OkStatus();
-  }));
+  std::vector<std::string> settings = {
+      absl::StrCat("SET LOCAL lock_timeout = '", lock_timeout, "'"),
+      absl::StrCat("SET LOCAL statement_timeout = '", statement_timeout, "'")};
   lock_timeout_ = timeouts.lock_timeout;
-  return absl::OkStatus();
+  if (work_ == nullptr) {
+    // Sent after BEGIN, with the first statement.
+    pending_settings_ = std::move(settings);
+    return absl::OkStatus();
+  }
+  return Run("setting timeouts", [&]() -> absl::Status {
+    for (const std::string& setting : settings) {
+      work_->exec(setting);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status PqTransaction::Execute(const SqlStatement& statement, StatementError* error) {
   RETURN_IF_ERROR(FlushBookkeeping());
   revision_state_ = true;
   session_->MarkDirty();
+  RETURN_IF_ERROR(EnsureWork());
   absl::Status status = session_->RunRaw(statement.text, error, lock_timeout_);
   if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
     status = absl::FailedPreconditionError(
@@ -1514,6 +1695,111 @@ absl::Status PqTransaction::FlushBookkeeping() {
   return absl::OkStatus();
 }
 
+// The message of a version-row change that did not touch exactly one row
+// (`found` rows: a number, or the SQL text that counts them).
+std::string MismatchMessage(const Config& c, const VersionRowChange& change,
+                            absl::string_view found) {
+  if (change.kind == VersionRowChange::Kind::kDelete) {
+    return absl::StrCat("Online migration expected to match one row when deleting '", change.from,
+                        "' in '", c.version_table_name, "'; ", found, " found");
+  }
+  return absl::StrCat("Online migration expected to match one row when updating '", change.from,
+                      "' to '", change.to, "' in '", c.version_table_name, "'; ", found, " found");
+}
+
+// Marks the error a pipelined bookkeeping statement raises on a mismatch.
+constexpr absl::string_view kMismatchMarker = "schemad-mismatch: ";
+
+// The statement that applies `changes` and inserts `history` (data-modifying
+// CTEs; a statement's CTEs cannot see each other's rows, so no row may be
+// named twice), naming the tables as the session resolved them (`n`).
+// `quote` quotes a literal. Without `in_pipeline` its one row
+// holds each change's row count, for the caller to check. With
+// `in_pipeline` (its result is read with the others, after everything
+// was sent) the statement itself fails when a count is not 1 — casting
+// kMismatchMarker + the message to int, so SQLSTATE 22P02 with the message
+// quoted — and the history rows' duration_ms adds the time since the
+// transaction began (by the server's clock).
+std::string BookkeepingSql(const Config& c, const Names& n,
+                           const std::vector<VersionRowChange>& changes,
+                           absl::Span<const HistoryRecord> history,
+                           const std::function<std::string(const std::string&)>& q,
+                           bool in_pipeline) {
+  auto q_or_null = [&](const std::string& value) {
+    return value.empty() ? std::string("NULL") : q(value);
+  };
+  std::vector<std::string> ctes;
+  std::vector<std::string> counts;
+  std::vector<std::string> checks;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const VersionRowChange& change = changes[i];
+    std::string body;
+    switch (change.kind) {
+      case VersionRowChange::Kind::kInsert:
+        body = absl::StrCat("INSERT INTO ", n.version_table, " (version_num) VALUES (",
+                            q(change.to), ") RETURNING 1");
+        break;
+      case VersionRowChange::Kind::kDelete:
+        body = absl::StrCat("DELETE FROM ", n.version_table,
+                            " WHERE version_num = ", q(change.from), " RETURNING 1");
+        break;
+      case VersionRowChange::Kind::kUpdate:
+        body = absl::StrCat("UPDATE ", n.version_table, " SET version_num = ", q(change.to),
+                            " WHERE version_num = ", q(change.from), " RETURNING 1");
+        break;
+    }
+    ctes.push_back(absl::StrCat("v", i, " AS (", body, ")"));
+    const std::string count = absl::StrCat("(SELECT pg_catalog.count(*) FROM v", i, ")");
+    counts.push_back(count);
+    // "<marker><message up to the count>" || count || " found"
+    const std::string message = MismatchMessage(c, change, "\x01");
+    const size_t cut = message.find('\x01');
+    checks.push_back(absl::StrCat("WHEN ", count, " <> 1 THEN (",
+                                  q(absl::StrCat(kMismatchMarker, message.substr(0, cut))), " || ",
+                                  count, " || ", q(message.substr(cut + 1)), ")::int"));
+  }
+  // One INSERT for all history rows: ids follow the order of the VALUES.
+  std::vector<std::string> rows;
+  for (const HistoryRecord& record : history) {
+    const std::string started = TimeToMicros(record.started);
+    const std::string duration =
+        in_pipeline ? absl::StrCat(absl::ToInt64Microseconds(record.duration),
+                                   " / 1000.0 + extract(epoch FROM pg_catalog.clock_timestamp() - "
+                                   "pg_catalog.transaction_timestamp()) * 1000")
+                    : absl::StrCat(absl::ToInt64Microseconds(record.duration), " / 1000.0");
+    rows.push_back(absl::StrCat(
+        "(", q(record.revision), ", ", q(record.direction), ", ",
+        q(TextArrayLiteral(record.rows_before)), "::text[], ",
+        q(TextArrayLiteral(record.rows_after)), "::text[], ", q_or_null(record.checksum), ", ",
+        started.empty() ? std::string("NULL::timestamptz")
+                        : absl::StrCat("'epoch'::timestamptz + ", started,
+                                       "::bigint * interval '1 microsecond'"),
+        ", ", duration, ", ", q(record.outcome), ", ", q_or_null(record.error), ", ",
+        q_or_null(record.who), ", ", q_or_null(record.operation_id), ", ",
+        q_or_null(record.schemad_version), ", ", q(n.write_key), ")"));
+  }
+  if (!rows.empty()) {
+    ctes.push_back(absl::StrCat(
+        "h AS (INSERT INTO ", n.history_table,
+        " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
+        "outcome, error, who, operation_id, schemad_version, version_table) VALUES ",
+        absl::StrJoin(rows, ", "), " RETURNING 1)"));
+  }
+  if (ctes.empty()) {
+    return "SELECT 0";
+  }
+  if (in_pipeline) {
+    return absl::StrCat("WITH ", absl::StrJoin(ctes, ", "), " SELECT ",
+                        checks.empty()
+                            ? std::string("0")
+                            : absl::StrCat("CASE ", absl::StrJoin(checks, " "), " ELSE 0 END"));
+  }
+  if (counts.empty()) {
+    counts.push_back("0");
+  }
+  return absl::StrCat("WITH ", absl::StrJoin(ctes, ", "), " SELECT ", absl::StrJoin(counts, ", "));
+}
+
 absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>& changes,
                                              const std::vector<HistoryRecord>& history) {
   if (changes.empty() && history.empty()) {
@@ -1522,78 +1808,246 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
   const Config& c = session_->config();
   const Names& n = session_->names();
   return Run("updating the version table and history", [&]() -> absl::Status {
-    auto q = [&](const std::string& value) { return work_->quote(value); };
-    auto q_or_null = [&](const std::string& value) {
-      return value.empty() ? std::string("NULL") : work_->quote(value);
-    };
-    std::vector<std::string> ctes;
-    std::vector<std::string> counts;
-    for (size_t i = 0; i < changes.size(); ++i) {
-      const VersionRowChange& change = changes[i];
-      std::string body;
-      switch (change.kind) {
-        case VersionRowChange::Kind::kInsert:
-          body = absl::StrCat("INSERT INTO ", n.version_table, " (version_num) VALUES (",
-                              q(change.to), ") RETURNING 1");
-          break;
-        case VersionRowChange::Kind::kDelete:
-          body = absl::StrCat("DELETE FROM ", n.version_table,
-                              " WHERE version_num = ", q(change.from), " RETURNING 1");
-          break;
-        case VersionRowChange::Kind::kUpdate:
-          body = absl::StrCat("UPDATE ", n.version_table, " SET version_num = ", q(change.to),
-                              " WHERE version_num = ", q(change.from), " RETURNING 1");
-          break;
-      }
-      ctes.push_back(absl::StrCat("v", i, " AS (", body, ")"));
-      counts.push_back(absl::StrCat("(SELECT count(*) FROM v", i, ")"));
-    }
-    // One INSERT for all history rows: ids follow the order of the VALUES.
-    std::vector<std::string> rows;
-    for (const HistoryRecord& record : history) {
-      const std::string started = TimeToMicros(record.started);
-      rows.push_back(absl::StrCat(
-          "(", q(record.revision), ", ", q(record.direction), ", ",
-          q(TextArrayLiteral(record.rows_before)), "::text[], ",
-          q(TextArrayLiteral(record.rows_after)), "::text[], ", q_or_null(record.checksum), ", ",
-          started.empty() ? std::string("NULL::timestamptz")
-                          : absl::StrCat("'epoch'::timestamptz + ", started,
-                                         "::bigint * interval '1 microsecond'"),
-          ", ", absl::ToInt64Microseconds(record.duration), " / 1000.0, ", q(record.outcome), ", ",
-          q_or_null(record.error), ", ", q_or_null(record.who), ", ",
-          q_or_null(record.operation_id), ", ", q_or_null(record.schemad_version), ", ",
-          q(n.write_key), ")"));
-    }
-    if (!rows.empty()) {
-      ctes.push_back(absl::StrCat(
-          "h AS (INSERT INTO ", n.history_table,
-          " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
-          "outcome, error, who, operation_id, schemad_version, version_table) VALUES ",
-          absl::StrJoin(rows, ", "), " RETURNING 1)"));
-    }
-    if (counts.empty()) {
-      counts.push_back("0");
-    }
-    const pqxx::result result =
-        work_->exec(absl::StrCat(TakeResetPrefix(), "WITH ", absl::StrJoin(ctes, ", "), " SELECT ",
-                                 absl::StrJoin(counts, ", ")));
+    const pqxx::result result = work_->exec(absl::StrCat(
+        TakeResetPrefix(),
+        BookkeepingSql(
+            c, n, changes, history, [&](const std::string& value) { return work_->quote(value); },
+            /*in_pipeline=*/false)));
     for (size_t i = 0; i < changes.size(); ++i) {
       const long found = result[0][static_cast<int>(i)].as<long>();
-      if (found == 1) {
-        continue;
+      if (found != 1) {
+        return absl::FailedPreconditionError(MismatchMessage(c, changes[i], absl::StrCat(found)));
       }
-      const VersionRowChange& change = changes[i];
-      if (change.kind == VersionRowChange::Kind::kDelete) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("Online migration expected to match one row when deleting '", change.from,
-                         "' in '", c.version_table_name, "'; ", found, " found"));
-      }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Online migration expected to match one row when updating '", change.from, "' to '",
-          change.to, "' in '", c.version_table_name, "'; ", found, " found"));
     }
     return absl::OkStatus();
   });
+}
+
+// Statements that must not go into a pipeline: COPY (which a pipeline
+// cannot carry) and transaction control, whose effect on the transaction
+// must be seen before the next statement runs (Execute checks it). Judged
+// by the first word after comments; conservative (PREPARE, any COPY).
+bool NeedsOwnRoundTrip(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(text[i]))) {
+      ++i;
+    } else if (text.compare(i, 2, "--") == 0) {
+      const size_t eol = text.find('\n', i);
+      i = eol == std::string::npos ? text.size() : eol + 1;
+    } else if (text.compare(i, 2, "/*") == 0) {
+      int depth = 0;
+      while (i < text.size()) {
+        if (text.compare(i, 2, "/*") == 0) {
+          ++depth;
+          i += 2;
+        } else if (text.compare(i, 2, "*/") == 0) {
+          i += 2;
+          if (--depth == 0) {
+            break;
+          }
+        } else {
+          ++i;
+        }
+      }
+    } else {
+      break;
+    }
+  }
+  size_t end = i;
+  while (end < text.size() && absl::ascii_isalpha(static_cast<unsigned char>(text[end]))) {
+    ++end;
+  }
+  const std::string word = absl::AsciiStrToUpper(text.substr(i, end - i));
+  static const std::set<std::string> kWords = {"BEGIN",    "START", "COMMIT", "END",
+                                               "ROLLBACK", "ABORT", "PREPARE"};
+  return kWords.count(word) > 0 || absl::StrContains(absl::AsciiStrToUpper(text), "COPY");
+}
+
+absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> statements,
+                                             absl::Span<const VersionRowChange> changes,
+                                             const HistoryRecord& history,
+                                             const std::function<void(int)>& on_started,
+                                             const std::function<bool()>& cancelled,
+                                             int* failed_index, StatementError* error) {
+  *failed_index = -1;
+  RETURN_IF_ERROR(Usable());
+  const bool pipelinable =
+      work_ == nullptr && pending_changes_.empty() && pending_history_.empty() &&
+      std::none_of(statements.begin(), statements.end(),
+                   [](const SqlStatement& statement) { return NeedsOwnRoundTrip(statement.text); });
+  if (!pipelinable) {
+    return Transaction::ExecuteAndCommit(statements, changes, history, on_started, cancelled,
+                                         failed_index, error);
+  }
+  absl::Status status =
+      PipelineRevision(statements, changes, history, on_started, cancelled, failed_index, error);
+  if (status.ok()) {
+    committed_ = true;
+  } else {
+    failed_ = true;
+  }
+  return status;
+}
+
+// BEGIN, the SET LOCALs, the statements, the session reset and the
+// bookkeeping statement go as one pipeline (one round trip), then COMMIT
+// (the second). Each is its own extended-query command, so an error position
+// is relative to its statement's own text. After an error PostgreSQL skips
+// the rest up to the Sync, the session is left in the failed transaction,
+// and ROLLBACK ends it (the revision's state then stays until ResetState).
+absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> statements,
+                                             absl::Span<const VersionRowChange> changes,
+                                             const HistoryRecord& history,
+                                             const std::function<void(int)>& on_started,
+                                             const std::function<bool()>& cancelled,
+                                             int* failed_index, StatementError* error) {
+  const Config& c = session_->config();
+  const Names& n = session_->names();
+  std::vector<std::string> commands;
+  commands.reserve(statements.size() + pending_settings_.size() + 16);
+  commands.push_back("BEGIN");
+  for (std::string& setting : pending_settings_) {
+    commands.push_back(std::move(setting));
+  }
+  pending_settings_.clear();
+  const int first_statement = static_cast<int>(commands.size());
+  for (const SqlStatement& statement : statements) {
+    commands.push_back(statement.text);
+  }
+  // What the statements changed in the session goes before the bookkeeping
+  // (which then runs as schemad's own role, with the session's settings) and
+  // commits with it, as TakeResetPrefix does on the other path.
+  const int first_reset = static_cast<int>(commands.size());
+  if (!statements.empty()) {
+    session_->MarkDirty();
+    for (std::string& reset : session_->ResetStatements()) {
+      commands.push_back(std::move(reset));
+    }
+  }
+  // Like FlushBookkeeping: a row named twice needs a statement of its own.
+  std::vector<std::vector<VersionRowChange>> batches(1);
+  std::set<std::string> touched;
+  for (const VersionRowChange& change : changes) {
+    if ((!change.from.empty() && touched.count(change.from) > 0) ||
+        (!change.to.empty() && touched.count(change.to) > 0)) {
+      batches.emplace_back();
+      touched.clear();
+    }
+    touched.insert(change.from);
+    touched.insert(change.to);
+    batches.back().push_back(change);
+  }
+  const int first_bookkeeping = static_cast<int>(commands.size());
+  absl::Status quoted = session_->Run("quoting the bookkeeping", [&]() -> absl::Status {
+    const auto quote = [&](const std::string& value) {
+      return session_->connection().quote(value);
+    };
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const bool last = b + 1 == batches.size();
+      commands.push_back(BookkeepingSql(
+          c, n, batches[b],
+          last ? absl::Span<const HistoryRecord>(&history, 1) : absl::Span<const HistoryRecord>(),
+          quote, /*in_pipeline=*/true));
+    }
+    return absl::OkStatus();
+  });
+  RETURN_IF_ERROR(quoted);
+  // COMMIT is not pipelined: it goes once every result is in, so that a
+  // client that dies mid-revision (killed, connection lost) never has its
+  // revision committed by a backend that carries on without it, behind the
+  // back of the next run that took the released lock.
+  const int statement_count = static_cast<int>(statements.size());
+
+  int failed = -1;  // the command that failed
+  StatementError failure;
+  const auto on_result = [&](int k, const PGresult* result) {
+    const ExecStatusType kind = PQresultStatus(result);
+    const bool ok =
+        kind == PGRES_COMMAND_OK || kind == PGRES_TUPLES_OK || kind == PGRES_EMPTY_QUERY;
+    if (!ok && failed < 0) {
+      failed = k;
+      failure = StatementErrorOf(result);
+    }
+    // Statement i done: statement i + 1 runs.
+    const int i = k - first_statement;
+    if (ok && failed < 0 && i >= 0 && i + 1 < statement_count && on_started) {
+      on_started(i + 1);
+    }
+  };
+  if (statement_count > 0 && on_started) {
+    // Everything is sent at once; the server is on statement 0 (or BEGIN) now.
+    on_started(0);
+  }
+  int results_seen = 0;
+  std::string blockers;
+  // Results are needed early only where they start the next statement's
+  // progress event: after every statement but the last.
+  const auto flush_after = [&](int k) {
+    const int i = k - first_statement;
+    return i >= 0 && i + 1 < statement_count;
+  };
+  absl::Status sent = session_->RunPipeline(commands, on_result, flush_after, &results_seen,
+                                            lock_timeout_, &blockers);
+  if (failure.sqlstate == "55P03") {
+    failure.message = WithBlockers(std::move(failure.message), blockers);
+  }
+  if (!sent.ok()) {
+    if (failed >= first_statement && failed < first_reset) {
+      // PostgreSQL said why (a terminated backend: 57P01): COMMIT never ran.
+      *failed_index = failed - first_statement;
+      *error = failure;
+      return SqlStatus(failure.sqlstate, failure.message);
+    }
+    return sent;  // COMMIT was not sent: nothing was applied
+  }
+  if (failed >= 0) {
+    // The transaction is aborted (or, when BEGIN itself failed, not open): end it.
+    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    if (failed >= first_statement && failed < first_reset) {
+      *failed_index = failed - first_statement;
+      *error = failure;
+      return SqlStatus(failure.sqlstate, failure.message);
+    }
+    if (failed >= first_bookkeeping && failure.sqlstate == "22P02") {
+      const size_t at = absl::string_view(failure.message).find(kMismatchMarker);
+      if (at != std::string::npos) {
+        std::string message = failure.message.substr(at + kMismatchMarker.size());
+        const size_t quote = message.rfind('"');
+        if (quote != std::string::npos) {
+          message.resize(quote);
+        }
+        return absl::FailedPreconditionError(message);
+      }
+    }
+    return Annotate(SqlStatus(failure.sqlstate, failure.message),
+                    failed < first_statement     ? "beginning a transaction"
+                    : failed < first_bookkeeping ? "resetting the session"
+                                                 : "updating the version table and history");
+  }
+  if (session_->TransactionStatus() != PQTRANS_INTRANS) {
+    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    return absl::FailedPreconditionError(
+        "the revision's transaction ended before COMMIT; nothing of it was committed by schemad");
+  }
+  if (cancelled && cancelled()) {
+    // Cancelled after the last statement: as before the COMMIT of the
+    // statement-by-statement path, nothing of the revision is kept.
+    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    return absl::CancelledError("cancelled before COMMIT; the revision was rolled back");
+  }
+  absl::Status committed = Annotate(session_->RunRaw("COMMIT", nullptr), "committing");
+  if (committed.code() == absl::StatusCode::kUnavailable) {
+    // The connection broke with COMMIT possibly sent: nobody knows.
+    return absl::UnknownError(committed.message());
+  }
+  if (committed.ok() && session_->TransactionStatus() != PQTRANS_IDLE) {
+    return absl::InternalError("COMMIT left a transaction open");
+  }
+  if (committed.ok()) {
+    session_->Committed(/*reset=*/!statements.empty(), std::nullopt);
+  }
+  return committed;
 }
 
 absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention>& marker) {
@@ -1677,6 +2131,11 @@ absl::Status PqTransaction::Commit() {
       work_->exec(reset.substr(0, reset.size() - 2));
       return absl::OkStatus();
     }));
+  }
+  if (work_ == nullptr) {
+    // Nothing was sent: nothing to commit.
+    committed_ = true;
+    return absl::OkStatus();
   }
   absl::Status status = session_->Run("committing", [&]() -> absl::Status {
     work_->commit();
