@@ -202,8 +202,16 @@ TEST(OperationRegistryTest, ConcurrentJoinersShareOneRunningOperation) {
   for (std::thread& caller : callers) {
     caller.join();
   }
-  release.Notify();
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 1u);
+  // Let the one operation (queued or running while the callers joined it)
+  // finish before shutting down, which would cancel it while still queued.
+  absl::StatusOr<std::shared_ptr<Operation>> op = registry.Find(ids[0]);
+  ASSERT_TRUE(op.ok()) << op.status();
+  auto observer = std::make_shared<RecordingObserver>();
+  (*op)->Subscribe(observer);
+  release.Notify();
+  ASSERT_TRUE(observer->WaitDone(absl::Seconds(30)));
+  EXPECT_TRUE(observer->status().ok()) << observer->status();
   EXPECT_TRUE(registry.Shutdown(absl::Seconds(5), absl::Seconds(30)));
   EXPECT_EQ(bodies.load(), 1);
 }
