@@ -98,11 +98,16 @@ def setUpModule():
 
 def tearDownModule():
     process = state.get("process")
-    if process is not None:
-        process.terminate()
-        process.wait(timeout=30)
-    if "work" in state:
-        shutil.rmtree(state["work"], ignore_errors=True)
+    try:
+        if process is not None:
+            process.terminate()
+            # A clean shutdown exits 0; a sanitizer report (asan preset) does not.
+            if process.wait(timeout=60) != 0:
+                raise RuntimeError(f"schemad exited {process.returncode} on SIGTERM: "
+                                   f"{(state['work'] / 'err').read_text()[-4000:]}")
+    finally:
+        if "work" in state:
+            shutil.rmtree(state["work"], ignore_errors=True)
 
 
 def version_rows(site):
