@@ -4,7 +4,7 @@ Run by python_client_test.sh with the package installed by pip into a
 virtual environment; needs SCHEMAD_BINARY (the schemad to start) and
 SCHEMAD_TEST_PG_DIR (a cluster of tests/testing/pg_cluster.sh). Without
 them it FAILS; it never skips. One schemad on 127.0.0.1:0 with a bearer
-tokens file serves three fresh databases of the cluster.
+tokens file serves four fresh databases of the cluster.
 """
 import os
 import pathlib
@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -29,7 +30,7 @@ REVISIONS = {
     "r2.sql": "-- revision: r2\n-- revises: r1\n\n-- +upgrade\nCREATE TABLE public.r2 (id int);\n\n"
               "-- +downgrade\nDROP TABLE public.r2;\n",
 }
-SITES = ("site-wait", "site-upgrade", "site-token")
+SITES = ("site-wait", "site-upgrade", "site-token", "site-late")
 
 state = {}  # set up once for the module: server address, DSNs, the process
 
@@ -75,36 +76,49 @@ def setUpModule():
     tokens = work / "tokens"
     tokens.write_text(f"{TOKEN} migrator python-control-layer\n")
     tokens.chmod(0o600)
-    (work / "schemad.yaml").write_text(
-        "listen: 127.0.0.1:0\n"
+    state["databases"] = ", ".join(databases)
+    state["process"], state["server"] = start_schemad("main", "127.0.0.1:0")
+
+
+def start_schemad(name, listen):
+    """Starts schemad (config NAME.yaml listening on LISTEN, every site) and
+    returns the process and its address; the process is running, and
+    listening once its "schemad listening on" line is out (polled here)."""
+    work = state["work"]
+    (work / f"{name}.yaml").write_text(
+        f"listen: {listen}\n"
         "tokens_file: tokens\n"
         "migration_sets: [{name: py, directory: set}]\n"
-        f"databases: [{', '.join(databases)}]\n")
-    with open(work / "out", "w") as out, open(work / "err", "w") as err:
-        state["process"] = subprocess.Popen(
-            [binary, "--config", str(work / "schemad.yaml"), "--log-level", "warn"], stdout=out,
-            stderr=err)
+        f"databases: [{state['databases']}]\n")
+    with open(work / f"{name}.out", "w") as out, open(work / f"{name}.err", "w") as err:
+        process = subprocess.Popen(
+            [required_env("SCHEMAD_BINARY"), "--config", str(work / f"{name}.yaml"),
+             "--log-level", "warn"], stdout=out, stderr=err)
     end = time.monotonic() + 30
     while time.monotonic() < end:  # poll for "schemad listening on HOST:PORT"
-        for line in (work / "out").read_text().splitlines():
+        for line in (work / f"{name}.out").read_text().splitlines():
             if line.startswith("schemad listening on "):
-                state["server"] = line.removeprefix("schemad listening on ")
-                return
-        if state["process"].poll() is not None:
+                return process, line.removeprefix("schemad listening on ")
+        if process.poll() is not None:
             break
         time.sleep(0.05)
-    raise RuntimeError(f"schemad did not start: {(work / 'err').read_text()}")
+    stop_schemad(process, name)
+    raise RuntimeError(f"schemad did not start: {(work / f'{name}.err').read_text()}")
+
+
+def stop_schemad(process, name):
+    process.terminate()
+    # A clean shutdown exits 0; a sanitizer report (asan preset) does not.
+    if process.wait(timeout=60) != 0:
+        raise RuntimeError(f"schemad exited {process.returncode} on SIGTERM: "
+                           f"{(state['work'] / f'{name}.err').read_text()[-4000:]}")
 
 
 def tearDownModule():
     process = state.get("process")
     try:
         if process is not None:
-            process.terminate()
-            # A clean shutdown exits 0; a sanitizer report (asan preset) does not.
-            if process.wait(timeout=60) != 0:
-                raise RuntimeError(f"schemad exited {process.returncode} on SIGTERM: "
-                                   f"{(state['work'] / 'err').read_text()[-4000:]}")
+            stop_schemad(process, "main")
     finally:
         if "work" in state:
             shutil.rmtree(state["work"], ignore_errors=True)
@@ -208,6 +222,37 @@ class PythonClientTest(unittest.TestCase):
             self.assertEqual(raised.exception.code, grpc.StatusCode.UNAUTHENTICATED)
             self.assertNotIn(WRONG_TOKEN, str(raised.exception))
         self.assertEqual(version_rows_or_none("site-token"), None)  # nothing applied
+
+    def test_wait_for_head_waits_for_a_schemad_that_starts_later(self):
+        # wait_for_head starts while nothing listens on the port (UNAVAILABLE),
+        # then schemad starts there: a later attempt brings the database to head.
+        with socket.socket() as reserved:
+            reserved.bind(("127.0.0.1", 0))
+            port = reserved.getsockname()[1]
+        result = {}
+
+        def wait():
+            try:
+                result["response"] = schemad_client.wait_for_head(
+                    f"127.0.0.1:{port}", "site-late", deadline=60, token=TOKEN)
+            except schemad_client.SchemadError as error:
+                result["error"] = error
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        try:
+            process, _ = start_schemad("late", f"127.0.0.1:{port}")
+        except BaseException:
+            waiter.join()
+            raise
+        try:
+            waiter.join(timeout=90)
+            self.assertFalse(waiter.is_alive())
+            self.assertNotIn("error", result)
+            self.assertTrue(result["response"].applied)
+            self.assertEqual(version_rows("site-late"), "r2")
+        finally:
+            stop_schemad(process, "late")
 
     def test_wait_for_head_gives_up_at_its_deadline_when_the_server_is_unreachable(self):
         # A bound port nobody listens on: connections are refused (UNAVAILABLE).

@@ -26,6 +26,20 @@ _JITTER = 0.2  # each sleep is backoff * (1 +- jitter), uniformly
 _STILL_RUNNING_TIMEOUT = 1.0  # what wait_for_head spends, past its deadline, asking what runs
 _DEFAULT_TIMEOUT = 30.0  # unary calls
 _OPERATION_TIMEOUT = 24 * 3600.0  # streamed upgrades
+_MIN_CONNECT_TIMEOUT_MS = 2000
+_MAX_RESPONSE_BYTES = 64 << 20
+# As the C++ SDK's channel: gRPC's own reconnect backoff follows the retry
+# policy, so a retried call finds a fresh connection attempt rather than a
+# wait of up to 2 minutes (gRPC's default) after schemad comes up. The minimum
+# is also gRPC's connect timeout: a slow handshake on a loaded host must not
+# be abandoned. Responses are bounded by the server; a large migration set's
+# description can still pass gRPC's default of 4 MiB.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", int(_INITIAL_BACKOFF * 1000)),
+    ("grpc.min_reconnect_backoff_ms", max(int(_INITIAL_BACKOFF * 1000), _MIN_CONNECT_TIMEOUT_MS)),
+    ("grpc.max_reconnect_backoff_ms", int(_MAX_BACKOFF * 1000)),
+    ("grpc.max_receive_message_length", _MAX_RESPONSE_BYTES),
+]
 
 Seconds = Union[float, int, datetime.timedelta]
 
@@ -97,15 +111,15 @@ class Client:
             self._metadata.append(("authorization", f"Bearer {token}"))
         if who:
             self._metadata.append(("x-schemad-who", who))
+        options = list(_CHANNEL_OPTIONS)
         if tls is None or tls is False:
-            self._channel = grpc.insecure_channel(server)
+            self._channel = grpc.insecure_channel(server, options=options)
         else:
             config = Tls() if tls is True else tls
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read_file(config.root_ca_file, "root_ca_file"),
                 private_key=_read_file(config.key_file, "key_file"),
                 certificate_chain=_read_file(config.cert_file, "cert_file"))
-            options = []
             if config.server_name:
                 options.append(("grpc.ssl_target_name_override", config.server_name))
             self._channel = grpc.secure_channel(server, credentials, options=options)
