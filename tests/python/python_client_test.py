@@ -51,7 +51,7 @@ def psql(dsn, sql):
 
 
 def setUpModule():
-    binary = required_env("SCHEMAD_BINARY")
+    required_env("SCHEMAD_BINARY")  # fail early, before creating databases
     pg_dir = pathlib.Path(required_env("SCHEMAD_TEST_PG_DIR"))
     password = (pg_dir / "password").read_text().strip()
     port = (pg_dir / "port").read_text().strip()
