@@ -12,6 +12,7 @@ packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libsystemd-dev
   postgresql-15 postgresql-client-15
   python3-alembic python3-sqlalchemy python3-psycopg2
+  python3-grpcio python3-protobuf python3-pip python3-setuptools python3-venv
   openssl gnuplot-nox
   systemd
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
