@@ -434,19 +434,17 @@ databases: [{name: a, migration_set: modax, dsn_env: SITE_A_DSN}]
   EXPECT_OK(CheckListenExposure(loopback.proto, "127.0.0.1:50051"));
 }
 
-// The shipped examples (deploy/, the Kubernetes ConfigMap) bind loopback or
-// authenticate: whatever else they lack here (files, variables), it is not
-// that.
+// The shipped examples (deploy/, the Kubernetes ConfigMap's file) bind
+// loopback or authenticate: whatever else they lack here (files,
+// variables), it is not that.
 TEST_F(ConfigTest, ShippedExamplesAreNotUnauthenticatedOnTheNetwork) {
   const std::string root = SCHEMAD_SOURCE_DIR;
   std::vector<std::string> yamls;
-  for (const std::string file : {"/deploy/schemad.example.yaml", "/deploy/compose.schemad.yaml"}) {
+  for (const std::string file : {"/deploy/schemad.example.yaml", "/deploy/compose.schemad.yaml",
+                                 "/deploy/k8s/base/schemad.yaml"}) {
     const YAML::Node node = YAML::LoadFile(root + file);
     yamls.push_back(YAML::Dump(node));
   }
-  // The ConfigMap's schemad.yaml.
-  const YAML::Node manifests = YAML::LoadAllFromFile(root + "/deploy/k8s/schemad.yaml")[0];
-  yamls.push_back(manifests["data"]["schemad.yaml"].as<std::string>());
   for (const std::string& yaml : yamls) {
     SCOPED_TRACE(yaml);
     absl::StatusOr<LoadedConfig> config = Parse(yaml);
