@@ -207,6 +207,11 @@ int main(int argc, char** argv) {
   CLI::App* dbs_cmd = app.add_subcommand("dbs", "With --server: every database and its state");
   dbs_cmd->add_option("--label", dbs_labels, "Only databases with this label: key=value");
 
+  HealthOptions health;
+  CLI::App* health_cmd = app.add_subcommand(
+      "health", "With --server: SERVING (exit 0) or NOT_SERVING (exit 1); needs no token");
+  health_cmd->add_option("--set", health.migration_set, "One migration set's health");
+
   OpsOptions ops;
   CLI::App* ops_cmd =
       app.add_subcommand("ops", "With --server: operations (list, watch ID, cancel ID)");
@@ -367,6 +372,9 @@ int main(int argc, char** argv) {
   }
   if (*ops_cmd) {
     return RunRemoteOps(global, remote, ops, out, err);
+  }
+  if (*health_cmd) {
+    return RunRemoteHealth(global, remote, health, out, err);
   }
   if (!remote.server.empty()) {
     // The database verbs go to the server; the verbs that read --dir stay local.

@@ -775,6 +775,26 @@ int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
   }());
 }
 
+int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
+                    const HealthOptions& options, std::ostream& out, std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, [&]() -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
+    ASSIGN_OR_RETURN(const bool serving, client->CheckHealth(options.migration_set));
+    const char* status = serving ? "SERVING" : "NOT_SERVING";
+    if (io.global.json) {
+      Json json;
+      json["status"] = status;
+      json["migration_set"] =
+          options.migration_set.empty() ? Json(nullptr) : Json(options.migration_set);
+      io.out << JsonText(json) << "\n";
+    } else {
+      io.out << status << "\n";
+    }
+    return serving ? kExitOk : kExitFailed;
+  }());
+}
+
 int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
                  const OpsOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};

@@ -70,6 +70,17 @@ struct DbsOptions {
 int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
                  const DbsOptions& options, std::ostream& out, std::ostream& err);
 
+// `health [--set NAME]`: the server's gRPC health (grpc.health.v1), or one
+// migration set's. Prints SERVING or NOT_SERVING; exit 0 when serving, 1 when
+// not (shutdown has begun) or the set is unknown, 5 when the server cannot be
+// reached. Sends the token when one is configured; the server's health
+// service needs none (container healthchecks and probes).
+struct HealthOptions {
+  std::string migration_set;  // --set; empty: the server as a whole
+};
+int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
+                    const HealthOptions& options, std::ostream& out, std::ostream& err);
+
 // `ops list [--running] [--limit N]`, `ops watch ID`, `ops cancel ID`.
 struct OpsOptions {
   std::string action;        // list, watch, cancel

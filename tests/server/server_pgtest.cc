@@ -1059,6 +1059,26 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   EXPECT_TRUE(serving);
   EXPECT_THAT(client_->CheckHealth("nosuchset"),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  // The same through `schemactl --server ADDR health [--set NAME]`, without
+  // a token (what container healthchecks and probes run).
+  cli::GlobalOptions global;
+  cli::RemoteOptions remote;
+  remote.server = server_->address();
+  remote.timeout = absl::Seconds(10);
+  auto cli_health = [&](const std::string& set, std::string* printed) {
+    cli::HealthOptions options;
+    options.migration_set = set;
+    std::ostringstream out;
+    std::ostringstream err;
+    const int code = cli::RunRemoteHealth(global, remote, options, out, err);
+    *printed = out.str() + err.str();
+    return code;
+  };
+  std::string printed;
+  EXPECT_EQ(cli_health("", &printed), 0) << printed;
+  EXPECT_EQ(printed, "SERVING\n");
+  EXPECT_EQ(cli_health("modax", &printed), 0) << printed;
+  EXPECT_EQ(cli_health("nosuchset", &printed), 1) << printed;
 
   EventLog log;
   absl::StatusOr<OperationResult> result;
@@ -1081,6 +1101,8 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   EXPECT_TRUE(saw_not_serving);
   absl::StatusOr<bool> set_health = client_->CheckHealth("modax");
   EXPECT_TRUE(set_health.ok() && !*set_health);
+  EXPECT_EQ(cli_health("", &printed), 1) << printed;
+  EXPECT_EQ(printed, "NOT_SERVING\n");
   // No new operations; reads still work.
   EXPECT_THAT(client_->Upgrade("site-a"),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
@@ -1093,6 +1115,7 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   EXPECT_TRUE(server_->clean_shutdown());
   EXPECT_EQ(AdvisoryLocks(db), 0);
   EXPECT_THAT(client_->CheckHealth(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_EQ(cli_health("", &printed), 5) << printed;
 }
 
 // Start-up ordering: the control layer starts first and waits for schemad.
