@@ -891,6 +891,19 @@ class PqSession final : public Session {
         absl::StrCat("the connection to ", config_->display_name,
                      " was lost; open a new session and re-read the state"));
   }
+  // The connection to send on, or nullptr (the session then marked broken)
+  // when it is gone.
+  PGconn* LiveConnection() {
+    if (broken_) {
+      return nullptr;
+    }
+    PGconn* pg = conn_->pgconn();
+    if (pg == nullptr || PQstatus(pg) != CONNECTION_OK) {
+      broken_ = true;
+      return nullptr;
+    }
+    return pg;
+  }
   absl::Status NoTransactionOpen() const {
     if (transaction_open_) {
       return absl::FailedPreconditionError("a transaction is open on this session");
@@ -979,12 +992,8 @@ absl::Status PqSession::Run(absl::string_view context, const std::function<absl:
 
 absl::Status PqSession::RunRaw(const std::string& sql, StatementError* error,
                                absl::Duration lock_timeout) {
-  if (broken_) {
-    return Lost();
-  }
-  PGconn* pg = conn_->pgconn();
-  if (pg == nullptr || PQstatus(pg) != CONNECTION_OK) {
-    broken_ = true;
+  PGconn* pg = LiveConnection();
+  if (pg == nullptr) {
     return Lost();
   }
   PGresult* result = nullptr;
@@ -1061,12 +1070,8 @@ absl::Status PqSession::RunPipeline(const std::vector<std::string>& commands,
                                     const std::function<bool(int)>& flush_after, int* results_seen,
                                     absl::Duration lock_timeout, std::string* blockers) {
   *results_seen = 0;
-  if (broken_) {
-    return Lost();
-  }
-  PGconn* pg = conn_->pgconn();
-  if (pg == nullptr || PQstatus(pg) != CONNECTION_OK) {
-    broken_ = true;
+  PGconn* pg = LiveConnection();
+  if (pg == nullptr) {
     return Lost();
   }
   const auto lost = [&](absl::string_view what) {
