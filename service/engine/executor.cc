@@ -305,12 +305,7 @@ class Executor::Run {
         return absl::CancelledError(
             absl::StrCat("cancelled before statement ", i + 1, " of revision ", rev.id));
       }
-      Event e = base;
-      e.kind = Event::Kind::kStatementStarted;
-      e.time = absl::Now();
-      e.statement_index = static_cast<int>(i);
-      e.line = statements[i].line;
-      Emit(e);
+      EmitStatementStarted(base, static_cast<int>(i), statements[i]);
       store::StatementError error;
       absl::Status status = tx.Execute(statements[i], &error);
       if (!status.ok()) {
@@ -318,6 +313,16 @@ class Executor::Run {
       }
     }
     return absl::OkStatus();
+  }
+
+  // kStatementStarted for statement `index` of the revision `base` describes.
+  void EmitStatementStarted(const Event& base, int index, const SqlStatement& statement) const {
+    Event e = base;
+    e.kind = Event::Kind::kStatementStarted;
+    e.time = absl::Now();
+    e.statement_index = index;
+    e.line = statement.line;
+    Emit(e);
   }
 
   absl::Status StatementFailure(const Revision& rev, const SqlStatement& statement,
@@ -355,12 +360,7 @@ class Executor::Run {
       // history row, COMMIT) and reports each statement as it completes; a
       // cancel seen between two statements stops the one running.
       auto on_started = [&](int i) {
-        Event e = base;
-        e.kind = Event::Kind::kStatementStarted;
-        e.time = absl::Now();
-        e.statement_index = i;
-        e.line = statements[static_cast<size_t>(i)].line;
-        Emit(e);
+        EmitStatementStarted(base, i, statements[static_cast<size_t>(i)]);
         if (Cancelled()) {
           session_.Cancel();
         }
@@ -424,12 +424,7 @@ class Executor::Run {
         status = absl::CancelledError(absl::StrCat("cancelled before statement ", i + 1,
                                                    " of non-transactional revision ", rev.id));
       } else {
-        Event e = base;
-        e.kind = Event::Kind::kStatementStarted;
-        e.time = absl::Now();
-        e.statement_index = static_cast<int>(i);
-        e.line = statements[i].line;
-        Emit(e);
+        EmitStatementStarted(base, static_cast<int>(i), statements[i]);
         store::StatementError error;
         status = session_.ExecuteAutocommit(statements[i], timeouts, &error);
         if (!status.ok()) {
