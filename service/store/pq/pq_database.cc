@@ -712,6 +712,15 @@ std::string WithBlockers(std::string message, const std::string& blockers) {
 
 // ------------------------------------------------------------------ session
 
+// The statement that sets a session's client_connection_check_interval, or
+// "" when the configuration leaves it alone or the server (before 14) lacks it.
+std::string CheckIntervalSql(const Config& config, PqConnection& conn) {
+  if (config.check_interval.empty() || PQserverVersion(conn.pgconn()) < 140000) {
+    return "";
+  }
+  return absl::StrCat("SET client_connection_check_interval = ", conn.quote(config.check_interval));
+}
+
 class PqSession;
 
 class PqTransaction final : public Transaction {
@@ -786,11 +795,7 @@ class PqSession final : public Session {
         application_name_(std::move(application_name)) {
     cancel_ = PQgetCancel(conn_->pgconn());
     backend_pid_ = PQbackendPID(conn_->pgconn());
-    check_interval_sql_ =
-        config_->check_interval.empty() || PQserverVersion(conn_->pgconn()) < 140000
-            ? std::string()
-            : absl::StrCat("SET client_connection_check_interval = ",
-                           conn_->quote(config_->check_interval));
+    check_interval_sql_ = CheckIntervalSql(*config_, *conn_);
   }
   ~PqSession() override {
     {
@@ -2352,10 +2357,9 @@ absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
   std::string application_name;
   try {
     pqxx::nontransaction tx(*conn);
-    std::string sql;
-    if (!c.check_interval.empty() && PQserverVersion(conn->pgconn()) >= 140000) {
-      sql =
-          absl::StrCat("SET client_connection_check_interval = ", tx.quote(c.check_interval), "; ");
+    std::string sql = CheckIntervalSql(c, *conn);
+    if (!sql.empty()) {
+      sql += "; ";
     }
     absl::StrAppend(&sql,
                     "SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class r JOIN "
