@@ -23,14 +23,7 @@
 # build are cold; with CMAKE_CXX_COMPILER_LAUNCHER=ccache they may hit).
 set -uo pipefail
 
-fail() {
-  echo "FAIL: $*" >&2
-  [ -n "${work:-}" ] && [ -f "$work/log" ] && tail -n 40 "$work/log" >&2
-  exit 1
-}
-pass() {
-  echo "ok: $*"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
 start_ns=$(date +%s%N)
 elapsed() { # since the start, for the log: "at 4.2 s"
   echo "at $(awk -v ns=$(($(date +%s%N) - start_ns)) 'BEGIN { printf "%.1f", ns / 1e9 }') s"

@@ -40,13 +40,7 @@
 # rows, read with psql).
 set -uo pipefail
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-pass() {
-  echo "ok: $*"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
 
 # ------------------------------------------------------------------ set-up
 [ -n "${SCHEMAD_TEST_PG_DIR:-}" ] ||

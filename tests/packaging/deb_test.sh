@@ -17,14 +17,7 @@
 # machine, for CI).
 set -uo pipefail
 
-fail() {
-  echo "FAIL: $*" >&2
-  [ -n "${work:-}" ] && [ -f "$work/log" ] && tail -n 40 "$work/log" >&2
-  exit 1
-}
-pass() {
-  echo "ok: $*"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
 
 [ -n "${SCHEMAD_BUILD_DIR:-}" ] && [ -f "$SCHEMAD_BUILD_DIR/CPackConfig.cmake" ] ||
   fail "SCHEMAD_BUILD_DIR ('${SCHEMAD_BUILD_DIR:-}') is not a configured schemad build with CPack"

@@ -10,10 +10,7 @@
 #      measured 1.2 (what remains: network access, which schemad needs).
 # Environment: SCHEMAD_BINARY (the built schemad), SCHEMAD_SOURCE_DIR.
 set -euo pipefail
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
 src=${SCHEMAD_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 unit=$src/deploy/systemd/schemad.service
 [ -x "${SCHEMAD_BINARY:-}" ] || fail "SCHEMAD_BINARY ('${SCHEMAD_BINARY:-}') is not an executable"

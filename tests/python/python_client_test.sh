@@ -18,11 +18,7 @@
 #      directory without the sources: against a real schemad and the cluster.
 set -uo pipefail
 
-fail() {
-  echo "FAIL: $*" >&2
-  [ -n "${work:-}" ] && [ -f "$work/log" ] && tail -n 40 "$work/log" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
 
 python=${SCHEMAD_PYTHON3:-/usr/bin/python3} # Debian's, with python3-grpcio
 src=${SCHEMAD_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
