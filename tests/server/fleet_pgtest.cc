@@ -30,10 +30,12 @@
 #include "service/server/server.h"
 #include "spdlog/sinks/ringbuffer_sink.h"
 #include "tests/testing/pg_fixture.h"
+#include "tests/testing/poll.h"
 
 namespace schemad {
 namespace {
 
+using ::schemad::testing::PollUntil;
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
 using ::schemad::testing::TestDatabase;
@@ -234,18 +236,6 @@ Rows VersionRows(const std::string& dsn) {
 bool TableExists(const std::string& dsn, const std::string& table) {
   Rows rows = Query(dsn, absl::StrCat("SELECT to_regclass('", table, "') IS NOT NULL"));
   return !rows.empty() && rows[0][0] == "t";
-}
-
-// Polls `done` every 20 ms until it holds or `timeout` passes.
-template <typename Predicate>
-bool PollUntil(Predicate done, absl::Duration timeout = absl::Seconds(30)) {
-  for (const absl::Time deadline = absl::Now() + timeout; !done();) {
-    if (absl::Now() > deadline) {
-      return false;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
 }
 
 std::string SiteName(int i) { return absl::StrCat("site-", i < 10 ? "0" : "", i); }

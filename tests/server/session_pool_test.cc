@@ -23,6 +23,7 @@
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
 #include "tests/testing/fake_store.h"
+#include "tests/testing/poll.h"
 
 namespace schemad::server {
 namespace {
@@ -31,17 +32,10 @@ using testing::FakeDatabase;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Polls `done` until it holds or 30 s pass; true when it held.
+// Polls `done` every millisecond until it holds or 30 s pass.
 template <typename Predicate>
 bool Eventually(Predicate done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!done()) {
-    if (absl::Now() > deadline) {
-      return false;
-    }
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
+  return testing::PollUntil(done, absl::Seconds(30), absl::Milliseconds(1));
 }
 
 // ----------------------------------------------------------------- SessionPool
