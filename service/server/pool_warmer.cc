@@ -49,7 +49,11 @@ int PoolWarmer::cold() const {
 
 int PoolWarmer::failed_attempts() const {
   absl::MutexLock lock(&mu_);
-  return failed_attempts_;
+  int failed = 0;
+  for (const Entry& entry : entries_) {
+    failed += entry.failures;  // a warm entry is tried no more
+  }
+  return failed;
 }
 
 void PoolWarmer::ScheduleLoop() {
@@ -109,7 +113,6 @@ void PoolWarmer::Attempt(size_t index) {
     }
     return;
   }
-  ++failed_attempts_;
   ++entry.failures;
   const absl::Duration wait = entry.backoff;
   entry.due = absl::Now() + wait;

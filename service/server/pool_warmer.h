@@ -68,7 +68,7 @@ class PoolWarmer {
     Target target;
     absl::Time due;          // next attempt
     absl::Duration backoff;  // wait after the next failure
-    int failures = 0;        // consecutive
+    int failures = 0;        // failed attempts (none follow once warm)
     bool running = false;
     bool warm = false;
   };
@@ -85,7 +85,6 @@ class PoolWarmer {
   mutable absl::Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
-  int failed_attempts_ ABSL_GUARDED_BY(mu_) = 0;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;  // an attempt finished, or Stop
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
