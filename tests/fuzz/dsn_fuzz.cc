@@ -6,17 +6,20 @@
 //     of the input; ToConninfo() and Redacted() parse back to the same
 //     settings, Redacted() without password and sslpassword;
 //   - a parsed DSN scrubs its own password and sslpassword out of a text
-//     that holds them (unless the secret is made of '*' only, which "***"
-//     contains);
+//     that holds them between two bytes no secret contains (unless the
+//     secret is made of '*' only, which "***" contains);
 //   - RedactDsn and ScrubDsnSecrets (also for DSNs that do not parse, as
 //     schemactl's error printer calls it) do not crash.
 //
 // Thread-safety: libFuzzer calls it from one thread.
 #include "service/common/dsn_fuzz.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -29,6 +32,19 @@ namespace {
 
 bool AllStars(absl::string_view secret) {
   return secret.find_first_not_of('*') == absl::string_view::npos;
+}
+
+// A one-byte string found in none of `spellings`, if there is one.
+std::optional<std::string> FenceByte(const std::vector<std::string>& spellings) {
+  for (int byte = 1; byte < 256; ++byte) {
+    const std::string fence(1, static_cast<char>(byte));
+    if (fence != "*" && std::none_of(spellings.begin(), spellings.end(), [&](const std::string& s) {
+          return absl::StrContains(s, fence);
+        })) {
+      return fence;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -44,12 +60,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!dsn.ok()) {
     return 0;
   }
+  // The secret goes between two bytes that no spelling of any secret holds,
+  // so that the "***" mask cannot join the text around it into the secret
+  // again (a password "* " and the text "*** rejected" would): what is left
+  // of the secret must come from the secret itself.
+  const auto fence = FenceByte(dsn->secrets());
+  if (!fence.has_value()) {
+    return 0;
+  }
   for (absl::string_view keyword : {"password", "sslpassword"}) {
     const std::string* secret = dsn->Find(keyword);
     if (secret == nullptr || secret->empty() || AllStars(*secret)) {
       continue;
     }
-    const std::string scrubbed = dsn->Scrub(absl::StrCat("FATAL: ", *secret, " rejected"));
+    const std::string scrubbed = dsn->Scrub(absl::StrCat(*fence, *secret, *fence));
     FUZZ_CHECK(!absl::StrContains(scrubbed, *secret)) << keyword << " survives Scrub";
   }
   return 0;
