@@ -20,6 +20,7 @@ build_packages=(
   libpqxx-dev libpq-dev
   libabsl-dev libspdlog-dev libfmt-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libsystemd-dev
+  prometheus-cpp-dev
 )
 
 packages=("${build_packages[@]}")

@@ -351,18 +351,18 @@ absl::Status CheckDuration(const std::string& path, const google::protobuf::Dura
   return absl::OkStatus();
 }
 
-absl::Status ValidateListen(const std::string& listen) {
+absl::Status ValidateListen(const std::string& key, const std::string& listen) {
   if (listen.empty()) {
-    return KeyError("listen", "required (host:port, e.g. 127.0.0.1:50051)");
+    return KeyError(key, "required (host:port, e.g. 127.0.0.1:50051)");
   }
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return KeyError("listen", absl::StrCat("expected host:port, got \"", listen, "\""));
+    return KeyError(key, absl::StrCat("expected host:port, got \"", listen, "\""));
   }
   int port = 0;
   if (!absl::SimpleAtoi(absl::string_view(listen).substr(colon + 1), &port) || port < 0 ||
       port > 65535) {
-    return KeyError("listen", absl::StrCat("bad port in \"", listen, "\""));
+    return KeyError(key, absl::StrCat("bad port in \"", listen, "\""));
   }
   return absl::OkStatus();
 }
@@ -395,7 +395,7 @@ absl::Status ValidateFile(const std::string& key_path, const std::string& file) 
 
 absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   v1::ServerConfig& c = loaded->proto;
-  RETURN_IF_ERROR(ValidateListen(c.listen()));
+  RETURN_IF_ERROR(ValidateListen("listen", c.listen()));
   RETURN_IF_ERROR(CheckExposure(c, "listen", c.listen()));
   if (c.log_format().empty()) {
     c.set_log_format("logfmt");
@@ -452,6 +452,20 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   RETURN_IF_ERROR(CheckDuration("shutdown_grace", c.shutdown_grace(), kMaxShutdownGrace));
   RETURN_IF_ERROR(
       CheckDuration("operation_retention", c.operation_retention(), kMaxOperationRetention));
+  if (c.has_metrics()) {
+    v1::MetricsConfig& m = *c.mutable_metrics();
+    RETURN_IF_ERROR(ValidateListen("metrics.listen", m.listen()));
+    if (absl::StartsWith(m.listen(), "unix:")) {
+      return KeyError("metrics.listen", "expected host:port (an HTTP listener)");
+    }
+    SCHEMAD_DEFAULT_DURATION(m, refresh_interval, kDefaultMetricsRefresh);
+    if (FromProto(m.refresh_interval()) < kMinMetricsRefresh) {
+      return KeyError("metrics.refresh_interval",
+                      absl::StrCat("at least ", absl::FormatDuration(kMinMetricsRefresh)));
+    }
+    RETURN_IF_ERROR(
+        CheckDuration("metrics.refresh_interval", m.refresh_interval(), kMaxMetricsRefresh));
+  }
 
   v1::Pools& p = *c.mutable_pools();
   struct PoolField {

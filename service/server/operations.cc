@@ -470,6 +470,9 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
   PruneLocked(absl::Now());
   auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_,
                                         next_serial_++, options_.max_kept_detail_events);
+  if (options_.observe_each) {
+    op->Subscribe(options_.observe_each(*op));
+  }
   v1::OperationEvent accepted;
   accepted.mutable_accepted()->set_kind(op->spec().kind);
   accepted.mutable_accepted()->set_target(op->spec().target);

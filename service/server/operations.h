@@ -184,6 +184,10 @@ struct OperationRegistryOptions {
   int max_retained = 1000;                     // and at most this many
   int max_kept_detail_events = 256;            // per operation (see the top of this file)
   absl::Duration cancel_repeat = absl::Milliseconds(100);
+  // When set, called for each new operation before its first event; the
+  // observer it returns is subscribed for the operation's whole life
+  // (metrics). Called with the registry's lock held: must not block.
+  std::function<std::shared_ptr<OperationObserver>(const Operation&)> observe_each;
 };
 
 // One page of OperationRegistry::ListPage.

@@ -122,7 +122,14 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
 
   ASSIGN_OR_RETURN(s->registry_, Registry::Create(s->config_, MakeLogger("registry", options)));
   s->rpc_workers_ = std::make_unique<ThreadPool>("schemad-rpc", c.pools().rpc_workers());
+  if (c.has_metrics()) {
+    ASSIGN_OR_RETURN(s->metrics_, ServerMetrics::Start(c.metrics().listen(), *s->registry_,
+                                                       MakeLogger("metrics", options)));
+  }
   OperationRegistryOptions op_options;
+  if (s->metrics_ != nullptr) {
+    op_options.observe_each = s->metrics_->OperationObserverFactory();
+  }
   op_options.workers = c.pools().operation_workers();
   op_options.retention = FromProto(c.operation_retention());
   op_options.max_retained = c.max_retained_operations();
@@ -149,6 +156,11 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   // below it (request_limits.h); gRPC refuses a larger one by itself.
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.SetOption(std::make_unique<ReflectionOption>(c.reflection()));
+  if (s->metrics_ != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(s->metrics_->RpcInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen,
@@ -173,6 +185,13 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   warm_options.max_concurrent_attempts = std::max(1, c.pools().rpc_workers() / 2);
   s->pool_warmer_ = std::make_unique<PoolWarmer>(std::move(warm_targets), warm_options,
                                                  *s->rpc_workers_, s->log_);
+  if (s->metrics_ != nullptr) {
+    s->metrics_->StartRefreshing(FromProto(c.metrics().refresh_interval()),
+                                 std::max(1, c.pools().rpc_workers() / 4));
+    s->log_->info("metrics served address={}:{} path=/metrics",
+                  c.metrics().listen().substr(0, c.metrics().listen().rfind(':')),
+                  s->metrics_->port());
+  }
   s->log_->info("serving address={} tls={} mtls={} reflection={} databases={} migration_sets={}",
                 s->address_, c.has_tls(), c.has_tls() && !c.tls().client_ca_file().empty(),
                 c.reflection(), s->registry_->databases().size(),
@@ -209,6 +228,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (rpc_workers_ != nullptr) {
       rpc_workers_->Stop();
     }
+    if (metrics_ != nullptr) {
+      metrics_->Stop();
+    }
     shutdown_done_.Notify();
     return;
   }
@@ -221,6 +243,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
   log_->debug("shutdown: gRPC server stopped");
   pool_warmer_->Stop();
   rpc_workers_->Stop();
+  if (metrics_ != nullptr) {
+    metrics_->Stop();  // its refresher reads through the pools
+  }
   registry_->Close();
   log_->info("shut down clean={}", clean_);
   log_->flush();

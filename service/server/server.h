@@ -35,6 +35,7 @@
 #include "service/server/auth.h"
 #include "service/server/config.h"
 #include "service/server/log_format.h"
+#include "service/server/metrics.h"
 #include "service/server/operations.h"
 #include "service/server/pool_warmer.h"
 #include "service/server/registry.h"
@@ -69,6 +70,10 @@ class SchemadServer {
   // "host:port" actually bound (the port resolved when `listen` asked for 0).
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The HTTP port serving /metrics; 0 without `metrics` in the config.
+  int metrics_port() const { return metrics_ == nullptr ? 0 : metrics_->port(); }
+  // The metrics, when configured (tests refresh them on demand).
+  ServerMetrics* metrics() const { return metrics_.get(); }
 
   // Graceful shutdown: health NOT_SERVING; new operations refused; running
   // operations finish their current revision within `grace` (the config's
@@ -96,6 +101,8 @@ class SchemadServer {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ServerMetrics>
+      metrics_;  // references registry_; outlives server_ and operations_
   std::unique_ptr<ThreadPool> rpc_workers_;
   std::unique_ptr<PoolWarmer> pool_warmer_;  // stopped before rpc_workers_
   std::unique_ptr<OperationRegistry> operations_;

@@ -179,6 +179,32 @@ databases:
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeouts.lock_wiat: unknown key")));
 }
 
+TEST_F(ConfigTest, MetricsNeedAnHttpAddressAndASaneRefresh) {
+  const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(with("metrics: {listen: 0.0.0.0:9464}\n")));
+  EXPECT_EQ(config.proto.metrics().listen(), "0.0.0.0:9464");
+  EXPECT_EQ(FromProto(config.proto.metrics().refresh_interval()), kDefaultMetricsRefresh);
+  ASSERT_OK_AND_ASSIGN(config,
+                       Parse(with("metrics: {listen: \"[::1]:0\", refresh_interval: 5s}\n")));
+  EXPECT_EQ(FromProto(config.proto.metrics().refresh_interval()), absl::Seconds(5));
+  EXPECT_FALSE(Parse(kMinimal)->proto.has_metrics());
+
+  EXPECT_THAT(Parse(with("metrics: {refresh_interval: 5s}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.listen: required")));
+  EXPECT_THAT(Parse(with("metrics: {listen: 9464}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.listen: expected")));
+  EXPECT_THAT(Parse(with("metrics: {listen: \"unix:/run/m.sock\"}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.listen")));
+  EXPECT_THAT(Parse(with("metrics: {listen: 127.0.0.1:0, refresh_interval: 100ms}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("metrics.refresh_interval: at least 1s")));
+  EXPECT_THAT(Parse(with("metrics: {listen: 127.0.0.1:0, refresh_interval: 2d}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("metrics.refresh_interval: 48h is out of range")));
+  EXPECT_THAT(Parse(with("metrics: {listen: 127.0.0.1:0, path: /m}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.path: unknown key")));
+}
+
 TEST_F(ConfigTest, MissingEnvironmentVariableNamesKeyAndVariable) {
   EXPECT_THAT(Parse(R"(
 listen: 127.0.0.1:1

@@ -2,6 +2,7 @@
 // `schemad` binary as a subprocess for signals), real PostgreSQL, the C++ SDK
 // as the client.
 #include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -1608,6 +1611,186 @@ TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRest
   EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
   EXPECT_THAT(restarted.Log(), Not(HasSubstr(db.cluster().password)));
+}
+
+// ----------------------------------------------------------------- metrics
+
+// The body of an HTTP/1.0 GET of `path` on 127.0.0.1:`port`; "" when the
+// answer is not 200.
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[4096];
+      for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) {
+        response.append(buffer, static_cast<size_t>(n));
+      }
+    }
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (!absl::StartsWith(response, "HTTP/1.1 200") && !absl::StartsWith(response, "HTTP/1.0 200")) {
+    return "";
+  }
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+// The value of the series `series` (name and labels exactly as exposed, e.g.
+// `schemad_sessions{database="site-a",state="idle"}`) in Prometheus' text
+// format; -1 when it is absent.
+double Sample(const std::string& exposition, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    if (absl::StartsWith(line, series) && line.size() > series.size() &&
+        line[series.size()] == ' ') {
+      double value = 0;
+      return absl::SimpleAtod(line.substr(series.size() + 1), &value) ? value : -2;
+    }
+  }
+  return -1;
+}
+
+class MetricsTest : public ServerTest {
+ protected:
+  // Serves site-a (`db`) and site-down (nothing listens on its port) with
+  // metrics on a free port; the gauges refresh only when a test asks.
+  void StartWithMetrics(const TestDatabase& db) {
+    const std::string down_dsn = absl::StrCat("host=127.0.0.1 port=", FreePort(),
+                                              " dbname=x user=u password=Hunter2-metrics");
+    absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
+        dir_, MakeConfig(dir_, {"modax"},
+                         {{"site-a", db.dsn(), "modax"}, {"site-down", down_dsn, "modax"}},
+                         "metrics: {listen: \"127.0.0.1:0\", refresh_interval: 1h}\n"
+                         "timeouts: {connect_timeout: 2s}"));
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    client_ = Connect(ClientFor(server_->address()));
+    ASSERT_GT(server_->metrics_port(), 0);
+  }
+  std::string Scrape() {
+    server_->metrics()->RefreshAll();
+    return HttpGet(server_->metrics_port(), "/metrics");
+  }
+};
+
+TEST_F(MetricsTest, DatabaseGaugesFollowMigrationsAndReachability) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartWithMetrics(db);
+
+  std::string body = Scrape();
+  ASSERT_FALSE(body.empty());
+  EXPECT_EQ(
+      Sample(body,
+             R"(schemad_database_pending_revisions{database="site-a",migration_set="modax"})"),
+      3);
+  EXPECT_EQ(Sample(body, R"(schemad_database_reachable{database="site-a"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_database_needs_attention{database="site-a"})"), 0);
+  EXPECT_EQ(Sample(body, R"(schemad_database_reachable{database="site-down"})"), 0);
+  EXPECT_GT(Sample(body, R"(schemad_database_refreshed_timestamp_seconds{database="site-down"})"),
+            1.7e9);
+  EXPECT_EQ(Sample(body, R"(schemad_sessions{database="site-down",state="in_use"})"), 0);
+  // DSNs are not metrics, whatever they hold.
+  EXPECT_THAT(body, Not(HasSubstr("Hunter2-metrics")));
+  EXPECT_THAT(body, Not(HasSubstr(db.dsn())));
+
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  body = Scrape();
+  EXPECT_EQ(
+      Sample(body,
+             R"(schemad_database_pending_revisions{database="site-a",migration_set="modax"})"),
+      0);
+  EXPECT_GE(Sample(body, R"(schemad_sessions{database="site-a",state="idle"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_sessions{database="site-a",state="in_use"})"), 0);
+}
+
+TEST_F(MetricsTest, OperationsRpcsAndLockWaitsAreCountedByOutcome) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  Rev broken{"b2", "a1", "CREATE TABLE t_b2 (id int);\nSELECT 1/0;", "DROP TABLE t_b2;"};
+  broken.transactional = false;  // its first statement stays: needs attention
+  WriteRevision(dir_, "modax", broken);
+  StartWithMetrics(db);
+
+  UpgradeRequest to_a1;
+  to_a1.target = "a1";
+  ASSERT_OK(client_->Upgrade("site-a", to_a1, {}).status());
+  EXPECT_FALSE(client_->Upgrade("site-a", {}, {}).ok());  // b2 fails: needs attention
+  EXPECT_EQ(client_->GetStatus("site-nowhere").status().code(), absl::StatusCode::kNotFound);
+  const std::string body = Scrape();
+  ASSERT_FALSE(body.empty());
+
+  EXPECT_EQ(Sample(body, R"(schemad_operations_total{kind="upgrade",outcome="success"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_operations_total{kind="upgrade",outcome="failed"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_operations_running{kind="upgrade"})"), 0);
+  EXPECT_EQ(Sample(body, R"(schemad_operation_duration_seconds_count{kind="upgrade"})"), 2);
+  EXPECT_EQ(Sample(body, "schemad_lock_wait_seconds_count"), 2);
+  EXPECT_EQ(
+      Sample(
+          body,
+          R"(schemad_rpc_duration_seconds_count{code="OK",method="/schemad.v1.Schemad/Upgrade"})"),
+      1);
+  EXPECT_EQ(
+      Sample(
+          body,
+          R"(schemad_rpc_duration_seconds_count{code="NOT_FOUND",method="/schemad.v1.Schemad/GetStatus"})"),
+      1);
+  EXPECT_EQ(Sample(body, R"(schemad_database_needs_attention{database="site-a"})"), 1);
+  EXPECT_EQ(
+      Sample(body,
+             R"(schemad_database_pending_revisions{database="site-a",migration_set="modax"})"),
+      1);
+}
+
+TEST_F(MetricsTest, AMethodSchemadDoesNotServeIsOneSeries) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartWithMetrics(db);
+  auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  for (const char* method : {"/x.Y/Z1", "/x.Y/Z2", "/schemad.v1.Schemad/Nope"}) {
+    grpc::ClientContext context;
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    absl::Notification done;
+    grpc::Slice empty("");
+    const grpc::ByteBuffer request(&empty, 1);
+    stub.UnaryCall(&context, method, {}, &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << method;
+  }
+  const std::string body = Scrape();
+  EXPECT_EQ(
+      Sample(body, R"(schemad_rpc_duration_seconds_count{code="UNIMPLEMENTED",method="other"})"),
+      3);
+  EXPECT_THAT(body, Not(HasSubstr("/x.Y/")));
+  EXPECT_THAT(body, Not(HasSubstr("Nope")));
+}
+
+TEST_F(MetricsTest, APortInUseStopsTheStartNamingTheKey) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartWithMetrics(db);
+  const int taken = server_->metrics_port();
+  absl::StatusOr<std::unique_ptr<server::SchemadServer>> second =
+      StartServer(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn(), "modax"}},
+                                   absl::StrCat("metrics: {listen: \"127.0.0.1:", taken, "\"}")));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable,
+                               AllOf(HasSubstr("metrics.listen"), HasSubstr(absl::StrCat(taken)))));
+  // The first server still serves.
+  EXPECT_FALSE(Scrape().empty());
 }
 
 // ------------------------------------- ports, exposure, config, logs (issue 9)
