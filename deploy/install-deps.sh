@@ -35,6 +35,7 @@ if [ "$build_only" -eq 0 ]; then
     systemd
     clang-14 libfuzzer-14-dev libclang-rt-14-dev
     python3-yaml   # tests/deploy: the compose and Kubernetes checks
+    prometheus     # tests/deploy: promtool checks and unit-tests deploy/observability's alert rules
   )
   # tests/deploy renders deploy/k8s with `kubectl kustomize`. Debian's
   # kubectl is kubernetes-client; a kubectl installed from another package

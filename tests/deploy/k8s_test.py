@@ -150,11 +150,29 @@ policies = [o for o in named("NetworkPolicy") if selects(o["spec"].get("podSelec
 c.expect(len(policies) == 1, "no NetworkPolicy for schemad")
 policy = policies[0]["spec"] if policies else {}
 c.expect(set(policy.get("policyTypes", [])) == {"Ingress", "Egress"}, "NetworkPolicy: not both Ingress and Egress")
-ingress_ports = [p.get("port") for rule in policy.get("ingress", []) for p in rule.get("ports", [])]
-c.expect(ingress_ports == [50051], f"NetworkPolicy: ingress ports {ingress_ports}, want [50051]")
-client_selectors = [peer.get("podSelector", {}).get("matchLabels", {}) for rule in policy.get("ingress", [])
+ingress = policy.get("ingress", [])
+ingress_ports = sorted(p.get("port") for rule in ingress for p in rule.get("ports", []))
+c.expect(ingress_ports == [9464, 50051], f"NetworkPolicy: ingress ports {ingress_ports}, want [9464, 50051]")
+c.expect(all(rule.get("from") and rule.get("ports") for rule in ingress),
+         "NetworkPolicy: an ingress rule open to every peer or every port")
+def rules_for(port):
+    return [rule for rule in ingress if any(p.get("port") == port for p in rule.get("ports", []))]
+# gRPC: control-layer pods only; /metrics: the monitoring namespace only.
+client_selectors = [peer.get("podSelector", {}).get("matchLabels", {}) for rule in rules_for(50051)
                     for peer in rule.get("from", [])]
-c.expect(client_selectors and all(client_selectors), "NetworkPolicy: ingress from anything but labelled pods")
+c.expect(client_selectors and all(client_selectors)
+         and not any("namespaceSelector" in peer for rule in rules_for(50051) for peer in rule["from"]),
+         "NetworkPolicy: gRPC ingress from anything but labelled pods")
+scrapers = [peer for rule in rules_for(9464) for peer in rule.get("from", [])]
+c.expect(scrapers and all(peer.get("namespaceSelector", {}).get("matchLabels") for peer in scrapers),
+         "NetworkPolicy: /metrics open beyond a selected namespace")
+schemad_config = yaml.safe_load((root / "deploy/k8s/base/schemad.yaml").read_text())
+metrics_port = int(schemad_config.get("metrics", {}).get("listen", ":0").rsplit(":", 1)[1])
+container_ports = {p["name"]: p["containerPort"] for p in schemad_pod["spec"]["containers"][0].get("ports", [])}
+c.expect(metrics_port == container_ports.get("metrics") == 9464,
+         f"metrics: config port {metrics_port}, container port {container_ports.get('metrics')}, want 9464")
+c.expect(schemad_pod["metadata"].get("annotations", {}).get("prometheus.io/port") == "9464",
+         "no prometheus.io/port annotation naming the metrics port")
 egress_ports = sorted({p.get("port") for rule in policy.get("egress", []) for p in rule.get("ports", [])})
 c.expect(egress_ports == [53, 5432], f"NetworkPolicy: egress ports {egress_ports}, want [53, 5432]")
 

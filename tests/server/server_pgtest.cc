@@ -1778,6 +1778,70 @@ TEST_F(MetricsTest, AMethodSchemadDoesNotServeIsOneSeries) {
   EXPECT_THAT(body, Not(HasSubstr("Nope")));
 }
 
+// What deploy/observability's alert rules and dashboard query exists in a
+// real scrape, and the scrape passes `promtool check metrics` (Prometheus'
+// own linter of the exposition format and naming conventions).
+TEST_F(MetricsTest, ShippedRulesAndDashboardNameOnlyExportedMetricsAndTheScrapeLints) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartWithMetrics(db);
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  const std::string body = Scrape();
+  std::set<std::string> exported;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (absl::ConsumePrefix(&line, "# TYPE ")) {
+      exported.insert(std::string(line.substr(0, line.find(' '))));
+    }
+  }
+  EXPECT_GE(exported.size(), 10u) << body;
+
+  for (const std::string file : {"/deploy/observability/schemad-alerts.yaml",
+                                 "/deploy/observability/schemad-dashboard.json"}) {
+    std::ifstream in(std::string(SCHEMAD_SOURCE_DIR) + file);
+    std::stringstream text;
+    text << in.rdbuf();
+    ASSERT_FALSE(text.str().empty()) << file;
+    std::set<std::string> used;
+    for (size_t at = text.str().find("schemad_"); at != std::string::npos;
+         at = text.str().find("schemad_", at + 1)) {
+      if (at > 0 && (std::isalnum(static_cast<unsigned char>(text.str()[at - 1])) ||
+                     text.str()[at - 1] == '_')) {
+        continue;
+      }
+      size_t end = at;
+      while (
+          end < text.str().size() &&
+          (std::islower(static_cast<unsigned char>(text.str()[end])) || text.str()[end] == '_')) {
+        ++end;
+      }
+      std::string name = text.str().substr(at, end - at);
+      for (const char* suffix : {"_bucket", "_count", "_sum"}) {
+        if (absl::EndsWith(name, suffix) &&
+            exported.count(name.substr(0, name.size() - strlen(suffix))) > 0) {
+          name.resize(name.size() - strlen(suffix));
+        }
+      }
+      used.insert(name);
+    }
+    EXPECT_GE(used.size(), 3u) << file;
+    for (const std::string& name : used) {
+      EXPECT_EQ(exported.count(name), 1u) << file << " uses " << name << ", not in /metrics";
+    }
+  }
+
+  const std::string scrape_file = dir_.Write("scrape.txt", body);
+  const std::string lint = absl::StrCat("promtool check metrics < ", scrape_file, " 2>&1");
+  FILE* pipe = popen(lint.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[512];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) {
+    output.append(buffer, n);
+  }
+  EXPECT_EQ(pclose(pipe), 0) << output;  // promtool is in deploy/install-deps.sh
+}
+
 TEST_F(MetricsTest, APortInUseStopsTheStartNamingTheKey) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
