@@ -474,7 +474,8 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     int32_t fallback;
     void (v1::Pools::*set)(int32_t);
   };
-  const bool min_idle_set = p.min_idle_sessions() != 0;
+  const bool min_idle_set = p.has_min_idle_sessions();
+  const bool no_idle_sessions = min_idle_set && p.min_idle_sessions() == 0;
   for (const PoolField& f :
        {PoolField{"max_sessions_per_database", p.max_sessions_per_database(),
                   kDefaultMaxSessionsPerDatabase, &v1::Pools::set_max_sessions_per_database},
@@ -492,6 +493,12 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
       RETURN_IF_ERROR(CheckRange(absl::StrCat("pools.", f.name), f.value, 1, kMaxPoolSize));
     }
   }
+  if (no_idle_sessions) {
+    p.set_min_idle_sessions(0);
+  }
+  SCHEMAD_DEFAULT_DURATION(p, idle_session_timeout, kDefaultIdleSessionTimeout);
+  RETURN_IF_ERROR(CheckDuration("pools.idle_session_timeout", p.idle_session_timeout(),
+                                kMaxIdleSessionTimeout));
   if (p.min_idle_sessions() > p.max_sessions_per_database()) {
     if (min_idle_set) {
       return KeyError("pools.min_idle_sessions", "must not exceed pools.max_sessions_per_database");

@@ -49,6 +49,7 @@ inline constexpr int kDefaultMinIdleSessions = 1;
 inline constexpr int kDefaultRpcWorkers = 16;
 inline constexpr int kDefaultOperationWorkers = 8;
 inline constexpr absl::Duration kDefaultMetricsRefresh = absl::Seconds(30);
+inline constexpr absl::Duration kDefaultIdleSessionTimeout = absl::Minutes(10);
 
 // The configuration file and every file it names (tokens, TLS, DSN files)
 // are read only when they are regular files of at most this many bytes.
@@ -66,6 +67,7 @@ inline constexpr absl::Duration kMaxStatementTimeout = absl::Hours(24 * 7);  // 
 inline constexpr absl::Duration kMaxConnectTimeout = absl::Hours(1);
 inline constexpr absl::Duration kMaxShutdownGrace = absl::Hours(24);
 inline constexpr absl::Duration kMaxOperationRetention = absl::Hours(24 * 30);
+inline constexpr absl::Duration kMaxIdleSessionTimeout = absl::Hours(24 * 7);
 inline constexpr absl::Duration kMinMetricsRefresh = absl::Seconds(1);
 inline constexpr absl::Duration kMaxMetricsRefresh = absl::Hours(24);
 

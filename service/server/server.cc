@@ -15,6 +15,7 @@
 #include "service/common/status_macros.h"
 #include "service/server/proto_time.h"
 #include "service/server/request_limits.h"
+#include "service/server/resource_limits.h"
 
 namespace schemad::server {
 namespace {
@@ -85,6 +86,10 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, const Server
   return log;
 }
 
+// Descriptors schemad needs beside its pools: gRPC's listener and
+// connections, log and config files, the metrics endpoint.
+constexpr uint64_t kDescriptorsBesidePools = 256;
+
 }  // namespace
 
 std::string HealthServiceName(const std::string& migration_set) {
@@ -121,6 +126,18 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   }
 
   ASSIGN_OR_RETURN(s->registry_, Registry::Create(s->config_, MakeLogger("registry", options)));
+  // Every pooled session is a socket: with the soft limit of 1024 a fleet
+  // of ~128 sites at 8 sessions each would run out.
+  const OpenFileLimit files = RaiseOpenFileLimit();
+  const uint64_t pool_descriptors = static_cast<uint64_t>(c.databases_size()) *
+                                    static_cast<uint64_t>(c.pools().max_sessions_per_database());
+  if (files.soft != 0 && pool_descriptors + kDescriptorsBesidePools > files.soft) {
+    s->log_->warn(
+        "open file limit {} (was {}) is below what full pools may use: {} databases x {} "
+        "sessions; raise LimitNOFILE / ulimit -n, or lower pools.max_sessions_per_database "
+        "(min_idle_sessions: 0 and idle_session_timeout keep quiet sites unconnected)",
+        files.soft, files.before, c.databases_size(), c.pools().max_sessions_per_database());
+  }
   s->rpc_workers_ = std::make_unique<ThreadPool>("schemad-rpc", c.pools().rpc_workers());
   if (c.has_metrics()) {
     ASSIGN_OR_RETURN(s->metrics_, ServerMetrics::Start(c.metrics().listen(), *s->registry_,
@@ -176,8 +193,18 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
     health->SetServingStatus(HealthServiceName(set->name), true);
   }
   std::vector<PoolWarmer::Target> warm_targets;
+  std::vector<SessionPool*> pools;
   for (const auto& db : s->registry_->databases()) {
-    warm_targets.push_back({db->name(), &db->pool()});
+    if (c.pools().min_idle_sessions() > 0) {
+      warm_targets.push_back({db->name(), &db->pool()});
+    }
+    pools.push_back(&db->pool());
+  }
+  const absl::Duration idle_timeout = FromProto(c.pools().idle_session_timeout());
+  if (idle_timeout > absl::ZeroDuration()) {
+    s->idle_reaper_ = std::make_unique<IdleSessionReaper>(
+        std::move(pools), idle_timeout, c.pools().min_idle_sessions(),
+        std::clamp(idle_timeout / 2, absl::Seconds(1), absl::Minutes(1)));
   }
   PoolWarmer::Options warm_options;
   warm_options.min_idle = c.pools().min_idle_sessions();
@@ -231,6 +258,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (metrics_ != nullptr) {
       metrics_->Stop();
     }
+    if (idle_reaper_ != nullptr) {
+      idle_reaper_->Stop();
+    }
     shutdown_done_.Notify();
     return;
   }
@@ -245,6 +275,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
   rpc_workers_->Stop();
   if (metrics_ != nullptr) {
     metrics_->Stop();  // its refresher reads through the pools
+  }
+  if (idle_reaper_ != nullptr) {
+    idle_reaper_->Stop();
   }
   registry_->Close();
   log_->info("shut down clean={}", clean_);

@@ -104,7 +104,8 @@ class SchemadServer {
   std::unique_ptr<ServerMetrics>
       metrics_;  // references registry_; outlives server_ and operations_
   std::unique_ptr<ThreadPool> rpc_workers_;
-  std::unique_ptr<PoolWarmer> pool_warmer_;  // stopped before rpc_workers_
+  std::unique_ptr<PoolWarmer> pool_warmer_;         // stopped before rpc_workers_
+  std::unique_ptr<IdleSessionReaper> idle_reaper_;  // null: idle_session_timeout 0
   std::unique_ptr<OperationRegistry> operations_;
   std::unique_ptr<SchemadService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,8 +1,10 @@
 #include "service/server/session_pool.h"
 
+#include <cstddef>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace schemad::server {
 
@@ -67,6 +69,7 @@ absl::StatusOr<SessionPool::Lease> SessionPool::Acquire(absl::Time deadline) {
     if (!idle_.empty()) {
       std::unique_ptr<store::Session> session = std::move(idle_.back());
       idle_.pop_back();
+      idle_since_.pop_back();
       return Lease(this, std::move(session));
     }
     ++open_;  // a slot for the connection opened below
@@ -92,6 +95,7 @@ void SessionPool::Return(std::unique_ptr<store::Session> session, bool keep) {
     absl::MutexLock lock(&mu_);
     if (keep && !closed_) {
       idle_.push_back(std::move(session));
+      idle_since_.push_back(absl::Now());
       return;
     }
     --open_;
@@ -128,7 +132,61 @@ void SessionPool::DropIdle() {
   {
     absl::MutexLock lock(&mu_);
     to_close.swap(idle_);
+    idle_since_.clear();
     open_ -= static_cast<int>(to_close.size());
+  }
+}
+
+int SessionPool::CloseIdleSince(absl::Time cutoff, int keep) {
+  std::vector<std::unique_ptr<store::Session>> to_close;
+  {
+    absl::MutexLock lock(&mu_);
+    size_t stale = 0;  // idle_ is oldest first
+    while (stale < idle_since_.size() &&
+           idle_since_[stale]<cutoff&& static_cast<int>(idle_.size() - stale)> keep) {
+      ++stale;
+    }
+    for (size_t i = 0; i < stale; ++i) {
+      to_close.push_back(std::move(idle_[i]));
+    }
+    idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(stale));
+    idle_since_.erase(idle_since_.begin(),
+                      idle_since_.begin() + static_cast<std::ptrdiff_t>(stale));
+    open_ -= static_cast<int>(stale);
+  }
+  return static_cast<int>(to_close.size());  // closed outside the lock, here
+}
+
+IdleSessionReaper::IdleSessionReaper(std::vector<SessionPool*> pools, absl::Duration idle_timeout,
+                                     int keep_idle, absl::Duration period)
+    : pools_(std::move(pools)), idle_timeout_(idle_timeout), keep_idle_(keep_idle) {
+  thread_ = std::thread([this, period] {
+    absl::MutexLock lock(&mu_);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) {
+      mu_.Unlock();
+      ReapOnce(absl::Now());
+      mu_.Lock();
+    }
+  });
+}
+
+IdleSessionReaper::~IdleSessionReaper() { Stop(); }
+
+int IdleSessionReaper::ReapOnce(absl::Time now) {
+  int closed = 0;
+  for (SessionPool* pool : pools_) {
+    closed += pool->CloseIdleSince(now - idle_timeout_, keep_idle_);
+  }
+  return closed;
+}
+
+void IdleSessionReaper::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) {
+    thread_.join();
   }
 }
 

@@ -13,6 +13,7 @@
 #define SCHEMAD_SERVICE_SERVER_SESSION_POOL_H_
 
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -84,6 +85,10 @@ class SessionPool {
   // they come back.
   void Close();
 
+  // Closes the sessions idle since before `cutoff` (the longest idle
+  // first), keeping at least `keep` idle ones; returns how many it closed.
+  int CloseIdleSince(absl::Time cutoff, int keep);
+
   int max_size() const { return max_size_; }
   int idle() const;
   int open() const;
@@ -95,9 +100,35 @@ class SessionPool {
   store::Database& database_;
   const int max_size_;
   mutable absl::Mutex mu_;
-  std::vector<std::unique_ptr<store::Session>> idle_ ABSL_GUARDED_BY(mu_);
-  int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + leased + being opened
+  std::vector<std::unique_ptr<store::Session>> idle_ ABSL_GUARDED_BY(mu_);  // last returned last
+  std::vector<absl::Time> idle_since_ ABSL_GUARDED_BY(mu_);  // when each of idle_ came back
+  int open_ ABSL_GUARDED_BY(mu_) = 0;                        // idle + leased + being opened
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Closes idle pooled sessions nobody used for `idle_timeout`, keeping
+// `keep_idle` per pool, checking every `period` (pools.idle_session_timeout):
+// a big fleet's quiet sites hold no connection. The pools must outlive it.
+class IdleSessionReaper {
+ public:
+  IdleSessionReaper(std::vector<SessionPool*> pools, absl::Duration idle_timeout, int keep_idle,
+                    absl::Duration period);
+  ~IdleSessionReaper();  // Stop()
+  IdleSessionReaper(const IdleSessionReaper&) = delete;
+  IdleSessionReaper& operator=(const IdleSessionReaper&) = delete;
+
+  // One pass over the pools with `now` as the time; how many sessions closed.
+  int ReapOnce(absl::Time now);
+  // Stops the background pass; idempotent.
+  void Stop();
+
+ private:
+  const std::vector<SessionPool*> pools_;
+  const absl::Duration idle_timeout_;
+  const int keep_idle_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 }  // namespace schemad::server

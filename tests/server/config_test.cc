@@ -205,6 +205,25 @@ TEST_F(ConfigTest, MetricsNeedAnHttpAddressAndASaneRefresh) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.path: unknown key")));
 }
 
+TEST_F(ConfigTest, ZeroIdleSessionsIsAChoiceAndIdleSessionsTimeOut) {
+  const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(kMinimal));
+  EXPECT_EQ(config.proto.pools().min_idle_sessions(), kDefaultMinIdleSessions);
+  EXPECT_EQ(FromProto(config.proto.pools().idle_session_timeout()), kDefaultIdleSessionTimeout);
+  ASSERT_OK_AND_ASSIGN(config,
+                       Parse(with("pools: {min_idle_sessions: 0, idle_session_timeout: 30s}\n")));
+  EXPECT_EQ(config.proto.pools().min_idle_sessions(), 0);
+  EXPECT_EQ(FromProto(config.proto.pools().idle_session_timeout()), absl::Seconds(30));
+  ASSERT_OK_AND_ASSIGN(config, Parse(with("pools: {idle_session_timeout: 0}\n")));
+  EXPECT_EQ(FromProto(config.proto.pools().idle_session_timeout()), absl::ZeroDuration());
+  EXPECT_THAT(Parse(with("pools: {min_idle_sessions: -1}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("pools.min_idle_sessions: must not be negative")));
+  EXPECT_THAT(Parse(with("pools: {idle_session_timeout: 8d}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("pools.idle_session_timeout: 192h is out of range")));
+}
+
 TEST_F(ConfigTest, MissingEnvironmentVariableNamesKeyAndVariable) {
   EXPECT_THAT(Parse(R"(
 listen: 127.0.0.1:1

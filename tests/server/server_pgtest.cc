@@ -42,6 +42,7 @@
 #include "service/server/server.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "tests/testing/pg_fixture.h"
+#include "tests/testing/poll.h"
 #include "tests/testing/status_matchers.h"
 
 extern char** environ;
@@ -1611,6 +1612,44 @@ TEST_F(ServerTest, SigkillDuringANonTransactionalRevisionNeedsAttentionAfterRest
   EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
   EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
   EXPECT_THAT(restarted.Log(), Not(HasSubstr(db.cluster().password)));
+}
+
+// ------------------------------------------------------- big, quiet fleets
+
+// pools.min_idle_sessions: 0 and idle_session_timeout: a 1,000-site config
+// (999 of them unreachable) starts without connecting anywhere, and the one
+// site used gives its connection back once it has been idle.
+TEST_F(ServerTest, AThousandQuietSitesHoldNoConnection) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  std::vector<DbSpec> dbs = {{"site-a", db.dsn()}};
+  const std::string nowhere = absl::StrCat("host=127.0.0.1 port=", FreePort(), " dbname=x user=u");
+  for (int i = 0; i < 999; ++i) {
+    dbs.push_back({absl::StrCat("quiet-", i), nowhere});
+  }
+  absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
+      dir_,
+      MakeConfig(dir_, {"modax"}, dbs, "pools: {min_idle_sessions: 0, idle_session_timeout: 1s}"));
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = *std::move(started);
+  client_ = Connect(ClientFor(server_->address()));
+  ASSERT_EQ(server_->registry().databases().size(), 1000u);
+  for (const auto& entry : server_->registry().databases()) {
+    EXPECT_EQ(entry->pool().open(), 0) << entry->name();
+  }
+
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  ASSERT_OK_AND_ASSIGN(server::DatabaseEntry * site_a, server_->registry().GetDatabase("site-a"));
+  EXPECT_EQ(site_a->pool().open(), 1);
+  EXPECT_TRUE(testing::PollUntil([&] { return site_a->pool().open() == 0; }, absl::Seconds(20),
+                                 absl::Milliseconds(20)));
+  const std::string backends =
+      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '", db.name(),
+                   "' AND application_name LIKE 'schemad%'");
+  EXPECT_EQ(WaitForRows(testing::AdminDsn(), backends, Rows{{"0"}}), (Rows{{"0"}}));
+  // Used again, it connects again.
+  ASSERT_OK(client_->EnsureHead("site-a").status());
 }
 
 // ----------------------------------------------------------------- metrics

@@ -3,6 +3,8 @@
 // shutdown contracts in their headers. The tsan stage runs these.
 #include "service/server/session_pool.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -19,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/server/pool_warmer.h"
+#include "service/server/resource_limits.h"
 #include "service/server/thread_pool.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
@@ -191,6 +194,76 @@ TEST(SessionPoolTest, ManyThreadsNeverExceedTheBound) {
   EXPECT_GT(waited.load(), 0);  // and some waited for a session
   EXPECT_LE(pool.open(), kMax);
   EXPECT_EQ(pool.open(), pool.idle());
+}
+
+TEST(SessionPoolTest, ClosesTheLongestIdleSessionsDownToTheKeptNumber) {
+  FakeDatabase db;
+  SessionPool pool(db, 4);
+  ASSERT_TRUE(pool.Warm(3).ok());
+  const absl::Time after_warm = absl::Now();
+  while (absl::Now() <= after_warm) {
+  }  // what comes back from here on is idle since after `after_warm`
+  // Nothing was idle before the warm-up.
+  EXPECT_EQ(pool.CloseIdleSince(after_warm - absl::Hours(1), 0), 0);
+  EXPECT_EQ(pool.idle(), 3);
+  // All three are older than the cutoff; one is kept.
+  EXPECT_EQ(pool.CloseIdleSince(after_warm, 1), 2);
+  EXPECT_EQ(pool.idle(), 1);
+  EXPECT_EQ(pool.open(), 1);
+  // A session returned after the cutoff stays, whatever `keep` says.
+  {
+    absl::StatusOr<SessionPool::Lease> a = pool.Acquire(absl::InfiniteFuture());
+    absl::StatusOr<SessionPool::Lease> b = pool.Acquire(absl::InfiniteFuture());
+    ASSERT_TRUE(a.ok() && b.ok());
+  }
+  EXPECT_EQ(pool.CloseIdleSince(after_warm, 0), 0);
+  EXPECT_EQ(pool.idle(), 2);
+  EXPECT_EQ(pool.CloseIdleSince(absl::InfiniteFuture(), 0), 2);
+  EXPECT_EQ(pool.open(), 0);
+  // A lease out is never closed by it, and the pool opens anew when asked.
+  absl::StatusOr<SessionPool::Lease> out = pool.Acquire(absl::InfiniteFuture());
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(pool.CloseIdleSince(absl::InfiniteFuture(), 0), 0);
+  EXPECT_EQ(pool.open(), 1);
+  EXPECT_EQ(db.connects(), 5);  // 3 warm, 1 beside the kept one, 1 after all closed
+}
+
+TEST(SessionPoolTest, TheReaperClosesWhatStayedIdlePastTheTimeoutInEveryPool) {
+  FakeDatabase db_a;
+  FakeDatabase db_b;
+  SessionPool a(db_a, 4);
+  SessionPool b(db_b, 4);
+  ASSERT_TRUE(a.Warm(2).ok());
+  ASSERT_TRUE(b.Warm(3).ok());
+  IdleSessionReaper reaper({&a, &b}, absl::Minutes(10), /*keep_idle=*/1, absl::Hours(1));
+  EXPECT_EQ(reaper.ReapOnce(absl::Now()), 0);  // idle for less than 10 minutes
+  EXPECT_EQ(reaper.ReapOnce(absl::Now() + absl::Minutes(11)), 3);
+  EXPECT_EQ(a.open(), 1);
+  EXPECT_EQ(b.open(), 1);
+}
+
+TEST(SessionPoolTest, TheReaperRunsOnItsOwnAndStops) {
+  FakeDatabase db;
+  SessionPool pool(db, 4);
+  ASSERT_TRUE(pool.Warm(2).ok());
+  IdleSessionReaper reaper({&pool}, absl::Milliseconds(1), /*keep_idle=*/0, absl::Milliseconds(5));
+  EXPECT_TRUE(Eventually([&] { return pool.open() == 0; }));
+  reaper.Stop();
+  reaper.Stop();  // idempotent
+}
+
+TEST(ResourceLimitsTest, TheSoftOpenFileLimitIsRaisedToTheHardOne) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  const rlim_t hard = limit.rlim_max;
+  limit.rlim_cur = std::min<rlim_t>(hard, 256);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  const OpenFileLimit raised = RaiseOpenFileLimit();
+  EXPECT_EQ(raised.before, std::min<rlim_t>(hard, 256));
+  EXPECT_EQ(raised.soft, hard);
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  EXPECT_EQ(limit.rlim_cur, hard);
+  EXPECT_EQ(RaiseOpenFileLimit().before, hard);  // already there: nothing to do
 }
 
 // ------------------------------------------------------------------ ThreadPool
