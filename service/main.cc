@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -28,6 +29,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "service/server/config.h"
 #include "service/server/log_format.h"
 #include "service/server/server.h"
@@ -118,6 +121,22 @@ int main(int argc, char** argv) {
   // Type=notify units: ready once the port is bound and the pools are warming
   // (no-op without NOTIFY_SOCKET).
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", (*server)->address().c_str());
+  // WatchdogSec= in the unit: ping at half the interval for as long as the
+  // operation registry answers (its lock is the one every RPC that starts,
+  // lists or cancels an operation takes: a deadlock there stops the pings and
+  // systemd restarts schemad). No-op without WATCHDOG_USEC.
+  uint64_t watchdog_usec = 0;
+  absl::Notification stop_watchdog;
+  std::thread watchdog;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    watchdog = std::thread([&] {
+      const absl::Duration period = absl::Microseconds(static_cast<int64_t>(watchdog_usec / 2));
+      do {
+        (void)(*server)->operations().running();
+        sd_notify(0, "WATCHDOG=1");
+      } while (!stop_watchdog.WaitForNotificationWithTimeout(period));
+    });
+  }
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -138,6 +157,10 @@ int main(int argc, char** argv) {
     }
   }
   shutdown.join();
+  stop_watchdog.Notify();
+  if (watchdog.joinable()) {
+    watchdog.join();
+  }
   const bool clean = (*server)->clean_shutdown();
   server->reset();
   return clean ? kExitOk : kExitUnclean;

@@ -1540,6 +1540,29 @@ TEST_F(ServerTest, TellsSystemdWhenReadyAndWhenStopping) {
   EXPECT_EQ(notify.Next(absl::Milliseconds(100)), "");  // nothing else
 }
 
+// WatchdogSec=: schemad pings systemd at half the interval while it runs.
+TEST_F(ServerTest, PingsTheSystemdWatchdogWhileItServes) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  NotifySocket notify(dir_.path() + "/notify");
+  ASSERT_EQ(setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
+  ASSERT_EQ(setenv("WATCHDOG_USEC", "200000", 1), 0);  // 0.2 s: a ping every 0.1 s
+  SchemadProcess schemad(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}));
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  EXPECT_THAT(notify.Next(absl::Seconds(30)), HasSubstr("READY=1\n"));
+  int pings = 0;
+  for (std::string message; pings < 5 && !(message = notify.Next(absl::Seconds(5))).empty();) {
+    EXPECT_EQ(message, "WATCHDOG=1");
+    ++pings;
+  }
+  EXPECT_EQ(pings, 5);
+  schemad.Signal(SIGTERM);
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+}
+
 // SIGKILL (no grace, no clean-up) while a non-transactional revision runs:
 // the mark written before its first statement survives, so a restarted
 // schemad reports the database as needing attention and refuses to migrate
