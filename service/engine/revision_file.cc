@@ -46,12 +46,13 @@ enum Key {
   kLockTimeout,
   kStatementTimeout,
   kParse,
+  kLintIgnore,
   kKeyCount,
 };
 
 constexpr std::array<absl::string_view, kKeyCount> kKeyNames = {
-    "revision", "revises",       "branch_labels", "depends_on",        "message",
-    "created",  "transactional", "lock_timeout",  "statement_timeout", "parse",
+    "revision",      "revises",      "branch_labels",     "depends_on", "message",     "created",
+    "transactional", "lock_timeout", "statement_timeout", "parse",      "lint_ignore",
 };
 
 std::optional<Key> FindKey(absl::string_view name) {
@@ -320,6 +321,22 @@ class HeaderParser {
         }
         return absl::InvalidArgumentError(
             absl::StrCat("parse must be true or false, not '", value, "'"));
+      case kLintIgnore:
+        for (absl::string_view rule : absl::StrSplit(value, ',')) {
+          rule = absl::StripAsciiWhitespace(rule);
+          const bool valid = !rule.empty() && std::all_of(rule.begin(), rule.end(), [](char c) {
+            return absl::ascii_islower(static_cast<unsigned char>(c)) ||
+                   absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-';
+          });
+          if (!valid) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("lint_ignore takes lint rule names (lower-case letters, digits, "
+                             "'-'), comma-separated, not '",
+                             value, "'"));
+          }
+          revision_.lint_ignore.emplace_back(rule);
+        }
+        return absl::OkStatus();
       case kKeyCount:
         break;
     }

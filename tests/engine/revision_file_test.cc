@@ -354,7 +354,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::ValuesIn(std::vector<ErrorCase>{
         {"UnknownKey", "-- revision: a1\n\n\n-- revison: a1\n-- +upgrade\n", 4,
          "unknown header key 'revison' (known: revision, revises, branch_labels, depends_on, "
-         "message, created, transactional, lock_timeout, statement_timeout, parse)"},
+         "message, created, transactional, lock_timeout, statement_timeout, parse, lint_ignore)"},
         {"KeysAreCaseSensitive", "-- revision: a1\n-- Revises: a0\n-- +upgrade\n", 2,
          "unknown header key 'Revises'"},
         {"HyphenatedKey", "-- revision: a1\n-- branch-labels: x\n-- +upgrade\n", 2,
