@@ -20,7 +20,8 @@ build_packages=(
   libpqxx-dev libpq-dev
   libabsl-dev libspdlog-dev libfmt-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libsystemd-dev
-  prometheus-cpp-dev
+  prometheus-cpp-dev  # /metrics
+  libpg-query-dev   # PostgreSQL 15's own parser (libpg_query): the SQL front end
 )
 
 packages=("${build_packages[@]}")

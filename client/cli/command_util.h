@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
+#include "service/engine/lint.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 
@@ -66,6 +67,17 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
 absl::StatusOr<std::vector<std::string>> ReadRowsFromDatabase(const GlobalOptions& global);
 
 Json StringListJson(const std::vector<std::string>& values);
+
+// Lint findings of the revisions `options` selects in --dir's graph, with
+// DIR/schemad-lint.conf's severities (lint_command.cc).
+absl::StatusOr<std::vector<engine::LintFinding>> LintDirectory(const GlobalOptions& global,
+                                                               const engine::RevisionGraph& graph,
+                                                               const LintOptions& options);
+// One "file:line: severity: [rule] message" line per finding, then the
+// statement's first line indented.
+void PrintFindings(const std::vector<engine::LintFinding>& findings, std::ostream& out);
+// "1 error, 2 warnings, 0 infos".
+std::string FindingsSummary(const std::vector<engine::LintFinding>& findings);
 std::string RowsText(const std::vector<std::string>& rows);  // "a, b" or "<base>"
 
 // Prints schemad_history rows, newest first: `{"records":[...]}` with --json,

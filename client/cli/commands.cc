@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -332,6 +333,7 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
 
 namespace {
 
+using engine::LintSeverity;
 using internal::Finish;
 using internal::LoadGraph;
 using internal::NewestFirst;
@@ -437,10 +439,33 @@ absl::StatusOr<int> Check(const Io& io, const CheckOptions& options) {
             "; join them with `schemactl merge -m MESSAGE heads`, or pass --allow-multiple-heads")),
         kExitNotAtHead);
   }
+  // Lint (docs/lint.md): error-level findings fail the check.
+  ASSIGN_OR_RETURN(const std::vector<engine::LintFinding> findings,
+                   internal::LintDirectory(io.global, graph, LintOptions{}));
+  if (problem.ok() && engine::HasLintErrors(findings)) {
+    std::vector<engine::LintFinding> errors;
+    std::copy_if(findings.begin(), findings.end(), std::back_inserter(errors),
+                 [](const engine::LintFinding& f) { return f.severity == LintSeverity::kError; });
+    if (!io.global.json) {
+      internal::PrintFindings(errors, io.err);
+    }
+    problem = WithExitCode(
+        absl::FailedPreconditionError(absl::StrCat(
+            "lint: ", internal::FindingsSummary(findings),
+            "; fix the error-level findings or suppress them (`schemactl lint`, docs/lint.md)")),
+        kExitLintErrors);
+  }
   const int code = ExitCodeFor(problem);
   if (io.global.json) {
     Json json;
     json["ok"] = problem.ok();
+    Json lint;
+    for (const LintSeverity severity :
+         {LintSeverity::kError, LintSeverity::kWarning, LintSeverity::kInfo}) {
+      lint[std::string(engine::LintSeverityName(severity))] = std::count_if(
+          findings.begin(), findings.end(),
+          [severity](const engine::LintFinding& f) { return f.severity == severity; });
+    }
     if (!problem.ok()) {
       json["error"] = StatusJson(problem, code);
     }
@@ -448,6 +473,7 @@ absl::StatusOr<int> Check(const Io& io, const CheckOptions& options) {
     json["revisions"] = graph.size();
     json["heads"] = StringListJson(heads);
     json["bases"] = StringListJson(graph.Ids(graph.bases()));
+    json["lint"] = std::move(lint);
     io.out << JsonText(json) << "\n";
   }
   if (!problem.ok()) {
@@ -553,6 +579,35 @@ void PrintWritten(const Io& io, const engine::NewRevisionSpec& spec, const std::
 
 std::string NowText() { return TimeText(absl::Now()); }
 
+// After `revision` wrote a file: the error- and warning-level lint findings
+// of the revisions it builds on (usually the ones just written, about to be
+// deployed with it), as warnings on stderr. The new file itself holds only
+// placeholders. Never fails the verb.
+void WarnAboutLint(const Io& io, const RevisionGraph& graph, const std::vector<std::string>& ids) {
+  std::vector<engine::LintFinding> shown;
+  for (const std::string& id : ids) {
+    LintOptions options;
+    options.range = id;
+    absl::StatusOr<std::vector<engine::LintFinding>> findings =
+        internal::LintDirectory(io.global, graph, options);
+    if (!findings.ok()) {
+      io.err << "schemactl: warning: lint: " << findings.status().message() << "\n";
+      return;
+    }
+    for (engine::LintFinding& f : *findings) {
+      if (f.severity == LintSeverity::kError || f.severity == LintSeverity::kWarning) {
+        shown.push_back(std::move(f));
+      }
+    }
+  }
+  if (shown.empty() || io.global.quiet) {
+    return;
+  }
+  io.err << "schemactl: warning: lint findings in the revision(s) the new one revises "
+            "(`schemactl lint`, docs/lint.md):\n";
+  internal::PrintFindings(shown, io.err);
+}
+
 absl::StatusOr<int> NewRevision(const Io& io, const RevisionOptions& options) {
   const std::string message(absl::StripAsciiWhitespace(options.message));
   if (message.empty()) {
@@ -610,6 +665,7 @@ absl::StatusOr<int> NewRevision(const Io& io, const RevisionOptions& options) {
 
   ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec));
   PrintWritten(io, spec, path);
+  WarnAboutLint(io, graph, spec.revises);
   return kExitOk;
 }
 
@@ -651,6 +707,7 @@ absl::StatusOr<int> Merge(const Io& io, const MergeOptions& options) {
   spec.branch_labels = SplitList(options.branch_labels);
   ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec));
   PrintWritten(io, spec, path);
+  WarnAboutLint(io, graph, spec.revises);
   return kExitOk;
 }
 

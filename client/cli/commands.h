@@ -8,7 +8,7 @@
 //   std::ostringstream out, err;
 //   int code = RunHeads(global, HeadsOptions{}, out, err);   // 0, out: "3f2a... (head)\n"
 //
-// Offline verbs (no database): heads, branches, history, show, check,
+// Offline verbs (no database): heads, branches, history, show, check, lint,
 // revision, merge, plan, and upgrade/downgrade with --sql. Direct verbs (on
 // --dsn, through engine::Executor and the PostgreSQL store): upgrade,
 // downgrade, current, history (applied marks), stamp, ensure-head, validate,
@@ -43,6 +43,7 @@ enum ExitCode : int {
   kExitNeedsAttention = 4,  // a non-transactional revision was interrupted: resolve it
   kExitUnavailable = 5,     // cannot connect (unreachable, refused, authentication failed),
                             // or the migration-lock wait ran out
+  kExitLintErrors = 6,      // lint (or check) found an error-level finding
 };
 
 // The one mapping from a status to an exit code: an exit code the CLI attached
@@ -120,6 +121,17 @@ struct CheckOptions {
 };
 int RunCheck(const GlobalOptions& global, const CheckOptions& options, std::ostream& out,
              std::ostream& err);
+
+// `lint [REV | A:B | --since REV]`: findings of the migration linter
+// (service/engine/lint.h, docs/lint.md) on the selected revisions; exit
+// kExitLintErrors when one is error-level.
+struct LintOptions {
+  std::string range;   // "": every revision; REV (any symbol); "[A]:[B]" (A and B included)
+  std::string since;   // --since REV: the descendants of REV, REV excluded
+  bool sarif = false;  // --sarif: SARIF 2.1.0 instead of text (--json: JSON)
+};
+int RunLint(const GlobalOptions& global, const LintOptions& options, std::ostream& out,
+            std::ostream& err);
 
 struct RevisionOptions {
   std::string message;

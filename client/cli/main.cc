@@ -15,6 +15,7 @@
 //   5  cannot use the database (unreachable, connection refused or lost,
 //      authentication failed) or the wait for the migration lock ran out
 //      (--lock-wait)
+//   6  lint findings: `lint` (or `check`) found an error-level finding
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -166,6 +167,14 @@ int main(int argc, char** argv) {
       app.add_subcommand("check", "Check that the directory loads and has a single head");
   check_cmd->add_flag("--allow-multiple-heads", check.allow_multiple_heads,
                       "Several heads are fine");
+
+  LintOptions lint;
+  CLI::App* lint_cmd = app.add_subcommand(
+      "lint", "Lint revisions: locks, rewrites and data loss before they run (docs/lint.md)");
+  lint_cmd->add_option("revisions", lint.range,
+                       "REV (id, prefix, label, heads...) or [A]:[B], both included; default all");
+  lint_cmd->add_option("--since", lint.since, "The revisions after REV (REV excluded)");
+  lint_cmd->add_flag("--sarif", lint.sarif, "SARIF 2.1.0 output for code-review tools");
 
   RevisionOptions revision;
   CLI::App* revision_cmd = app.add_subcommand("revision", "Write a new revision file");
@@ -421,6 +430,9 @@ int main(int argc, char** argv) {
   }
   if (*check_cmd) {
     return RunCheck(global, check, out, err);
+  }
+  if (*lint_cmd) {
+    return RunLint(global, lint, out, err);
   }
   if (*revision_cmd) {
     return RunRevision(global, revision, out, err);

@@ -41,6 +41,10 @@ struct Revision {
   bool transactional = true;               // `transactional`
   std::optional<absl::Duration> lock_timeout;       // `lock_timeout` override
   std::optional<absl::Duration> statement_timeout;  // `statement_timeout` override
+  bool parse = true;  // `parse`: false splits without PostgreSQL's parser (sql_splitter.h)
+  // `lint_ignore`: lint rules silenced for the whole revision (lint.h). In the
+  // header, so adding it to an applied revision changes no checksum.
+  std::vector<std::string> lint_ignore;
 
   std::string path;  // file the revision came from ("" when declared inline)
   int id_line = 0;   // line of the `revision` header (for error messages)

@@ -22,6 +22,7 @@
 #include "service/common/status_macros.h"
 #include "service/common/utf8.h"
 #include "service/engine/checksum.h"
+#include "service/engine/sql_parser.h"
 #include "service/engine/sql_splitter.h"
 
 namespace schemad::engine {
@@ -44,12 +45,14 @@ enum Key {
   kTransactional,
   kLockTimeout,
   kStatementTimeout,
+  kParse,
+  kLintIgnore,
   kKeyCount,
 };
 
 constexpr std::array<absl::string_view, kKeyCount> kKeyNames = {
-    "revision", "revises",       "branch_labels", "depends_on",        "message",
-    "created",  "transactional", "lock_timeout",  "statement_timeout",
+    "revision",      "revises",      "branch_labels",     "depends_on", "message",     "created",
+    "transactional", "lock_timeout", "statement_timeout", "parse",      "lint_ignore",
 };
 
 std::optional<Key> FindKey(absl::string_view name) {
@@ -165,214 +168,43 @@ absl::StatusOr<std::vector<std::string>> ParseList(absl::string_view value, absl
   return items;
 }
 
-// Reads SQL words: enough of a lexer to recognise the statements that cannot
-// run in a transaction block. The statement has already been split, so its
-// quotes and comments are terminated.
-class WordReader {
- public:
-  explicit WordReader(absl::string_view sql) : sql_(sql) {}
-
-  // The next token: a bare word in upper case; "(" for a whole parenthesised
-  // group; "\"", "'" or "$" for a quoted identifier, string constant or
-  // dollar-quoted body; any other character as itself; "" at the end.
-  std::string Next() {
-    SkipSpaceAndComments();
-    if (pos_ >= sql_.size()) {
-      return "";
+// Splits a section into section.statements, turning an error into
+// "path:line: ...": with PostgreSQL's parser (ParseSql), or with the
+// hand-written splitter when the revision opts out (`-- parse: false`).
+// Appends each statement that cannot run in a transaction, as (line, why),
+// to `problems`.
+absl::Status SplitSection(absl::string_view path, bool parse, SqlSection& section,
+                          std::vector<std::pair<int, std::string>>& problems) {
+  const int first_line = section.line + 1;
+  if (!parse) {
+    absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(section.body, first_line);
+    if (!statements.ok()) {
+      return FileError(path, SqlErrorLine(statements.status()).value_or(section.line),
+                       statements.status().message());
     }
-    const char c = sql_[pos_];
-    if (absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_') {
-      const size_t start = pos_;
-      while (pos_ < sql_.size() && (IsIdChar(sql_[pos_]) || sql_[pos_] == '$')) {
-        ++pos_;
+    section.statements = *std::move(statements);
+    for (const SqlStatement& statement : section.statements) {
+      if (std::optional<std::string> problem = KeywordTransactionProblem(statement.text)) {
+        problems.emplace_back(statement.line, *std::move(problem));
       }
-      return absl::AsciiStrToUpper(sql_.substr(start, pos_ - start));
     }
-    if (c == '\'' || c == '"') {
-      SkipQuoted(c);
-      return std::string(1, c);
-    }
-    if (c == '(') {
-      int depth = 0;
-      do {
-        SkipSpaceAndComments();
-        if (pos_ >= sql_.size()) {
-          break;
-        }
-        const char d = sql_[pos_];
-        if (d == '\'' || d == '"') {
-          SkipQuoted(d);
-          continue;
-        }
-        if (d == '(') {
-          ++depth;
-        } else if (d == ')') {
-          --depth;
-        }
-        ++pos_;
-      } while (depth > 0);
-      return "(";
-    }
-    if (c == '$' && pos_ + 1 < sql_.size() &&
-        absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_ + 1]))) {
-      ++pos_;
-      while (pos_ < sql_.size() && absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_]))) {
-        ++pos_;
-      }
-      return "$";
-    }
-    if (c == '$') {
-      const size_t close = sql_.find('$', pos_ + 1);
-      if (close != absl::string_view::npos) {
-        const absl::string_view tag = sql_.substr(pos_, close - pos_ + 1);
-        const size_t end = sql_.find(tag, close + 1);
-        pos_ = end == absl::string_view::npos ? sql_.size() : end + tag.size();
-      } else {
-        ++pos_;
-      }
-      return "$";
-    }
-    ++pos_;
-    return std::string(1, c);
+    return absl::OkStatus();
   }
-
- private:
-  void SkipSpaceAndComments() {
-    while (pos_ < sql_.size()) {
-      if (absl::ascii_isspace(static_cast<unsigned char>(sql_[pos_]))) {
-        ++pos_;
-      } else if (absl::StartsWith(sql_.substr(pos_), "--")) {
-        const size_t end = sql_.find_first_of("\r\n", pos_);
-        pos_ = end == absl::string_view::npos ? sql_.size() : end;
-      } else if (absl::StartsWith(sql_.substr(pos_), "/*")) {
-        int depth = 0;
-        while (pos_ < sql_.size()) {
-          if (absl::StartsWith(sql_.substr(pos_), "/*")) {
-            ++depth;
-            pos_ += 2;
-          } else if (absl::StartsWith(sql_.substr(pos_), "*/")) {
-            pos_ += 2;
-            if (--depth == 0) {
-              break;
-            }
-          } else {
-            ++pos_;
-          }
-        }
-      } else {
-        return;
-      }
-    }
+  absl::StatusOr<std::vector<ParsedStatement>> parsed = ParseSql(section.body, first_line);
+  if (!parsed.ok()) {
+    return FileError(path, SqlErrorLine(parsed.status()).value_or(section.line),
+                     absl::StrCat(parsed.status().message(),
+                                  " (PostgreSQL 15's parser; for syntax it does not know, set "
+                                  "`-- parse: false`)"));
   }
-
-  void SkipQuoted(char quote) {
-    ++pos_;
-    while (pos_ < sql_.size()) {
-      if (sql_[pos_++] == quote) {
-        if (pos_ >= sql_.size() || sql_[pos_] != quote) {
-          return;
-        }
-        ++pos_;
-      }
+  section.statements.clear();
+  section.statements.reserve(parsed->size());
+  for (ParsedStatement& statement : *parsed) {
+    if (statement.transaction_problem.has_value()) {
+      problems.emplace_back(statement.statement.line, *std::move(statement.transaction_problem));
     }
+    section.statements.push_back(std::move(statement.statement));
   }
-
-  absl::string_view sql_;
-  size_t pos_ = 0;
-};
-
-// Why `statement` cannot be part of a transactional revision, or nullopt.
-std::optional<std::string> TransactionProblem(absl::string_view statement) {
-  WordReader reader(statement);
-  std::vector<std::string> w;
-  // The first words decide, except for ALTER TABLE ... DETACH PARTITION ...
-  // CONCURRENTLY and CLUSTER, which need the whole statement.
-  for (int i = 0; i < 6; ++i) {
-    w.push_back(reader.Next());
-  }
-  const std::string& first = w[0];
-  const auto no_transaction = [](absl::string_view what) {
-    return absl::StrCat(what, " cannot run inside a transaction; set `-- transactional: false`");
-  };
-  const auto control = [](absl::string_view what) {
-    return absl::StrCat(what,
-                        " would end the transaction schemad runs this revision in; remove it, or "
-                        "set `-- transactional: false`");
-  };
-
-  if (first == "CREATE" || first == "DROP") {
-    const size_t index = first == "CREATE" && w[1] == "UNIQUE" ? 2 : 1;
-    if (w[index] == "INDEX" && w[index + 1] == "CONCURRENTLY") {
-      return no_transaction(
-          absl::StrCat(first, index == 2 ? " UNIQUE" : "", " INDEX CONCURRENTLY"));
-    }
-    if (w[1] == "DATABASE" || w[1] == "TABLESPACE") {
-      return no_transaction(absl::StrCat(first, " ", w[1]));
-    }
-  } else if (first == "REINDEX") {
-    const size_t kind = w[1] == "(" ? 2 : 1;
-    if (w[kind + 1] == "CONCURRENTLY") {
-      return no_transaction(absl::StrCat("REINDEX ", w[kind], " CONCURRENTLY"));
-    }
-    if (w[kind] == "SCHEMA" || w[kind] == "DATABASE" || w[kind] == "SYSTEM") {
-      return no_transaction(absl::StrCat("REINDEX ", w[kind]));
-    }
-  } else if (first == "VACUUM") {
-    return no_transaction("VACUUM");
-  } else if (first == "ALTER") {
-    if (w[1] == "SYSTEM") {
-      return no_transaction("ALTER SYSTEM");
-    }
-    if (w[1] == "DATABASE" && w[3] == "SET" && w[4] == "TABLESPACE") {
-      return no_transaction("ALTER DATABASE ... SET TABLESPACE");
-    }
-    if (w[1] == "TABLE") {
-      for (std::string word = reader.Next(); !word.empty(); word = reader.Next()) {
-        w.push_back(std::move(word));
-      }
-      w.erase(std::remove(w.begin(), w.end(), std::string()), w.end());
-      const auto detach = std::adjacent_find(w.begin(), w.end(), [](const auto& a, const auto& b) {
-        return a == "DETACH" && b == "PARTITION";
-      });
-      if (detach != w.end() && w.back() == "CONCURRENTLY") {
-        return no_transaction("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY");
-      }
-    }
-  } else if (first == "CLUSTER") {
-    // CLUSTER [VERBOSE | (options)] [table [USING index]]: no table means
-    // every previously clustered table, which cannot run in a transaction.
-    size_t next = 1;
-    while (next + 1 < w.size() && (w[next] == "VERBOSE" || w[next] == "(")) {
-      ++next;
-    }
-    if (w[next].empty()) {
-      return no_transaction("CLUSTER without a table");
-    }
-  } else if (first == "DISCARD" && w[1] == "ALL") {
-    return no_transaction("DISCARD ALL");
-  } else if (first == "COMMIT" || first == "ROLLBACK") {
-    if (w[1] == "PREPARED") {
-      return no_transaction(absl::StrCat(first, " PREPARED"));
-    }
-    if (first == "COMMIT" || (w[1] != "TO" && w[2] != "TO")) {
-      return control(first);
-    }
-  } else if (first == "BEGIN" || first == "END" || first == "ABORT") {
-    return control(first);
-  } else if ((first == "START" || first == "PREPARE") && w[1] == "TRANSACTION") {
-    return control(absl::StrCat(first, " TRANSACTION"));
-  }
-  return std::nullopt;
-}
-
-// Splits a section, turning a splitter error into "path:line: ...".
-absl::Status SplitSection(absl::string_view path, SqlSection& section) {
-  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(section.body, section.line + 1);
-  if (!statements.ok()) {
-    return FileError(path, SqlErrorLine(statements.status()).value_or(section.line),
-                     statements.status().message());
-  }
-  section.statements = *std::move(statements);
   return absl::OkStatus();
 }
 
@@ -482,6 +314,29 @@ class HeaderParser {
         ASSIGN_OR_RETURN(revision_.statement_timeout, ParseDuration(value));
         return absl::OkStatus();
       }
+      case kParse:
+        if (value == "true" || value == "false") {
+          revision_.parse = value == "true";
+          return absl::OkStatus();
+        }
+        return absl::InvalidArgumentError(
+            absl::StrCat("parse must be true or false, not '", value, "'"));
+      case kLintIgnore:
+        for (absl::string_view rule : absl::StrSplit(value, ',')) {
+          rule = absl::StripAsciiWhitespace(rule);
+          const bool valid = !rule.empty() && std::all_of(rule.begin(), rule.end(), [](char c) {
+            return absl::ascii_islower(static_cast<unsigned char>(c)) ||
+                   absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-';
+          });
+          if (!valid) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("lint_ignore takes lint rule names (lower-case letters, digits, "
+                             "'-'), comma-separated, not '",
+                             value, "'"));
+          }
+          revision_.lint_ignore.emplace_back(rule);
+        }
+        return absl::OkStatus();
       case kKeyCount:
         break;
     }
@@ -729,27 +584,14 @@ absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_
   };
   revision.upgrade =
       section(*upgrade, downgrade.has_value() ? lines[*downgrade].begin : content.size());
-  if (absl::Status status = SplitSection(path, *revision.upgrade); !status.ok()) {
-    return status;
-  }
+  std::vector<std::pair<int, std::string>> problems;  // (line, why) in file order
+  RETURN_IF_ERROR(SplitSection(path, revision.parse, *revision.upgrade, problems));
   if (downgrade.has_value()) {
     revision.downgrade = section(*downgrade, content.size());
-    if (absl::Status status = SplitSection(path, *revision.downgrade); !status.ok()) {
-      return status;
-    }
+    RETURN_IF_ERROR(SplitSection(path, revision.parse, *revision.downgrade, problems));
   }
-
-  if (revision.transactional) {
-    for (const std::optional<SqlSection>* s : {&revision.upgrade, &revision.downgrade}) {
-      if (!s->has_value()) {
-        continue;
-      }
-      for (const SqlStatement& statement : (*s)->statements) {
-        if (std::optional<std::string> problem = TransactionProblem(statement.text)) {
-          return FileError(path, statement.line, *problem);
-        }
-      }
-    }
+  if (revision.transactional && !problems.empty()) {
+    return FileError(path, problems.front().first, problems.front().second);
   }
   revision.checksum = RevisionChecksum(revision.upgrade, revision.downgrade);
   return revision;

@@ -20,7 +20,8 @@
 //   - header lines `-- key: value`. Keys: revision (required), revises,
 //     branch_labels, depends_on (comma-separated lists), message, created,
 //     transactional (true|false, default true), lock_timeout and
-//     statement_timeout (durations, see below). Every header needs a value.
+//     statement_timeout (durations, see below), parse (true|false, default
+//     true: see "SQL" below). Every header needs a value.
 //     Ids and labels are made of [A-Za-z0-9_] and are not `head`, `heads` or
 //     `base` (target keywords); a revision id is at most 32 characters
 //     (Alembic's alembic_version.version_num is varchar(32)). A list must not
@@ -45,6 +46,12 @@
 // tool's marker (goose's `-- +goose Down`, sql-migrate's `-- +migrate Up`,
 // dbmate's `-- migrate:down`) is an error, since as a comment it would run
 // the downgrade SQL as part of the upgrade.
+//
+// SQL: each section is split into statements and checked by PostgreSQL 15's
+// own parser (sql_parser.h); SQL it does not accept is an error naming the
+// line and the parser's message. A revision written in syntax PostgreSQL 15
+// does not know (a newer server's) sets `-- parse: false`: its sections are
+// split the way psql splits a script (sql_splitter.h), without checking.
 //
 // Durations: a non-negative decimal number followed by a unit, `us`, `ms`,
 // `s`, `min` (PostgreSQL's) or `m` (abseil's), `h` or `d`, optionally with
@@ -88,8 +95,10 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
 //
 // Errors: InvalidArgument "path:line: what is wrong", for every violation of
 // the format described at the top of this file, for a NUL byte or invalid
-// UTF-8 (with the column), and for SQL the splitter rejects (unterminated
-// string, dollar-quoted body, comment, ...).
+// UTF-8 (with the column), for SQL PostgreSQL's parser rejects (its message,
+// e.g. `syntax error at or near "SELEC"`, and the line; or, with
+// `-- parse: false`, what the splitter rejects: unterminated string,
+// dollar-quoted body, comment, ...).
 absl::StatusOr<Revision> ParseRevisionFile(absl::string_view path, absl::string_view content);
 
 // Reads and parses every entry named `*.sql` directly in `dir`, in byte order

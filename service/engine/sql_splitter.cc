@@ -1,5 +1,6 @@
 #include "service/engine/sql_splitter.h"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <string>
@@ -30,14 +31,8 @@ bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-absl::Status ErrorAtLine(std::string message, int line) {
-  absl::Status status = absl::InvalidArgumentError(message);
-  status.SetPayload(kErrorLineUrl, absl::Cord(absl::StrCat(line)));
-  return status;
-}
-
 absl::Status SyntaxError(absl::string_view what, int line) {
-  return ErrorAtLine(absl::StrCat(what, " starting at line ", line), line);
+  return SqlErrorAtLine(absl::StrCat(what, " starting at line ", line), line);
 }
 
 // The line of `sql` (numbered from `first_line`) that holds offset `at`.
@@ -50,6 +45,211 @@ int LineAt(absl::string_view sql, size_t at, int first_line) {
   }
   return line;
 }
+
+bool IsWordChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+// Reads SQL words: enough of a lexer to recognise the statements that cannot
+// run in a transaction block. The statement has already been split, so its
+// quotes and comments are terminated.
+class WordReader {
+ public:
+  explicit WordReader(absl::string_view sql) : sql_(sql) {}
+
+  // The next token: a bare word in upper case; "(" for a whole parenthesised
+  // group; "\"", "'" or "$" for a quoted identifier, string constant or
+  // dollar-quoted body; any other character as itself; "" at the end.
+  std::string Next() {
+    SkipSpaceAndComments();
+    if (pos_ >= sql_.size()) {
+      return "";
+    }
+    const char c = sql_[pos_];
+    if (absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      const size_t start = pos_;
+      while (pos_ < sql_.size() && (IsWordChar(sql_[pos_]) || sql_[pos_] == '$')) {
+        ++pos_;
+      }
+      return absl::AsciiStrToUpper(sql_.substr(start, pos_ - start));
+    }
+    if (c == '\'' || c == '"') {
+      SkipQuoted(c);
+      return std::string(1, c);
+    }
+    if (c == '(') {
+      int depth = 0;
+      do {
+        SkipSpaceAndComments();
+        if (pos_ >= sql_.size()) {
+          break;
+        }
+        const char d = sql_[pos_];
+        if (d == '\'' || d == '"') {
+          SkipQuoted(d);
+          continue;
+        }
+        if (d == '(') {
+          ++depth;
+        } else if (d == ')') {
+          --depth;
+        }
+        ++pos_;
+      } while (depth > 0);
+      return "(";
+    }
+    if (c == '$' && pos_ + 1 < sql_.size() &&
+        absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_ + 1]))) {
+      ++pos_;
+      while (pos_ < sql_.size() && absl::ascii_isdigit(static_cast<unsigned char>(sql_[pos_]))) {
+        ++pos_;
+      }
+      return "$";
+    }
+    if (c == '$') {
+      const size_t close = sql_.find('$', pos_ + 1);
+      if (close != absl::string_view::npos) {
+        const absl::string_view tag = sql_.substr(pos_, close - pos_ + 1);
+        const size_t end = sql_.find(tag, close + 1);
+        pos_ = end == absl::string_view::npos ? sql_.size() : end + tag.size();
+      } else {
+        ++pos_;
+      }
+      return "$";
+    }
+    ++pos_;
+    return std::string(1, c);
+  }
+
+ private:
+  void SkipSpaceAndComments() {
+    while (pos_ < sql_.size()) {
+      if (absl::ascii_isspace(static_cast<unsigned char>(sql_[pos_]))) {
+        ++pos_;
+      } else if (absl::StartsWith(sql_.substr(pos_), "--")) {
+        const size_t end = sql_.find_first_of("\r\n", pos_);
+        pos_ = end == absl::string_view::npos ? sql_.size() : end;
+      } else if (absl::StartsWith(sql_.substr(pos_), "/*")) {
+        int depth = 0;
+        while (pos_ < sql_.size()) {
+          if (absl::StartsWith(sql_.substr(pos_), "/*")) {
+            ++depth;
+            pos_ += 2;
+          } else if (absl::StartsWith(sql_.substr(pos_), "*/")) {
+            pos_ += 2;
+            if (--depth == 0) {
+              break;
+            }
+          } else {
+            ++pos_;
+          }
+        }
+      } else {
+        return;
+      }
+    }
+  }
+
+  void SkipQuoted(char quote) {
+    ++pos_;
+    while (pos_ < sql_.size()) {
+      if (sql_[pos_++] == quote) {
+        if (pos_ >= sql_.size() || sql_[pos_] != quote) {
+          return;
+        }
+        ++pos_;
+      }
+    }
+  }
+
+  absl::string_view sql_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::optional<std::string> KeywordTransactionProblem(absl::string_view statement) {
+  WordReader reader(statement);
+  std::vector<std::string> w;
+  // The first words decide, except for ALTER TABLE ... DETACH PARTITION ...
+  // CONCURRENTLY and CLUSTER, which need the whole statement.
+  for (int i = 0; i < 6; ++i) {
+    w.push_back(reader.Next());
+  }
+  const std::string& first = w[0];
+  const auto no_transaction = [](absl::string_view what) {
+    return absl::StrCat(what, " cannot run inside a transaction; set `-- transactional: false`");
+  };
+  const auto control = [](absl::string_view what) {
+    return absl::StrCat(what,
+                        " would end the transaction schemad runs this revision in; remove it, or "
+                        "set `-- transactional: false`");
+  };
+
+  if (first == "CREATE" || first == "DROP") {
+    const size_t index = first == "CREATE" && w[1] == "UNIQUE" ? 2 : 1;
+    if (w[index] == "INDEX" && w[index + 1] == "CONCURRENTLY") {
+      return no_transaction(
+          absl::StrCat(first, index == 2 ? " UNIQUE" : "", " INDEX CONCURRENTLY"));
+    }
+    if (w[1] == "DATABASE" || w[1] == "TABLESPACE") {
+      return no_transaction(absl::StrCat(first, " ", w[1]));
+    }
+  } else if (first == "REINDEX") {
+    const size_t kind = w[1] == "(" ? 2 : 1;
+    if (w[kind + 1] == "CONCURRENTLY") {
+      return no_transaction(absl::StrCat("REINDEX ", w[kind], " CONCURRENTLY"));
+    }
+    if (w[kind] == "SCHEMA" || w[kind] == "DATABASE" || w[kind] == "SYSTEM") {
+      return no_transaction(absl::StrCat("REINDEX ", w[kind]));
+    }
+  } else if (first == "VACUUM") {
+    return no_transaction("VACUUM");
+  } else if (first == "ALTER") {
+    if (w[1] == "SYSTEM") {
+      return no_transaction("ALTER SYSTEM");
+    }
+    if (w[1] == "DATABASE" && w[3] == "SET" && w[4] == "TABLESPACE") {
+      return no_transaction("ALTER DATABASE ... SET TABLESPACE");
+    }
+    if (w[1] == "TABLE") {
+      for (std::string word = reader.Next(); !word.empty(); word = reader.Next()) {
+        w.push_back(std::move(word));
+      }
+      w.erase(std::remove(w.begin(), w.end(), std::string()), w.end());
+      const auto detach = std::adjacent_find(w.begin(), w.end(), [](const auto& a, const auto& b) {
+        return a == "DETACH" && b == "PARTITION";
+      });
+      if (detach != w.end() && w.back() == "CONCURRENTLY") {
+        return no_transaction("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY");
+      }
+    }
+  } else if (first == "CLUSTER") {
+    // CLUSTER [VERBOSE | (options)] [table [USING index]]: no table means
+    // every previously clustered table, which cannot run in a transaction.
+    size_t next = 1;
+    while (next + 1 < w.size() && (w[next] == "VERBOSE" || w[next] == "(")) {
+      ++next;
+    }
+    if (w[next].empty()) {
+      return no_transaction("CLUSTER without a table");
+    }
+  } else if (first == "DISCARD" && w[1] == "ALL") {
+    return no_transaction("DISCARD ALL");
+  } else if (first == "COMMIT" || first == "ROLLBACK") {
+    if (w[1] == "PREPARED") {
+      return no_transaction(absl::StrCat(first, " PREPARED"));
+    }
+    if (first == "COMMIT" || (w[1] != "TO" && w[2] != "TO")) {
+      return control(first);
+    }
+  } else if (first == "BEGIN" || first == "END" || first == "ABORT") {
+    return control(first);
+  } else if ((first == "START" || first == "PREPARE") && w[1] == "TRANSACTION") {
+    return control(absl::StrCat(first, " TRANSACTION"));
+  }
+  return std::nullopt;
+}
+
+namespace {
 
 // One left-to-right pass over the SQL; every character is looked at a bounded
 // number of times.
@@ -319,11 +519,17 @@ class Splitter {
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql, int first_line) {
   if (const size_t nul = sql.find('\0'); nul != absl::string_view::npos) {
     const int line = LineAt(sql, nul, first_line);
-    return ErrorAtLine(
+    return SqlErrorAtLine(
         absl::StrCat("NUL byte at line ", line, ": PostgreSQL would never see what follows it"),
         line);
   }
   return Splitter(sql, first_line).Run();
+}
+
+absl::Status SqlErrorAtLine(absl::string_view message, int line) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kErrorLineUrl, absl::Cord(absl::StrCat(line)));
+  return status;
 }
 
 std::optional<int> SqlErrorLine(const absl::Status& status) {

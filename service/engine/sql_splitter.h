@@ -1,5 +1,9 @@
 // SplitSql: splits the SQL of a revision section into the statements that
 // PostgreSQL would receive one at a time, the way psql splits a script.
+// schemad's front end is PostgreSQL's own parser (sql_parser.h); this
+// hand-written splitter serves revisions that opt out of it (`-- parse:
+// false`, for syntax PostgreSQL 15 does not know) and is its differential
+// reference in tests.
 //
 //   ASSIGN_OR_RETURN(std::vector<SqlStatement> statements,
 //                    SplitSql("CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);", 10));
@@ -11,6 +15,7 @@
 #define SCHEMAD_SERVICE_ENGINE_SQL_SPLITTER_H_
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -60,9 +65,20 @@ namespace schemad::engine {
 // that line from the status.
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql, int first_line);
 
-// The line SplitSql reported in an error status (as a payload), or nullopt for
-// any other status.
+// The line SplitSql (or ParseSql, sql_parser.h) reported in an error status
+// (as a payload), or nullopt for any other status.
 std::optional<int> SqlErrorLine(const absl::Status& status);
+
+// InvalidArgument with `message`, carrying `line` for SqlErrorLine.
+absl::Status SqlErrorAtLine(absl::string_view message, int line);
+
+// Why `statement` (one statement as SplitSql returns it) cannot be part of a
+// transactional revision, guessed from its first keywords, or nullopt: the
+// statements listed at ParseRevisionFile (revision_file.h). This is the
+// classification for revisions that opt out of PostgreSQL's parser
+// (`-- parse: false`) and for statements too large to analyse; otherwise
+// sql_parser.h classifies from the parse tree.
+std::optional<std::string> KeywordTransactionProblem(absl::string_view statement);
 
 }  // namespace schemad::engine
 

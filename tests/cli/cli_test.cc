@@ -1052,4 +1052,53 @@ TEST(NewestFirstTest, ChildrenBeforeParents) {
 }
 
 }  // namespace
+// ------------------------------------------------------------------- lint
+
+TEST_F(CliTest, LintReportsFindingsAndExitsSixOnErrors) {
+  Write("a1_rev.sql",
+        "-- revision: a1\n-- +upgrade\nCREATE TABLE t (x int);\n-- +downgrade\n"
+        "DROP TABLE t;\n");
+  Write("b2_rev.sql",
+        "-- revision: b2\n-- revises: a1\n-- lock_timeout: 5s\n-- +upgrade\n"
+        "CREATE INDEX i ON t (x);\n-- +downgrade\nDROP INDEX i;\n");
+  Output r = Run(RunLint, LintOptions{});
+  EXPECT_EQ(r.code, kExitLintErrors);
+  EXPECT_THAT(r.out, HasSubstr("b2_rev.sql:5: error: [create-index-not-concurrently]"));
+  EXPECT_THAT(r.out, HasSubstr("1 error, 0 warnings, 0 infos"));
+
+  global_.json = true;
+  r = Run(RunLint, LintOptions{});
+  const nlohmann::json json = Json(r.out);
+  ASSERT_EQ(json["findings"].size(), 1u);
+  EXPECT_EQ(json["findings"][0]["rule"], "create-index-not-concurrently");
+  EXPECT_EQ(json["findings"][0]["severity"], "error");
+  EXPECT_EQ(json["findings"][0]["revision"], "b2");
+  EXPECT_EQ(json["findings"][0]["line"], 5);
+  global_.json = false;
+
+  LintOptions sarif;
+  sarif.sarif = true;
+  r = Run(RunLint, sarif);
+  EXPECT_EQ(Json(r.out)["runs"][0]["results"][0]["level"], "error");
+
+  LintOptions first;
+  first.range = "a1";
+  EXPECT_EQ(Run(RunLint, first).code, kExitOk);
+  LintOptions since;
+  since.since = "a1";
+  EXPECT_EQ(Run(RunLint, since).code, kExitLintErrors);
+
+  r = Check();
+  EXPECT_EQ(r.code, kExitLintErrors);
+  EXPECT_THAT(r.err, HasSubstr("lint: 1 error"));
+
+  // `revision` on top warns about b2's finding and still writes the file.
+  RevisionOptions next;
+  next.message = "next";
+  r = Revision(next);
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.err, HasSubstr("warning: lint findings"));
+  EXPECT_THAT(r.err, HasSubstr("[create-index-not-concurrently]"));
+}
+
 }  // namespace schemad::cli

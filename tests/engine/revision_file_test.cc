@@ -354,7 +354,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::ValuesIn(std::vector<ErrorCase>{
         {"UnknownKey", "-- revision: a1\n\n\n-- revison: a1\n-- +upgrade\n", 4,
          "unknown header key 'revison' (known: revision, revises, branch_labels, depends_on, "
-         "message, created, transactional, lock_timeout, statement_timeout)"},
+         "message, created, transactional, lock_timeout, statement_timeout, parse, lint_ignore)"},
         {"KeysAreCaseSensitive", "-- revision: a1\n-- Revises: a0\n-- +upgrade\n", 2,
          "unknown header key 'Revises'"},
         {"HyphenatedKey", "-- revision: a1\n-- branch-labels: x\n-- +upgrade\n", 2,
@@ -450,14 +450,34 @@ INSTANTIATE_TEST_SUITE_P(
          "of another migration tool"},
         {"UnterminatedDollarInUpgrade",
          "-- revision: a1\n-- +upgrade\nSELECT 1;\n\nCREATE FUNCTION f() AS $fn$\nBEGIN\n", 5,
-         "unterminated dollar-quoted string $fn$ starting at line 5"},
+         "unterminated dollar-quoted string at or near \"$fn$ BEGIN \""},
         {"UnterminatedStringInDowngrade",
          "-- revision: a1\n-- +upgrade\n-- +downgrade\nSELECT 1;\nSELECT 'x;\n", 5,
-         "unterminated quoted string starting at line 5"},
+         "unterminated quoted string at or near \"'x; \" (PostgreSQL 15's parser; for syntax it "
+         "does not know, set `-- parse: false`)"},
         {"DollarBodyCutByMarker", "-- revision: a1\n-- +upgrade\nDO $$\n-- +downgrade\n$$;\n", 3,
-         "unterminated dollar-quoted string $$ starting at line 3"},
+         "unterminated dollar-quoted string at or near \"$$ \""},
         {"UnterminatedComment", "-- revision: a1\n-- +upgrade\n\n/* a /* b */\n", 4,
-         "unterminated /* comment starting at line 4"},
+         "unterminated /* comment at or near \"/* a /* b */ \""},
+        {"SyntaxError", "-- revision: a1\n-- +upgrade\nSELECT 1;\n\nSELEC 2;\n", 5,
+         "syntax error at or near \"SELEC\" (PostgreSQL 15's parser"},
+        {"SyntaxErrorLineCountsCharactersNotBytes",
+         "-- revision: a1\n-- +upgrade\nSELECT '\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9',\n\n,;\n", 5,
+         "syntax error at or near \",\""},
+        {"SyntaxErrorAtEndOfInput", "-- revision: a1\n-- +upgrade\nSELECT (1\n\n-- +downgrade\n", 3,
+         "syntax error at end of input"},
+        {"ParserMessageIsBounded",
+         absl::StrCat("-- revision: a1\n-- +upgrade\nSELECT 1;\nSELECT '", std::string(5000, 'x')),
+         4, "unterminated quoted string at or near \"'xxxxxxxx"},
+        // With `-- parse: false`, the hand-written splitter's messages.
+        {"UnparsedUnterminatedString",
+         "-- revision: a1\n-- parse: false\n-- +upgrade\n-- +downgrade\nSELECT 1;\nSELECT 'x;\n", 6,
+         "unterminated quoted string starting at line 6"},
+        {"UnparsedDollarBodyCutByMarker",
+         "-- revision: a1\n-- parse: false\n-- +upgrade\nDO $$\n-- +downgrade\n$$;\n", 4,
+         "unterminated dollar-quoted string $$ starting at line 4"},
+        {"ParseNotBool", "-- revision: a1\n-- parse: no\n-- +upgrade\n", 2,
+         "parse must be true or false, not 'no'"},
     }),
     [](const ::testing::TestParamInfo<ErrorCase>& test) { return test.param.name; });
 
@@ -486,6 +506,12 @@ TEST_P(TransactionalStatementTest, RejectedOnlyWhenTransactional) {
                                HasSubstr("set `-- transactional: false`"))));
   }
   EXPECT_OK(ParseRevisionFile(kPath, File("-- transactional: false\n", sections)));
+  // Differential: the keyword classification of `-- parse: false` agrees
+  // with the parse tree's on every statement here.
+  const absl::StatusOr<Revision> unparsed =
+      ParseRevisionFile(kPath, File("-- parse: false\n", sections));
+  EXPECT_EQ(unparsed.status().message(),
+            absl::StrReplaceAll(transactional.status().message(), {{":6: ", ":7: "}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -502,7 +528,7 @@ INSTANTIATE_TEST_SUITE_P(
         {"reindex (verbose) table concurrently t", "REINDEX TABLE CONCURRENTLY"},
         {"REINDEX SCHEMA public", "REINDEX SCHEMA"},
         {"REINDEX DATABASE app", "REINDEX DATABASE"},
-        {"REINDEX SYSTEM", "REINDEX SYSTEM"},
+        {"REINDEX SYSTEM app", "REINDEX SYSTEM"},
         {"VACUUM", "VACUUM"},
         {"vacuum (analyze) t", "VACUUM"},
         {"CREATE DATABASE app2", "CREATE DATABASE"},
@@ -527,7 +553,7 @@ INSTANTIATE_TEST_SUITE_P(
         {"ROLLBACK PREPARED 'x'", "ROLLBACK PREPARED"},
         // Allowed in a transaction:
         {"CREATE INDEX i ON t (x)", ""},
-        {"CREATE UNIQUE INDEX i ON t (concurrently)", ""},
+        {"CREATE UNIQUE INDEX i ON t (\"concurrently\")", ""},
         {"DROP INDEX i", ""},
         {"REINDEX INDEX i", ""},
         {"REINDEX TABLE t", ""},
@@ -536,7 +562,7 @@ INSTANTIATE_TEST_SUITE_P(
         {"CLUSTER VERBOSE t", ""},
         {"ALTER TABLE t DETACH PARTITION p", ""},
         {"ALTER TABLE t DETACH PARTITION p FINALIZE", ""},
-        {"ALTER TABLE t ADD COLUMN concurrently int", ""},
+        {"ALTER TABLE t ADD COLUMN \"concurrently\" int", ""},
         {"ALTER DATABASE app SET work_mem = '64MB'", ""},
         {"SELECT 'VACUUM'", ""},
         {"-- VACUUM\nSELECT 1", ""},

@@ -46,7 +46,7 @@ field() { dpkg-deb -f "$1" "$2"; }
 [ "$(field "$dev_deb" Package)" = libschemad-client-dev ] || fail "dev Package: $(field "$dev_deb" Package)"
 for deb in "$schemad_deb" "$schemactl_deb"; do
   depends=$(field "$deb" Depends)
-  for lib in libc6 libgrpc++1.51 libpq5; do
+  for lib in libc6 libgrpc++1.51 libpq5 libpg-query1504.0; do
     grep -q "$lib" <<<"$depends" || fail "$(basename "$deb") Depends lacks $lib: $depends"
   done
 done
