@@ -341,9 +341,11 @@ using internal::StringListJson;
 
 absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
   ASSIGN_OR_RETURN(RevisionGraph graph, LoadGraph(io.global));
+  const std::vector<int>& heads_to_show =
+      options.resolve_dependencies ? graph.real_heads() : graph.heads();
   if (io.global.json) {
     Json heads = Json::array();
-    for (int head : graph.heads()) {
+    for (int head : heads_to_show) {
       heads.push_back(RevisionJson(graph, head));
     }
     Json json;
@@ -351,7 +353,7 @@ absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
     io.out << JsonText(json) << "\n";
     return kExitOk;
   }
-  for (int head : graph.heads()) {
+  for (int head : heads_to_show) {
     io.out << (options.verbose ? FormatLogEntry(graph, head)
                                : FormatRevisionLine(graph, head, LineFormat::Heads()) + "\n");
   }

@@ -88,6 +88,9 @@ std::string DefaultWho();
 
 struct HeadsOptions {
   bool verbose = false;
+  // Alembic's --resolve-dependencies: leave out the "effective heads" (no
+  // revision revises them, but one depends on them).
+  bool resolve_dependencies = false;
 };
 int RunHeads(const GlobalOptions& global, const HeadsOptions& options, std::ostream& out,
              std::ostream& err);

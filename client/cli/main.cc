@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   HeadsOptions heads;
   CLI::App* heads_cmd = app.add_subcommand("heads", "Show the heads of the revision graph");
   heads_cmd->add_flag("-v,--verbose", heads.verbose, "Full entries");
+  heads_cmd->add_flag("--resolve-dependencies", heads.resolve_dependencies,
+                      "Only the real heads: leave out a revision that another one depends on");
 
   BranchesOptions branches;
   CLI::App* branches_cmd = app.add_subcommand("branches", "Show branch points");

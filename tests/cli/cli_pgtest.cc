@@ -133,6 +133,30 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
+// Issue 14: `current` lists, as `alembic current` does, the revisions the
+// rows imply through depends_on, not only the rows: here the only row is
+// e2 (on its own base e1, which depends on r2), and r2 shows up as an
+// "(effective head)" (nothing revises it; e1 depends on it).
+TEST_F(CliPgTest, CurrentListsHeadsImpliedByDependsOn) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "create b", "CREATE TABLE b (id int);", "DROP TABLE b;");
+  Write("e1e1e1e1e1e1", "", "other line", "CREATE TABLE e (id int);", "DROP TABLE e;",
+        absl::StrCat("-- depends_on: ", kR2, "\n-- branch_labels: eline\n"));
+  Write("e2e2e2e2e2e2", "e1e1e1e1e1e1", "more", "CREATE TABLE f (id int);", "DROP TABLE f;");
+  ASSERT_EQ(Upgrade("eline@head").code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{"e2e2e2e2e2e2"}}));
+
+  Output current = Current();
+  ASSERT_EQ(current.code, kExitOk) << current.err;
+  EXPECT_THAT(Lines(current.out),
+              ::testing::UnorderedElementsAre(absl::StrCat(kR2, " (effective head)"),
+                                              "e2e2e2e2e2e2 (head)"));
+  global_.json = true;
+  nlohmann::json json = Json(Current().out);
+  EXPECT_EQ(json["rows"], nlohmann::json::array({"e2e2e2e2e2e2"}));
+  EXPECT_EQ(json["current"], nlohmann::json::array({kR2, "e2e2e2e2e2e2"}));
+}
+
 TEST_F(CliPgTest, UpgradeCurrentDowngrade) {
   WriteLinear();
   Output before = Current();
