@@ -279,11 +279,11 @@ absl::StatusOr<bool> TransactionAll(absl::string_view value) {
   if (value == "per-revision") {
     return false;
   }
-  if (value == "all") {
+  if (value == "per-command" || value == "all") {  // `all`: the earlier name
     return true;
   }
   return UsageError(
-      absl::StrCat("--transaction: expected 'per-revision' or 'all', got '", value, "'"));
+      absl::StrCat("--transaction: expected 'per-command' or 'per-revision', got '", value, "'"));
 }
 
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,

@@ -165,7 +165,7 @@ struct UpgradeOptions {
   std::string target = "heads";  // with --sql: [FROM:]TO, FROM default base
   bool sql = false;
   bool allow_changed = false;
-  std::string transaction = "per-revision";  // per-revision | all
+  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
 };
 int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::ostream& out,
                std::ostream& err);
@@ -173,7 +173,7 @@ int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::
 struct DowngradeOptions {
   std::string target;  // with --sql: FROM:TO
   bool sql = false;
-  std::string transaction = "per-revision";  // --sql only
+  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
 };
 int RunDowngrade(const GlobalOptions& global, const DowngradeOptions& options, std::ostream& out,
                  std::ostream& err);

@@ -120,7 +120,7 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
   options.timeouts.statement_timeout = global.statement_timeout;
   options.allow_changed = tweaks.allow_changed;
   options.transaction_mode = tweaks.transaction_all
-                                 ? engine::ExecutorOptions::TransactionMode::kAll
+                                 ? engine::ExecutorOptions::TransactionMode::kPerCommand
                                  : engine::ExecutorOptions::TransactionMode::kPerRevision;
   options.who = global.who.empty() ? DefaultWho() : global.who;
   direct->executor =
@@ -328,12 +328,14 @@ absl::StatusOr<int> Downgrade(const Io& io, const DowngradeOptions& options) {
     return internal::RunOfflineSql(io, "downgrade", options.target, /*from_required=*/true,
                                    options.transaction);
   }
+  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
   if (options.target.find(':') != std::string::npos) {
     return UsageError(
         "FROM:TO targets are for --sql only; online downgrade starts from the "
         "database's version rows");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, all}));
   return RunOperation(io, *direct, "downgrade", [&](const engine::CallControl& control) {
     return direct->executor->Downgrade(*direct->session, options.target, control);
   });
