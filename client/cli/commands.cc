@@ -280,11 +280,11 @@ absl::StatusOr<bool> TransactionAll(absl::string_view value) {
   if (value == "per-revision") {
     return false;
   }
-  if (value == "all") {
+  if (value == "per-command" || value == "all") {  // `all`: the earlier name
     return true;
   }
   return UsageError(
-      absl::StrCat("--transaction: expected 'per-revision' or 'all', got '", value, "'"));
+      absl::StrCat("--transaction: expected 'per-command' or 'per-revision', got '", value, "'"));
 }
 
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,
@@ -343,9 +343,11 @@ using internal::StringListJson;
 
 absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
   ASSIGN_OR_RETURN(RevisionGraph graph, LoadGraph(io.global));
+  const std::vector<int>& heads_to_show =
+      options.resolve_dependencies ? graph.real_heads() : graph.heads();
   if (io.global.json) {
     Json heads = Json::array();
-    for (int head : graph.heads()) {
+    for (int head : heads_to_show) {
       heads.push_back(RevisionJson(graph, head));
     }
     Json json;
@@ -353,7 +355,7 @@ absl::StatusOr<int> Heads(const Io& io, const HeadsOptions& options) {
     io.out << JsonText(json) << "\n";
     return kExitOk;
   }
-  for (int head : graph.heads()) {
+  for (int head : heads_to_show) {
     io.out << (options.verbose ? FormatLogEntry(graph, head)
                                : FormatRevisionLine(graph, head, LineFormat::Heads()) + "\n");
   }

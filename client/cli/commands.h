@@ -89,6 +89,9 @@ std::string DefaultWho();
 
 struct HeadsOptions {
   bool verbose = false;
+  // Alembic's --resolve-dependencies: leave out the "effective heads" (no
+  // revision revises them, but one depends on them).
+  bool resolve_dependencies = false;
 };
 int RunHeads(const GlobalOptions& global, const HeadsOptions& options, std::ostream& out,
              std::ostream& err);
@@ -174,7 +177,7 @@ struct UpgradeOptions {
   std::string target = "heads";  // with --sql: [FROM:]TO, FROM default base
   bool sql = false;
   bool allow_changed = false;
-  std::string transaction = "per-revision";  // per-revision | all
+  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
 };
 int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::ostream& out,
                std::ostream& err);
@@ -182,7 +185,7 @@ int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::
 struct DowngradeOptions {
   std::string target;  // with --sql: FROM:TO
   bool sql = false;
-  std::string transaction = "per-revision";  // --sql only
+  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
 };
 int RunDowngrade(const GlobalOptions& global, const DowngradeOptions& options, std::ostream& out,
                  std::ostream& err);

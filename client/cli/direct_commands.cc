@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,6 +25,7 @@
 #include "service/common/status_macros.h"
 #include "service/common/version_table.h"
 #include "service/engine/executor.h"
+#include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/pq/pq_database.h"
 #include "service/store/store.h"
@@ -118,7 +120,7 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
   options.timeouts.statement_timeout = global.statement_timeout;
   options.allow_changed = tweaks.allow_changed;
   options.transaction_mode = tweaks.transaction_all
-                                 ? engine::ExecutorOptions::TransactionMode::kAll
+                                 ? engine::ExecutorOptions::TransactionMode::kPerCommand
                                  : engine::ExecutorOptions::TransactionMode::kPerRevision;
   options.who = global.who.empty() ? DefaultWho() : global.who;
   direct->executor =
@@ -326,12 +328,14 @@ absl::StatusOr<int> Downgrade(const Io& io, const DowngradeOptions& options) {
     return internal::RunOfflineSql(io, "downgrade", options.target, /*from_required=*/true,
                                    options.transaction);
   }
+  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
   if (options.target.find(':') != std::string::npos) {
     return UsageError(
         "FROM:TO targets are for --sql only; online downgrade starts from the "
         "database's version rows");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, all}));
   return RunOperation(io, *direct, "downgrade", [&](const engine::CallControl& control) {
     return direct->executor->Downgrade(*direct->session, options.target, control);
   });
@@ -405,6 +409,23 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
                          absl::StrJoin(status.graph_heads, ", "), "); run `schemactl upgrade`")),
                      kExitNotAtHead);
   }
+  std::vector<std::string> known_rows;
+  for (const std::string& row : status.rows) {
+    if (graph.IndexOf(row) >= 0) {
+      known_rows.push_back(row);
+    }
+  }
+  // Rows that do not fit the graph (row_error, e.g. a row listed twice)
+  // are shown as they are.
+  absl::StatusOr<std::vector<int>> implied = engine::EffectiveCurrentHeads(graph, known_rows);
+  std::vector<int> current_heads;
+  if (implied.ok()) {
+    current_heads = *std::move(implied);
+  } else {
+    for (const std::string& row : known_rows) {
+      current_heads.push_back(graph.IndexOf(row));
+    }
+  }
   // Without --check-heads, being behind or needing attention is reported
   // but is not a failure of `current`.
   const bool fails = !problem.ok() && (options.check_heads || ExitCodeFor(problem) == kExitFailed);
@@ -419,6 +440,7 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
     json["database"] = direct->database->DisplayName();
     json["version_table_exists"] = status.version_table_exists;
     json["rows"] = StringListJson(status.rows);
+    json["current"] = StringListJson(graph.Ids(current_heads));
     json["heads"] = StringListJson(status.graph_heads);
     json["at_head"] = status.at_head;
     json["pending"] = status.pending;
@@ -428,16 +450,18 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
     }
     io.out << JsonText(json) << "\n";
   } else {
+    // As `alembic current`: the revisions the rows imply, a depends_on
+    // target included (an "(effective head)" when nothing revises it).
     for (const std::string& row : status.rows) {
-      const int index = graph.IndexOf(row);
-      if (index < 0) {
+      if (graph.IndexOf(row) < 0) {
         io.out << row << " (not in " << io.global.dir << ")\n";
-      } else if (options.verbose) {
+      }
+    }
+    for (int index : current_heads) {
+      if (options.verbose) {
         io.out << FormatLogEntry(graph, index, /*current=*/false);
       } else {
-        LineFormat format;
-        format.labels = true;
-        io.out << FormatRevisionLine(graph, index, format) << "\n";
+        io.out << FormatRevisionLine(graph, index, LineFormat::Current()) << "\n";
       }
     }
     if (!io.global.quiet) {
@@ -521,51 +545,25 @@ absl::StatusOr<int> Validate(const Io& io, const ValidateOptions&) {
 
 // ---------------------------------------------------------------- history
 
-absl::StatusOr<std::vector<int>> RangeEnd(const RevisionGraph& graph, absl::string_view symbol,
-                                          const std::vector<std::string>* rows) {
-  if (symbol == "current") {
-    if (rows == nullptr) {
-      return UsageError("history -r: `current` needs a database (--dsn)");
+// The revisions `history -r START:END` lists, in Alembic's order (see
+// engine::WalkRevisions); `rows` is null without a database.
+absl::StatusOr<std::vector<int>> HistoryOrder(const RevisionGraph& graph, absl::string_view range,
+                                              const std::vector<std::string>* rows) {
+  absl::string_view start;
+  absl::string_view end;
+  if (!range.empty()) {
+    const size_t colon = range.find(':');
+    if (colon == absl::string_view::npos) {
+      return UsageError(absl::StrCat("history -r: expected [START]:[END], got '", range, "'"));
     }
-    std::vector<int> indices;
-    for (const std::string& row : *rows) {
-      const int index = graph.IndexOf(row);
-      if (index >= 0) {
-        indices.push_back(index);
-      }
-    }
-    return indices;
+    start = absl::StripAsciiWhitespace(range.substr(0, colon));
+    end = absl::StripAsciiWhitespace(range.substr(colon + 1));
   }
-  return graph.ResolveSymbol(symbol);
-}
-
-absl::StatusOr<std::vector<bool>> RangeMask(const RevisionGraph& graph, absl::string_view range,
-                                            const std::vector<std::string>* rows) {
-  std::vector<bool> include(graph.size(), true);
-  if (range.empty()) {
-    return include;
+  if (rows == nullptr && (start == "current" || end == "current")) {
+    return UsageError("history -r: `current` needs a database (--dsn)");
   }
-  const size_t colon = range.find(':');
-  if (colon == absl::string_view::npos) {
-    return UsageError(absl::StrCat("history -r: expected [START]:[END], got '", range, "'"));
-  }
-  const absl::string_view start = range.substr(0, colon);
-  const absl::string_view end = range.substr(colon + 1);
-  if (!start.empty() && start != "base") {
-    ASSIGN_OR_RETURN(std::vector<int> from, RangeEnd(graph, start, rows));
-    const std::vector<bool> mask = graph.DescendantMask(from, /*include_dependencies=*/true);
-    for (int i = 0; i < graph.size(); ++i) {
-      include[i] = include[i] && mask[i];
-    }
-  }
-  if (!end.empty() && end != "heads") {
-    ASSIGN_OR_RETURN(std::vector<int> to, RangeEnd(graph, end, rows));
-    const std::vector<bool> mask = graph.AncestorMask(to, /*include_dependencies=*/true);
-    for (int i = 0; i < graph.size(); ++i) {
-      include[i] = include[i] && mask[i];
-    }
-  }
-  return include;
+  static const std::vector<std::string> kNoRows;
+  return engine::WalkRevisions(graph, start, end, rows == nullptr ? kNoRows : *rows);
 }
 
 absl::StatusOr<int> HistoryLog(const Io& io, const HistoryOptions& options) {
@@ -613,8 +611,8 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
       }
     }
   }
-  ASSIGN_OR_RETURN(std::vector<bool> include,
-                   RangeMask(graph, options.range, with_db ? &rows : nullptr));
+  ASSIGN_OR_RETURN(std::vector<int> order,
+                   HistoryOrder(graph, options.range, with_db ? &rows : nullptr));
 
   const auto is_current = [&](int index) {
     return std::find(rows.begin(), rows.end(), graph.id(index)) != rows.end();
@@ -632,10 +630,7 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
   };
 
   Json list = Json::array();
-  for (int index : internal::NewestFirst(graph)) {
-    if (!include[index]) {
-      continue;
-    }
+  for (int index : order) {
     if (io.global.json) {
       Json item = RevisionJson(graph, index);
       if (with_db) {

@@ -142,6 +142,8 @@ int main(int argc, char** argv) {
   HeadsOptions heads;
   CLI::App* heads_cmd = app.add_subcommand("heads", "Show the heads of the revision graph");
   heads_cmd->add_flag("-v,--verbose", heads.verbose, "Full entries");
+  heads_cmd->add_flag("--resolve-dependencies", heads.resolve_dependencies,
+                      "Only the real heads: leave out a revision that another one depends on");
 
   BranchesOptions branches;
   CLI::App* branches_cmd = app.add_subcommand("branches", "Show branch points");
@@ -207,8 +209,10 @@ int main(int argc, char** argv) {
   CLI::Option* plan_from_opt = plan_cmd->add_option(
       "--from", plan_from, "Version rows to plan from: REV,REV... or base (default: the database)");
   plan_cmd->add_flag("--sql", plan.sql, "Print the SQL script instead");
-  plan_cmd->add_option("--transaction", plan.transaction, "With --sql: per-revision or all")
-      ->check(CLI::IsMember({"per-revision", "all"}));
+  plan_cmd
+      ->add_option("--transaction", plan.transaction,
+                   "With --sql: per-revision, or per-command (one transaction; `all`)")
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
 
   // Remote-only verbs.
   DbsOptions dbs;
@@ -265,8 +269,10 @@ int main(int argc, char** argv) {
                         "Upgrade although applied revision files changed");
   upgrade_cmd
       ->add_option("--transaction", upgrade.transaction,
-                   "per-revision (default) or all: the whole plan in one transaction")
-      ->check(CLI::IsMember({"per-revision", "all"}));
+                   "per-revision (default): each revision commits on its own; per-command "
+                   "(Alembic's default; `all`): one transaction, split only around "
+                   "non-transactional revisions")
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
 
   DowngradeOptions downgrade;
   CLI::App* downgrade_cmd = app.add_subcommand("downgrade", "Revert revisions down to TARGET");
@@ -274,8 +280,10 @@ int main(int argc, char** argv) {
       ->required();
   downgrade_cmd->add_flag("--sql", downgrade.sql, "Print the SQL script; do not connect");
   downgrade_cmd
-      ->add_option("--transaction", downgrade.transaction, "With --sql: per-revision or all")
-      ->check(CLI::IsMember({"per-revision", "all"}));
+      ->add_option("--transaction", downgrade.transaction,
+                   "per-revision (default) or per-command (Alembic's default; `all`), as for "
+                   "upgrade")
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
 
   CurrentOptions current;
   CLI::App* current_cmd = app.add_subcommand("current", "Show the database's version rows");

@@ -42,6 +42,7 @@ struct LineFormat {
 
   static LineFormat History() { return {true, true, true, true, true}; }
   static LineFormat Heads() { return {false, true, true, false, false}; }
+  static LineFormat Current() { return {false, false, true, true, false}; }
 };
 
 // One revision as `alembic history` prints it:

@@ -416,9 +416,11 @@ int RunRemoteDowngrade(const GlobalOptions& global, const RemoteOptions& remote,
     if (options.sql) {
       return internal::RunOfflineSql(io, "downgrade", options.target, true, options.transaction);
     }
+    ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
     ASSIGN_OR_RETURN(std::optional<absl::Duration> lock_wait, LockWait(global, remote));
     DowngradeRequest request;
     request.target = options.target;
+    request.transaction_mode = all ? TransactionMode::kAll : TransactionMode::kPerRevision;
     request.lock_wait = lock_wait;
     return RunStreamed(io, remote, "downgrade", options.target,
                        [&](Client& client, const CallOptions& call) {

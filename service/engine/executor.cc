@@ -458,36 +458,106 @@ class Executor::Run {
     return tx->Commit();
   }
 
-  absl::Status RunAllInOneTransaction(const Plan& plan, OperationResult& result) {
-    ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
-    std::vector<std::string> before = plan.rows_before;
+  // kPerCommand: steps [first, end) of `plan`, all transactional, in one
+  // transaction; `before` is the rows at `first` (committed). Emits each
+  // step's kRevisionStarted as it starts; kRevisionFinished for all of them
+  // once the COMMIT succeeded, or, on a failure, the error for the failing
+  // step and ABORTED ("rolled back") for those that had run before it in
+  // the transaction. A failure is recorded in history (one `failed` row for
+  // the failing revision, rows unchanged) and nothing of the transaction
+  // stays.
+  absl::Status RunTransactionalSegment(const Plan& plan, int first, int end,
+                                       const std::vector<std::string>& before) {
     const int count = static_cast<int>(plan.steps.size());
-    for (int i = 0; i < count; ++i) {
-      const PlanStep& step = plan.steps[i];
-      const Revision& rev = graph_.revision(step.revision);
-      const auto& section = step.direction == Direction::kUp ? rev.upgrade : rev.downgrade;
-      Event base = StepEvent(step, i, count);
-      Emit(base);
-      const absl::Time started = absl::Now();
-      RETURN_IF_ERROR(tx->SetTimeouts(TimeoutsFor(rev, ex_.options_.timeouts)));
-      RETURN_IF_ERROR(RunStatements(*tx, rev, section->statements, base));
-      RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));
-      store::HistoryRecord history = History(step, started);
-      history.rows_before = before;
-      RETURN_IF_ERROR(tx->AppendHistory(history));
-      before = step.rows_after;
-      Event done = base;
-      done.kind = Event::Kind::kRevisionFinished;
+    std::vector<Event> finished;  // one per step run so far, kRevisionFinished
+    std::vector<std::string> step_before = before;
+    store::HistoryRecord failed_history;
+    int failed_step = -1;
+    absl::Status status = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session_.Begin());
+      for (int i = first; i < end; ++i) {
+        const PlanStep& step = plan.steps[i];
+        const Revision& rev = graph_.revision(step.revision);
+        const auto& section = step.direction == Direction::kUp ? rev.upgrade : rev.downgrade;
+        if (Cancelled()) {
+          return absl::CancelledError(
+              absl::StrCat("cancelled before revision ", rev.id, "; the transaction of ",
+                           RevisionRange(plan, first, end), " was rolled back"));
+        }
+        Event base = StepEvent(step, i, count);
+        Emit(base);
+        const absl::Time started = absl::Now();
+        store::HistoryRecord history = History(step, started);
+        history.rows_before = step_before;
+        failed_history = history;
+        failed_history.rows_before = before;
+        failed_step = i;
+        Event done = base;
+        done.kind = Event::Kind::kRevisionFinished;
+        finished.push_back(done);
+        RETURN_IF_ERROR(tx->SetTimeouts(TimeoutsFor(rev, ex_.options_.timeouts)));
+        RETURN_IF_ERROR(RunStatements(*tx, rev, section->statements, base));
+        RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));
+        history.duration = absl::Now() - started;
+        RETURN_IF_ERROR(tx->AppendHistory(history));
+        finished.back().time = absl::Now();
+        finished.back().duration = finished.back().time - started;
+        step_before = step.rows_after;
+      }
+      failed_step = -1;
+      if (Cancelled()) {
+        return absl::CancelledError(absl::StrCat("cancelled before COMMIT; the transaction of ",
+                                                 RevisionRange(plan, first, end),
+                                                 " was rolled back"));
+      }
+      absl::Status committed = tx->Commit();
+      if (committed.code() == absl::StatusCode::kUnknown) {
+        return absl::UnknownError(absl::StrCat(
+            "the commit of ", RevisionRange(plan, first, end),
+            " has an unknown outcome (connection lost during COMMIT); re-read the state "
+            "(`schemactl current`) before doing anything else: ",
+            committed.message()));
+      }
+      return committed;
+    }();
+    if (status.ok()) {
+      for (const Event& done : finished) {
+        Emit(done);
+      }
+      return status;
+    }
+    // The transaction is gone (rolled back): say so for every step that ran
+    // in it, and record the failure.
+    for (size_t k = 0; k < finished.size(); ++k) {
+      Event done = finished[k];
       done.time = absl::Now();
-      done.duration = done.time - started;
+      const bool failing = first + static_cast<int>(k) == failed_step;
+      done.status = failing ? status
+                            : absl::AbortedError(absl::StrCat(
+                                  "rolled back: a later revision of the same transaction failed"));
       Emit(done);
     }
-    if (Cancelled()) {
-      return absl::CancelledError("cancelled before COMMIT; nothing was applied");
+    if (failed_step >= 0 && status.code() != absl::StatusCode::kUnknown &&
+        status.code() != absl::StatusCode::kUnavailable) {
+      RecordFailure(failed_history, status, std::nullopt);
     }
-    RETURN_IF_ERROR(tx->Commit());
-    result.revisions_run = count;
-    return absl::OkStatus();
+    const int rolled_back = failed_step >= 0 ? failed_step - first : end - first;
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(), rolled_back > 0
+                                           ? absl::StrCat("; the ", rolled_back,
+                                                          " revision(s) run before it in the same "
+                                                          "transaction were rolled back too")
+                                           : ""));
+  }
+
+  // "revision a" or "revisions a..c".
+  std::string RevisionRange(const Plan& plan, int first, int end) const {
+    if (end - first == 1) {
+      return absl::StrCat("revision ", graph_.id(plan.steps[first].revision));
+    }
+    return absl::StrCat("revisions ", graph_.id(plan.steps[first].revision), "..",
+                        graph_.id(plan.steps[end - 1].revision));
   }
 
   Event StepEvent(const PlanStep& step, int index, int count) const {
@@ -503,44 +573,50 @@ class Executor::Run {
   }
 
   absl::Status RunPlan(const Plan& plan, OperationResult& result) {
-    if (ex_.options_.transaction_mode == ExecutorOptions::TransactionMode::kAll) {
-      for (const PlanStep& step : plan.steps) {
-        if (!graph_.revision(step.revision).transactional) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "--transaction all cannot include non-transactional revision ",
-              graph_.id(step.revision), " (", graph_.revision(step.revision).Where(), ")"));
-        }
-      }
-      return RunAllInOneTransaction(plan, result);
-    }
+    const bool per_command =
+        ex_.options_.transaction_mode == ExecutorOptions::TransactionMode::kPerCommand;
     std::vector<std::string> before = plan.rows_before;
     const int count = static_cast<int>(plan.steps.size());
-    for (int i = 0; i < count; ++i) {
+    const auto transactional = [&](int i) {
+      return graph_.revision(plan.steps[i].revision).transactional;
+    };
+    for (int i = 0; i < count;) {
       const PlanStep& step = plan.steps[i];
       if (Cancelled()) {
         return absl::CancelledError(absl::StrCat("cancelled after ", i, " of ", count,
                                                  " revision(s); database is at ",
                                                  RowsText(before)));
       }
-      Event base = StepEvent(step, i, count);
-      Emit(base);
-      const absl::Time started = absl::Now();
-      absl::Status status = graph_.revision(step.revision).transactional
-                                ? RunTransactionalStep(step, before, base)
-                                : RunNonTransactionalStep(step, before, base);
-      Event done = base;
-      done.kind = Event::Kind::kRevisionFinished;
-      done.time = absl::Now();
-      done.duration = done.time - started;
-      done.status = status;
-      Emit(done);
+      // Per command: the transactional revisions up to the next
+      // non-transactional one (or the end) share one transaction.
+      int end = i + 1;
+      while (per_command && transactional(i) && end < count && transactional(end)) {
+        ++end;
+      }
+      absl::Status status;
+      if (end - i > 1) {
+        status = RunTransactionalSegment(plan, i, end, before);
+      } else {
+        Event base = StepEvent(step, i, count);
+        Emit(base);
+        const absl::Time started = absl::Now();
+        status = transactional(i) ? RunTransactionalStep(step, before, base)
+                                  : RunNonTransactionalStep(step, before, base);
+        Event done = base;
+        done.kind = Event::Kind::kRevisionFinished;
+        done.time = absl::Now();
+        done.duration = done.time - started;
+        done.status = status;
+        Emit(done);
+      }
       if (!status.ok()) {
         return absl::Status(status.code(), absl::StrCat(status.message(), " (", i, " of ", count,
                                                         " revision(s) done; database is at ",
                                                         RowsText(before), ")"));
       }
-      before = step.rows_after;
-      result.revisions_run = i + 1;
+      before = plan.steps[end - 1].rows_after;
+      result.revisions_run = end;
+      i = end;
     }
     return absl::OkStatus();
   }

@@ -57,8 +57,18 @@ struct ExecutorOptions {
   store::Timeouts timeouts;
   // Upgrade even though an applied revision's file changed since it was applied.
   bool allow_changed = false;
-  // kAll: the whole plan in one transaction (every revision must be transactional).
-  enum class TransactionMode { kPerRevision, kAll };
+  // Transaction scope of upgrade/downgrade/ensure-head:
+  //   kPerRevision: each transactional revision commits on its own (with its
+  //     version-row change and history row); a failure leaves the database at
+  //     the last revision that committed.
+  //   kPerCommand: Alembic's default env.py (no transaction_per_migration):
+  //     the consecutive transactional revisions of a plan run in one
+  //     transaction; a failure rolls all of them back. A non-transactional
+  //     revision on the way behaves as Alembic's autocommit_block: what came
+  //     before commits, it runs outside a transaction (needs-attention
+  //     marking as always), and what follows runs in a new transaction. A
+  //     single revision between two such points takes the pipelined path.
+  enum class TransactionMode { kPerRevision, kPerCommand };
   TransactionMode transaction_mode = TransactionMode::kPerRevision;
   std::string who;  // client identity recorded in history
   std::string schemad_version = SCHEMAD_VERSION;

@@ -168,6 +168,13 @@ std::string RenderOfflineSql(const RevisionGraph& graph, const Plan& plan,
       commit();
     }
   }
+  // As Alembic's offline mode: a script that leaves no version rows ends by
+  // dropping the version table (a downgrade to base, a stamp to base).
+  if (plan.kind != Plan::Kind::kUpgrade && plan.rows_after.empty()) {
+    begin();
+    absl::StrAppend(&out, "DROP TABLE ", table, ";\n\n");
+    commit();
+  }
   if (in_plan_tx) {
     out += "COMMIT;\n\n";
   }

@@ -10,7 +10,8 @@
 // outside any transaction, followed by its version-table statements in their
 // own BEGIN/COMMIT. When the plan starts from no rows the version table's
 // CREATE TABLE comes first (IF NOT EXISTS, so the script also runs on a
-// database that has it).
+// database that has it). A downgrade or stamp that leaves no version rows
+// ends with DROP TABLE of the version table, as Alembic's offline mode does.
 //
 // Thread-safety: stateless.
 #ifndef SCHEMAD_SERVICE_ENGINE_OFFLINE_SQL_H_

@@ -687,6 +687,99 @@ absl::StatusOr<Plan> PlanDowngrade(const RevisionGraph& graph, absl::Span<const 
   return BuildSteps(graph, rows, order, Direction::kDown, std::move(plan));
 }
 
+absl::StatusOr<std::vector<int>> WalkRevisions(const RevisionGraph& graph, absl::string_view lower,
+                                               absl::string_view upper,
+                                               absl::Span<const std::string> current_rows) {
+  PlanContext ctx(graph);
+  if (upper.empty()) {
+    upper = "heads";
+  }
+  if (lower.empty()) {
+    lower = "base";
+  }
+  std::vector<int> current;
+  if (lower == "current" || upper == "current") {
+    ASSIGN_OR_RETURN(current, ResolveRows(graph, current_rows));
+  }
+  // The lower end as revisions (get_revisions(lower)); a relative lower is
+  // resolved below, once the upper targets are known.
+  std::vector<int> lower_revs;
+  bool lower_relative = false;
+  if (lower == "current") {
+    lower_revs = current;
+  } else if (lower != "base") {
+    absl::StatusOr<std::vector<int>> resolved = graph.ResolveSymbol(lower);
+    if (resolved.ok()) {
+      lower_revs = *std::move(resolved);
+    } else if (ParseRelative(lower).has_value()) {
+      lower_relative = true;
+    } else {
+      return resolved.status();
+    }
+  }
+  std::vector<int> targets;
+  if (upper == "current") {
+    targets = current;
+  } else {
+    ASSIGN_OR_RETURN(targets, ctx.ParseUpgradeTarget(lower_revs, upper));
+  }
+  // A named lower end ("label@...") keeps only the targets on that branch.
+  if (size_t at = lower.find('@'); at != absl::string_view::npos && !lower_relative) {
+    std::string branch(lower.substr(0, at));
+    absl::StatusOr<int> branch_rev = graph.ResolveOne(branch);
+    if (branch_rev.ok() && *branch_rev >= 0 && graph.id(*branch_rev) == branch &&
+        graph.node(*branch_rev).branch_labels.size() == 1) {
+      branch = graph.node(*branch_rev).branch_labels.front();
+    }
+    std::vector<int> on_branch;
+    for (int t : targets) {
+      const std::vector<std::string>& labels = graph.node(t).branch_labels;
+      if (std::find(labels.begin(), labels.end(), branch) != labels.end()) {
+        on_branch.push_back(t);
+      }
+    }
+    targets = std::move(on_branch);
+  }
+  ASSIGN_OR_RETURN(std::vector<bool> required, ctx.AncestorsChecked(targets));
+  for (int t : targets) {
+    required[t] = true;
+  }
+  for (int r : lower_revs) {
+    if (!required[r]) {
+      return RevisionError(
+          absl::StrCat("Revision ", lower, " is not an ancestor of revision ", upper));
+    }
+  }
+  if (lower_relative) {
+    ASSIGN_OR_RETURN(auto parsed, ctx.ParseDowngradeTarget(targets, lower));
+    if (parsed.second >= 0) {
+      lower_revs = {parsed.second};
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<bool> below, ctx.AncestorsChecked(lower_revs));
+  std::vector<bool> needs(graph.size(), false);
+  for (int i = 0; i < graph.size(); ++i) {
+    needs[i] = required[i] && !below[i];
+  }
+  for (int r : lower_revs) {
+    needs[r] = true;  // inclusive
+  }
+  if (!lower_revs.empty()) {
+    const std::vector<bool> above =
+        graph.DescendantMask(lower_revs, /*include_dependencies=*/false);
+    for (int i = 0; i < graph.size(); ++i) {
+      needs[i] = needs[i] && above[i];
+    }
+  }
+  return ctx.TopologicalSort(needs, targets);
+}
+
+absl::StatusOr<std::vector<int>> EffectiveCurrentHeads(const RevisionGraph& graph,
+                                                       absl::Span<const std::string> rows) {
+  ASSIGN_OR_RETURN(std::vector<int> current, ResolveRows(graph, rows));
+  return PlanContext(graph).AllCurrent(current);
+}
+
 absl::StatusOr<Plan> PlanStamp(const RevisionGraph& graph, absl::Span<const std::string> rows,
                                absl::Span<const std::string> targets, bool purge) {
   if (targets.empty()) {

@@ -91,6 +91,29 @@ absl::StatusOr<std::vector<VersionRowChange>> VersionChangesFor(const RevisionGr
                                                                 absl::Span<const std::string> rows,
                                                                 int revision, Direction direction);
 
+// The revisions `history -r lower:upper` lists, in the order Alembic prints
+// them (ScriptDirectory.walk_revisions: _collect_upgrade_revisions with
+// inclusive=True, implicit_base=False, then _topological_sort from the
+// upper targets): newest first; at a merge the first-listed parent's line
+// before the next one's, each line as one block. `lower` empty or `base`:
+// from the bases; `upper` empty or `heads`: every head. `current` in either
+// stands for `current_rows` (the database's version rows). A relative
+// `lower` (`-2`) counts down from `upper`.
+// Errors: as PlanUpgrade's for the symbols; FAILED_PRECONDITION when `lower`
+// is not an ancestor of `upper`.
+absl::StatusOr<std::vector<int>> WalkRevisions(const RevisionGraph& graph, absl::string_view lower,
+                                               absl::string_view upper,
+                                               absl::Span<const std::string> current_rows);
+
+// What `alembic current` lists for version rows `rows`
+// (RevisionMap._get_all_current): the rows with everything they imply
+// (ancestors and depends_on), reduced to the revisions none of whose
+// versioned descendants is in that set. A revision another row only depends
+// on shows up here ("effective head" when nothing revises it). Sorted by
+// index. NOT_FOUND for a row that is not in the graph.
+absl::StatusOr<std::vector<int>> EffectiveCurrentHeads(const RevisionGraph& graph,
+                                                       absl::Span<const std::string> rows);
+
 // Revisions that `upgrade heads` would apply from `rows`, or an error when the
 // rows are not valid for the graph. Cheap enough for EnsureHead's fast path.
 absl::StatusOr<int> CountPending(const RevisionGraph& graph, absl::Span<const std::string> rows);

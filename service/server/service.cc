@@ -158,7 +158,7 @@ engine::ExecutorOptions OptionsFor(const DatabaseEntry& db, const Identity& iden
     options.lock_wait = FromProto(*lock_wait);
   }
   options.transaction_mode = mode == v1::TRANSACTION_MODE_ALL
-                                 ? engine::ExecutorOptions::TransactionMode::kAll
+                                 ? engine::ExecutorOptions::TransactionMode::kPerCommand
                                  : engine::ExecutorOptions::TransactionMode::kPerRevision;
   return options;
 }

@@ -659,6 +659,31 @@ TEST_F(CliFaultsSigkillTest, KilledClientsRevisionStopsWithItAndIsRecordedAsInte
   EXPECT_GT(sampler.samples(), 10);
 }
 
+// Issue 14: per command, the revisions before the one killed share its
+// transaction: a SIGKILL mid-run leaves the database where the command
+// started (here at base: not even r1's log table), nothing committed.
+TEST_F(CliFaultsSigkillTest, KilledPerCommandRunLeavesTheDatabaseWhereItStarted) {
+  ASSERT_EQ(Schemactl({"downgrade", "base"}).code, kOk);
+  ASSERT_EQ(VersionRows(), Rows{});
+  SetSleep(60);
+  const std::string orphan = KillDuringTheSleep({"upgrade", "--transaction", "per-command"});
+  ASSERT_FALSE(orphan.empty());
+  EXPECT_TRUE(GoneWithin(orphan, absl::Seconds(10)));
+  EXPECT_EQ(VersionRows(), Rows{});
+  EXPECT_FALSE(TableExists("log"));
+  EXPECT_FALSE(TableExists("x"));
+  EXPECT_EQ(WaitForRows(db_.dsn(), kAdvisoryLocks, Rows{{"0"}}), (Rows{{"0"}}));
+
+  SetSleep(0);
+  const Output next = Schemactl({"upgrade", "--transaction", "per-command"});
+  ASSERT_EQ(next.code, kOk) << next;
+  EXPECT_EQ(VersionRows(), (Rows{{Rev(3)}}));
+  EXPECT_EQ(LogRows(), (Rows{{Rev(2)}, {Rev(3)}}));
+  ASSERT_EQ(InterruptedRuns().size(), 1u);
+  EXPECT_EQ(InterruptedRuns()[0][0], killed_operation_);
+  EXPECT_EQ(Q("SELECT count(*) FROM schemad_run"), (Rows{{"0"}}));
+}
+
 TEST_F(CliFaultsSigkillTest, NeverHalfAppliedAndTheNextRunRefusesWhileTheOrphanRuns) {
   HalfStateSampler sampler(db_.dsn(), {Rev(2), Rev(3)}, "x", Rev(2));
   SetSleep(30, /*no_check=*/true);

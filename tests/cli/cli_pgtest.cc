@@ -133,6 +133,30 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
+// Issue 14: `current` lists, as `alembic current` does, the revisions the
+// rows imply through depends_on, not only the rows: here the only row is
+// e2 (on its own base e1, which depends on r2), and r2 shows up as an
+// "(effective head)" (nothing revises it; e1 depends on it).
+TEST_F(CliPgTest, CurrentListsHeadsImpliedByDependsOn) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "create b", "CREATE TABLE b (id int);", "DROP TABLE b;");
+  Write("e1e1e1e1e1e1", "", "other line", "CREATE TABLE e (id int);", "DROP TABLE e;",
+        absl::StrCat("-- depends_on: ", kR2, "\n-- branch_labels: eline\n"));
+  Write("e2e2e2e2e2e2", "e1e1e1e1e1e1", "more", "CREATE TABLE f (id int);", "DROP TABLE f;");
+  ASSERT_EQ(Upgrade("eline@head").code, kExitOk);
+  EXPECT_EQ(VersionRows(), (Rows{{"e2e2e2e2e2e2"}}));
+
+  Output current = Current();
+  ASSERT_EQ(current.code, kExitOk) << current.err;
+  EXPECT_THAT(Lines(current.out),
+              ::testing::UnorderedElementsAre(absl::StrCat(kR2, " (effective head)"),
+                                              "e2e2e2e2e2e2 (head)"));
+  global_.json = true;
+  nlohmann::json json = Json(Current().out);
+  EXPECT_EQ(json["rows"], nlohmann::json::array({"e2e2e2e2e2e2"}));
+  EXPECT_EQ(json["current"], nlohmann::json::array({kR2, "e2e2e2e2e2e2"}));
+}
+
 TEST_F(CliPgTest, UpgradeCurrentDowngrade) {
   WriteLinear();
   Output before = Current();
@@ -429,6 +453,50 @@ TEST_F(CliPgTest, LockWaitTimesOutNamingTheHolder) {
   EXPECT_EQ(slow.code, kExitOk) << slow.err;
   EXPECT_EQ(waiter.code, kExitUnavailable) << waiter.err;
   EXPECT_THAT(waiter.err, AllOf(HasSubstr("schemactl"), HasSubstr("pid")));
+}
+
+// Issue 14: `--transaction per-command` is Alembic's default scope: a
+// revision failing late leaves the database where the command started, with
+// one `failed` history row; per revision, the revisions before it stay.
+TEST_F(CliPgTest, PerCommandFailureLeavesTheDatabaseWhereItStarted) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "create b", "CREATE TABLE b (id int);", "DROP TABLE b;");
+  Write(kR3, kR2, "broken", "CREATE TABLE c (id int);\nSELECT 1/0;", "DROP TABLE c;");
+  UpgradeOptions options;
+  options.transaction = "per-command";
+  Output failed = Run(RunUpgrade, options);
+  EXPECT_EQ(failed.code, kExitFailed) << failed.err;
+  EXPECT_THAT(failed.err, AllOf(HasSubstr("22012"), HasSubstr("rolled back")));
+  EXPECT_EQ(VersionRows(), Rows{});
+  EXPECT_FALSE(TableExists("a"));
+  EXPECT_EQ(Query(db_.dsn(), "SELECT revision, outcome FROM schemad_history ORDER BY id"),
+            (Rows{{kR3, "failed"}}));
+
+  options.transaction = "per-revision";
+  EXPECT_EQ(Run(RunUpgrade, options).code, kExitFailed);
+  EXPECT_EQ(VersionRows(), (Rows{{kR2}}));
+  EXPECT_TRUE(TableExists("a"));
+}
+
+// A non-transactional revision inside a per-command run: what came before
+// commits, it runs on its own, what follows is a new transaction.
+TEST_F(CliPgTest, PerCommandRunsANonTransactionalRevisionBetweenTransactions) {
+  Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
+  Write(kR2, kR1, "index a", "CREATE INDEX CONCURRENTLY a_id ON a (id);",
+        "DROP INDEX CONCURRENTLY a_id;", "-- transactional: false\n");
+  Write(kR3, kR2, "create b", "CREATE TABLE b (id int);", "DROP TABLE b;");
+  UpgradeOptions options;
+  options.transaction = "per-command";
+  Output up = Run(RunUpgrade, options);
+  ASSERT_EQ(up.code, kExitOk) << up.err;
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+  DowngradeOptions down;
+  down.target = "base";
+  down.transaction = "per-command";
+  Output back = Run(RunDowngrade, down);
+  ASSERT_EQ(back.code, kExitOk) << back.err;
+  EXPECT_EQ(VersionRows(), Rows{});
+  EXPECT_FALSE(TableExists("a"));
 }
 
 TEST_F(CliPgTest, TransactionAllAndSchemaQualifiedVersionTable) {

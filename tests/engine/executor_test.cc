@@ -570,9 +570,9 @@ TEST_F(ExecutorTest, CancelDuringSchemadsOwnStatementIsCancelled) {
   EXPECT_THAT(db_.rows(), IsEmpty());
 }
 
-TEST_F(ExecutorTest, TransactionAllIsAllOrNothing) {
+TEST_F(ExecutorTest, PerCommandIsAllOrNothing) {
   ExecutorOptions options;
-  options.transaction_mode = ExecutorOptions::TransactionMode::kAll;
+  options.transaction_mode = ExecutorOptions::TransactionMode::kPerCommand;
   Load(Linear(), options);
   db_.FailOn("t_d", "42601", "boom");
   EXPECT_FALSE(executor_->Upgrade(*session_, "heads").ok());
@@ -581,7 +581,78 @@ TEST_F(ExecutorTest, TransactionAllIsAllOrNothing) {
   db_.ClearFailures();
   ASSERT_OK(executor_->Upgrade(*session_, "heads"));
   EXPECT_THAT(db_.rows(), ElementsAre("e"));
-  EXPECT_EQ(db_.history().size(), 5u);
+  EXPECT_EQ(db_.history().size(), 6u);  // the failed attempt's row, then five successes
+  EXPECT_EQ(db_.history()[0].outcome, "failed");
+}
+
+// Issue 14: per command (Alembic's default env.py), a failure late rolls
+// back every revision of the transaction: the database stays where it
+// started, one `failed` history row names the revision, and the progress
+// events say the earlier revisions were rolled back, not done.
+TEST_F(ExecutorTest, PerCommandFailureRollsBackTheWholeTransaction) {
+  ExecutorOptions options;
+  options.transaction_mode = ExecutorOptions::TransactionMode::kPerCommand;
+  Load(Linear(), options);
+  db_.FailOn("t_d", "42601", "boom");
+  RecordingSink sink;
+  CallControl control;
+  control.sink = &sink;
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("revision d failed"),
+                             HasSubstr("3 revision(s) run before it in the same transaction "
+                                       "were rolled back"),
+                             HasSubstr("0 of 5 revision(s) done; database is at base"))));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+  EXPECT_THAT(db_.committed_statements(), IsEmpty());
+  ASSERT_EQ(db_.history().size(), 1u);
+  EXPECT_EQ(db_.history()[0].revision, "d");
+  EXPECT_EQ(db_.history()[0].outcome, "failed");
+  EXPECT_THAT(db_.history()[0].rows_before, IsEmpty());
+  std::vector<std::string> finished;
+  for (const Event& e : sink.events) {
+    if (e.kind == Event::Kind::kRevisionFinished) {
+      finished.push_back(absl::StrCat(e.revision, ":", absl::StatusCodeToString(e.status.code())));
+    }
+  }
+  EXPECT_THAT(finished,
+              ElementsAre("a:ABORTED", "b:ABORTED", "c:ABORTED", "d:FAILED_PRECONDITION"));
+
+  db_.ClearFailures();
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->Upgrade(*session_, "heads"));
+  EXPECT_EQ(result.revisions_run, 5);
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
+  // One success row per revision, each with its own rows before and after.
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), 6u);
+  EXPECT_EQ(history[3].revision, "c");
+  EXPECT_THAT(history[3].rows_before, ElementsAre("b"));
+  EXPECT_THAT(history[3].rows_after, ElementsAre("c"));
+}
+
+// A non-transactional revision inside a per-command run is Alembic's
+// autocommit_block: what came before commits first, it runs outside a
+// transaction, what follows is a new transaction (rolled back on its own).
+TEST_F(ExecutorTest, PerCommandNonTransactionalRevisionSplitsTheTransaction) {
+  std::vector<Revision> revs = Linear();
+  revs[2].transactional = false;
+  revs[2].upgrade = Section({"CREATE INDEX CONCURRENTLY i_a ON t_a (id)"});
+  ExecutorOptions options;
+  options.transaction_mode = ExecutorOptions::TransactionMode::kPerCommand;
+  Load(std::move(revs), options);
+  db_.FailOn("t_e", "42601", "boom");
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("revision e failed"),
+                             HasSubstr("3 of 5 revision(s) done; database is at c"))));
+  EXPECT_THAT(db_.rows(), ElementsAre("c"));
+  EXPECT_FALSE(db_.needs_attention().has_value());
+  EXPECT_THAT(db_.committed_statements(),
+              ElementsAre("CREATE TABLE t_a (id int)", "CREATE TABLE t_b (id int)",
+                          "CREATE INDEX CONCURRENTLY i_a ON t_a (id)"));
+  db_.ClearFailures();
+  ASSERT_OK(executor_->Upgrade(*session_, "heads"));
+  EXPECT_THAT(db_.rows(), ElementsAre("e"));
 }
 
 TEST_F(ExecutorTest, StampRewritesRowsWithoutRunningSql) {

@@ -112,6 +112,8 @@ enum class OperationKind {
   kFleet,  // FleetRun: one action over many databases
 };
 enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+// kAll: per command, Alembic's default scope (see TRANSACTION_MODE_ALL in
+// proto/schemad/v1/schemad.proto).
 enum class TransactionMode { kPerRevision, kAll };
 
 const char* ToString(Direction direction);   // "up" / "down"
