@@ -15,12 +15,17 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
+#include "service/engine/pg_query_json.h"
 #include "service/engine/sql_parser.h"
 
 namespace schemad::engine {
 namespace {
 
-using Json = nlohmann::json;
+using pg_query_json::BoolField;
+using pg_query_json::Field;
+using pg_query_json::Items;
+using pg_query_json::Json;
+using pg_query_json::StringField;
 
 constexpr size_t kMaxStatementBytes = 200;
 constexpr size_t kMaxConfigBytes = 64 << 10;
@@ -48,32 +53,7 @@ constexpr char kNoopDowngrade[] = "data-migration-noop-downgrade";
 constexpr char kUnknownRule[] = "lint-ignore-unknown-rule";
 constexpr char kNotAnalysed[] = "not-analysed";
 
-// --- reading libpg_query's JSON without exceptions ---------------------------
-
-const Json* Field(const Json& node, const char* key) {
-  if (!node.is_object()) {
-    return nullptr;
-  }
-  const auto it = node.find(key);
-  return it == node.end() ? nullptr : &*it;
-}
-
-bool BoolField(const Json& node, const char* key) {
-  const Json* value = Field(node, key);
-  return value != nullptr && value->is_boolean() && value->get<bool>();
-}
-
-std::string StringField(const Json& node, const char* key) {
-  const Json* value = Field(node, key);
-  return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
-}
-
-// The elements of the array `key` of `node` (empty when absent).
-const std::vector<Json>& Items(const Json& node, const char* key) {
-  static const auto* const kEmpty = new std::vector<Json>();
-  const Json* value = Field(node, key);
-  return value != nullptr && value->is_array() ? value->get_ref<const Json::array_t&>() : *kEmpty;
-}
+// --- parse-tree helpers (pg_query_json.h reads the JSON) ---------------------
 
 // A RangeVar's table name ("schema.table" when qualified).
 std::string TableName(const Json* range_var) {

@@ -11,12 +11,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
+#include "service/engine/pg_query_json.h"
 #include "service/engine/sql_splitter.h"
 
 namespace schemad::engine {
 namespace {
 
-using Json = nlohmann::json;
+using pg_query_json::BoolField;
+using pg_query_json::Field;
+using pg_query_json::Json;
+using pg_query_json::StringField;
 
 constexpr size_t kMaxParserMessageBytes = 200;
 
@@ -111,25 +115,7 @@ std::string BoundedMessage(absl::string_view message) {
   return end < message.size() ? absl::StrCat(out, "...") : out;
 }
 
-// --- reading libpg_query's JSON without exceptions ---------------------------
-
-const Json* Field(const Json& node, const char* key) {
-  if (!node.is_object()) {
-    return nullptr;
-  }
-  const auto it = node.find(key);
-  return it == node.end() ? nullptr : &*it;
-}
-
-bool BoolField(const Json& node, const char* key) {
-  const Json* value = Field(node, key);
-  return value != nullptr && value->is_boolean() && value->get<bool>();
-}
-
-std::string StringField(const Json& node, const char* key) {
-  const Json* value = Field(node, key);
-  return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
-}
+// --- parse-tree helpers (pg_query_json.h reads the JSON) ---------------------
 
 // The DefElem names in the list `key` of `node` (e.g. REINDEX's options).
 bool HasDefElem(const Json& node, const char* key, absl::string_view name) {
