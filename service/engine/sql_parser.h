@@ -27,10 +27,12 @@ namespace schemad::engine {
 // Statements larger than this (bytes of text) are split and checked by the
 // parser but their parse tree is not exported: libpg_query writes the tree
 // recursively, and a statement such as `SELECT 1+1+...+1` nests one level per
-// two bytes, so the size bounds the stack the export needs (about 1 MiB at
-// this size). Such a statement is classified by its keywords
+// one or two bytes, so the size bounds the stack the export and its JSON
+// reading need. 16 KiB (8,000 levels) overflowed an 8 MiB stack under
+// AddressSanitizer, whose frames are several times larger; 4 KiB keeps every
+// build well inside it. Such a statement is classified by its keywords
 // (KeywordTransactionProblem) and has no tree for lint.
-inline constexpr size_t kMaxAnalysedStatementBytes = 16 << 10;
+inline constexpr size_t kMaxAnalysedStatementBytes = 4 << 10;
 
 struct ParsedStatement {
   // Text and line exactly as SplitSql (sql_splitter.h) defines them: the text
