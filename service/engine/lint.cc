@@ -147,9 +147,15 @@ class RevisionLinter {
     if (!parsed.ok()) {
       return;  // the revision loaded, so this does not happen
     }
-    // Tables the revision creates: what it does to them locks nobody.
+    std::vector<Json> trees;  // each statement's tree, read once
+    trees.reserve(parsed->size());
     for (const ParsedStatement& s : *parsed) {
-      const Json tree = Json::parse(s.tree_json, nullptr, /*allow_exceptions=*/false);
+      trees.push_back(s.tree_json.empty()
+                          ? Json()
+                          : Json::parse(s.tree_json, nullptr, /*allow_exceptions=*/false));
+    }
+    // Tables the revision creates: what it does to them locks nobody.
+    for (const Json& tree : trees) {
       if (const Json* create = Field(tree, "CreateStmt")) {
         created_.insert(TableName(Field(*create, "relation")));
       } else if (const Json* as = Field(tree, "CreateTableAsStmt")) {
@@ -158,7 +164,8 @@ class RevisionLinter {
       }
     }
     bool modifies_data = false;
-    for (const ParsedStatement& s : *parsed) {
+    for (size_t i = 0; i < parsed->size(); ++i) {
+      const ParsedStatement& s = (*parsed)[i];
       statement_ = &s;
       if (s.tree_json.empty()) {
         Add(kNotAnalysed, s.statement.line, s.statement.text,
@@ -166,7 +173,7 @@ class RevisionLinter {
                          " bytes, so lint does not analyse it"));
         continue;
       }
-      const Json tree = Json::parse(s.tree_json, nullptr, /*allow_exceptions=*/false);
+      const Json& tree = trees[i];
       if (!tree.is_object() || tree.size() != 1) {
         continue;
       }

@@ -190,7 +190,8 @@ absl::Status SplitSection(absl::string_view path, bool parse, SqlSection& sectio
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<std::vector<ParsedStatement>> parsed = ParseSql(section.body, first_line);
+  absl::StatusOr<std::vector<ParsedStatement>> parsed =
+      ParseSql(section.body, first_line, ParseDepth::kClassify);
   if (!parsed.ok()) {
     return FileError(path, SqlErrorLine(parsed.status()).value_or(section.line),
                      absl::StrCat(parsed.status().message(),

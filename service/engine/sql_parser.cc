@@ -236,11 +236,51 @@ std::optional<std::string> TreeTransactionProblem(absl::string_view type, const 
   return std::nullopt;  // SAVEPOINT, RELEASE, ROLLBACK TO and everything else
 }
 
-// Parses one statement's text alone for its tree and classification.
-absl::Status Analyse(ParsedStatement& parsed) {
+// Whether `text` holds, as a word in any case, one of the keywords that
+// every statement TreeTransactionProblem objects to must contain. False
+// positives (the word in a string or an identifier) only cost a parse.
+bool MayNeedTransactionCheck(absl::string_view text) {
+  static constexpr absl::string_view kWords[] = {
+      "ABORT",   "BEGIN",   "CLUSTER",  "COMMIT", "CONCURRENTLY", "DATABASE",   "DISCARD", "END",
+      "PREPARE", "REINDEX", "ROLLBACK", "START",  "SYSTEM",       "TABLESPACE", "VACUUM"};
+  constexpr size_t kLongestWord = 12;  // CONCURRENTLY
+  size_t i = 0;
+  while (i < text.size()) {
+    if (!absl::ascii_isalpha(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && (absl::ascii_isalnum(static_cast<unsigned char>(text[end])) ||
+                                 text[end] == '_' || text[end] == '$')) {
+      ++end;
+    }
+    if (end - i <= kLongestWord) {
+      char word[kLongestWord];
+      for (size_t k = i; k < end; ++k) {
+        word[k - i] = absl::ascii_toupper(static_cast<unsigned char>(text[k]));
+      }
+      const absl::string_view upper(word, end - i);
+      for (absl::string_view keyword : kWords) {
+        if (upper == keyword) {
+          return true;
+        }
+      }
+    }
+    i = end;
+  }
+  return false;
+}
+
+// Parses one statement's text alone for its classification and, at
+// ParseDepth::kTrees, its tree.
+absl::Status Analyse(ParsedStatement& parsed, ParseDepth depth) {
   const std::string& text = parsed.statement.text;
   if (text.size() > kMaxAnalysedStatementBytes) {
     parsed.transaction_problem = KeywordTransactionProblem(text);
+    return absl::OkStatus();
+  }
+  if (depth == ParseDepth::kClassify && !MayNeedTransactionCheck(text)) {
     return absl::OkStatus();
   }
   PgQueryParseResult result = pg_query_parse(text.c_str());
@@ -260,16 +300,19 @@ absl::Status Analyse(ParsedStatement& parsed) {
   if (stmt == nullptr || !stmt->is_object() || stmt->size() != 1) {
     return absl::InternalError("PostgreSQL's parser returned a statement without a node");
   }
-  parsed.node_type = stmt->begin().key();
   parsed.transaction_problem =
-      TreeTransactionProblem(parsed.node_type, stmt->begin().value(), text);
-  parsed.tree_json = stmt->dump();
+      TreeTransactionProblem(stmt->begin().key(), stmt->begin().value(), text);
+  if (depth == ParseDepth::kTrees) {
+    parsed.node_type = stmt->begin().key();
+    parsed.tree_json = stmt->dump();
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<ParsedStatement>> ParseSql(absl::string_view sql, int first_line) {
+absl::StatusOr<std::vector<ParsedStatement>> ParseSql(absl::string_view sql, int first_line,
+                                                      ParseDepth depth) {
   LineCounter lines(sql, first_line);
   if (const size_t nul = sql.find('\0'); nul != absl::string_view::npos) {
     const int line = lines.LineAt(nul);
@@ -326,7 +369,7 @@ absl::StatusOr<std::vector<ParsedStatement>> ParseSql(absl::string_view sql, int
     parsed.statement.text =
         std::string(absl::StripTrailingAsciiWhitespace(sql.substr(begin, end - begin)));
     parsed.statement.line = lines.LineAt(code);
-    if (absl::Status status = Analyse(parsed); !status.ok()) {
+    if (absl::Status status = Analyse(parsed, depth); !status.ok()) {
       return SqlErrorAtLine(status.message(), parsed.statement.line);
     }
     statements.push_back(std::move(parsed));

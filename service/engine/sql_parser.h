@@ -56,6 +56,19 @@ struct ParsedStatement {
   std::optional<std::string> transaction_problem;
 };
 
+// How much ParseSql keeps of each statement's parse tree.
+enum class ParseDepth {
+  // tree_json and node_type for every statement up to
+  // kMaxAnalysedStatementBytes: what lint reads.
+  kTrees,
+  // Only the split and transaction_problem, as kTrees would classify it;
+  // tree_json and node_type stay empty. A statement is parsed on its own only
+  // when it holds a word that any statement which cannot run in a transaction
+  // must hold (CONCURRENTLY, VACUUM, COMMIT, ...): what loading a revision
+  // needs, at a fraction of the cost.
+  kClassify,
+};
+
 // Splits and parses `sql` with PostgreSQL 15's parser. `first_line` is the
 // 1-based file line of sql's first character. Statements made only of
 // whitespace and comments are dropped.
@@ -64,7 +77,8 @@ struct ParsedStatement {
 // the parser's error position, for a NUL byte ("NUL byte at line N: ...") and
 // for SQL PostgreSQL 15 does not accept, with the parser's own message cut to
 // 200 bytes, e.g. `syntax error at or near "SELEC"`.
-absl::StatusOr<std::vector<ParsedStatement>> ParseSql(absl::string_view sql, int first_line);
+absl::StatusOr<std::vector<ParsedStatement>> ParseSql(absl::string_view sql, int first_line,
+                                                      ParseDepth depth = ParseDepth::kTrees);
 
 }  // namespace schemad::engine
 

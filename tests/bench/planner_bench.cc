@@ -1,8 +1,12 @@
 // Planner benchmark (issue 2): generates a 10,000-revision linear directory
-// and a 2,000-revision branchy one, then measures loading (parse + checksum),
-// graph building and planning `upgrade heads` from base and `downgrade base`
-// from head, best of N runs. With --schemactl PATH it also times the whole
-// `schemactl --dir D plan upgrade heads --from base` process.
+// and a 2,000-revision branchy one, then measures loading (read, split and
+// classify with PostgreSQL's parser, checksum), graph building, planning
+// `upgrade heads` from base and `downgrade base` from head, and linting
+// every revision (issue 13), best of N runs. The same linear set with
+// `-- parse: false` (the hand-written splitter and keyword classification)
+// is loaded beside it, the load time before the parser. With --schemactl PATH
+// it also times the whole `schemactl --dir D plan upgrade heads --from base`
+// process.
 //
 //   build/release/tests/planner_bench --schemactl build/release/client/schemactl
 //
@@ -22,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "service/engine/lint.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision_file.h"
 #include "service/engine/revision_graph.h"
@@ -39,9 +44,12 @@ std::string Id(int i) {
 }
 
 void WriteRevision(const fs::path& dir, int i, const std::vector<std::string>& revises,
-                   const std::string& label) {
+                   const std::string& label, bool parse = true) {
   std::ofstream out(dir / absl::StrCat(Id(i), "_rev_", i, ".sql"));
   out << "-- revision: " << Id(i) << "\n";
+  if (!parse) {
+    out << "-- parse: false\n";
+  }
   if (!revises.empty()) {
     out << "-- revises: ";
     for (size_t k = 0; k < revises.size(); ++k) {
@@ -59,12 +67,12 @@ void WriteRevision(const fs::path& dir, int i, const std::vector<std::string>& r
       << "-- +downgrade\nDROP TABLE t_" << i << ";\n";
 }
 
-fs::path MakeLinear(const fs::path& root, int n) {
-  fs::path dir = root / absl::StrCat("linear_", n);
+fs::path MakeLinear(const fs::path& root, int n, bool parse = true) {
+  fs::path dir = root / absl::StrCat("linear_", n, parse ? "" : "_noparse");
   fs::create_directories(dir);
   for (int i = 0; i < n; ++i) {
     WriteRevision(dir, i, i == 0 ? std::vector<std::string>{} : std::vector<std::string>{Id(i - 1)},
-                  "");
+                  "", parse);
   }
   return dir;
 }
@@ -135,17 +143,26 @@ void Measure(const std::string& name, const fs::path& dir, const std::string& sc
   double up = BestMs(5, [&] { steps = PlanUpgrade(graph, {}, "heads")->steps.size(); });
   const std::vector<std::string> heads = PlanUpgrade(graph, {}, "heads")->rows_after;
   double down = BestMs(5, [&] { (void)PlanDowngrade(graph, heads, "base")->steps.size(); });
+  // The generated files sort parents first, the order lint reads them in.
+  std::vector<const schemad::engine::Revision*> ordered;
+  for (const schemad::engine::Revision& revision : revisions) {
+    ordered.push_back(&revision);
+  }
+  size_t findings = 0;
+  double lint = BestMs(3, [&] {
+    findings = schemad::engine::LintRevisions(ordered, schemad::engine::LintConfig{}).size();
+  });
   std::printf(
-      "%-14s revisions=%zu load_ms=%.1f build_ms=%.1f plan_upgrade_ms=%.1f (%zu steps) "
-      "plan_downgrade_ms=%.1f\n",
-      name.c_str(), count, load, build, up, steps, down);
+      "%-24s revisions=%zu load_ms=%.1f build_ms=%.1f plan_upgrade_ms=%.1f (%zu steps) "
+      "plan_downgrade_ms=%.1f lint_ms=%.1f (%zu findings)\n",
+      name.c_str(), count, load, build, up, steps, down, lint, findings);
   if (!schemactl.empty()) {
     int rc = 0;
     double process = BestMs(5, [&] {
       rc = RunProcess({schemactl, "--dir", dir.string(), "plan", "upgrade", "heads", "--from",
                        "base", "--json"});
     });
-    std::printf("%-14s schemactl_plan_process_ms=%.1f exit=%d\n", name.c_str(), process, rc);
+    std::printf("%-24s schemactl_plan_process_ms=%.1f exit=%d\n", name.c_str(), process, rc);
   }
 }
 
@@ -161,6 +178,7 @@ int main(int argc, char** argv) {
   fs::path root = fs::temp_directory_path() / absl::StrCat("schemad-planner-bench-", getpid());
   fs::create_directories(root);
   Measure("linear-10000", MakeLinear(root, 10000), schemactl);
+  Measure("linear-10000-parse-false", MakeLinear(root, 10000, /*parse=*/false), schemactl);
   Measure("branchy-2000", MakeBranchy(root, 2000), schemactl);
   fs::remove_all(root);
   return 0;

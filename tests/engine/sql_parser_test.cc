@@ -209,9 +209,44 @@ std::vector<std::filesystem::path> CorpusFiles() {
   return files;
 }
 
+// How ParseDepth::kClassify disagrees with kTrees on `sql` (texts, lines,
+// transaction classification), or "".
+std::string DepthDisagreement(const std::string& sql) {
+  const absl::StatusOr<std::vector<ParsedStatement>> trees = ParseSql(sql, 1, ParseDepth::kTrees);
+  const absl::StatusOr<std::vector<ParsedStatement>> classified =
+      ParseSql(sql, 1, ParseDepth::kClassify);
+  if (trees.ok() != classified.ok()) {
+    return absl::StrCat("trees: ", trees.status().ToString(),
+                        "; classify: ", classified.status().ToString());
+  }
+  if (!trees.ok()) {
+    return "";
+  }
+  if (trees->size() != classified->size()) {
+    return absl::StrCat(trees->size(), " statements with trees, ", classified->size(),
+                        " classified");
+  }
+  for (size_t i = 0; i < trees->size(); ++i) {
+    const ParsedStatement& a = (*trees)[i];
+    const ParsedStatement& b = (*classified)[i];
+    if (a.statement.text != b.statement.text || a.statement.line != b.statement.line ||
+        a.offset != b.offset || a.transaction_problem != b.transaction_problem ||
+        !b.tree_json.empty() || !b.node_type.empty()) {
+      return absl::StrCat("statement ", i, " '", a.statement.text, "': trees say '",
+                          a.transaction_problem.value_or("ok"), "', classify says '",
+                          b.transaction_problem.value_or("ok"), "' (tree '", b.tree_json, "')");
+    }
+  }
+  return "";
+}
+
 // How the two front ends disagree on `sql`, or "" when they agree on every
-// statement's text, line and transaction classification.
+// statement's text, line and transaction classification (and the parser's
+// two depths agree with each other).
 std::string Disagreement(const std::string& sql) {
+  if (std::string depths = DepthDisagreement(sql); !depths.empty()) {
+    return absl::StrCat("parse depths: ", depths);
+  }
   const absl::StatusOr<std::vector<SqlStatement>> split = SplitSql(sql, 1);
   const absl::StatusOr<std::vector<ParsedStatement>> parsed = ParseSql(sql, 1);
   if (split.ok() != parsed.ok()) {
@@ -263,6 +298,57 @@ TEST(ParserDifferentialTest, AgreesWithTheSplitterOnEveryCorpusOrTheDifferenceIs
     }
   }
   std::cout << agreed << " of " << files.size() << " corpus files agree\n";
+}
+
+// Loading a revision parses a statement on its own only when it holds one of
+// the words a statement that cannot run in a transaction must hold; in any
+// case, any spelling.
+TEST(ParseSqlTest, ClassifyDepthFindsEveryProblemTheTreeFinds) {
+  const std::vector<std::string> statements = {
+      "create index concurrently i on t (x)",
+      "Create Unique Index Concurrently i on t (x)",
+      "drop index concurrently i",
+      "reindex table concurrently t",
+      "reindex schema s",
+      "reindex system d",
+      "vacuum t",
+      "VACUUM (ANALYZE) t",
+      "analyze t",
+      "create database d",
+      "drop database d",
+      "create tablespace s location '/x'",
+      "drop tablespace s",
+      "alter system set work_mem = '1MB'",
+      "alter database d set tablespace s",
+      "alter database d set work_mem = '1MB'",
+      "alter table t detach partition p concurrently",
+      "cluster",
+      "cluster t using i",
+      "discard all",
+      "discard plans",
+      "begin",
+      "start transaction",
+      "commit",
+      "end",
+      "abort",
+      "rollback",
+      "prepare transaction 'x'",
+      "commit prepared 'x'",
+      "rollback prepared 'x'",
+      "savepoint s",
+      "select 'commit', \"vacuum\" from system_tables",
+      "create table concurrently_log (x int)",
+      "select case when true then 1 end",
+  };
+  for (const std::string& statement : statements) {
+    EXPECT_EQ(DepthDisagreement(statement), "") << statement;
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<ParsedStatement> parsed,
+                       ParseSql("Vacuum t; create table t (x int)", 1, ParseDepth::kClassify));
+  ASSERT_THAT(parsed, SizeIs(2));
+  EXPECT_THAT(parsed[0].transaction_problem, Optional(StartsWith("VACUUM cannot run")));
+  EXPECT_EQ(parsed[0].tree_json, "");
+  EXPECT_EQ(parsed[1].transaction_problem, std::nullopt);
 }
 
 // Every statement of the transactional-classification table, both ways.
