@@ -221,6 +221,13 @@ struct ResolveOptions {
 int RunResolve(const GlobalOptions& global, const ResolveOptions& options, std::ostream& out,
                std::ostream& err);
 
+// Re-records the checksums of applied revisions whose files changed (one
+// audit row each in schemad's history); exit 1 when an applied revision has
+// no file.
+struct RepairOptions {};
+int RunRepair(const GlobalOptions& global, const RepairOptions& options, std::ostream& out,
+              std::ostream& err);
+
 }  // namespace schemad::cli
 
 #endif  // SCHEMAD_CLIENT_CLI_COMMANDS_H_

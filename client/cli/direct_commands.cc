@@ -383,6 +383,44 @@ absl::StatusOr<int> Resolve(const Io& io, const ResolveOptions& options) {
   });
 }
 
+// The JSON name of a validation issue's kind.
+const char* ValidationKindName(engine::ValidationIssue::Kind kind) {
+  switch (kind) {
+    case engine::ValidationIssue::Kind::kChanged:
+      return "changed";
+    case engine::ValidationIssue::Kind::kCosmetic:
+      return "cosmetic";
+    case engine::ValidationIssue::Kind::kMissingFile:
+      return "missing_file";
+    case engine::ValidationIssue::Kind::kNoChecksum:
+      return "no_checksum";
+  }
+  return "unknown";
+}
+
+// `issues` in the printed shape.
+std::vector<ChecksumIssue> ToChecksumIssues(const std::vector<engine::ValidationIssue>& issues) {
+  std::vector<ChecksumIssue> out;
+  for (const engine::ValidationIssue& issue : issues) {
+    out.push_back({ValidationKindName(issue.kind), issue.revision, issue.path,
+                   issue.recorded_checksum, issue.current_checksum});
+  }
+  return out;
+}
+
+absl::StatusOr<int> Repair(const Io& io, const RepairOptions&) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(engine::RepairResult result, direct->executor->Repair(*direct->session));
+  PrintRepair(io.out, io.global.json, result.operation_id, ToChecksumIssues(result.repaired),
+              ToChecksumIssues(result.not_repaired), io.global.dir);
+  if (!result.not_repaired.empty()) {
+    io.err << "schemactl: error: " << result.not_repaired.size()
+           << " applied revision(s) have no file; restore them\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
 absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
   ASSIGN_OR_RETURN(engine::DatabaseStatus status, direct->executor->Status(*direct->session));
@@ -482,65 +520,13 @@ absl::StatusOr<int> Current(const Io& io, const CurrentOptions& options) {
 absl::StatusOr<int> Validate(const Io& io, const ValidateOptions&) {
   ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
   ASSIGN_OR_RETURN(engine::ValidationReport report, direct->executor->Validate(*direct->session));
-  const auto kind_name = [](engine::ValidationIssue::Kind kind) {
-    switch (kind) {
-      case engine::ValidationIssue::Kind::kChanged:
-        return "changed";
-      case engine::ValidationIssue::Kind::kMissingFile:
-        return "missing_file";
-      case engine::ValidationIssue::Kind::kNoChecksum:
-        return "no_checksum";
-    }
-    return "unknown";
-  };
-  const int code = report.ok() ? kExitOk : kExitFailed;
-  if (io.global.json) {
-    Json json;
-    json["ok"] = report.ok();
-    json["applied_checked"] = report.applied_checked;
-    Json issues = Json::array();
-    for (const engine::ValidationIssue& issue : report.issues) {
-      Json item;
-      item["kind"] = kind_name(issue.kind);
-      item["revision"] = issue.revision;
-      item["path"] = issue.path;
-      item["recorded_checksum"] = issue.recorded_checksum;
-      item["current_checksum"] = issue.current_checksum;
-      issues.push_back(std::move(item));
-    }
-    json["issues"] = std::move(issues);
-    io.out << JsonText(json) << "\n";
-  } else {
-    std::vector<std::string> unrecorded;
-    for (const engine::ValidationIssue& issue : report.issues) {
-      switch (issue.kind) {
-        case engine::ValidationIssue::Kind::kChanged:
-          io.out << "changed       " << issue.revision << "  " << issue.path << "  (applied "
-                 << issue.recorded_checksum.substr(0, 12) << ", file now "
-                 << issue.current_checksum.substr(0, 12) << ")\n";
-          break;
-        case engine::ValidationIssue::Kind::kMissingFile:
-          io.out << "missing file  " << issue.revision << "  (applied, but no revision file in "
-                 << io.global.dir << ")\n";
-          break;
-        case engine::ValidationIssue::Kind::kNoChecksum:
-          unrecorded.push_back(issue.revision);
-          break;
-      }
-    }
-    if (!unrecorded.empty() && !io.global.quiet) {
-      io.out << "no checksum   " << absl::StrJoin(unrecorded, ", ")
-             << "  (applied before schemad recorded checksums, e.g. by Alembic)\n";
-    }
-    if (!io.global.quiet || !report.ok()) {
-      io.out << (report.ok() ? "OK: " : "FAILED: ") << report.applied_checked
-             << " applied revision(s) checked against " << io.global.dir << "\n";
-    }
-  }
+  PrintValidation(io.out, io.global.json, io.global.quiet, report.ok(), report.applied_checked,
+                  ToChecksumIssues(report.issues), io.global.dir);
   if (!report.ok()) {
     io.err << "schemactl: error: applied revisions do not match their files\n";
+    return kExitFailed;
   }
-  return code;
+  return kExitOk;
 }
 
 // ---------------------------------------------------------------- history
@@ -741,6 +727,12 @@ int RunResolve(const GlobalOptions& global, const ResolveOptions& options, std::
                std::ostream& err) {
   const Io io{global, out, err};
   return Finish(io, Resolve(io, options));
+}
+
+int RunRepair(const GlobalOptions& global, const RepairOptions& options, std::ostream& out,
+              std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, Repair(io, options));
 }
 
 }  // namespace schemad::cli

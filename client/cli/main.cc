@@ -257,6 +257,9 @@ int main(int argc, char** argv) {
                         "Or: the sites this selects must succeed first");
   fleet_cmd->add_flag("--continue-on-error", fleet.continue_on_error,
                       "Go on starting sites after one failed");
+  fleet_cmd->add_flag("--allow-lint-errors", fleet.allow_lint_errors,
+                      "Upgrade even though the migration set has error-level lint findings "
+                      "(they are shown first)");
   fleet_cmd->add_option("--site-timeout", fleet_site_timeout, "Per-site time limit (0: none)");
 
   // Database verbs.
@@ -311,6 +314,11 @@ int main(int argc, char** argv) {
   resolve_cmd->add_flag("--applied", resolve.applied, "The interrupted revision is complete");
   resolve_cmd->add_flag("--rolled-back", resolve.rolled_back,
                         "The interrupted revision's effects were undone");
+
+  RepairOptions repair;
+  CLI::App* repair_cmd = app.add_subcommand(
+      "repair",
+      "Re-record the checksums of applied revisions whose files changed (an audit row each)");
 
   try {
     app.parse(argc, argv);
@@ -416,6 +424,9 @@ int main(int argc, char** argv) {
     if (*resolve_cmd) {
       return RunRemoteResolve(global, remote, resolve, out, err);
     }
+    if (*repair_cmd) {
+      return RunRemoteRepair(global, remote, repair, out, err);
+    }
     if (*history_cmd) {
       // The server owns the migration set: its history is the database's log.
       return RunRemoteHistory(global, remote, history, out, err);
@@ -471,6 +482,9 @@ int main(int argc, char** argv) {
   }
   if (*resolve_cmd) {
     return RunResolve(global, resolve, out, err);
+  }
+  if (*repair_cmd) {
+    return RunRepair(global, repair, out, err);
   }
   return Usage("no verb given");
 }

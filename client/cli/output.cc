@@ -481,4 +481,89 @@ void ProgressSink::TickerLoop() {
   }
 }
 
+namespace {
+
+Json ChecksumIssuesJson(const std::vector<ChecksumIssue>& issues) {
+  Json items = Json::array();
+  for (const ChecksumIssue& issue : issues) {
+    items.push_back(Json{{"kind", issue.kind},
+                         {"revision", issue.revision},
+                         {"path", issue.path},
+                         {"recorded_checksum", issue.recorded_checksum},
+                         {"current_checksum", issue.current_checksum}});
+  }
+  return items;
+}
+
+std::string ShortChecksum(const std::string& checksum) {
+  return checksum.empty() ? std::string("none") : checksum.substr(0, 12);
+}
+
+}  // namespace
+
+void PrintValidation(std::ostream& out, bool json, bool quiet, bool ok, int applied_checked,
+                     const std::vector<ChecksumIssue>& issues, absl::string_view where) {
+  if (json) {
+    Json body;
+    body["ok"] = ok;
+    body["applied_checked"] = applied_checked;
+    body["issues"] = ChecksumIssuesJson(issues);
+    out << JsonText(body) << "\n";
+    return;
+  }
+  std::vector<std::string> unrecorded;
+  for (const ChecksumIssue& issue : issues) {
+    if (issue.kind == "changed") {
+      out << "changed       " << issue.revision << "  " << issue.path << "  (applied "
+          << ShortChecksum(issue.recorded_checksum) << ", file now "
+          << ShortChecksum(issue.current_checksum) << ")\n";
+    } else if (issue.kind == "cosmetic") {
+      out << "cosmetic      " << issue.revision << "  " << issue.path
+          << "  (only comments, whitespace or letter case changed since it was applied; "
+             "`schemactl repair` records the new checksum)\n";
+    } else if (issue.kind == "missing_file") {
+      out << "missing file  " << issue.revision << "  (applied, but no revision file in " << where
+          << ")\n";
+    } else {
+      unrecorded.push_back(issue.revision);
+    }
+  }
+  if (!unrecorded.empty() && !quiet) {
+    out << "no checksum   " << absl::StrJoin(unrecorded, ", ")
+        << "  (applied before schemad recorded checksums, e.g. by Alembic; `schemactl repair` "
+           "records them)\n";
+  }
+  if (!quiet || !ok) {
+    out << (ok ? "OK: " : "FAILED: ") << applied_checked << " applied revision(s) checked against "
+        << where << "\n";
+  }
+}
+
+void PrintRepair(std::ostream& out, bool json, const std::string& operation_id,
+                 const std::vector<ChecksumIssue>& repaired,
+                 const std::vector<ChecksumIssue>& not_repaired, absl::string_view where) {
+  if (json) {
+    Json body;
+    body["operation_id"] = operation_id;
+    body["repaired"] = ChecksumIssuesJson(repaired);
+    body["not_repaired"] = ChecksumIssuesJson(not_repaired);
+    out << JsonText(body) << "\n";
+    return;
+  }
+  for (const ChecksumIssue& issue : repaired) {
+    out << "repaired      " << issue.revision << "  " << issue.path << "  (" << issue.kind << ": "
+        << ShortChecksum(issue.recorded_checksum) << " -> " << ShortChecksum(issue.current_checksum)
+        << ")\n";
+  }
+  for (const ChecksumIssue& issue : not_repaired) {
+    out << "not repaired  " << issue.revision << "  (applied, but no revision file in " << where
+        << "; restore the file)\n";
+  }
+  if (repaired.empty() && not_repaired.empty()) {
+    out << "nothing to repair: every applied revision matches its file in " << where << "\n";
+  } else {
+    out << repaired.size() << " checksum(s) re-recorded (operation " << operation_id << ")\n";
+  }
+}
+
 }  // namespace schemad::cli

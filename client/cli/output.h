@@ -69,6 +69,28 @@ std::string FormatLogEntry(const engine::RevisionGraph& graph, int index, bool c
 // The JSON object of one revision (see docs/cli.md, "revision object").
 Json RevisionJson(const engine::RevisionGraph& graph, int index);
 
+// A checksum problem of one applied revision, as `validate` and `repair`
+// print it in both modes (engine::ValidationIssue or the SDK's, converted).
+struct ChecksumIssue {
+  std::string kind;  // "changed", "cosmetic", "missing_file", "no_checksum"
+  std::string revision;
+  std::string path;
+  std::string recorded_checksum;  // "" when none was recorded
+  std::string current_checksum;   // the file's
+};
+
+// Prints a validation: with --json {"ok", "applied_checked", "issues": [...]}
+// on `out`; else a line per issue and "OK:"/"FAILED:" (unless `quiet` and
+// ok). `where` says where the files are: "migrations/modax", "the server".
+void PrintValidation(std::ostream& out, bool json, bool quiet, bool ok, int applied_checked,
+                     const std::vector<ChecksumIssue>& issues, absl::string_view where);
+
+// Prints what `repair` did: with --json {"operation_id", "repaired": [...],
+// "not_repaired": [...]} on `out`; else a line per revision and a summary.
+void PrintRepair(std::ostream& out, bool json, const std::string& operation_id,
+                 const std::vector<ChecksumIssue>& repaired,
+                 const std::vector<ChecksumIssue>& not_repaired, absl::string_view where);
+
 // "350ms", "1.2s", "2m03s", "1h02m".
 std::string DurationText(absl::Duration duration);
 // "2025-12-09T14:00:03Z" (UTC, seconds).

@@ -578,6 +578,36 @@ int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
   }());
 }
 
+namespace {
+
+// The SDK's validation issues in the printed shape.
+std::vector<ChecksumIssue> ToChecksumIssues(const std::vector<ValidationIssue>& issues) {
+  std::vector<ChecksumIssue> out;
+  for (const ValidationIssue& issue : issues) {
+    const char* kind = "changed";
+    switch (issue.kind) {
+      case ValidationIssue::Kind::kChanged:
+        break;
+      case ValidationIssue::Kind::kCosmetic:
+        kind = "cosmetic";
+        break;
+      case ValidationIssue::Kind::kMissingFile:
+        kind = "missing_file";
+        break;
+      case ValidationIssue::Kind::kNoChecksum:
+        kind = "no_checksum";
+        break;
+    }
+    out.push_back(
+        {kind, issue.revision, issue.path, issue.recorded_checksum, issue.current_checksum});
+  }
+  return out;
+}
+
+constexpr absl::string_view kServerFiles = "the server's migration set";
+
+}  // namespace
+
 int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
                       const ValidateOptions&, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
@@ -585,60 +615,31 @@ int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(ValidationResult report, client->Validate(remote.database));
-    const auto kind_name = [](ValidationIssue::Kind kind) {
-      switch (kind) {
-        case ValidationIssue::Kind::kChanged:
-          return "changed";
-        case ValidationIssue::Kind::kMissingFile:
-          return "missing_file";
-        case ValidationIssue::Kind::kNoChecksum:
-          return "no_checksum";
-      }
-      return "unknown";
-    };
-    if (io.global.json) {
-      Json json;
-      json["ok"] = report.ok;
-      json["applied_checked"] = report.applied_checked;
-      Json issues = Json::array();
-      for (const ValidationIssue& issue : report.issues) {
-        Json item;
-        item["kind"] = kind_name(issue.kind);
-        item["revision"] = issue.revision;
-        item["path"] = issue.path;
-        item["recorded_checksum"] = issue.recorded_checksum;
-        item["current_checksum"] = issue.current_checksum;
-        issues.push_back(std::move(item));
-      }
-      json["issues"] = std::move(issues);
-      io.out << JsonText(json) << "\n";
-    } else {
-      std::vector<std::string> unrecorded;
-      for (const ValidationIssue& issue : report.issues) {
-        if (issue.kind == ValidationIssue::Kind::kChanged) {
-          io.out << "changed       " << issue.revision << "  " << issue.path << "  (applied "
-                 << issue.recorded_checksum.substr(0, 12) << ", file now "
-                 << issue.current_checksum.substr(0, 12) << ")\n";
-        } else if (issue.kind == ValidationIssue::Kind::kMissingFile) {
-          io.out << "missing file  " << issue.revision
-                 << "  (applied, but no revision file on the server)\n";
-        } else {
-          unrecorded.push_back(issue.revision);
-        }
-      }
-      if (!unrecorded.empty() && !io.global.quiet) {
-        io.out << "no checksum   " << absl::StrJoin(unrecorded, ", ")
-               << "  (applied before schemad recorded checksums, e.g. by Alembic)\n";
-      }
-      if (!io.global.quiet || !report.ok) {
-        io.out << (report.ok ? "OK: " : "FAILED: ") << report.applied_checked
-               << " applied revision(s) checked\n";
-      }
-    }
+    PrintValidation(io.out, io.global.json, io.global.quiet, report.ok, report.applied_checked,
+                    ToChecksumIssues(report.issues), kServerFiles);
     if (!report.ok) {
       io.err << "schemactl: error: applied revisions do not match their files\n";
+      return kExitFailed;
     }
-    return report.ok ? kExitOk : kExitFailed;
+    return kExitOk;
+  }());
+}
+
+int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote, const RepairOptions&,
+                    std::ostream& out, std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, [&]() -> absl::StatusOr<int> {
+    RETURN_IF_ERROR(NeedDatabase(remote));
+    ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
+    ASSIGN_OR_RETURN(RepairResult result, client->Repair(remote.database));
+    PrintRepair(io.out, io.global.json, result.operation_id, ToChecksumIssues(result.repaired),
+                ToChecksumIssues(result.not_repaired), kServerFiles);
+    if (!result.not_repaired.empty()) {
+      io.err << "schemactl: error: " << result.not_repaired.size()
+             << " applied revision(s) have no file on the server; restore them\n";
+      return kExitFailed;
+    }
+    return kExitOk;
   }());
 }
 
@@ -701,6 +702,16 @@ int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
       if (options.sql) {
         json["sql"] = plan.sql;
       }
+      Json findings = Json::array();
+      for (const LintFinding& f : plan.lint_findings) {
+        findings.push_back(Json{{"rule", f.rule},
+                                {"severity", f.severity},
+                                {"revision", f.revision},
+                                {"file", f.file},
+                                {"line", f.line},
+                                {"message", f.message}});
+      }
+      json["lint_findings"] = std::move(findings);
       io.out << JsonText(json) << "\n";
       return kExitOk;
     }
@@ -721,6 +732,10 @@ int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
       io.out << "\n";
     }
     io.out << "Heads after: " << RowsText(plan.rows_after) << "\n";
+    for (const LintFinding& f : plan.lint_findings) {
+      io.out << "lint " << f.severity << "  " << f.file << ":" << f.line << "  " << f.rule << "  "
+             << f.message << "\n";
+    }
     return kExitOk;
   }());
 }
@@ -871,6 +886,14 @@ class FleetProgress {
     if (e.kind == OperationEvent::Kind::kAccepted && mode_ != ProgressSink::Mode::kNone &&
         mode_ != ProgressSink::Mode::kJsonLines) {
       io_.err << "fleet operation " << e.operation_id << " accepted\n";
+    }
+    if (e.kind == OperationEvent::Kind::kAccepted && !e.lint_errors.empty()) {
+      io_.err << "schemactl: warning: running despite " << e.lint_errors.size()
+              << " error-level lint finding(s) (--allow-lint-errors):\n";
+      for (const LintFinding& f : e.lint_errors) {
+        io_.err << "  " << f.file << ":" << f.line << ": " << f.rule << " (revision " << f.revision
+                << "): " << f.message << "\n";
+      }
     }
     if (e.kind != OperationEvent::Kind::kFleet || e.fleet == nullptr) {
       return;
@@ -1135,6 +1158,7 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
     request.canary_count = options.canary;
     request.canary_selector = options.canary_selector;
     request.continue_on_error = options.continue_on_error;
+    request.allow_lint_errors = options.allow_lint_errors;
     request.site_timeout = options.site_timeout;
     if (remote.lock_wait_set) {
       request.lock_wait = global.lock_wait;

@@ -51,6 +51,8 @@ int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote
                         const EnsureHeadOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteResolve(const GlobalOptions& global, const RemoteOptions& remote,
                      const ResolveOptions& options, std::ostream& out, std::ostream& err);
+int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote,
+                    const RepairOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
                      const CurrentOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
@@ -105,6 +107,7 @@ struct FleetCliOptions {
   int canary = 0;                    // --canary K
   std::string canary_selector;       // --canary-selector
   bool continue_on_error = false;    // --continue-on-error
+  bool allow_lint_errors = false;    // --allow-lint-errors
   absl::Duration site_timeout = absl::ZeroDuration();  // --site-timeout
 };
 int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,

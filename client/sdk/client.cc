@@ -110,6 +110,18 @@ v1::TransactionMode ToProto(TransactionMode mode) {
                                        : v1::TRANSACTION_MODE_PER_REVISION;
 }
 
+LintFinding FromProto(const v1::LintFinding& p) {
+  LintFinding f;
+  f.rule = p.rule();
+  f.severity = p.severity();
+  f.revision = p.revision();
+  f.file = p.file();
+  f.line = p.line();
+  f.statement = p.statement();
+  f.message = p.message();
+  return f;
+}
+
 PlannedStep FromProto(const v1::PlannedStep& p) {
   PlannedStep step;
   step.revision = p.revision();
@@ -218,6 +230,9 @@ OperationEvent FromProto(const v1::OperationEvent& p) {
       e.operation_kind = FromProto(p.accepted().kind());
       e.target = p.accepted().target();
       e.who = p.accepted().who();
+      for (const v1::LintFinding& finding : p.accepted().lint_errors()) {
+        e.lint_errors.push_back(FromProto(finding));
+      }
       break;
     case v1::OperationEvent::kStarted:
       e.kind = OperationEvent::Kind::kOperationStarted;
@@ -956,6 +971,7 @@ absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const C
   request.set_canary_count(fleet.canary_count);
   request.set_canary_selector(fleet.canary_selector);
   request.set_continue_on_error(fleet.continue_on_error);
+  request.set_allow_lint_errors(fleet.allow_lint_errors);
   if (fleet.site_timeout > absl::ZeroDuration()) {
     ToProto(fleet.site_timeout, request.mutable_site_timeout());
   }
@@ -1103,6 +1119,9 @@ absl::StatusOr<PlanResult> Client::Plan(const PlanRequest& plan, const CallOptio
     result.stamp_changes.push_back(FromProto(change));
   }
   result.sql = response.sql();
+  for (const v1::LintFinding& finding : response.lint_findings()) {
+    result.lint_findings.push_back(FromProto(finding));
+  }
   return result;
 }
 
@@ -1173,6 +1192,9 @@ absl::StatusOr<MigrationSetInfo> Client::DescribeMigrationSet(const std::string&
   info.bases = Strings(response.bases());
   info.branch_points = Strings(response.branch_points());
   info.databases = Strings(response.databases());
+  for (const v1::LintFinding& finding : response.lint_findings()) {
+    info.lint_findings.push_back(FromProto(finding));
+  }
   for (const v1::RevisionInfo& p : response.revisions()) {
     RevisionInfo r;
     r.id = p.id();
@@ -1234,6 +1256,33 @@ absl::StatusOr<std::vector<DatabaseInfo>> Client::ListDatabases(const ListDataba
   return databases;
 }
 
+namespace {
+
+ValidationIssue FromProto(const v1::ValidationIssue& p) {
+  ValidationIssue issue;
+  switch (p.kind()) {
+    case v1::ValidationIssue::KIND_MISSING_FILE:
+      issue.kind = ValidationIssue::Kind::kMissingFile;
+      break;
+    case v1::ValidationIssue::KIND_NO_CHECKSUM:
+      issue.kind = ValidationIssue::Kind::kNoChecksum;
+      break;
+    case v1::ValidationIssue::KIND_COSMETIC:
+      issue.kind = ValidationIssue::Kind::kCosmetic;
+      break;
+    default:
+      issue.kind = ValidationIssue::Kind::kChanged;
+      break;
+  }
+  issue.revision = p.revision();
+  issue.path = p.path();
+  issue.recorded_checksum = p.recorded_checksum();
+  issue.current_checksum = p.current_checksum();
+  return issue;
+}
+
+}  // namespace
+
 absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
                                                   const CallOptions& call) {
   v1::ValidateRequest request;
@@ -1249,23 +1298,29 @@ absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
   result.ok = response.ok();
   result.applied_checked = response.applied_checked();
   for (const v1::ValidationIssue& p : response.issues()) {
-    ValidationIssue issue;
-    switch (p.kind()) {
-      case v1::ValidationIssue::KIND_MISSING_FILE:
-        issue.kind = ValidationIssue::Kind::kMissingFile;
-        break;
-      case v1::ValidationIssue::KIND_NO_CHECKSUM:
-        issue.kind = ValidationIssue::Kind::kNoChecksum;
-        break;
-      default:
-        issue.kind = ValidationIssue::Kind::kChanged;
-        break;
-    }
-    issue.revision = p.revision();
-    issue.path = p.path();
-    issue.recorded_checksum = p.recorded_checksum();
-    issue.current_checksum = p.current_checksum();
-    result.issues.push_back(std::move(issue));
+    result.issues.push_back(FromProto(p));
+  }
+  return result;
+}
+
+absl::StatusOr<RepairResult> Client::Repair(const std::string& database, const CallOptions& call) {
+  v1::RepairRequest request;
+  request.set_database(database);
+  v1::RepairResponse response;
+  // Safe to repeat: a second run finds nothing left to re-record.
+  absl::Status status = impl_->Unary(call, true, [&](grpc::ClientContext* context) {
+    return impl_->stub_->Repair(context, request, &response);
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  RepairResult result;
+  result.operation_id = response.operation_id();
+  for (const v1::ValidationIssue& p : response.repaired()) {
+    result.repaired.push_back(FromProto(p));
+  }
+  for (const v1::ValidationIssue& p : response.not_repaired()) {
+    result.not_repaired.push_back(FromProto(p));
   }
   return result;
 }

@@ -4,6 +4,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "service/engine/pg_query_json.h"
+#include "service/engine/sql_parser.h"
 
 namespace schemad::engine {
 namespace {
@@ -27,6 +32,42 @@ void AppendNormalized(absl::string_view body, std::string& out) {
       out.push_back(body[i]);
     }
   }
+}
+
+// Removes every "location" key from `node` and its descendants.
+void StripLocations(pg_query_json::Json& node) {
+  if (node.is_object()) {
+    node.erase("location");
+    for (auto& [key, value] : node.items()) {
+      StripLocations(value);
+    }
+  } else if (node.is_array()) {
+    for (pg_query_json::Json& item : node) {
+      StripLocations(item);
+    }
+  }
+}
+
+// Appends T(section) (see RevisionFingerprint); false when it does not parse.
+bool AppendMeaning(const SqlSection& section, std::string& out) {
+  absl::StatusOr<std::vector<ParsedStatement>> parsed =
+      ParseSql(section.body, section.line + 1, ParseDepth::kTrees);
+  if (!parsed.ok()) {
+    return false;
+  }
+  for (const ParsedStatement& statement : *parsed) {
+    if (statement.tree_json.empty()) {
+      out.append("text ");
+      AppendNormalized(statement.statement.text, out);
+    } else {
+      pg_query_json::Json tree =
+          pg_query_json::Json::parse(statement.tree_json, nullptr, /*allow_exceptions=*/false);
+      StripLocations(tree);
+      out.append(tree.dump());
+    }
+    out.push_back('\n');
+  }
+  return true;
 }
 
 }  // namespace
@@ -57,6 +98,25 @@ std::string RevisionChecksum(const std::optional<SqlSection>& upgrade,
   if (downgrade.has_value()) {
     data.append("\0downgrade\n", 11);
     AppendNormalized(downgrade->body, data);
+  } else {
+    data.append("\0irreversible", 13);
+  }
+  return Sha256Hex(data);
+}
+
+std::string RevisionFingerprint(const Revision& revision) {
+  if (!revision.parse) {
+    return "";
+  }
+  std::string data = "upgrade\n";
+  if (revision.upgrade.has_value() && !AppendMeaning(*revision.upgrade, data)) {
+    return "";
+  }
+  if (revision.downgrade.has_value()) {
+    data.append("\0downgrade\n", 11);
+    if (!AppendMeaning(*revision.downgrade, data)) {
+      return "";
+    }
   } else {
     data.append("\0irreversible", 13);
   }

@@ -14,6 +14,12 @@
 // The header (revision, revises, message, ...) is not part of the checksum;
 // only what runs is.
 //
+// The fingerprint is a second hash, of what the bodies mean to PostgreSQL:
+// each statement's parse tree without source positions. An edit of comments,
+// whitespace or the case of keywords and unquoted names changes the checksum
+// but not the fingerprint, so `validate` reports it as cosmetic and upgrade
+// does not refuse it; any other edit changes both.
+//
 // Thread-safety: stateless; safe to call from any thread.
 #ifndef SCHEMAD_SERVICE_ENGINE_CHECKSUM_H_
 #define SCHEMAD_SERVICE_ENGINE_CHECKSUM_H_
@@ -39,6 +45,18 @@ std::string Sha256Hex(absl::string_view data);
 // deliberate no-op) and no downgrade section hash differently.
 std::string RevisionChecksum(const std::optional<SqlSection>& upgrade,
                              const std::optional<SqlSection>& downgrade);
+
+// Lower-case hex SHA-256 of
+//   "upgrade\n" + T(upgrade) + "\0downgrade\n" + T(downgrade)   (or "\0irreversible")
+// where T joins, for each statement PostgreSQL 15's parser splits the body
+// into, its parse tree as libpg_query's JSON with every "location" key
+// removed, one statement a line ("text " + the statement for one larger than
+// kMaxAnalysedStatementBytes, whose tree is not exported). "" for a revision
+// read with `-- parse: false`, or whose SQL does not parse: it has no
+// fingerprint, and every edit of it counts as a change. Costs a parse of the
+// revision (tens of microseconds for a typical one); computed when a revision
+// is recorded as applied and when a checksum differs, not at load.
+std::string RevisionFingerprint(const Revision& revision);
 
 }  // namespace schemad::engine
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "service/common/status_macros.h"
+#include "service/engine/checksum.h"
 
 namespace schemad::engine {
 namespace {
@@ -79,7 +80,8 @@ absl::Status NeedsAttentionError(store::Session& session, const store::NeedsAtte
 
 bool ValidationReport::ok() const {
   return std::none_of(issues.begin(), issues.end(), [](const ValidationIssue& issue) {
-    return issue.kind != ValidationIssue::Kind::kNoChecksum;
+    return issue.kind == ValidationIssue::Kind::kChanged ||
+           issue.kind == ValidationIssue::Kind::kMissingFile;
   });
 }
 
@@ -266,6 +268,9 @@ class Executor::Run {
     h.direction = std::string(DirectionName(step.direction));
     h.rows_after = step.rows_after;
     h.checksum = rev.checksum;
+    if (step.direction == Direction::kUp) {
+      h.fingerprint = RevisionFingerprint(rev);
+    }
     h.started = started;
     h.duration = absl::Now() - started;
     h.outcome = "success";
@@ -737,6 +742,24 @@ absl::StatusOr<ValidationReport> ValidateState(const RevisionGraph& graph,
           {ValidationIssue::Kind::kChanged, rev.id, rev.path, it->second, rev.checksum});
     }
   }
+  // A changed file whose meaning to PostgreSQL is what was applied is a
+  // cosmetic edit. Fingerprints are read and computed only here, when some
+  // checksum differs.
+  std::optional<std::map<std::string, std::string>> fingerprints;
+  for (ValidationIssue& issue : report.issues) {
+    if (issue.kind != ValidationIssue::Kind::kChanged) {
+      continue;
+    }
+    if (!fingerprints.has_value()) {
+      ASSIGN_OR_RETURN(fingerprints, session.ReadAppliedFingerprints());
+    }
+    const auto recorded_fingerprint = fingerprints->find(issue.revision);
+    if (recorded_fingerprint != fingerprints->end() &&
+        recorded_fingerprint->second ==
+            RevisionFingerprint(graph.revision(graph.IndexOf(issue.revision)))) {
+      issue.kind = ValidationIssue::Kind::kCosmetic;
+    }
+  }
   for (const auto& [revision, checksum] : recorded) {
     if (graph.IndexOf(revision) < 0 &&
         std::find(state.rows.begin(), state.rows.end(), revision) == state.rows.end()) {
@@ -967,6 +990,7 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
   h.direction = "resolve";
   h.rows_before = state.rows;
   h.checksum = graph_.revision(rev).checksum;
+  h.fingerprint = RevisionFingerprint(graph_.revision(rev));
   h.started = run.started();
   h.duration = absl::Now() - run.started();
   h.rows_after = state.rows;
@@ -1003,6 +1027,58 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
 absl::StatusOr<ValidationReport> Executor::Validate(store::Session& session) const {
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
   return ValidateState(graph_, state, session);
+}
+
+absl::StatusOr<RepairResult> Executor::Repair(store::Session& session,
+                                              const CallControl& control) const {
+  Run run(*this, session, control, "repair", "");
+  RepairResult result;
+  result.operation_id = run.operation_id();
+  ASSIGN_OR_RETURN(std::unique_ptr<store::MigrationLock> lock, run.Lock(&result.took_lock));
+  RETURN_IF_ERROR(session.EnsureTables());
+  RunScope scope(&run);
+  RETURN_IF_ERROR(run.StartRun());
+  ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
+  ASSIGN_OR_RETURN(ValidationReport report, ValidateState(graph_, state, session));
+  std::vector<store::HistoryRecord> records;
+  for (const ValidationIssue& issue : report.issues) {
+    if (issue.kind == ValidationIssue::Kind::kMissingFile) {
+      result.not_repaired.push_back(issue);
+      continue;
+    }
+    const Revision& rev = graph_.revision(graph_.IndexOf(issue.revision));
+    store::HistoryRecord h;
+    h.revision = rev.id;
+    h.direction = "repair";
+    h.rows_before = state.rows;
+    h.rows_after = state.rows;
+    h.checksum = rev.checksum;
+    h.fingerprint = RevisionFingerprint(rev);
+    h.previous_checksum = issue.recorded_checksum;
+    h.started = run.started();
+    h.duration = absl::Now() - run.started();
+    h.outcome = "success";
+    h.who = options_.who;
+    h.operation_id = run.operation_id();
+    h.schemad_version = options_.schemad_version;
+    records.push_back(std::move(h));
+    result.repaired.push_back(issue);
+  }
+  if (!records.empty()) {
+    // Scoped: the transaction must be gone before the session is used again.
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Transaction> tx, session.Begin());
+    for (const store::HistoryRecord& h : records) {
+      RETURN_IF_ERROR(tx->AppendHistory(h));
+    }
+    RETURN_IF_ERROR(tx->Commit());
+  }
+  OperationResult finished;
+  finished.operation_id = run.operation_id();
+  finished.rows_before = state.rows;
+  finished.rows_after = state.rows;
+  finished.took_lock = result.took_lock;
+  run.Finish(finished, absl::OkStatus());
+  return result;
 }
 
 }  // namespace schemad::engine

@@ -96,7 +96,12 @@ struct DatabaseStatus {
 };
 
 struct ValidationIssue {
-  enum class Kind { kChanged, kMissingFile, kNoChecksum };
+  // kChanged: the file's SQL differs from what was applied. kCosmetic: only
+  // its comments, whitespace or letter case of keywords and unquoted names
+  // differ (same RevisionFingerprint, checksum.h): informational.
+  // kMissingFile: applied, no file. kNoChecksum: applied without a recorded
+  // checksum (adopted from Alembic): informational.
+  enum class Kind { kChanged, kCosmetic, kMissingFile, kNoChecksum };
   Kind kind = Kind::kChanged;
   std::string revision;
   std::string path;
@@ -106,8 +111,19 @@ struct ValidationIssue {
 
 struct ValidationReport {
   int applied_checked = 0;
-  std::vector<ValidationIssue> issues;  // kNoChecksum: adopted from Alembic, informational
-  bool ok() const;                      // no kChanged and no kMissingFile
+  std::vector<ValidationIssue> issues;
+  bool ok() const;  // no kChanged and no kMissingFile
+};
+
+// What Repair re-recorded, and what it could not.
+struct RepairResult {
+  std::string operation_id;
+  // kChanged, kCosmetic and kNoChecksum issues, each now recorded with its
+  // file's checksum by a "repair" history row (recorded_checksum: the old one).
+  std::vector<ValidationIssue> repaired;
+  // kMissingFile issues: no file to take a checksum from; restore the file.
+  std::vector<ValidationIssue> not_repaired;
+  bool took_lock = false;
 };
 
 // Per-call controls.
@@ -148,6 +164,14 @@ class Executor {
                                           const CallControl& control = {}) const;
 
   absl::StatusOr<ValidationReport> Validate(store::Session& session) const;
+
+  // Flyway's `repair`, Atlas's `migrate hash`: under the migration lock,
+  // records the current checksum (and fingerprint) of each applied revision
+  // whose file changed since it ran, or that has none recorded, one "repair"
+  // history row each naming who and the old and new checksum. Changes no
+  // schema and no version row. Nothing to repair: an empty result, no row.
+  absl::StatusOr<RepairResult> Repair(store::Session& session,
+                                      const CallControl& control = {}) const;
 
   const RevisionGraph& graph() const { return graph_; }
   const ExecutorOptions& options() const { return options_; }

@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 #include "service/engine/pg_query_json.h"
+#include "service/engine/planner.h"
 #include "service/engine/sql_parser.h"
 
 namespace schemad::engine {
@@ -671,6 +672,19 @@ std::vector<LintFinding> LintRevisions(const std::vector<const Revision*>& revis
     }
   }
   return out;
+}
+
+std::vector<LintFinding> LintGraph(const RevisionGraph& graph, const LintConfig& config) {
+  // Every revision lies between the bases and the heads, so this walk (newest
+  // first) holds all of them; reversed, parents come before children.
+  absl::StatusOr<std::vector<int>> newest_first = WalkRevisions(graph, "", "", {});
+  std::vector<const Revision*> revisions;
+  if (newest_first.ok()) {
+    for (auto it = newest_first->rbegin(); it != newest_first->rend(); ++it) {
+      revisions.push_back(&graph.revision(*it));
+    }
+  }
+  return LintRevisions(revisions, config);
 }
 
 bool HasLintErrors(const std::vector<LintFinding>& findings) {

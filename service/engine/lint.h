@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/engine/revision.h"
+#include "service/engine/revision_graph.h"
 
 namespace schemad::engine {
 
@@ -77,6 +78,10 @@ absl::StatusOr<LintConfig> LoadLintConfig(const std::string& dir);
 // dropped.
 std::vector<LintFinding> LintRevisions(const std::vector<const Revision*>& revisions,
                                        const LintConfig& config);
+
+// Lints every revision of `graph`, base first (the order LintRevisions
+// needs): what the service does when it loads a migration set.
+std::vector<LintFinding> LintGraph(const RevisionGraph& graph, const LintConfig& config);
 
 // Whether any finding is error-level.
 bool HasLintErrors(const std::vector<LintFinding>& findings);

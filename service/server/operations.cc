@@ -477,6 +477,9 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
   accepted.mutable_accepted()->set_kind(op->spec().kind);
   accepted.mutable_accepted()->set_target(op->spec().target);
   accepted.mutable_accepted()->set_who(op->spec().who);
+  for (const v1::LintFinding& finding : op->spec().lint_errors) {
+    *accepted.mutable_accepted()->add_lint_errors() = finding;
+  }
   op->Emit(std::move(accepted));
   log_->info("operation accepted op={} db={} kind={} target={} who={}", op->id(),
              LogValue(op->spec().database), KindName(op->spec().kind), LogValue(op->spec().target),

@@ -77,6 +77,9 @@ struct OperationSpec {
   std::string target;                            // as requested
   std::string who;                               // client identity
   const engine::RevisionGraph* graph = nullptr;  // for event translation; must outlive the op
+  // In the OperationAccepted event: error-level lint findings a fleet run
+  // was allowed to run despite.
+  std::vector<v1::LintFinding> lint_errors;
 };
 
 class Operation : public std::enable_shared_from_this<Operation> {

@@ -1,5 +1,6 @@
 #include "service/server/proto_conversion.h"
 
+#include <map>
 #include <string>
 
 #include "service/server/proto_time.h"
@@ -142,6 +143,37 @@ void ToProto(const engine::Plan& plan, const engine::RevisionGraph& graph, v1::P
   MakeWireSafe(out);
 }
 
+void ToProto(const engine::LintFinding& finding, v1::LintFinding* out) {
+  out->set_rule(finding.rule);
+  out->set_severity(std::string(engine::LintSeverityName(finding.severity)));
+  out->set_revision(finding.revision);
+  out->set_file(finding.file);
+  out->set_line(finding.line);
+  out->set_statement(finding.statement);
+  out->set_message(finding.message);
+}
+
+void AddPlanLintFindings(const engine::Plan& plan, const engine::RevisionGraph& graph,
+                         const std::vector<engine::LintFinding>& findings,
+                         google::protobuf::RepeatedPtrField<v1::LintFinding>* out) {
+  if (plan.kind != engine::Plan::Kind::kUpgrade || findings.empty()) {
+    return;
+  }
+  std::map<std::string, std::vector<const engine::LintFinding*>> by_revision;
+  for (const engine::LintFinding& finding : findings) {
+    by_revision[finding.revision].push_back(&finding);
+  }
+  for (const engine::PlanStep& step : plan.steps) {
+    const auto it = by_revision.find(graph.id(step.revision));
+    if (step.direction != engine::Direction::kUp || it == by_revision.end()) {
+      continue;
+    }
+    for (const engine::LintFinding* finding : it->second) {
+      ToProto(*finding, out->Add());
+    }
+  }
+}
+
 void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out) {
   out->set_version_table_exists(status.version_table_exists);
   CopyStrings(status.rows, out->mutable_current_heads());
@@ -193,26 +225,47 @@ void ToProto(const store::HistoryRecord& r, v1::HistoryEntry* out) {
   MakeWireSafe(out);
 }
 
+namespace {
+
+void ToProto(const engine::ValidationIssue& issue, v1::ValidationIssue* o) {
+  switch (issue.kind) {
+    case engine::ValidationIssue::Kind::kChanged:
+      o->set_kind(v1::ValidationIssue::KIND_CHANGED);
+      break;
+    case engine::ValidationIssue::Kind::kCosmetic:
+      o->set_kind(v1::ValidationIssue::KIND_COSMETIC);
+      break;
+    case engine::ValidationIssue::Kind::kMissingFile:
+      o->set_kind(v1::ValidationIssue::KIND_MISSING_FILE);
+      break;
+    case engine::ValidationIssue::Kind::kNoChecksum:
+      o->set_kind(v1::ValidationIssue::KIND_NO_CHECKSUM);
+      break;
+  }
+  o->set_revision(issue.revision);
+  o->set_path(issue.path);
+  o->set_recorded_checksum(issue.recorded_checksum);
+  o->set_current_checksum(issue.current_checksum);
+}
+
+}  // namespace
+
+void ToProto(const engine::RepairResult& result, v1::RepairResponse* out) {
+  out->set_operation_id(result.operation_id);
+  for (const engine::ValidationIssue& issue : result.repaired) {
+    ToProto(issue, out->add_repaired());
+  }
+  for (const engine::ValidationIssue& issue : result.not_repaired) {
+    ToProto(issue, out->add_not_repaired());
+  }
+  MakeWireSafe(out);
+}
+
 void ToProto(const engine::ValidationReport& report, v1::ValidateResponse* out) {
   out->set_ok(report.ok());
   out->set_applied_checked(report.applied_checked);
   for (const engine::ValidationIssue& issue : report.issues) {
-    v1::ValidationIssue* o = out->add_issues();
-    switch (issue.kind) {
-      case engine::ValidationIssue::Kind::kChanged:
-        o->set_kind(v1::ValidationIssue::KIND_CHANGED);
-        break;
-      case engine::ValidationIssue::Kind::kMissingFile:
-        o->set_kind(v1::ValidationIssue::KIND_MISSING_FILE);
-        break;
-      case engine::ValidationIssue::Kind::kNoChecksum:
-        o->set_kind(v1::ValidationIssue::KIND_NO_CHECKSUM);
-        break;
-    }
-    o->set_revision(issue.revision);
-    o->set_path(issue.path);
-    o->set_recorded_checksum(issue.recorded_checksum);
-    o->set_current_checksum(issue.current_checksum);
+    ToProto(issue, out->add_issues());
   }
   MakeWireSafe(out);
 }

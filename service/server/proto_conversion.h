@@ -14,6 +14,7 @@
 #include "schemad/v1/schemad.pb.h"
 #include "service/engine/events.h"
 #include "service/engine/executor.h"
+#include "service/engine/lint.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/store.h"
@@ -31,7 +32,14 @@ void ToProto(const engine::Plan& plan, const engine::RevisionGraph& graph, v1::P
 void ToProto(const engine::DatabaseStatus& status, v1::DatabaseStatus* out);
 void ToProto(const store::HistoryRecord& record, v1::HistoryEntry* out);
 void ToProto(const engine::ValidationReport& report, v1::ValidateResponse* out);
+void ToProto(const engine::RepairResult& result, v1::RepairResponse* out);
 void ToProto(const engine::RevisionGraph& graph, v1::MigrationSet* out);
+void ToProto(const engine::LintFinding& finding, v1::LintFinding* out);
+// Appends to `out` the findings (of the plan's migration set, base first) of
+// the revisions whose upgrade `plan` runs, in the plan's order.
+void AddPlanLintFindings(const engine::Plan& plan, const engine::RevisionGraph& graph,
+                         const std::vector<engine::LintFinding>& findings,
+                         google::protobuf::RepeatedPtrField<v1::LintFinding>* out);
 void ToProto(const engine::OperationResult& result, const engine::RevisionGraph& graph,
              v1::OperationResult* out);
 

@@ -1,5 +1,6 @@
 #include "service/server/registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -51,9 +52,21 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
     entry->name = set_config.name();
     entry->directory = set_config.directory();
     entry->graph = std::move(graph).value();
-    registry->log_->info("migration set loaded name={} directory={} revisions={} heads={}",
-                         entry->name, LogValue(entry->directory), count,
-                         entry->graph.heads().size());
+    absl::StatusOr<engine::LintConfig> lint_config = engine::LoadLintConfig(entry->directory);
+    if (!lint_config.ok()) {
+      return Annotate(lint_config.status(), context);
+    }
+    entry->lint_findings = engine::LintGraph(entry->graph, *lint_config);
+    const auto count_of = [&](engine::LintSeverity severity) {
+      return std::count_if(
+          entry->lint_findings.begin(), entry->lint_findings.end(),
+          [severity](const engine::LintFinding& f) { return f.severity == severity; });
+    };
+    registry->log_->info(
+        "migration set loaded name={} directory={} revisions={} heads={} lint_errors={} "
+        "lint_warnings={}",
+        entry->name, LogValue(entry->directory), count, entry->graph.heads().size(),
+        count_of(engine::LintSeverity::kError), count_of(engine::LintSeverity::kWarning));
     registry->set_by_name_[entry->name] = entry.get();
     registry->sets_.push_back(std::move(entry));
   }

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/engine/executor.h"
+#include "service/engine/lint.h"
 #include "service/engine/revision_graph.h"
 #include "service/server/config.h"
 #include "service/server/log_format.h"
@@ -33,6 +34,8 @@ struct MigrationSetEntry {
   std::string directory;
   engine::RevisionGraph graph;
   std::vector<std::string> databases;  // configured databases using this set
+  // engine::LintGraph of the set at load, with its schemad-lint.conf.
+  std::vector<engine::LintFinding> lint_findings;
 };
 
 class DatabaseEntry {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -774,11 +775,13 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
     if (kind != engine::Plan::Kind::kStamp && targets.size() != 1) {
       return absl::InvalidArgumentError("upgrade and downgrade plans take exactly one target");
     }
+    const MigrationSetEntry* set = nullptr;
     const engine::RevisionGraph* graph = nullptr;
     std::string version_table = "alembic_version";
     engine::Plan plan;
     if (!request->database().empty()) {
       ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+      set = &db->set();
       graph = &db->set().graph;
       version_table = db->config().version_table();
       engine::Executor executor(*graph, db->database(), db->ExecutorOptionsFor(""));
@@ -794,8 +797,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
       if (request->migration_set().empty()) {
         return absl::InvalidArgumentError("Plan needs a database or a migration set");
       }
-      ASSIGN_OR_RETURN(const MigrationSetEntry* set,
-                       deps->registry->GetMigrationSet(request->migration_set()));
+      ASSIGN_OR_RETURN(set, deps->registry->GetMigrationSet(request->migration_set()));
       graph = &set->graph;
       std::vector<std::string> rows(request->from_rows().begin(), request->from_rows().end());
       std::sort(rows.begin(), rows.end());
@@ -815,6 +817,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
       }
     }
     ToProto(plan, *graph, response);
+    AddPlanLintFindings(plan, *graph, set->lint_findings, response->mutable_lint_findings());
     if (request->sql()) {
       engine::OfflineSqlOptions options;
       options.version_table = version_table;
@@ -887,6 +890,10 @@ grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
     for (const std::string& name : set->databases) {
       response->add_databases(name);
     }
+    for (const engine::LintFinding& finding : set->lint_findings) {
+      ToProto(finding, response->add_lint_findings());
+    }
+    MakeWireSafe(response);
     return absl::OkStatus();
   }();
   LogFailure(deps_.log, "DescribeMigrationSet", status, context->peer());
@@ -977,6 +984,27 @@ grpc::ServerUnaryReactor* SchemadService::Validate(grpc::CallbackServerContext* 
     ToProto(*report, response);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* SchemadService::Repair(grpc::CallbackServerContext* context,
+                                                 const v1::RepairRequest* request,
+                                                 v1::RepairResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(
+      deps, context, Role::kAdmin, "Repair", [=](const Identity& identity) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(*request));
+        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        engine::Executor executor(db->set().graph, db->database(),
+                                  db->ExecutorOptionsFor(identity.who));
+        absl::StatusOr<engine::RepairResult> result = WithSession<engine::RepairResult>(
+            *db, DeadlineOf(*context),
+            [&](store::Session& session) { return executor.Repair(session); });
+        if (!result.ok()) {
+          return DbError(*db, result.status());
+        }
+        ToProto(*result, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
@@ -1260,6 +1288,49 @@ const char* FleetActionName(v1::FleetAction action) {
 }
 
 }  // namespace
+namespace {
+
+// The error-level lint findings of the migration sets of `sites`, each set
+// once, in the order the sites name them.
+absl::StatusOr<std::vector<v1::LintFinding>> LintErrorsOf(
+    const Registry& registry, const std::vector<engine::FleetSite>& sites) {
+  std::vector<v1::LintFinding> errors;
+  std::set<const MigrationSetEntry*> seen;
+  for (const engine::FleetSite& site : sites) {
+    ASSIGN_OR_RETURN(DatabaseEntry * db, registry.GetDatabase(site.name));
+    if (!seen.insert(&db->set()).second) {
+      continue;
+    }
+    for (const engine::LintFinding& finding : db->set().lint_findings) {
+      if (finding.severity == engine::LintSeverity::kError) {
+        ToProto(finding, &errors.emplace_back());
+      }
+    }
+  }
+  return errors;
+}
+
+// FAILED_PRECONDITION listing (up to 20 of) `errors` and what to do.
+absl::Status LintErrorsRefusal(const std::vector<v1::LintFinding>& errors) {
+  constexpr size_t kListed = 20;
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < errors.size() && i < kListed; ++i) {
+    const v1::LintFinding& f = errors[i];
+    lines.push_back(
+        absl::StrCat(f.file(), ":", f.line(), ": ", f.rule(), " (revision ", f.revision(), ")"));
+  }
+  if (errors.size() > kListed) {
+    lines.push_back(absl::StrCat("and ", errors.size() - kListed, " more"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      errors.size(), " error-level lint finding(s) in the migration set(s) of the selected sites: ",
+      absl::StrJoin(lines, "; "),
+      ". Fix them, suppress them in the revision files (`-- schemad:lint-ignore RULE`, or a "
+      "`-- lint_ignore:` header, which changes no checksum), or run with --allow-lint-errors "
+      "(schemactl lint shows each with its reason)"));
+}
+
+}  // namespace
 
 EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
                                       const v1::FleetRunRequest* request) {
@@ -1328,8 +1399,17 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         }
         engine::FleetRunner runner(options);
         RETURN_IF_ERROR(runner.Validate(sites));
+        std::vector<v1::LintFinding> lint_errors;
+        if (plan.action == v1::FLEET_ACTION_UPGRADE ||
+            plan.action == v1::FLEET_ACTION_ENSURE_HEAD) {
+          ASSIGN_OR_RETURN(lint_errors, LintErrorsOf(*deps->registry, sites));
+          if (!lint_errors.empty() && !request->allow_lint_errors()) {
+            return LintErrorsRefusal(lint_errors);
+          }
+        }
 
         OperationSpec spec;
+        spec.lint_errors = std::move(lint_errors);
         spec.kind = v1::OPERATION_KIND_FLEET;
         spec.database = absl::StrCat("fleet:", request->selector());
         spec.target = absl::StrCat(FleetActionName(plan.action), plan.target.empty() ? "" : " ",

@@ -73,6 +73,9 @@ class SchemadService final : public v1::Schemad::CallbackService {
   grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* context,
                                      const v1::ValidateRequest* request,
                                      v1::ValidateResponse* response) override;
+  grpc::ServerUnaryReactor* Repair(grpc::CallbackServerContext* context,
+                                   const v1::RepairRequest* request,
+                                   v1::RepairResponse* response) override;
   grpc::ServerWriteReactor<v1::OperationEvent>* WatchOperation(
       grpc::CallbackServerContext* context, const v1::WatchOperationRequest* request) override;
   grpc::ServerUnaryReactor* ListOperations(grpc::CallbackServerContext* context,

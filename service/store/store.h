@@ -106,10 +106,15 @@ struct DatabaseState {
 struct HistoryRecord {
   int64_t id = 0;         // assigned by the store
   std::string revision;   // "" for a stamp of several revisions
-  std::string direction;  // up, down, stamp, resolve
+  std::string direction;  // up, down, stamp, resolve, repair
   std::vector<std::string> rows_before;
   std::vector<std::string> rows_after;
   std::string checksum;
+  // RevisionFingerprint (checksum.h) of the revision recorded; "" when none.
+  std::string fingerprint;
+  // direction "repair": the checksum recorded before this row re-recorded it
+  // ("" when there was none, e.g. a revision adopted from Alembic).
+  std::string previous_checksum;
   absl::Time started = absl::InfinitePast();
   absl::Duration duration = absl::ZeroDuration();
   // success, failed, needs_attention, applied, rolled_back; interrupted: a run
@@ -282,7 +287,11 @@ class Session {
   virtual absl::Status FinishRun() = 0;
   // The checksum recorded when each currently applied revision was last
   // applied successfully (revisions adopted from Alembic have none).
+  // A "repair" row re-records the checksum of an applied revision.
   virtual absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() = 0;
+  // The fingerprints recorded with the same rows as ReadAppliedChecksums'
+  // checksums; a revision recorded without one is absent.
+  virtual absl::StatusOr<std::map<std::string, std::string>> ReadAppliedFingerprints() = 0;
   // History, newest first; limit <= 0 means all.
   virtual absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) = 0;
   // Cancels the statement running on this session, if any. Any thread.

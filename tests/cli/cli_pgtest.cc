@@ -355,6 +355,82 @@ TEST_F(CliPgTest, ValidateAndChangedFiles) {
   EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
 }
 
+// Issue 13: an edit of comments, whitespace or keyword case is cosmetic
+// (reported, not refused); any other edit is a change that `repair`
+// re-records with an audit row naming who and both checksums.
+TEST_F(CliPgTest, CosmeticEditsAndRepair) {
+  WriteLinear();
+  ASSERT_EQ(Upgrade(kR2).code, kExitOk);
+  const Rows applied = Query(db_.dsn(), absl::StrCat("SELECT checksum FROM schemad_history WHERE "
+                                                     "revision = '",
+                                                     kR1, "' AND direction = 'up'"));
+  ASSERT_EQ(applied.size(), 1u);
+  const std::string first_checksum = applied[0][0];
+
+  Write(kR1, "", "create a", "-- the first table\ncreate   table A (\n  id INT\n);",
+        "DROP TABLE a;");
+  Output cosmetic = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(cosmetic.code, kExitOk) << cosmetic.err;
+  EXPECT_THAT(cosmetic.out, AllOf(HasSubstr("cosmetic"), HasSubstr(kR1), HasSubstr("OK: 2")));
+  global_.json = true;
+  EXPECT_EQ(Json(Run(RunValidate, ValidateOptions{}).out)["issues"][0]["kind"], "cosmetic");
+  global_.json = false;
+  ASSERT_EQ(Upgrade().code, kExitOk) << "a cosmetic edit does not block upgrade";
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+
+  Write(kR1, "", "create a", "CREATE TABLE a (id bigint);", "DROP TABLE a;");
+  Output changed = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(changed.code, kExitFailed);
+  EXPECT_THAT(changed.out, AllOf(HasSubstr("changed"), HasSubstr(kR1)));
+
+  Output repaired = Run(RunRepair, RepairOptions{});
+  ASSERT_EQ(repaired.code, kExitOk) << repaired.err;
+  EXPECT_THAT(repaired.out,
+              AllOf(HasSubstr("repaired"), HasSubstr(kR1), HasSubstr(first_checksum.substr(0, 12)),
+                    HasSubstr("1 checksum(s) re-recorded")));
+  const Rows audit = Query(db_.dsn(),
+                           "SELECT revision, who, previous_checksum, checksum = previous_checksum, "
+                           "outcome, rows_before = rows_after FROM schemad_history WHERE "
+                           "direction = 'repair'");
+  EXPECT_EQ(audit, (Rows{{kR1, "tester@test", first_checksum, "f", "success", "t"}}));
+  EXPECT_EQ(VersionRows(), (Rows{{kR3}}));
+
+  Output clean = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(clean.code, kExitOk) << clean.out;
+  EXPECT_THAT(clean.out, AllOf(Not(HasSubstr("changed")), Not(HasSubstr("cosmetic"))));
+  global_.json = true;
+  nlohmann::json again = Json(Run(RunRepair, RepairOptions{}).out);
+  EXPECT_EQ(again["repaired"], nlohmann::json::array());
+  EXPECT_EQ(again["not_repaired"], nlohmann::json::array());
+  global_.json = false;
+
+  // An applied revision whose file is gone cannot be repaired.
+  fs::remove(dir_ / absl::StrCat(kR3, "_rev.sql"));
+  Output missing = Run(RunRepair, RepairOptions{});
+  EXPECT_EQ(missing.code, kExitFailed);
+  EXPECT_THAT(missing.out, AllOf(HasSubstr("not repaired"), HasSubstr(kR3)));
+}
+
+// A history table made by an earlier schemad (without the fingerprint and
+// previous_checksum columns) still reads, and gains them at the next run.
+TEST_F(CliPgTest, HistoryTableOfAnEarlierVersionGainsTheNewColumns) {
+  WriteLinear();
+  ASSERT_EQ(Upgrade(kR1).code, kExitOk);
+  Query(db_.dsn(),
+        "ALTER TABLE schemad_history DROP COLUMN fingerprint, DROP COLUMN previous_checksum");
+  Write(kR1, "", "create a", "CREATE TABLE a (id int); -- same", "DROP TABLE a;");
+  Output validate = Run(RunValidate, ValidateOptions{});
+  EXPECT_EQ(validate.code, kExitFailed) << "no fingerprint recorded: any edit is a change";
+  EXPECT_THAT(validate.out, HasSubstr("changed"));
+  UpgradeOptions allow;
+  allow.allow_changed = true;
+  ASSERT_EQ(Run(RunUpgrade, allow).code, kExitOk);
+  EXPECT_EQ(Query(db_.dsn(),
+                  "SELECT count(*) FROM schemad_history WHERE fingerprint IS NOT NULL AND "
+                  "previous_checksum IS NULL"),
+            (Rows{{"2"}}));
+}
+
 TEST_F(CliPgTest, SqlErrorNamesFileLineAndSqlstate) {
   Write(kR1, "", "create a", "CREATE TABLE a (id int);", "DROP TABLE a;");
   Write(kR2, kR1, "broken", "CREATE TABLE b (id int);\nINSERT INTO missing_table VALUES (1);",

@@ -705,6 +705,44 @@ TEST(ChecksumTest, InnerWhitespaceCounts) {
   EXPECT_NE(RevisionChecksum(a, std::nullopt), RevisionChecksum(b, std::nullopt));
 }
 
+// The revision of a file whose upgrade section is `up` (downgrade `down`).
+Revision RevisionWith(const std::string& up, const std::string& down = "DROP TABLE a;",
+                      const std::string& header = "") {
+  absl::StatusOr<Revision> revision =
+      ParseRevisionFile("m/a.sql", absl::StrCat("-- revision: a1\n", header, "\n-- +upgrade\n", up,
+                                                "\n-- +downgrade\n", down, "\n"));
+  EXPECT_TRUE(revision.ok()) << revision.status();
+  return revision.ok() ? *std::move(revision) : Revision{};
+}
+
+TEST(FingerprintTest, CommentsWhitespaceAndCaseAreCosmetic) {
+  const std::string base = RevisionFingerprint(
+      RevisionWith("CREATE TABLE a (id int, v text DEFAULT 'x');\nCREATE INDEX i ON a (v);"));
+  EXPECT_EQ(base.size(), 64u);
+  EXPECT_EQ(RevisionFingerprint(RevisionWith(
+                "-- a table\ncreate table A (\n  id INT, /* value */ v TEXT default 'x'\n);\n\n"
+                "create index I on a(v);  -- for lookups")),
+            base);
+  // Anything that changes what PostgreSQL runs changes the fingerprint.
+  for (const char* real : {
+           "CREATE TABLE a (id int, v text DEFAULT 'y');\nCREATE INDEX i ON a (v);",
+           "CREATE TABLE a (id bigint, v text DEFAULT 'x');\nCREATE INDEX i ON a (v);",
+           "CREATE TABLE \"A\" (id int, v text DEFAULT 'x');\nCREATE INDEX i ON a (v);",
+           "CREATE TABLE a (id int, v text DEFAULT 'x');",
+           "CREATE INDEX i ON a (v);\nCREATE TABLE a (id int, v text DEFAULT 'x');",
+       }) {
+    EXPECT_NE(RevisionFingerprint(RevisionWith(real)), base) << real;
+  }
+  EXPECT_NE(RevisionFingerprint(RevisionWith(
+                "CREATE TABLE a (id int, v text DEFAULT 'x');\nCREATE INDEX i ON a (v);",
+                "DROP TABLE b;")),
+            base);
+  // Without the parser there is no fingerprint: every edit is a change.
+  EXPECT_EQ(RevisionFingerprint(
+                RevisionWith("CREATE TABLE a (id int);", "DROP TABLE a;", "-- parse: false\n")),
+            "");
+}
+
 // --- LoadRevisionDirectory ---------------------------------------------------
 
 // A fresh directory under the system temp dir, removed with its contents.

@@ -911,6 +911,127 @@ TEST_F(ServerTest, BearerTokensAndRoles) {
               ElementsAre(ElementsAre(HasSubstr("oncall"))));
 }
 
+// Issue 13: Repair through the server needs the admin role, re-records the
+// checksum of an applied revision whose file changed and names the token in
+// its audit row; a cosmetic edit shows as COSMETIC in Validate.
+TEST_F(ServerTest, RepairNeedsAdminAndRecordsWhoAndBothChecksums) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  dir_.Write("tokens",
+             "migrator-token-0123456789 migrator site-a-control\n"
+             "admin-token-0123456789abc admin oncall\n");
+  StartOver(db, "tokens_file: tokens");
+  const auto with_token = [&](const std::string& token) {
+    ClientOptions options = ClientFor(server_->address());
+    options.token = token;
+    return Connect(options);
+  };
+  ASSERT_OK(with_token("migrator-token-0123456789")->EnsureHead("site-a").status());
+  const Rows before = Query(db.dsn(), "SELECT checksum FROM schemad_history WHERE revision = 'a1'");
+  ASSERT_EQ(before.size(), 1u);
+
+  // The server loads the edited files when it starts again.
+  WriteRevision(dir_, "modax", {"a1", "", "create TABLE t_a1 (id INT); -- c", "DROP TABLE t_a1;"});
+  WriteRevision(dir_, "modax", {"c3", "b2", "CREATE TABLE t_c3 (id bigint);", "DROP TABLE t_c3;"});
+  StartOver(db, "tokens_file: tokens");
+  std::unique_ptr<Client> migrator = with_token("migrator-token-0123456789");
+  std::unique_ptr<Client> admin = with_token("admin-token-0123456789abc");
+  ASSERT_OK_AND_ASSIGN(ValidationResult validation, migrator->Validate("site-a"));
+  EXPECT_FALSE(validation.ok);
+  std::map<std::string, ValidationIssue::Kind> kinds;
+  for (const ValidationIssue& issue : validation.issues) {
+    kinds[issue.revision] = issue.kind;
+  }
+  EXPECT_EQ(kinds, (std::map<std::string, ValidationIssue::Kind>{
+                       {"a1", ValidationIssue::Kind::kCosmetic},
+                       {"c3", ValidationIssue::Kind::kChanged}}));
+
+  EXPECT_THAT(migrator->Repair("site-a"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("admin")));
+  EXPECT_EQ(Query(db.dsn(), "SELECT count(*) FROM schemad_history WHERE direction = 'repair'"),
+            (Rows{{"0"}}));
+  ASSERT_OK_AND_ASSIGN(RepairResult repaired, admin->Repair("site-a"));
+  EXPECT_FALSE(repaired.operation_id.empty());
+  EXPECT_TRUE(repaired.not_repaired.empty());
+  ASSERT_EQ(repaired.repaired.size(), 2u);
+  EXPECT_EQ(repaired.repaired[0].revision, "a1");
+  EXPECT_EQ(repaired.repaired[0].recorded_checksum, before[0][0]);
+  EXPECT_THAT(Query(db.dsn(),
+                    "SELECT revision, who, previous_checksum IS NOT NULL, checksum <> "
+                    "previous_checksum FROM schemad_history WHERE direction = 'repair' ORDER BY "
+                    "revision"),
+              ElementsAre(ElementsAre("a1", HasSubstr("oncall"), "t", "t"),
+                          ElementsAre("c3", HasSubstr("oncall"), "t", "t")));
+  ASSERT_OK_AND_ASSIGN(validation, migrator->Validate("site-a"));
+  EXPECT_TRUE(validation.ok);
+  EXPECT_TRUE(validation.issues.empty());
+}
+
+// Issue 13: the server lints each migration set when it loads it;
+// DescribeMigrationSet and Plan carry the findings, and a fleet upgrade
+// refuses error-level findings unless allowed, then shows them first.
+TEST_F(ServerTest, LintFindingsInDescribePlanAndFleetUpgrade) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  WriteRevision(dir_, "modax",
+                {"b2", "a1", "CREATE TABLE t_b2 (id int);\nCREATE INDEX t_a1_id ON t_a1 (id);",
+                 "DROP INDEX t_a1_id;\nDROP TABLE t_b2;"});
+  WriteRevision(dir_, "modax", {"c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;"});
+  StartOver(db);
+
+  ASSERT_OK_AND_ASSIGN(MigrationSetInfo set, client_->DescribeMigrationSet("modax"));
+  std::vector<LintFinding> errors;
+  for (const LintFinding& f : set.lint_findings) {
+    if (f.severity == "error") {
+      errors.push_back(f);
+    }
+  }
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].rule, "create-index-not-concurrently");
+  EXPECT_EQ(errors[0].revision, "b2");
+  EXPECT_THAT(errors[0].file, ::testing::EndsWith(".sql"));
+  EXPECT_GT(errors[0].line, 0);
+  EXPECT_THAT(errors[0].statement, HasSubstr("CREATE INDEX t_a1_id"));
+
+  PlanRequest from_a1;
+  from_a1.migration_set = "modax";
+  from_a1.from_rows = {"a1"};
+  ASSERT_OK_AND_ASSIGN(PlanResult planned, client_->Plan(from_a1));
+  ASSERT_FALSE(planned.lint_findings.empty());
+  for (const LintFinding& f : planned.lint_findings) {
+    EXPECT_NE(f.revision, "a1") << "a1 is not in the plan";
+  }
+  PlanRequest from_b2 = from_a1;
+  from_b2.from_rows = {"b2"};
+  ASSERT_OK_AND_ASSIGN(planned, client_->Plan(from_b2));
+  for (const LintFinding& f : planned.lint_findings) {
+    EXPECT_EQ(f.revision, "c3");
+  }
+
+  FleetRequest fleet;
+  EXPECT_THAT(client_->FleetRun(fleet),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("create-index-not-concurrently"), HasSubstr("revision b2"),
+                             HasSubstr("--allow-lint-errors"))));
+  EXPECT_FALSE(TableExists(db.dsn(), "alembic_version")) << "nothing ran";
+
+  fleet.allow_lint_errors = true;
+  std::vector<LintFinding> shown;
+  CallOptions call;
+  call.on_event = [&](const OperationEvent& e) {
+    if (e.kind == OperationEvent::Kind::kAccepted) {
+      shown = e.lint_errors;
+    }
+  };
+  ASSERT_OK_AND_ASSIGN(FleetSummary summary, client_->FleetRun(fleet, call));
+  EXPECT_TRUE(summary.ok());
+  ASSERT_EQ(shown.size(), 1u);
+  EXPECT_EQ(shown[0].rule, "create-index-not-concurrently");
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+}
+
 // Generates a CA, a server certificate for 127.0.0.1/localhost and client
 // certificates, one signed by the CA and one by a stranger.
 class Pki {

@@ -185,21 +185,30 @@ class FakeSession : public store::Session {
     }
     return tx.Commit();
   }
-  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override {
+  // `field` of the row that last recorded each applied revision (as the
+  // PostgreSQL store reads it); empty values are absent.
+  std::map<std::string, std::string> ReadApplied(std::string store::HistoryRecord::*field) {
     std::lock_guard<std::mutex> lock(db_.mu_);
     std::map<std::string, std::string> out;
     std::map<std::string, std::string> direction;
     for (const auto& h : db_.history_) {
       if ((h.outcome == "success" || h.outcome == "applied") &&
-          (h.direction == "up" || h.direction == "down" || h.direction == "resolve")) {
-        out[h.revision] = h.checksum;
+          (h.direction == "up" || h.direction == "down" || h.direction == "resolve" ||
+           h.direction == "repair")) {
+        out[h.revision] = h.*field;
         direction[h.revision] = h.direction;
       }
     }
     for (auto it = out.begin(); it != out.end();) {
-      it = direction[it->first] == "down" ? out.erase(it) : std::next(it);
+      it = direction[it->first] == "down" || it->second.empty() ? out.erase(it) : std::next(it);
     }
     return out;
+  }
+  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override {
+    return ReadApplied(&store::HistoryRecord::checksum);
+  }
+  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedFingerprints() override {
+    return ReadApplied(&store::HistoryRecord::fingerprint);
   }
   absl::StatusOr<std::vector<store::HistoryRecord>> ReadHistory(int limit) override {
     std::lock_guard<std::mutex> lock(db_.mu_);

@@ -132,6 +132,17 @@ struct PlannedStep {
 
 struct FleetEvent;
 
+// One finding of the server's lint of a migration set (docs/lint.md).
+struct LintFinding {
+  std::string rule;      // e.g. "create-index-not-concurrently"
+  std::string severity;  // "error", "warning" or "info"
+  std::string revision;
+  std::string file;
+  int line = 0;  // 1-based line of the statement in the file; 0: the revision
+  std::string statement;
+  std::string message;  // why it is dangerous and what to do instead
+};
+
 // A progress event of an operation. Which fields are set depends on `kind`.
 struct OperationEvent {
   enum class Kind {
@@ -159,6 +170,9 @@ struct OperationEvent {
   OperationKind operation_kind = OperationKind::kUnspecified;
   std::string target;
   std::string who;
+  // kAccepted of a fleet run with allow_lint_errors: the error-level lint
+  // findings it runs despite.
+  std::vector<LintFinding> lint_errors;
   std::vector<PlannedStep> plan;
   std::vector<std::string> rows_before;
   std::string lock_holder;
@@ -241,6 +255,9 @@ struct FleetRequest {
   int canary_count = 0;
   std::string canary_selector;
   bool continue_on_error = false;
+  // Upgrade and ensure-head are refused (FAILED_PRECONDITION) while the
+  // sites' migration sets have error-level lint findings, unless this is set.
+  bool allow_lint_errors = false;
   absl::Duration site_timeout = absl::ZeroDuration();  // zero: none
   std::optional<absl::Duration> lock_wait;
 };
@@ -368,6 +385,7 @@ struct MigrationSetInfo {
   std::vector<std::string> branch_points;
   std::vector<RevisionInfo> revisions;  // in file-name order
   std::vector<std::string> databases;
+  std::vector<LintFinding> lint_findings;  // of every revision, base first
 };
 
 struct VersionRowChange {
@@ -390,10 +408,14 @@ struct PlanResult {
   std::vector<std::string> rows_after;
   std::vector<VersionRowChange> stamp_changes;
   std::string sql;  // when PlanRequest::sql
+  // Of the revisions whose upgrade the plan runs, in its order.
+  std::vector<LintFinding> lint_findings;
 };
 
 struct ValidationIssue {
-  enum class Kind { kChanged, kMissingFile, kNoChecksum };
+  // kCosmetic: only comments, whitespace or letter case changed since the
+  // revision was applied (informational, as kNoChecksum).
+  enum class Kind { kChanged, kMissingFile, kNoChecksum, kCosmetic };
   Kind kind = Kind::kChanged;
   std::string revision;
   std::string path;
@@ -405,6 +427,14 @@ struct ValidationResult {
   bool ok = true;
   int applied_checked = 0;
   std::vector<ValidationIssue> issues;
+};
+
+// What Repair re-recorded (recorded_checksum: the old one, "" when none;
+// current_checksum: now recorded) and what it could not (no file).
+struct RepairResult {
+  std::string operation_id;
+  std::vector<ValidationIssue> repaired;
+  std::vector<ValidationIssue> not_repaired;
 };
 
 // ---------------------------------------------------------------- requests
@@ -525,6 +555,10 @@ class Client {
                                                           const CallOptions& call = {});
   absl::StatusOr<ValidationResult> Validate(const std::string& database,
                                             const CallOptions& call = {});
+
+  // Re-records the checksums of applied revisions whose files changed, one
+  // audit row each in the database's history (Flyway's repair). Role: admin.
+  absl::StatusOr<RepairResult> Repair(const std::string& database, const CallOptions& call = {});
   // Newest first; at most `limit` (<= 0: all the server retains), following
   // the server's pages.
   absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database = "",

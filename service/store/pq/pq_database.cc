@@ -821,6 +821,7 @@ class PqSession final : public Session {
   absl::StatusOr<std::optional<UnfinishedRun>> ReadUnfinishedRun() override;
   absl::Status FinishRun() override;
   absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override;
+  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedFingerprints() override;
   absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) override;
   void Cancel() override;
 
@@ -890,6 +891,12 @@ class PqSession final : public Session {
    private:
     PqSession* session_;
   };
+
+  // For each applied revision, `column` (an expression over its history row
+  // `h`) of the row that last recorded it (see AppliedValueQuery); revisions
+  // with a NULL or empty value are absent.
+  absl::StatusOr<std::map<std::string, std::string>> ReadAppliedValues(absl::string_view column,
+                                                                       const char* activity);
 
   absl::Status Lost() const {
     return absl::UnavailableError(
@@ -1261,11 +1268,16 @@ absl::Status PqSession::EnsureTables() {
   bool all_exist = false;
   RETURN_IF_ERROR(Run("checking for schemad's tables", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
+    // The history table of schemad before 0.2 lacks the fingerprint and
+    // previous_checksum columns: added below.
     all_exist = tx.exec_params1(
                       "SELECT pg_catalog.to_regclass($1) IS NOT NULL AND "
                       "pg_catalog.to_regclass($2) IS NOT NULL AND "
                       "pg_catalog.to_regclass($3) IS NOT NULL AND "
-                      "pg_catalog.to_regclass($4) IS NOT NULL",
+                      "pg_catalog.to_regclass($4) IS NOT NULL AND "
+                      "(SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_attribute WHERE "
+                      "attrelid = pg_catalog.to_regclass($2) AND NOT attisdropped AND "
+                      "attname IN ('fingerprint', 'previous_checksum'))",
                       n.version_table, n.history_table, n.state_table, n.run_table)[0]
                     .as<bool>();
     return absl::OkStatus();
@@ -1282,7 +1294,12 @@ absl::Status PqSession::EnsureTables() {
       " (id bigserial PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
       "rows_before text[] NOT NULL, rows_after text[] NOT NULL, checksum text, "
       "started timestamptz, duration_ms double precision, outcome text NOT NULL, error text, "
-      "who text, operation_id text, schemad_version text, version_table text NOT NULL)");
+      "who text, operation_id text, schemad_version text, version_table text NOT NULL, "
+      "fingerprint text, previous_checksum text)");
+  const std::string add_history_columns =
+      absl::StrCat("ALTER TABLE ", n.history_table,
+                   " ADD COLUMN IF NOT EXISTS fingerprint text, ADD COLUMN IF NOT EXISTS "
+                   "previous_checksum text");
   const std::string create_state = absl::StrCat(
       "CREATE TABLE IF NOT EXISTS ", n.state_table,
       " (version_table text PRIMARY KEY, revision text NOT NULL, direction text NOT NULL, "
@@ -1305,6 +1322,7 @@ absl::Status PqSession::EnsureTables() {
         tx.exec_params("SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)", c.ensure_key);
         tx.exec(create_version);
         tx.exec(create_history);
+        tx.exec(add_history_columns);
         tx.exec(create_state);
         tx.exec(create_run);
         tx.commit();
@@ -1477,23 +1495,34 @@ absl::Status PqSession::FinishRun() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksums() {
+namespace {
+
+// The query for one value (`column`, an expression over the history row `h`)
+// of the row that last recorded each applied revision: its latest success
+// "up" or "repair" row, unless a "down" row came after it.
+std::string AppliedValueQuery(const Names& n, absl::string_view column) {
+  return absl::StrCat("SELECT DISTINCT ON (revision) revision, direction, ", column, " FROM ",
+                      n.history_table,
+                      " AS h WHERE version_table = ANY ($1::text[]) AND outcome IN ('success', "
+                      "'applied') AND direction IN ('up', 'down', 'repair') ORDER BY revision, id "
+                      "DESC");
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedValues(
+    absl::string_view column, const char* activity) {
   RETURN_IF_ERROR(NoTransactionOpen());
-  const Names& n = names_;
-  std::map<std::string, std::string> checksums;
-  RETURN_IF_ERROR(Run("reading applied checksums", [&]() -> absl::Status {
+  std::map<std::string, std::string> values;
+  RETURN_IF_ERROR(Run(activity, [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
     try {
-      const pqxx::result result = tx.exec_params(
-          absl::StrCat("SELECT DISTINCT ON (revision) revision, direction, checksum FROM ",
-                       n.history_table,
-                       " WHERE version_table = ANY ($1::text[]) AND outcome IN ('success', "
-                       "'applied') AND direction IN ('up', 'down') ORDER BY revision, id DESC"),
-          n.read_keys);
+      const pqxx::result result =
+          tx.exec_params(AppliedValueQuery(names_, column), names_.read_keys);
       for (const pqxx::row& row : result) {
-        const std::string checksum = FieldText(row[2]);
-        if (FieldText(row[1]) == "up" && !checksum.empty()) {
-          checksums[FieldText(row[0])] = checksum;
+        const std::string value = FieldText(row[2]);
+        if (FieldText(row[1]) != "down" && !value.empty()) {
+          values[FieldText(row[0])] = value;
         }
       }
     } catch (const pqxx::sql_error& e) {
@@ -1503,7 +1532,18 @@ absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksu
     }
     return absl::OkStatus();
   }));
-  return checksums;
+  return values;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedChecksums() {
+  return ReadAppliedValues("h.checksum", "reading applied checksums");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedFingerprints() {
+  // Through to_jsonb: a history table made before the column existed (and
+  // not yet upgraded by EnsureTables) reads as having none.
+  return ReadAppliedValues("pg_catalog.to_jsonb(h) ->> 'fingerprint'",
+                           "reading applied fingerprints");
 }
 
 absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
@@ -1518,9 +1558,10 @@ absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
           absl::StrCat("SELECT id, revision, direction, rows_before, rows_after, checksum, "
                        "(extract(epoch FROM started) * 1000000)::bigint, "
                        "(duration_ms * 1000)::bigint, outcome, error, who, operation_id, "
-                       "schemad_version FROM ",
+                       "schemad_version, pg_catalog.to_jsonb(h) ->> 'fingerprint', "
+                       "pg_catalog.to_jsonb(h) ->> 'previous_checksum' FROM ",
                        n.history_table,
-                       " WHERE version_table = ANY ($1::text[]) ORDER BY id DESC "
+                       " AS h WHERE version_table = ANY ($1::text[]) ORDER BY id DESC "
                        "LIMIT $2::bigint"),
           n.read_keys, NullIfEmpty(limit_text));
       for (const pqxx::row& row : result) {
@@ -1539,6 +1580,8 @@ absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
         record.who = FieldText(row[10]);
         record.operation_id = FieldText(row[11]);
         record.schemad_version = FieldText(row[12]);
+        record.fingerprint = FieldText(row[13]);
+        record.previous_checksum = FieldText(row[14]);
         records.push_back(std::move(record));
       }
     } catch (const pqxx::sql_error& e) {
@@ -1769,6 +1812,12 @@ std::string BookkeepingSql(const Config& c, const Names& n,
                                   count, " || ", q(message.substr(cut + 1)), ")::int"));
   }
   // One INSERT for all history rows: ids follow the order of the VALUES.
+  // The columns EnsureTables adds to an older history table are named only
+  // when a row fills them (rows with a fingerprint are written after it ran).
+  bool fingerprints = false;
+  for (const HistoryRecord& record : history) {
+    fingerprints = fingerprints || !record.fingerprint.empty() || record.direction == "repair";
+  }
   std::vector<std::string> rows;
   for (const HistoryRecord& record : history) {
     const std::string started = TimeToMicros(record.started);
@@ -1786,13 +1835,18 @@ std::string BookkeepingSql(const Config& c, const Names& n,
                                        "::bigint * interval '1 microsecond'"),
         ", ", duration, ", ", q(record.outcome), ", ", q_or_null(record.error), ", ",
         q_or_null(record.who), ", ", q_or_null(record.operation_id), ", ",
-        q_or_null(record.schemad_version), ", ", q(n.write_key), ")"));
+        q_or_null(record.schemad_version), ", ", q(n.write_key),
+        fingerprints ? absl::StrCat(", ", q_or_null(record.fingerprint), ", ",
+                                    q_or_null(record.previous_checksum))
+                     : std::string(),
+        ")"));
   }
   if (!rows.empty()) {
     ctes.push_back(absl::StrCat(
         "h AS (INSERT INTO ", n.history_table,
         " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
-        "outcome, error, who, operation_id, schemad_version, version_table) VALUES ",
+        "outcome, error, who, operation_id, schemad_version, version_table",
+        fingerprints ? ", fingerprint, previous_checksum" : "", ") VALUES ",
         absl::StrJoin(rows, ", "), " RETURNING 1)"));
   }
   if (ctes.empty()) {
