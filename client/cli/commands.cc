@@ -76,6 +76,10 @@ absl::Status WithExitCode(absl::Status status, ExitCode code) {
   return status;
 }
 
+bool HasExitCode(const absl::Status& status) {
+  return status.GetPayload(kExitCodePayload).has_value();
+}
+
 absl::Status UsageError(absl::string_view message) {
   return WithExitCode(absl::InvalidArgumentError(message), kExitUsage);
 }

@@ -53,6 +53,8 @@ enum ExitCode : int {
 int ExitCodeFor(const absl::Status& status);
 // `status` marked to exit with `code` (a payload; the message is kept).
 absl::Status WithExitCode(absl::Status status, ExitCode code);
+// Whether WithExitCode set `status`'s exit code.
+bool HasExitCode(const absl::Status& status);
 // An INVALID_ARGUMENT marked kExitUsage.
 absl::Status UsageError(absl::string_view message);
 

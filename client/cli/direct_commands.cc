@@ -112,6 +112,13 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
   RETURN_IF_ERROR(NeedDsn(global));
   auto direct = std::make_unique<Direct>();
   ASSIGN_OR_RETURN(direct->graph, internal::LoadGraph(global));
+  if (direct->graph.size() == 0) {
+    // Before connecting: an upgrade would create schemad's tables for nothing.
+    return UsageError(
+        absl::StrCat(global.dir,
+                     " holds no revision files (*.sql); check --dir (or SCHEMAD_DIR), or write "
+                     "the first with `schemactl revision -m MESSAGE`"));
+  }
   ASSIGN_OR_RETURN(direct->database, OpenDatabase(global));
   ASSIGN_OR_RETURN(direct->session, Connect(*direct->database));
   engine::ExecutorOptions options;

@@ -19,16 +19,20 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/cli/output.h"
 #include "client/cli/remote_commands.h"
 #include "service/common/version_table.h"
 
@@ -62,9 +66,76 @@ int TerminalWidth() {
   return 80;
 }
 
+// Set once the flags are parsed (or guessed from argv when they do not
+// parse): usage errors are then JSON on stdout too.
+bool g_json = false;
+
 int Usage(const std::string& message) {
   std::cerr << "schemactl: error: " << message << "\nRun with --help for more information.\n";
+  if (g_json) {
+    Json json;
+    json["ok"] = false;
+    json["error"] = StatusJson(absl::InvalidArgumentError(message), kExitUsage);
+    std::cout << JsonText(json) << "\n";
+  }
   return kExitUsage;
+}
+
+// Levenshtein distance, for "did you mean".
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// When the command line names a verb schemactl does not have (the first
+// argument that is neither an option nor an option's value): "unknown
+// command 'upgrad'; did you mean 'upgrade'?". nullopt otherwise.
+std::optional<std::string> UnknownCommand(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") {
+      return std::nullopt;
+    }
+    if (absl::StartsWith(arg, "-")) {
+      const CLI::Option* option = app.get_option_no_throw(std::string(arg));
+      if (option != nullptr && option->get_items_expected_max() != 0 &&
+          !absl::StrContains(arg, '=')) {
+        ++i;  // its value
+      }
+      continue;
+    }
+    const std::vector<const CLI::App*> commands =
+        app.get_subcommands([](const CLI::App*) { return true; });
+    if (std::any_of(commands.begin(), commands.end(),
+                    [&](const CLI::App* command) { return command->get_name() == arg; })) {
+      return std::nullopt;
+    }
+    std::string best;
+    size_t best_distance = std::max<size_t>(2, arg.size() / 3) + 1;
+    for (const CLI::App* command : commands) {
+      const std::string& name = command->get_name();
+      const size_t distance = absl::StartsWith(name, arg) ? 0 : EditDistance(arg, name);
+      if (distance < best_distance) {
+        best = name;
+        best_distance = distance;
+      }
+    }
+    return absl::StrCat("unknown command '", arg, "'",
+                        best.empty() ? "" : absl::StrCat("; did you mean '", best, "'?"));
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -323,9 +394,19 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    for (int i = 1; i < argc; ++i) {
+      g_json = g_json || absl::string_view(argv[i]) == "--json";
+    }
+    if (std::optional<std::string> unknown = UnknownCommand(app, argc, argv)) {
+      return Usage(*unknown);
+    }
+    if (g_json && e.get_exit_code() != 0) {
+      return Usage(e.what());
+    }
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  g_json = global.json;
 
   // Values that need more than CLI11's checks.
   absl::StatusOr<absl::Duration> duration = ParseDurationFlag("--lock-wait", lock_wait);
@@ -403,6 +484,19 @@ int main(int argc, char** argv) {
   }
   if (!remote.server.empty()) {
     // The database verbs go to the server; the verbs that read --dir stay local.
+    const bool server_verb = *upgrade_cmd || *downgrade_cmd || *current_cmd || *stamp_cmd ||
+                             *ensure_head_cmd || *validate_cmd || *resolve_cmd || *repair_cmd ||
+                             *history_cmd || *plan_cmd;
+    bool dir_given = false;
+    for (int i = 1; i < argc; ++i) {
+      const absl::string_view arg = argv[i];
+      dir_given = dir_given || arg == "--dir" || absl::StartsWith(arg, "--dir=");
+    }
+    if (server_verb && dir_given) {
+      return Usage(
+          "--dir names a local migration directory, but with --server the server's migration "
+          "set is used: drop --dir, or drop --server to run on a DSN");
+    }
     if (*upgrade_cmd) {
       return RunRemoteUpgrade(global, remote, upgrade, out, err);
     }

@@ -219,6 +219,22 @@ class RemoteProgress {
 
 // -------------------------------------------------------------- results
 
+// Finish for a verb answered by a server: the exit code means what it means
+// in direct mode (docs/cli.md). A role too low for the call
+// (PERMISSION_DENIED) is a refused operation, 1, not "cannot connect"; a
+// missing or unknown token (UNAUTHENTICATED) is "cannot get in", 5, as a
+// password PostgreSQL rejects is in direct mode.
+int FinishRemote(const Io& io, absl::StatusOr<int> result) {
+  if (!result.ok() && !HasExitCode(result.status())) {
+    if (result.status().code() == absl::StatusCode::kPermissionDenied) {
+      result = WithExitCode(result.status(), kExitFailed);
+    } else if (result.status().code() == absl::StatusCode::kUnauthenticated) {
+      result = WithExitCode(result.status(), kExitUnavailable);
+    }
+  }
+  return Finish(io, result);
+}
+
 // After a failed call: the server's database status decides between "needs
 // attention" (4) and a plain failure (1).
 absl::Status Classify(Client& client, const RemoteOptions& remote, absl::Status status) {
@@ -388,7 +404,7 @@ void PrintOperationInfo(const OperationInfo& op, std::ostream& out) {
 int RunRemoteUpgrade(const GlobalOptions& global, const RemoteOptions& remote,
                      const UpgradeOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     if (options.sql) {
       return internal::RunOfflineSql(io, "upgrade", options.target, false, options.transaction);
     }
@@ -409,7 +425,7 @@ int RunRemoteUpgrade(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteDowngrade(const GlobalOptions& global, const RemoteOptions& remote,
                        const DowngradeOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     if (options.target.empty()) {
       return UsageError("downgrade: a TARGET is required (e.g. -1, base, 3f2a)");
     }
@@ -432,7 +448,7 @@ int RunRemoteDowngrade(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteStamp(const GlobalOptions& global, const RemoteOptions& remote,
                    const StampOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     if (options.revisions.empty()) {
       return UsageError("stamp: name the revision(s) to stamp (REV..., heads, base)");
     }
@@ -447,7 +463,7 @@ int RunRemoteStamp(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteResolve(const GlobalOptions& global, const RemoteOptions& remote,
                      const ResolveOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     if (options.applied == options.rolled_back) {
       return UsageError(
           "resolve: pass exactly one of --applied (the interrupted revision is complete) or "
@@ -463,7 +479,7 @@ int RunRemoteResolve(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote,
                         const EnsureHeadOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(std::optional<absl::Duration> lock_wait, LockWait(global, remote));
@@ -473,13 +489,13 @@ int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote
     absl::StatusOr<EnsureHeadResult> result = client->EnsureHead(remote.database, ensure);
     if (!result.ok()) {
       absl::Status status = Classify(*client, remote, result.status());
+      // Behind and not applying (told so, or not allowed here): "not at head",
+      // in the engine's words (Executor::EnsureHead). Any other failure, such
+      // as a revision's SQL error, exits as it does in direct mode.
       if (result.status().code() == absl::StatusCode::kFailedPrecondition &&
-          ExitCodeFor(status) == kExitFailed) {
-        // Behind and not applying (told so, or not allowed here): "not at head".
-        absl::StatusOr<DatabaseStatus> db = client->GetStatus(remote.database);
-        if (db.ok() && db->state == DatabaseStatus::State::kBehind) {
-          return WithExitCode(std::move(status), kExitNotAtHead);
-        }
+          ExitCodeFor(status) == kExitFailed &&
+          absl::StrContains(result.status().message(), "behind head and may not be upgraded")) {
+        return WithExitCode(std::move(status), kExitNotAtHead);
       }
       return status;
     }
@@ -510,7 +526,7 @@ int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote
 int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
                      const CurrentOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(DatabaseStatus status, client->GetStatus(remote.database));
@@ -611,7 +627,7 @@ constexpr absl::string_view kServerFiles = "the server's migration set";
 int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
                       const ValidateOptions&, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(ValidationResult report, client->Validate(remote.database));
@@ -628,7 +644,7 @@ int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote, const RepairOptions&,
                     std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(RepairResult result, client->Repair(remote.database));
@@ -646,7 +662,7 @@ int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote, co
 int RunRemoteHistory(const GlobalOptions& global, const RemoteOptions& remote,
                      const HistoryOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(std::vector<HistoryEntry> records,
@@ -658,7 +674,7 @@ int RunRemoteHistory(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
                   const PlanOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
@@ -743,7 +759,7 @@ int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
                  const DbsOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ListDatabasesRequest request;
     request.label_selector = options.labels;
@@ -795,7 +811,7 @@ int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
                     const HealthOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(const bool serving, client->CheckHealth(options.migration_set));
     const char* status = serving ? "SERVING" : "NOT_SERVING";
@@ -815,7 +831,7 @@ int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
 int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
                  const OpsOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     if (options.action == "list") {
       ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
       ASSIGN_OR_RETURN(
@@ -1115,7 +1131,7 @@ absl::StatusOr<int> FleetStatus(const Io& io, Client& client, const FleetCliOpti
 int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
                    const FleetCliOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
-  return Finish(io, [&]() -> absl::StatusOr<int> {
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     FleetRequest request;
     if (options.action == "upgrade") {
       request.action = FleetRequest::Action::kUpgrade;

@@ -398,6 +398,45 @@ int LockWaitEvents(const std::string& err) {
   return count;
 }
 
+// Issue 14: usage errors say what is wrong, in text and, with --json, as
+// JSON; a verb that would create schemad's tables refuses a directory with
+// no revision files before connecting; --dir is not silently ignored with
+// --server.
+TEST_F(CliFaultsTest, UsageErrorsNameTheProblemInTextAndJson) {
+  const Output typo = Schemactl({"upgrad"});
+  EXPECT_EQ(typo.code, kUsage);
+  EXPECT_THAT(typo.err, HasSubstr("unknown command 'upgrad'; did you mean 'upgrade'?"));
+  const Output unknown = SchemactlRaw({"--lock-wait", "5s", "frobnicate"}, {});
+  EXPECT_EQ(unknown.code, kUsage);
+  EXPECT_THAT(unknown.err,
+              AllOf(HasSubstr("unknown command 'frobnicate'"), Not(HasSubstr("did you mean"))));
+
+  const Output json = Schemactl({"--json", "curent"});
+  EXPECT_EQ(json.code, kUsage);
+  const nlohmann::json parsed = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(parsed.is_object()) << json.out;
+  EXPECT_EQ(parsed["ok"], false);
+  EXPECT_EQ(parsed["error"]["exit_code"], kUsage);
+  EXPECT_THAT(parsed["error"]["message"].get<std::string>(), HasSubstr("did you mean 'current'?"));
+  const nlohmann::json bad_flag =
+      nlohmann::json::parse(Schemactl({"--json", "--bogus", "current"}).out, nullptr, false);
+  ASSERT_TRUE(bad_flag.is_object());
+  EXPECT_THAT(bad_flag["error"]["message"].get<std::string>(), HasSubstr("--bogus"));
+
+  const fs::path empty = dir_ / "empty";
+  fs::create_directories(empty);
+  const Output nothing = SchemactlRaw({"--dsn", db_.dsn(), "--dir", empty.string(), "upgrade"}, {});
+  EXPECT_EQ(nothing.code, kUsage);
+  EXPECT_THAT(nothing.err, AllOf(HasSubstr(empty.string()), HasSubstr("no revision files")));
+  EXPECT_FALSE(TableExists("alembic_version"));
+  EXPECT_FALSE(TableExists("schemad_history"));
+
+  const Output both = SchemactlRaw(
+      {"--server", "127.0.0.1:1", "--database", "a", "--dir", dir_.string(), "current"}, {});
+  EXPECT_EQ(both.code, kUsage);
+  EXPECT_THAT(both.err, HasSubstr("--dir names a local migration directory"));
+}
+
 TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
   // Revision 1 is applied; revisions 2..6 (five) are pending. Revision 2
   // reads table `gate`, which the test holds locked: whoever takes the

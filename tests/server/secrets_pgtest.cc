@@ -361,8 +361,11 @@ TEST_F(SecretsTest, NoPasswordInAnyOutput) {
   // broken ones get a short --timeout.
   const auto remote = [&](const std::string& label, std::vector<std::string> args,
                           const std::string& timeout = "30s") {
-    args.insert(args.begin(), {"--server", address, "--timeout", timeout});
-    ProcessResult r = Schemactl(args);
+    // No --dir: with --server the server's migration set is used, and a
+    // --dir would be refused.
+    args.insert(args.begin(), {SCHEMAD_SCHEMACTL, "--who", "secrets-test", "--server", address,
+                               "--timeout", timeout});
+    ProcessResult r = RunProcess(args, {});
     outputs_.Add("remote " + label, r);
     return r;
   };

@@ -2297,6 +2297,49 @@ class RemoteCliTest : public ServerTest {
   }
 };
 
+// Issue 14: exit codes mean the same through the server as in direct mode:
+// a revision's SQL error is 1 (not 3, "not at head"), a role too low is 1
+// (not 5, "cannot connect"), an unknown token is 5 (as a rejected password).
+TEST_F(RemoteCliTest, ExitCodesMatchDirectMode) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;"});
+  WriteRevision(dir_, "modax", {"b2", "a1", "INSERT INTO missing_table VALUES (1);", "SELECT 1;"});
+  dir_.Write("tokens",
+             "migrator-token-0123456789 migrator site-a-control\n"
+             "admin-token-0123456789abc admin oncall\n");
+  StartOver(db, "tokens_file: tokens");
+  cli::RemoteOptions migrator = Remote();
+  migrator.token = "migrator-token-0123456789";
+  Run run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteEnsureHead(Global(), migrator, {}, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitFailed) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("missing_table"));
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::EnsureHeadOptions check;
+    check.no_apply = true;
+    return cli::RunRemoteEnsureHead(Global(), migrator, check, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitNotAtHead) << run.err;
+
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::DowngradeOptions downgrade;
+    downgrade.target = "base";
+    return cli::RunRemoteDowngrade(Global(), migrator, downgrade, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitFailed) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("admin"));
+
+  cli::RemoteOptions stranger = Remote();
+  stranger.token = "unknown-token-0123456789";
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteCurrent(Global(), stranger, {}, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitUnavailable) << run.err;
+  EXPECT_THAT(run.err, Not(HasSubstr("unknown-token-0123456789")));
+}
+
 TEST_F(RemoteCliTest, DatabaseVerbsThroughTheServer) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
