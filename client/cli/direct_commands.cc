@@ -256,7 +256,7 @@ Json NeedsAttentionJson(const std::optional<store::NeedsAttention>& marker) {
   json["error"] = marker->error;
   json["operation_id"] = marker->operation_id;
   json["started"] =
-      marker->started == absl::InfinitePast() ? Json(nullptr) : Json(TimeText(marker->started));
+      marker->started == absl::InfinitePast() ? Json(nullptr) : Json(JsonTimeText(marker->started));
   return json;
 }
 
@@ -631,7 +631,7 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
         item["current"] = is_current(index);
         item["applied"] = info.applied;
         item["applied_at"] =
-            info.applied_at.has_value() ? Json(TimeText(*info.applied_at)) : Json(nullptr);
+            info.applied_at.has_value() ? Json(JsonTimeText(*info.applied_at)) : Json(nullptr);
         item["duration_ms"] =
             info.duration.has_value() ? Json(Milliseconds(*info.duration)) : Json(nullptr);
         item["applied_by"] = info.who;

@@ -36,7 +36,7 @@ std::string OptionalDurationText(const std::optional<absl::Duration>& duration) 
   if (*duration == absl::ZeroDuration()) {
     return "0 (no limit)";
   }
-  return absl::FormatDuration(*duration);
+  return engine::HumanDuration(*duration);
 }
 
 Json StringList(const std::vector<std::string>& values) {
@@ -192,22 +192,10 @@ Json RevisionJson(const RevisionGraph& graph, int index) {
   return json;
 }
 
-std::string DurationText(absl::Duration duration) {
-  if (duration < absl::ZeroDuration()) {
-    duration = absl::ZeroDuration();
-  }
-  if (duration < absl::Seconds(1)) {
-    return absl::StrCat(absl::ToInt64Milliseconds(duration), "ms");
-  }
-  if (duration < absl::Minutes(1)) {
-    return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(duration));
-  }
-  if (duration < absl::Hours(1)) {
-    const int64_t seconds = absl::ToInt64Seconds(duration);
-    return absl::StrFormat("%dm%02ds", seconds / 60, seconds % 60);
-  }
-  const int64_t minutes = absl::ToInt64Minutes(duration);
-  return absl::StrFormat("%dh%02dm", minutes / 60, minutes % 60);
+std::string DurationText(absl::Duration duration) { return engine::HumanDuration(duration); }
+
+std::string JsonTimeText(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
 }
 
 std::string TimeText(absl::Time time) {
@@ -228,7 +216,7 @@ Json EventJson(const Event& event) {
   Json json;
   json["event"] = std::string(engine::EventKindName(event.kind));
   if (event.time != absl::InfinitePast()) {
-    json["time"] = TimeText(event.time);
+    json["time"] = JsonTimeText(event.time);
   }
   json["operation_id"] = event.operation_id;
   switch (event.kind) {

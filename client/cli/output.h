@@ -91,10 +91,12 @@ void PrintRepair(std::ostream& out, bool json, const std::string& operation_id,
                  const std::vector<ChecksumIssue>& repaired,
                  const std::vector<ChecksumIssue>& not_repaired, absl::string_view where);
 
-// "350ms", "1.2s", "2m03s", "1h02m".
+// engine::HumanDuration: "350 ms", "1.23 s", "2 min 03 s", "1 h 02 min".
 std::string DurationText(absl::Duration duration);
 // "2025-12-09T14:00:03Z" (UTC, seconds).
 std::string TimeText(absl::Time time);
+// "2025-12-09T14:00:03.125Z" (UTC, milliseconds): times in JSON output.
+std::string JsonTimeText(absl::Time time);
 double Milliseconds(absl::Duration duration);
 
 // The one way schemactl writes JSON: compact, one line. Strings that are not

@@ -314,6 +314,19 @@ absl::StatusOr<int> RunStreamed(const Io& io, const RemoteOptions& remote, absl:
   options.stop = io.global.cancelled;
   absl::StatusOr<OperationResult> result = call(*client, options);
   progress.Finish();
+  if (!result.ok() && result.status().code() == absl::StatusCode::kCancelled &&
+      io.global.cancelled != nullptr && io.global.cancelled->load() &&
+      !progress.operation_id().empty()) {
+    // Ctrl-C stops watching, not the operation: say how to get back to it.
+    const std::string& op = progress.operation_id();
+    return absl::CancelledError(absl::StrCat("stopped watching operation ", op,
+                                             "; it goes on on the server: follow it with "
+                                             "`schemactl --server ",
+                                             remote.server, " ops watch ", op,
+                                             "`, stop it with "
+                                             "`schemactl --server ",
+                                             remote.server, " ops cancel ", op, "`"));
+  }
   if (!result.ok()) {
     return Classify(*client, remote, result.status());
   }
@@ -339,7 +352,7 @@ Json NeedsAttentionJson(const std::optional<NeedsAttention>& marker) {
   json["statements_total"] = marker->statements_total;
   json["error"] = marker->error;
   json["operation_id"] = marker->operation_id;
-  json["started"] = marker->started ? Json(TimeText(*marker->started)) : Json(nullptr);
+  json["started"] = marker->started ? Json(JsonTimeText(*marker->started)) : Json(nullptr);
   return json;
 }
 
@@ -369,9 +382,9 @@ Json OperationInfoJson(const OperationInfo& op) {
   json["target"] = op.target;
   json["who"] = op.who;
   json["state"] = ToString(op.state);
-  json["created"] = TimeText(op.created);
-  json["started"] = op.started ? Json(TimeText(*op.started)) : Json(nullptr);
-  json["finished"] = op.finished ? Json(TimeText(*op.finished)) : Json(nullptr);
+  json["created"] = JsonTimeText(op.created);
+  json["started"] = op.started ? Json(JsonTimeText(*op.started)) : Json(nullptr);
+  json["finished"] = op.finished ? Json(JsonTimeText(*op.finished)) : Json(nullptr);
   json["error"] = op.error.ok() ? Json(nullptr) : StatusJson(op.error, ExitCodeFor(op.error));
   json["cancel_requested"] = op.cancel_requested;
   json["current_revision"] = op.current_revision;
@@ -1215,8 +1228,7 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       }
       io.out << "fleet " << summary->operation_id << ": " << summary->succeeded << " succeeded, "
              << summary->failed << " failed, " << summary->skipped << " skipped, "
-             << summary->cancelled << " cancelled in "
-             << absl::FormatDuration(absl::Trunc(summary->duration, absl::Milliseconds(1))) << "\n";
+             << summary->cancelled << " cancelled in " << DurationText(summary->duration) << "\n";
     }
     return summary->ok() ? kExitOk : kExitFailed;
   }());

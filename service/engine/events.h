@@ -73,6 +73,11 @@ absl::string_view EventKindName(Event::Kind kind);
 // One line for logs and plain (non-terminal) CLI output.
 std::string DescribeEvent(const Event& event);
 
+// A duration as people read it: "0.4 ms", "7.5 ms", "54 ms", "6.05 s",
+// "12.3 s", "2 min 03 s", "1 h 02 min" (negative: "0 ms"). Every duration
+// schemactl and the event texts show.
+std::string HumanDuration(absl::Duration duration);
+
 class EventSink {
  public:
   virtual ~EventSink() = default;

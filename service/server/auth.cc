@@ -68,7 +68,21 @@ std::string Metadata(const grpc::ServerContextBase& context, absl::string_view k
   return std::string(it->second.data(), it->second.size());
 }
 
-// The TLS client certificate's common name, or the peer address.
+// gRPC's peer string without its ephemeral client port, which would make
+// every call of one client a different `who`: "ipv4:10.0.0.7:51234" ->
+// "10.0.0.7", "ipv6:[::1]:51234" -> "::1"; anything else as it is.
+std::string PeerHost(absl::string_view peer) {
+  absl::string_view host = peer;
+  if (absl::ConsumePrefix(&host, "ipv4:")) {
+    return std::string(host.substr(0, host.rfind(':')));
+  }
+  if (absl::ConsumePrefix(&host, "ipv6:") && absl::ConsumePrefix(&host, "[")) {
+    return std::string(host.substr(0, host.find(']')));
+  }
+  return std::string(peer);
+}
+
+// The TLS client certificate's common name, or the peer's address.
 std::string PeerName(const grpc::ServerContextBase& context) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth != nullptr && auth->IsPeerAuthenticated()) {
@@ -77,7 +91,7 @@ std::string PeerName(const grpc::ServerContextBase& context) {
       return absl::StrCat("cn=", Sanitize(absl::string_view(cn[0].data(), cn[0].size())));
     }
   }
-  return Sanitize(context.peer());
+  return Sanitize(PeerHost(context.peer()));
 }
 
 }  // namespace

@@ -851,12 +851,21 @@ TEST(ScrubSecretsTest, RemovesPasswords) {
 
 // --------------------------------------------------------------- output
 
+TEST(OutputTest, JsonTimesHaveMilliseconds) {
+  EXPECT_EQ(JsonTimeText(absl::FromUnixMillis(1733752803125)), "2024-12-09T14:00:03.125Z");
+  EXPECT_EQ(TimeText(absl::FromUnixMillis(1733752803125)), "2024-12-09T14:00:03Z");
+}
+
 TEST(OutputTest, DurationText) {
-  EXPECT_EQ(DurationText(absl::Milliseconds(350)), "350ms");
-  EXPECT_EQ(DurationText(absl::Milliseconds(1234)), "1.2s");
-  EXPECT_EQ(DurationText(absl::Seconds(123)), "2m03s");
-  EXPECT_EQ(DurationText(absl::Minutes(62)), "1h02m");
-  EXPECT_EQ(DurationText(-absl::Seconds(1)), "0ms");
+  EXPECT_EQ(DurationText(absl::Microseconds(420)), "0.4 ms");
+  EXPECT_EQ(DurationText(absl::Microseconds(7460)), "7.5 ms");
+  EXPECT_EQ(DurationText(absl::Milliseconds(54)), "54 ms");
+  EXPECT_EQ(DurationText(absl::Milliseconds(350)), "350 ms");
+  EXPECT_EQ(DurationText(absl::Milliseconds(6050)), "6.05 s");
+  EXPECT_EQ(DurationText(absl::Milliseconds(12345)), "12.3 s");
+  EXPECT_EQ(DurationText(absl::Seconds(123)), "2 min 03 s");
+  EXPECT_EQ(DurationText(absl::Minutes(62)), "1 h 02 min");
+  EXPECT_EQ(DurationText(-absl::Seconds(1)), "0 ms");
 }
 
 // Text schemactl does not control (database error messages, history rows from
@@ -918,7 +927,7 @@ TEST(ProgressSinkTest, LiveLineIsRewrittenInPlace) {
   }
   const std::string text = out.str();
   EXPECT_THAT(text, HasSubstr("\r[2/2] b2b2b2b2b2b2 add sensor table  statement 3/7  "));
-  EXPECT_THAT(text, HasSubstr("[2/2] b2b2b2b2b2b2 add sensor table  7 statements  1.2s\n"));
+  EXPECT_THAT(text, HasSubstr("[2/2] b2b2b2b2b2b2 add sensor table  7 statements  1.20 s\n"));
   EXPECT_THAT(text, HasSubstr("\x1b[K"));
 }
 

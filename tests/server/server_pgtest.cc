@@ -812,6 +812,14 @@ TEST_F(ServerTest, ReadsPlanStampDowngradeAndValidate) {
   EXPECT_EQ(history[0].direction, "stamp");
   EXPECT_EQ(history[1].direction, "down");
   EXPECT_EQ(history[1].revision, "c3");
+  // Without tokens `who` is the client's address, without its ephemeral port
+  // (one client, one name, across calls).
+  EXPECT_THAT(Query(db.dsn(), "SELECT DISTINCT who FROM schemad_history"),
+              ElementsAre(ElementsAre(::testing::StartsWith("127.0.0.1"))));
+  EXPECT_THAT(Query(db.dsn(),
+                    "SELECT who FROM schemad_history WHERE who LIKE '%ipv4%' OR "
+                    "who ~ '127\\.0\\.0\\.1:[0-9]'"),
+              ::testing::IsEmpty());
 
   ASSERT_OK_AND_ASSIGN(ValidationResult validation, client_->Validate("site-a"));
   EXPECT_TRUE(validation.ok);
@@ -2338,6 +2346,35 @@ TEST_F(RemoteCliTest, ExitCodesMatchDirectMode) {
   });
   EXPECT_EQ(run.code, cli::kExitUnavailable) << run.err;
   EXPECT_THAT(run.err, Not(HasSubstr("unknown-token-0123456789")));
+}
+
+// Issue 14: Ctrl-C stops watching a streamed operation, not the operation;
+// the message names the schemactl commands that follow and cancel it.
+TEST_F(RemoteCliTest, CtrlCNamesOpsWatchAndOpsCancel) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 2);
+  StartOver(db);
+  std::atomic<bool> interrupted{false};
+  cli::GlobalOptions global = Global();
+  global.cancelled = &interrupted;
+  std::thread watcher([&] {
+    ASSERT_FALSE(WaitForSleepingBackend(db).empty());
+    interrupted = true;
+  });
+  Run run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteUpgrade(global, Remote(), cli::UpgradeOptions{}, out, err);
+  });
+  watcher.join();
+  EXPECT_NE(run.code, cli::kExitOk);
+  EXPECT_THAT(
+      run.err,
+      AllOf(HasSubstr("stopped watching operation op-"),
+            HasSubstr(absl::StrCat("schemactl --server ", server_->address(), " ops watch op-")),
+            HasSubstr(" ops cancel op-")));
+  // The operation went on without its watcher.
+  EXPECT_EQ(WaitForRows(db.dsn(), "SELECT version_num FROM alembic_version", Rows{{"c3"}}),
+            (Rows{{"c3"}}));
 }
 
 TEST_F(RemoteCliTest, DatabaseVerbsThroughTheServer) {
