@@ -51,6 +51,7 @@ constexpr char kLockTimeout[] = "missing-lock-timeout";
 constexpr char kNoWhere[] = "update-delete-without-where";
 constexpr char kNoDowngrade[] = "no-downgrade";
 constexpr char kNoopDowngrade[] = "data-migration-noop-downgrade";
+constexpr char kEmptyUpgrade[] = "empty-upgrade";
 constexpr char kUnknownRule[] = "lint-ignore-unknown-rule";
 constexpr char kNotAnalysed[] = "not-analysed";
 
@@ -136,6 +137,12 @@ class RevisionLinter {
     }
     if (!revision_.upgrade.has_value()) {
       return;
+    }
+    if (revision_.upgrade->statements.empty() && revision_.revises.size() < 2) {
+      Add(kEmptyUpgrade, revision_.upgrade->line, "",
+          "the `-- +upgrade` section has no statement, so applying the revision changes nothing "
+          "but the version row; write its SQL (a merge revision, with several `revises`, is "
+          "empty on purpose and not reported)");
     }
     if (!revision_.parse) {
       Add(kNotAnalysed, 0, "",
@@ -543,6 +550,7 @@ const std::vector<LintRule>& LintRules() {
       {kNoWhere, S::kWarning, "UPDATE or DELETE without WHERE"},
       {kNoDowngrade, S::kInfo, "revision without a downgrade section"},
       {kNoopDowngrade, S::kInfo, "data migration whose downgrade is a no-op"},
+      {kEmptyUpgrade, S::kWarning, "upgrade section without a statement (not a merge)"},
       {kUnknownRule, S::kError, "lint-ignore names a rule that does not exist"},
       {kNotAnalysed, S::kInfo, "statement or revision lint cannot analyse"},
   };

@@ -158,6 +158,12 @@ TEST(LintTest, RevisionRules) {
   EXPECT_THAT(Rules(noop), ElementsAre("data-migration-noop-downgrade"));
   EXPECT_EQ(noop[0].severity, LintSeverity::kInfo);
   EXPECT_THAT(Rules(Lint({Parse("", "CREATE TABLE t (x int);", "-- +downgrade\n")})), IsEmpty());
+  // An upgrade with nothing in it (comments only) is reported, a merge is not.
+  const std::vector<LintFinding> empty = Lint({Parse("", "-- TODO", "-- +downgrade\n")});
+  EXPECT_THAT(Rules(empty), ElementsAre("empty-upgrade"));
+  EXPECT_EQ(empty[0].severity, LintSeverity::kWarning);
+  EXPECT_EQ(empty[0].line, 2);  // the `-- +upgrade` marker
+  EXPECT_THAT(Rules(Lint({Parse("-- revises: b, c\n", "", "-- +downgrade\n")})), IsEmpty());
 }
 
 TEST(LintTest, SetNotNullAfterACheckValidatedInAnEarlierRevision) {
