@@ -116,7 +116,8 @@ absl::StatusOr<SessionPool::Lease> AcquireForOperation(const DatabaseEntry& db, 
 using ExecFn = std::function<absl::StatusOr<engine::OperationResult>(
     const engine::Executor&, store::Session&, const engine::CallControl&)>;
 
-OperationRegistry::Body MakeBody(const DatabaseEntry* db, engine::ExecutorOptions options,
+// The body holds `db`, and so its configuration snapshot, until it is done.
+OperationRegistry::Body MakeBody(std::shared_ptr<DatabaseEntry> db, engine::ExecutorOptions options,
                                  ExecFn fn) {
   return [db, options = std::move(options),
           fn = std::move(fn)](Operation& op) -> absl::StatusOr<OperationOutcome> {
@@ -370,7 +371,7 @@ grpc::ServerUnaryReactor* RunUnary(const ServiceDeps* deps, grpc::CallbackServer
                                    Role role, const char* method,
                                    std::function<absl::Status(const Identity&)> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(*context, role, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
     reactor->Finish(ToGrpcStatus(identity.status()));
@@ -396,7 +397,7 @@ EventWriter* RunStream(
     const ServiceDeps* deps, grpc::CallbackServerContext* context, Role role, const char* method,
     const std::function<absl::StatusOr<std::shared_ptr<Operation>>(const Identity&)>& start) {
   auto* stream = new OperationStream();
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(*context, role, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
     stream->FinishNow(identity.status());
@@ -497,7 +498,7 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const char* method = "EnsureHead";
   const ServiceDeps* deps = &deps_;
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(
       *context, request->no_apply() ? Role::kReader : Role::kMigrator, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
@@ -505,8 +506,9 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
     return reactor;
   }
   const absl::Status valid = CheckRequest(*request);
-  absl::StatusOr<DatabaseEntry*> db = valid.ok() ? deps->registry->GetDatabase(request->database())
-                                                 : absl::StatusOr<DatabaseEntry*>(valid);
+  absl::StatusOr<std::shared_ptr<DatabaseEntry>> db =
+      valid.ok() ? deps->state->GetDatabase(request->database())
+                 : absl::StatusOr<std::shared_ptr<DatabaseEntry>>(valid);
   if (!db.ok()) {
     LogFailure(deps->log, method, db.status(), identity->who);
     reactor->Finish(ToGrpcStatus(db.status()));
@@ -582,7 +584,8 @@ EventWriter* SchemadService::Upgrade(grpc::CallbackServerContext* context,
       deps, context, Role::kMigrator, "Upgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         const std::string target = request->target().empty() ? "heads" : request->target();
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
@@ -605,7 +608,8 @@ EventWriter* SchemadService::Downgrade(grpc::CallbackServerContext* context,
       deps, context, Role::kAdmin, "Downgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         if (request->target().empty()) {
           return absl::InvalidArgumentError(
               "Downgrade needs a target (e.g. -1, base or a revision id)");
@@ -631,7 +635,8 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
       deps, context, Role::kAdmin, "Merge",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         const std::string requested = request->revision();
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
@@ -674,9 +679,11 @@ grpc::ServerUnaryReactor* SchemadService::Stamp(grpc::CallbackServerContext* con
                                                 v1::OperationResult* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Stamp"));
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.state->auth()->Authorize(*context, Role::kAdmin, "Stamp"));
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps_.state->GetDatabase(request->database()));
     if (request->revisions().empty()) {
       return absl::InvalidArgumentError("Stamp needs at least one revision (or base, heads)");
     }
@@ -706,9 +713,11 @@ grpc::ServerUnaryReactor* SchemadService::Resolve(grpc::CallbackServerContext* c
                                                   v1::OperationResult* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Resolve"));
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.state->auth()->Authorize(*context, Role::kAdmin, "Resolve"));
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps_.state->GetDatabase(request->database()));
     engine::Executor::Resolution resolution;
     switch (request->resolution()) {
       case v1::ResolveRequest::RESOLUTION_APPLIED:
@@ -774,11 +783,13 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
     if (kind != engine::Plan::Kind::kStamp && targets.size() != 1) {
       return absl::InvalidArgumentError("upgrade and downgrade plans take exactly one target");
     }
+    // One snapshot for the whole call: it keeps `graph` alive.
+    const std::shared_ptr<const Registry> registry = deps->state->registry();
     const engine::RevisionGraph* graph = nullptr;
     std::string version_table = "alembic_version";
     engine::Plan plan;
     if (!request->database().empty()) {
-      ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+      ASSIGN_OR_RETURN(DatabaseEntry * db, registry->GetDatabase(request->database()));
       graph = &db->set().graph;
       version_table = db->config().version_table();
       engine::Executor executor(*graph, db->database(), db->ExecutorOptionsFor(""));
@@ -795,7 +806,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
         return absl::InvalidArgumentError("Plan needs a database or a migration set");
       }
       ASSIGN_OR_RETURN(const MigrationSetEntry* set,
-                       deps->registry->GetMigrationSet(request->migration_set()));
+                       registry->GetMigrationSet(request->migration_set()));
       graph = &set->graph;
       std::vector<std::string> rows(request->from_rows().begin(), request->from_rows().end());
       std::sort(rows.begin(), rows.end());
@@ -832,7 +843,8 @@ grpc::ServerUnaryReactor* SchemadService::GetStatus(grpc::CallbackServerContext*
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "GetStatus", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     return FillStatus(*db, DeadlineOf(*context), response);
   });
 }
@@ -843,7 +855,8 @@ grpc::ServerUnaryReactor* SchemadService::History(grpc::CallbackServerContext* c
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "History", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     const int limit = request->limit() > 0 ? request->limit() : kDefaultHistoryLimit;
     absl::StatusOr<std::vector<store::HistoryRecord>> records =
         WithSession<std::vector<store::HistoryRecord>>(
@@ -869,14 +882,16 @@ grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
   // In memory only: answered on the reactor thread.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity,
-                     deps_.auth->Authorize(*context, Role::kReader, "DescribeMigrationSet"));
+    ASSIGN_OR_RETURN(Identity identity, deps_.state->auth()->Authorize(*context, Role::kReader,
+                                                                       "DescribeMigrationSet"));
     RETURN_IF_ERROR(CheckRequest(*request));
     const MigrationSetEntry* set = nullptr;
+    const std::shared_ptr<const Registry> registry = deps_.state->registry();
     if (!request->migration_set().empty()) {
-      ASSIGN_OR_RETURN(set, deps_.registry->GetMigrationSet(request->migration_set()));
+      ASSIGN_OR_RETURN(set, registry->GetMigrationSet(request->migration_set()));
     } else if (!request->database().empty()) {
-      ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+      ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                       deps_.state->GetDatabase(request->database()));
       set = &db->set();
     } else {
       return absl::InvalidArgumentError("DescribeMigrationSet needs a migration set or a database");
@@ -899,7 +914,7 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
                                                         v1::ListDatabasesResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Identity> identity =
-      deps_.auth->Authorize(*context, Role::kReader, "ListDatabases");
+      deps_.state->auth()->Authorize(*context, Role::kReader, "ListDatabases");
   if (absl::Status valid = CheckRequest(*request); identity.ok() && !valid.ok()) {
     identity = valid;
   }
@@ -909,7 +924,8 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
     return reactor;
   }
   std::vector<std::pair<const DatabaseEntry*, v1::DatabaseInfo*>> selected;
-  for (const auto& db : deps_.registry->databases()) {
+  const std::shared_ptr<const Registry> registry = deps_.state->registry();
+  for (const auto& db : registry->databases()) {
     const auto& labels = db->config().labels();
     const bool match = std::all_of(request->label_selector().begin(),
                                    request->label_selector().end(), [&labels](const auto& kv) {
@@ -942,7 +958,7 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
   const absl::Time deadline = DeadlineOf(*context);
   for (const auto& [db, info] : selected) {
     v1::DatabaseStatus* out = info->mutable_status();
-    const auto read = [db = db, out, deadline, done] {
+    const auto read = [registry, db = db, out, deadline, done] {
       absl::Status status = FillStatus(*db, deadline, out);
       if (!status.ok()) {
         out->set_state(v1::DATABASE_STATE_UNREACHABLE);
@@ -966,7 +982,8 @@ grpc::ServerUnaryReactor* SchemadService::Validate(grpc::CallbackServerContext* 
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "Validate", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(""));
     absl::StatusOr<engine::ValidationReport> report = WithSession<engine::ValidationReport>(
         *db, DeadlineOf(*context),
@@ -985,7 +1002,7 @@ grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerCon
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Identity identity,
-                     deps_.auth->Authorize(*context, Role::kReader, "ListOperations"));
+                     deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
     RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(
         OperationPage page,
@@ -1305,7 +1322,10 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         ASSIGN_OR_RETURN(engine::LabelSelector selector,
                          engine::LabelSelector::Parse(request->selector()));
         std::vector<engine::FleetSite> all;
-        for (const std::unique_ptr<DatabaseEntry>& db : deps->registry->databases()) {
+        // The whole fleet run serves from this snapshot (reloads meanwhile
+        // change nothing for it).
+        std::shared_ptr<const Registry> registry = deps->state->registry();
+        for (const std::unique_ptr<DatabaseEntry>& db : registry->databases()) {
           engine::FleetSite site;
           site.name = db->name();
           for (const auto& [key, value] : db->config().labels()) {
@@ -1335,12 +1355,11 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         spec.target = absl::StrCat(FleetActionName(plan.action), plan.target.empty() ? "" : " ",
                                    plan.target, absl::StrJoin(plan.targets, ","));
         spec.who = identity.who;
-        const Registry* registry = deps->registry;
         return deps->operations->Start(
             std::move(spec),
             [registry, runner, sites = std::move(sites), plan = std::move(plan),
              identity](Operation& op) -> absl::StatusOr<OperationOutcome> {
-              FleetOperationSink sink(&op, registry);
+              FleetOperationSink sink(&op, registry.get());
               const engine::CallControl control = op.control();
               engine::FleetSummary summary = runner.Run(
                   sites,
@@ -1369,6 +1388,23 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
               return outcome;
             });
       });
+}
+
+// ------------------------------------------------------------------ reload
+
+grpc::ServerUnaryReactor* SchemadService::Reload(grpc::CallbackServerContext* context,
+                                                 const v1::ReloadRequest* /*request*/,
+                                                 v1::ReloadResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  const std::function<absl::StatusOr<v1::ReloadResponse>()>* reloader = &reloader_;
+  return RunUnary(deps, context, Role::kAdmin, "Reload",
+                  [reloader, response](const Identity&) -> absl::Status {
+                    if (!*reloader) {
+                      return absl::UnimplementedError("this server cannot reload");
+                    }
+                    ASSIGN_OR_RETURN(*response, (*reloader)());
+                    return absl::OkStatus();
+                  });
 }
 
 }  // namespace schemad::server
