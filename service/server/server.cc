@@ -149,6 +149,7 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
         files.soft, files.before, c.databases_size(), c.pools().max_sessions_per_database());
   }
   s->rpc_workers_ = std::make_unique<ThreadPool>("schemad-rpc", c.pools().rpc_workers());
+  s->reload_worker_ = std::make_unique<ThreadPool>("schemad-reload", 1);
   if (c.has_metrics()) {
     const ServingState* state = s->state_.get();
     ASSIGN_OR_RETURN(s->metrics_, ServerMetrics::Start(
@@ -169,6 +170,7 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   deps.state = s->state_.get();
   deps.operations = s->operations_.get();
   deps.rpc_workers = s->rpc_workers_.get();
+  deps.reload_worker = s->reload_worker_.get();
   deps.log = MakeLogger("rpc", options);
   s->service_ = std::make_unique<SchemadService>(std::move(deps));
   SchemadServer* server = s.get();
@@ -277,6 +279,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (rpc_workers_ != nullptr) {
       rpc_workers_->Stop();
     }
+    if (reload_worker_ != nullptr) {
+      reload_worker_->Stop();
+    }
     if (metrics_ != nullptr) {
       metrics_->Stop();
     }
@@ -298,6 +303,7 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     pool_warmer_->Stop();
   }
   rpc_workers_->Stop();
+  reload_worker_->Stop();
   if (metrics_ != nullptr) {
     metrics_->Stop();  // its refresher reads through the pools
   }

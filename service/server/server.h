@@ -129,6 +129,7 @@ class SchemadServer {
   std::unique_ptr<ServingState> state_;              // registry and tokens
   std::unique_ptr<ServerMetrics> metrics_;  // reads state_; outlives server_ and operations_
   std::unique_ptr<ThreadPool> rpc_workers_;
+  std::unique_ptr<ThreadPool> reload_worker_;  // Reload calls, one at a time
   std::unique_ptr<PoolWarmer> pool_warmer_
       ABSL_GUARDED_BY(reload_mu_);  // replaced by reloads; stopped before rpc_workers_
   std::unique_ptr<IdleSessionReaper> idle_reaper_;  // null: idle_session_timeout 0

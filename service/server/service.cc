@@ -369,7 +369,8 @@ class EnsureHeadWaiter final : public OperationObserver {
 // its status.
 grpc::ServerUnaryReactor* RunUnary(const ServiceDeps* deps, grpc::CallbackServerContext* context,
                                    Role role, const char* method,
-                                   std::function<absl::Status(const Identity&)> work) {
+                                   std::function<absl::Status(const Identity&)> work,
+                                   ThreadPool* workers = nullptr) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(*context, role, method);
   if (!identity.ok()) {
@@ -377,14 +378,16 @@ grpc::ServerUnaryReactor* RunUnary(const ServiceDeps* deps, grpc::CallbackServer
     reactor->Finish(ToGrpcStatus(identity.status()));
     return reactor;
   }
-  const bool queued = deps->rpc_workers->Submit(
-      [deps, context, reactor, method, identity = *std::move(identity), work = std::move(work)] {
-        absl::Status status = context->IsCancelled()
-                                  ? absl::CancelledError("the client cancelled the call")
-                                  : work(identity);
-        LogFailure(deps->log, method, status, identity.who);
-        reactor->Finish(ToGrpcStatus(status));
-      });
+  const bool queued = (workers != nullptr ? workers : deps->rpc_workers)
+                          ->Submit([deps, context, reactor, method, identity = *std::move(identity),
+                                    work = std::move(work)] {
+                            absl::Status status =
+                                context->IsCancelled()
+                                    ? absl::CancelledError("the client cancelled the call")
+                                    : work(identity);
+                            LogFailure(deps->log, method, status, identity.who);
+                            reactor->Finish(ToGrpcStatus(status));
+                          });
   if (!queued) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "schemad is shutting down"));
   }
@@ -1397,14 +1400,16 @@ grpc::ServerUnaryReactor* SchemadService::Reload(grpc::CallbackServerContext* co
                                                  v1::ReloadResponse* response) {
   const ServiceDeps* deps = &deps_;
   const std::function<absl::StatusOr<v1::ReloadResponse>()>* reloader = &reloader_;
-  return RunUnary(deps, context, Role::kAdmin, "Reload",
-                  [reloader, response](const Identity&) -> absl::Status {
-                    if (!*reloader) {
-                      return absl::UnimplementedError("this server cannot reload");
-                    }
-                    ASSIGN_OR_RETURN(*response, (*reloader)());
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      deps, context, Role::kAdmin, "Reload",
+      [reloader, response](const Identity&) -> absl::Status {
+        if (!*reloader) {
+          return absl::UnimplementedError("this server cannot reload");
+        }
+        ASSIGN_OR_RETURN(*response, (*reloader)());
+        return absl::OkStatus();
+      },
+      deps->reload_worker);
 }
 
 }  // namespace schemad::server

@@ -35,6 +35,9 @@ struct ServiceDeps {
   const ServingState* state = nullptr;
   OperationRegistry* operations = nullptr;
   ThreadPool* rpc_workers = nullptr;
+  // Runs Reload calls (a reload waits for the pool warmer's attempts, which
+  // run on rpc_workers, so it must not occupy one). Null: rpc_workers.
+  ThreadPool* reload_worker = nullptr;
   std::shared_ptr<spdlog::logger> log;
 };
 

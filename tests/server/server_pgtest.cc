@@ -2396,9 +2396,21 @@ TEST_F(ReloadTest, ABrokenConfigurationIsRefusedNamingWhatAndTheRunningOneKeepsS
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("migration_sets[0] (modax)"), HasSubstr("b2_broken.sql"))));
   still_serving();
+  // `schemactl --server ADDR reload`: the server's error, a failing exit code.
+  cli::GlobalOptions global;
+  cli::RemoteOptions remote;
+  remote.server = server_->address();
+  remote.timeout = absl::Seconds(10);
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunRemoteReload(global, remote, out, err), cli::kExitFailed);
+  EXPECT_THAT(err.str(), HasSubstr("b2_broken.sql"));
+  still_serving();
+
   std::filesystem::remove(dir_.path() + "/modax/b2_broken.sql");
-  ASSERT_OK_AND_ASSIGN(ReloadResult reloaded, Reload(good));
-  EXPECT_EQ(reloaded.generation, 1);  // the refused ones did not count
+  std::ostringstream reloaded_out, reloaded_err;
+  EXPECT_EQ(cli::RunRemoteReload(global, remote, reloaded_out, reloaded_err), cli::kExitOk)
+      << reloaded_err.str();
+  EXPECT_THAT(reloaded_out.str(), HasSubstr("Reloaded (generation 1)"));  // refusals not counted
 }
 
 TEST_F(ReloadTest, ReloadIsForAdminsOnly) {
