@@ -6,11 +6,11 @@
 //
 // Prints "schemad listening on HOST:PORT" on stdout once it serves. SIGTERM or
 // SIGINT starts a graceful shutdown (see docs/service.md); a second one
-// cancels the running operations at once. Exit codes: 0 clean shutdown, 1
-// shutdown with operations that did not stop, 2 bad flags or configuration
-// (including an unauthenticated server on a non-loopback address without
-// insecure_allow_unauthenticated), 3 could not start (listen address in use
-// or not of this host).
+// cancels the running operations at once. SIGHUP reloads the configuration
+// (SchemadServer::Reload; a bad one is logged and the running one kept). Exit codes: 0 clean
+// shutdown, 1 shutdown with operations that did not stop, 2 bad flags or configuration (including
+// an unauthenticated server on a non-loopback address without insecure_allow_unauthenticated), 3
+// could not start (listen address in use or not of this host).
 //
 // Logs go to stderr as logfmt lines, or JSON objects with `log_format: json`.
 #include <pthread.h>
@@ -66,13 +66,15 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitConfig;
   }
 
-  // Block the shutdown signals in every thread (gRPC's and ours inherit the
-  // mask); the main thread takes them with sigwait.
+  // Block the shutdown and reload signals in every thread (gRPC's and ours
+  // inherit the mask); the main thread takes them with sigwait.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t reload_and_stop = signals;
+  sigaddset(&reload_and_stop, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &reload_and_stop, nullptr);
 
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
@@ -81,6 +83,10 @@ int main(int argc, char** argv) {
   options.log_sinks.push_back(sink);
   options.log_level = spdlog::level::from_str(log_level);
   options.listen_override = listen;
+  options.config_path = config_path;
+  // Type=notify units: RELOADING=1 / READY=1 around a reload (no-op without
+  // NOTIFY_SOCKET).
+  options.notify = [](const std::string& message) { sd_notify(0, message.c_str()); };
 
   absl::StatusOr<schemad::server::LoadedConfig> config =
       schemad::server::LoadConfigFile(config_path);
@@ -138,10 +144,17 @@ int main(int argc, char** argv) {
     });
   }
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  sd_notify(0, "STOPPING=1\nSTATUS=stopping: running operations finish or roll back");
   spdlog::logger log("main", sink);
+  int signal_number = 0;
+  for (;;) {
+    sigwait(&reload_and_stop, &signal_number);
+    if (signal_number != SIGHUP) {
+      break;
+    }
+    log.info("signal={} reloading the configuration", signal_number);
+    (void)(*server)->Reload();  // logs and counts its outcome itself
+  }
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping: running operations finish or roll back");
   log.info("signal={} starting graceful shutdown", signal_number);
   std::atomic<bool> done{false};
   std::thread shutdown([&] {

@@ -296,6 +296,9 @@ int main(int argc, char** argv) {
       "health", "With --server: SERVING (exit 0) or NOT_SERVING (exit 1); needs no token");
   health_cmd->add_option("--set", health.migration_set, "One migration set's health");
 
+  CLI::App* reload_cmd = app.add_subcommand(
+      "reload", "With --server: the server re-reads its configuration (admin; as SIGHUP)");
+
   OpsOptions ops;
   CLI::App* ops_cmd =
       app.add_subcommand("ops", "With --server: operations (list, watch ID, cancel ID)");
@@ -481,6 +484,9 @@ int main(int argc, char** argv) {
   }
   if (*health_cmd) {
     return RunRemoteHealth(global, remote, health, out, err);
+  }
+  if (*reload_cmd) {
+    return RunRemoteReload(global, remote, out, err);
   }
   if (!remote.server.empty()) {
     // The database verbs go to the server; the verbs that read --dir stay local.

@@ -841,6 +841,44 @@ int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
   }());
 }
 
+int RunRemoteReload(const GlobalOptions& global, const RemoteOptions& remote, std::ostream& out,
+                    std::ostream& err) {
+  const Io io{global, out, err};
+  return Finish(io, [&]() -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
+    ASSIGN_OR_RETURN(ReloadResult r, client->Reload());
+    if (io.global.json) {
+      Json json;
+      json["ok"] = true;
+      json["generation"] = r.generation;
+      json["databases_added"] = r.databases_added;
+      json["databases_removed"] = r.databases_removed;
+      json["migration_sets_changed"] = r.migration_sets_changed;
+      json["databases"] = r.databases;
+      json["migration_sets"] = r.migration_sets;
+      json["tokens"] = r.tokens;
+      json["warnings"] = r.warnings;
+      io.out << JsonText(json) << "\n";
+      return kExitOk;
+    }
+    if (io.global.quiet) {
+      return kExitOk;
+    }
+    const auto list = [](const std::vector<std::string>& names) {
+      return names.empty() ? std::string("none") : absl::StrJoin(names, ", ");
+    };
+    io.out << "Reloaded (generation " << r.generation << "): " << r.databases << " database(s), "
+           << r.migration_sets << " migration set(s), " << r.tokens << " token(s)\n"
+           << "  databases added: " << list(r.databases_added) << "\n"
+           << "  databases removed: " << list(r.databases_removed) << "\n"
+           << "  migration sets changed: " << list(r.migration_sets_changed) << "\n";
+    for (const std::string& warning : r.warnings) {
+      io.out << "  warning: " << warning << "\n";
+    }
+    return kExitOk;
+  }());
+}
+
 int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
                  const OpsOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};

@@ -83,6 +83,13 @@ struct HealthOptions {
 int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
                     const HealthOptions& options, std::ostream& out, std::ostream& err);
 
+// `reload`: the server re-reads its configuration (the Reload RPC, as
+// SIGHUP). Prints what changed; exit 0 when reloaded, the status's exit code
+// (with the server's message naming the file and key) when the new
+// configuration was refused and the previous one kept. Admin token.
+int RunRemoteReload(const GlobalOptions& global, const RemoteOptions& remote, std::ostream& out,
+                    std::ostream& err);
+
 // `ops list [--running] [--limit N]`, `ops watch ID`, `ops cancel ID`.
 struct OpsOptions {
   std::string action;        // list, watch, cancel

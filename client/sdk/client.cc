@@ -1369,6 +1369,30 @@ absl::StatusOr<OperationInfo> Client::CancelOperation(const std::string& operati
   return FromProto(response);
 }
 
+absl::StatusOr<ReloadResult> Client::Reload(const CallOptions& call) {
+  v1::ReloadRequest request;
+  v1::ReloadResponse response;
+  absl::Status status = impl_->Unary(call, false, [&](grpc::ClientContext* context) {
+    return impl_->stub_->Reload(context, request, &response);
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  ReloadResult result;
+  result.generation = response.generation();
+  result.databases_added.assign(response.databases_added().begin(),
+                                response.databases_added().end());
+  result.databases_removed.assign(response.databases_removed().begin(),
+                                  response.databases_removed().end());
+  result.migration_sets_changed.assign(response.migration_sets_changed().begin(),
+                                       response.migration_sets_changed().end());
+  result.databases = response.databases();
+  result.migration_sets = response.migration_sets();
+  result.tokens = response.tokens();
+  result.warnings.assign(response.warnings().begin(), response.warnings().end());
+  return result;
+}
+
 absl::StatusOr<bool> Client::CheckHealth(const std::string& migration_set,
                                          const CallOptions& call) {
   grpc::health::v1::HealthCheckRequest request;

@@ -4,6 +4,7 @@
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
@@ -697,6 +698,32 @@ absl::StatusOr<LoadedConfig> LoadConfigFile(const std::string& path) {
     return Annotate(loaded.status(), path);
   }
   return loaded;
+}
+
+absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerConfig& reloaded) {
+  static constexpr const char* kRestartOnly[] = {"listen",
+                                                 "tls",
+                                                 "metrics",
+                                                 "reflection",
+                                                 "log_format",
+                                                 "pools",
+                                                 "shutdown_grace",
+                                                 "operation_retention",
+                                                 "max_retained_operations"};
+  const google::protobuf::Descriptor* descriptor = v1::ServerConfig::descriptor();
+  for (const char* name : kRestartOnly) {
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(name);
+    if (field == nullptr) {
+      return absl::InternalError(absl::StrCat("no config field ", name));
+    }
+    google::protobuf::util::MessageDifferencer differ;
+    differ.set_scope(google::protobuf::util::MessageDifferencer::FULL);
+    if (!differ.CompareWithFields(running, reloaded, {field}, {field})) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(name, " cannot change on reload; restart schemad to change it"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace schemad::server

@@ -111,6 +111,14 @@ bool IsLoopbackListen(absl::string_view listen);
 // insecure_allow_unauthenticated. ParseConfig checks the configured address.
 absl::Status CheckListenExposure(const v1::ServerConfig& config, const std::string& listen);
 
+// FAILED_PRECONDITION naming the first key whose value differs between the
+// running configuration and a reloaded one when only a restart can change
+// it: listen, tls, metrics, reflection, log_format, pools, shutdown_grace,
+// operation_retention, max_retained_operations. Everything else (migration
+// sets, databases, tokens_file, timeouts, the secret-file and
+// unauthenticated-exposure switches) reloads.
+absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerConfig& reloaded);
+
 // The duration grammar of configuration values (and of revision files'
 // lock_timeout): `<number><unit>` terms, units us, ms, s, min, m, h, d; `0`
 // means zero. INVALID_ARGUMENT otherwise.

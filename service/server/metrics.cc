@@ -103,14 +103,16 @@ absl::flat_hash_set<std::string> ServedMethods() {
 // schemad_sessions, read from the pools at each scrape.
 class SessionsCollectable final : public prometheus::Collectable {
  public:
-  explicit SessionsCollectable(const Registry& registry) : registry_(registry) {}
+  explicit SessionsCollectable(std::function<std::shared_ptr<const Registry>()> registry)
+      : registry_(std::move(registry)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     prometheus::MetricFamily family;
     family.name = "schemad_sessions";
     family.help = "Connections schemad holds to each database: idle in the pool or in use";
     family.type = prometheus::MetricType::Gauge;
-    for (const auto& db : registry_.databases()) {
+    const std::shared_ptr<const Registry> registry = registry_();
+    for (const auto& db : registry->databases()) {
       const int open = db->pool().open();
       const int idle = db->pool().idle();
       for (const auto& [state, value] : {std::pair<const char*, int>{"idle", idle},
@@ -125,7 +127,7 @@ class SessionsCollectable final : public prometheus::Collectable {
   }
 
  private:
-  const Registry& registry_;
+  const std::function<std::shared_ptr<const Registry>()> registry_;
 };
 
 }  // namespace
@@ -139,12 +141,13 @@ std::string OperationOutcomeLabel(const absl::Status& status) {
 
 class ServerMetrics::Impl {
  public:
-  Impl(const Registry& registry, std::shared_ptr<spdlog::logger> log)
-      : registry_(registry),
+  Impl(std::function<std::shared_ptr<const Registry>()> registry,
+       std::shared_ptr<spdlog::logger> log)
+      : registry_(std::move(registry)),
         log_(std::move(log)),
         served_methods_(ServedMethods()),
         prom_(std::make_shared<prometheus::Registry>()),
-        sessions_(std::make_shared<SessionsCollectable>(registry)),
+        sessions_(std::make_shared<SessionsCollectable>(registry_)),
         pending_(prometheus::BuildGauge()
                      .Name("schemad_database_pending_revisions")
                      .Help("Revisions `upgrade heads` would apply to the database")
@@ -181,13 +184,49 @@ class ServerMetrics::Impl {
         rpc_duration_(prometheus::BuildHistogram()
                           .Name("schemad_rpc_duration_seconds")
                           .Help("gRPC calls served, by method and status code")
-                          .Register(*prom_)) {
-    for (const auto& db : registry_.databases()) {
-      pending_.Add({{"database", db->name()}, {"migration_set", db->set().name}});
-      needs_attention_.Add({{"database", db->name()}});
-      reachable_.Add({{"database", db->name()}});
-      refreshed_.Add({{"database", db->name()}});
+                          .Register(*prom_)),
+        config_reload_(prometheus::BuildCounter()
+                           .Name("schemad_config_reload_total")
+                           .Help("Configuration reloads (SIGHUP, Reload), by outcome")
+                           .Register(*prom_)) {
+    for (const char* outcome : {"success", "failure"}) {
+      config_reload_.Add({{"outcome", outcome}});
     }
+    for (const auto& db : registry_()->databases()) {
+      AddDatabase(*db);
+    }
+  }
+
+  void AddDatabase(const DatabaseEntry& db) {
+    pending_.Add({{"database", db.name()}, {"migration_set", db.set().name}});
+    needs_attention_.Add({{"database", db.name()}});
+    reachable_.Add({{"database", db.name()}});
+    refreshed_.Add({{"database", db.name()}});
+  }
+
+  void OnReload(const Registry& before, const Registry& after) {
+    for (const auto& db : before.databases()) {
+      absl::StatusOr<DatabaseEntry*> now = after.GetDatabase(db->name());
+      if (now.ok() && (*now)->set().name == db->set().name) {
+        continue;
+      }
+      const prometheus::Labels pending_labels = {{"database", db->name()},
+                                                 {"migration_set", db->set().name}};
+      pending_.Remove(&pending_.Add(pending_labels));
+      if (!now.ok()) {
+        for (prometheus::Family<prometheus::Gauge>* family :
+             {&needs_attention_, &reachable_, &refreshed_}) {
+          family->Remove(&family->Add({{"database", db->name()}}));
+        }
+      }
+    }
+    for (const auto& db : after.databases()) {
+      AddDatabase(*db);  // Add returns the existing series when there is one
+    }
+  }
+
+  void RecordConfigReload(bool success) {
+    config_reload_.Add({{"outcome", success ? "success" : "failure"}}).Increment();
   }
 
   absl::Status Listen(const std::string& listen) {
@@ -229,6 +268,9 @@ class ServerMetrics::Impl {
   void RecordLockWait(absl::Duration waited) { lock_wait_.Observe(absl::ToDoubleSeconds(waited)); }
 
   void SetDatabase(const DatabaseEntry& db, const DatabaseGauges& gauges) {
+    if (!registry_()->GetDatabase(db.name()).ok()) {
+      return;  // removed by a reload while this pass ran: no series again
+    }
     reachable_.Add({{"database", db.name()}}).Set(gauges.reachable ? 1 : 0);
     refreshed_.Add({{"database", db.name()}})
         .Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
@@ -262,8 +304,11 @@ class ServerMetrics::Impl {
   }
 
   void RefreshAll() {
-    absl::BlockingCounter done(static_cast<int>(registry_.databases().size()));
-    for (const auto& db : registry_.databases()) {
+    // This pass reads the registry served when it began (a reload meanwhile
+    // takes effect at the next pass).
+    const std::shared_ptr<const Registry> registry = registry_();
+    absl::BlockingCounter done(static_cast<int>(registry->databases().size()));
+    for (const auto& db : registry->databases()) {
       const DatabaseEntry* entry = db.get();
       auto task = [this, entry, &done] {
         if (!stopping()) {
@@ -315,7 +360,7 @@ class ServerMetrics::Impl {
     return stopping_;
   }
 
-  const Registry& registry_;
+  const std::function<std::shared_ptr<const Registry>()> registry_;
   std::shared_ptr<spdlog::logger> log_;
   const absl::flat_hash_set<std::string> served_methods_;
   std::shared_ptr<prometheus::Registry> prom_;
@@ -329,6 +374,7 @@ class ServerMetrics::Impl {
   prometheus::Family<prometheus::Histogram>& operation_duration_;
   prometheus::Histogram& lock_wait_;
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
+  prometheus::Family<prometheus::Counter>& config_reload_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 
   mutable absl::Mutex mu_;
@@ -407,8 +453,9 @@ class RpcMetricsInterceptorFactory final
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(
-    const std::string& listen, const Registry& registry, std::shared_ptr<spdlog::logger> log) {
-  auto impl = std::make_unique<Impl>(registry, std::move(log));
+    const std::string& listen, std::function<std::shared_ptr<const Registry>()> registry,
+    std::shared_ptr<spdlog::logger> log) {
+  auto impl = std::make_unique<Impl>(std::move(registry), std::move(log));
   RETURN_IF_ERROR(impl->Listen(listen));
   return std::unique_ptr<ServerMetrics>(new ServerMetrics(std::move(impl)));
 }
@@ -433,6 +480,12 @@ void ServerMetrics::RecordLockWait(absl::Duration waited) { impl_->RecordLockWai
 void ServerMetrics::SetDatabase(const DatabaseEntry& db, const DatabaseGauges& gauges) {
   impl_->SetDatabase(db, gauges);
 }
+
+void ServerMetrics::OnReload(const Registry& before, const Registry& after) {
+  impl_->OnReload(before, after);
+}
+
+void ServerMetrics::RecordConfigReload(bool success) { impl_->RecordConfigReload(success); }
 
 std::function<std::shared_ptr<OperationObserver>(const Operation&)>
 ServerMetrics::OperationObserverFactory() {

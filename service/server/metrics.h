@@ -20,6 +20,7 @@
 //   schemad_lock_wait_seconds                                    histogram
 //   schemad_rpc_duration_seconds{method,code}                    histogram
 //   schemad_sessions{database,state}                             gauge (idle, in_use)
+//   schemad_config_reload_total{outcome}                         counter (success, failure)
 // Label values are bounded: databases and migration sets come from the
 // config, kinds and codes from enums, methods from the services schemad
 // serves (any other method is "other").
@@ -59,10 +60,11 @@ class ServerMetrics {
  public:
   // Binds `listen` (host:port; port 0 picks one) and serves /metrics.
   // UNAVAILABLE naming the address when it cannot be bound. `registry`
-  // must outlive the metrics.
-  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(const std::string& listen,
-                                                              const Registry& registry,
-                                                              std::shared_ptr<spdlog::logger> log);
+  // gives the registry served now (it changes on reload); each refresh and
+  // scrape reads it once.
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Start(
+      const std::string& listen, std::function<std::shared_ptr<const Registry>()> registry,
+      std::shared_ptr<spdlog::logger> log);
   ~ServerMetrics();  // Stop()
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
@@ -74,6 +76,11 @@ class ServerMetrics {
   void RecordOperation(v1::OperationKind kind, absl::string_view outcome, absl::Duration elapsed);
   void RecordLockWait(absl::Duration waited);
   void SetDatabase(const DatabaseEntry& db, const DatabaseGauges& gauges);
+  // A reload from `before` to `after` succeeded: the gauges of databases no
+  // longer configured go, those of added databases appear.
+  void OnReload(const Registry& before, const Registry& after);
+  // Counts a reload attempt in schemad_config_reload_total{outcome}.
+  void RecordConfigReload(bool success);
 
   // For OperationRegistryOptions::observe_each: an observer per operation
   // that counts it running, then records its outcome, duration (accepted to

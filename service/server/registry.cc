@@ -13,12 +13,14 @@
 
 namespace schemad::server {
 
+DatabaseConnection::DatabaseConnection(std::unique_ptr<store::Database> database_in,
+                                       int max_sessions)
+    : database(std::move(database_in)),
+      pool(std::make_unique<SessionPool>(*database, max_sessions)) {}
+
 DatabaseEntry::DatabaseEntry(v1::DatabaseConfig config, const MigrationSetEntry& set,
-                             std::unique_ptr<store::Database> database, int max_sessions)
-    : config_(std::move(config)),
-      set_(set),
-      database_(std::move(database)),
-      pool_(std::make_unique<SessionPool>(*database_, max_sessions)) {}
+                             std::shared_ptr<DatabaseConnection> connection)
+    : config_(std::move(config)), set_(set), connection_(std::move(connection)) {}
 
 engine::ExecutorOptions DatabaseEntry::ExecutorOptionsFor(const std::string& who) const {
   engine::ExecutorOptions options;
@@ -30,7 +32,8 @@ engine::ExecutorOptions DatabaseEntry::ExecutorOptionsFor(const std::string& who
 }
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& config,
-                                                           std::shared_ptr<spdlog::logger> log) {
+                                                           std::shared_ptr<spdlog::logger> log,
+                                                           const Registry* previous) {
   std::unique_ptr<Registry> registry(new Registry());
   registry->log_ = std::move(log);
   const v1::ServerConfig& c = config.proto;
@@ -73,23 +76,43 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
   for (int i = 0; i < c.databases_size(); ++i) {
     const v1::DatabaseConfig& db = c.databases(i);
     MigrationSetEntry* set = registry->set_by_name_.at(db.migration_set());
-    store::PqOptions options;
     absl::StatusOr<VersionTableName> vt = ParseVersionTableName(db.version_table());
     if (!vt.ok()) {
       return Annotate(vt.status(), absl::StrCat("databases[", i, "].version_table"));
     }
-    options.tables.schema = vt->schema;
-    options.tables.version_table = vt->table;
-    options.application_name = "schemad";
-    options.connect_timeout = FromProto(c.timeouts().connect_timeout());
-    absl::StatusOr<std::unique_ptr<store::Database>> database =
-        store::OpenPqDatabase(config.dsns.at(i), options);
-    if (!database.ok()) {
-      return Annotate(database.status(), absl::StrCat("databases[", i, "] (", db.name(), ")"));
+    const std::string& dsn = config.dsns.at(i);
+    const int64_t connect_timeout_ms =
+        absl::ToInt64Milliseconds(FromProto(c.timeouts().connect_timeout()));
+    const int max_sessions = c.pools().max_sessions_per_database();
+    std::shared_ptr<DatabaseConnection> connection;
+    if (previous != nullptr) {
+      absl::StatusOr<DatabaseEntry*> before = previous->GetDatabase(db.name());
+      if (before.ok()) {
+        const DatabaseConnection& old = *(*before)->connection();
+        if (old.dsn == dsn && old.version_table == db.version_table() &&
+            old.connect_timeout_ms == connect_timeout_ms && old.pool->max_size() == max_sessions) {
+          connection = (*before)->connection();
+        }
+      }
+    }
+    if (connection == nullptr) {
+      store::PqOptions options;
+      options.tables.schema = vt->schema;
+      options.tables.version_table = vt->table;
+      options.application_name = "schemad";
+      options.connect_timeout = absl::Milliseconds(connect_timeout_ms);
+      absl::StatusOr<std::unique_ptr<store::Database>> database =
+          store::OpenPqDatabase(dsn, options);
+      if (!database.ok()) {
+        return Annotate(database.status(), absl::StrCat("databases[", i, "] (", db.name(), ")"));
+      }
+      connection = std::make_shared<DatabaseConnection>(std::move(database).value(), max_sessions);
+      connection->dsn = dsn;
+      connection->version_table = db.version_table();
+      connection->connect_timeout_ms = connect_timeout_ms;
     }
     v1::DatabaseConfig safe = db;  // holds no DSN: only where it comes from
-    auto entry = std::make_unique<DatabaseEntry>(std::move(safe), *set, std::move(database).value(),
-                                                 c.pools().max_sessions_per_database());
+    auto entry = std::make_unique<DatabaseEntry>(std::move(safe), *set, std::move(connection));
     set->databases.push_back(db.name());
     registry->log_->info("database configured name={} migration_set={} target={}", db.name(),
                          db.migration_set(), LogValue(entry->database().DisplayName()));

@@ -6,11 +6,15 @@
 //   engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(who));
 //
 // Nothing connects at Create; the server's PoolWarmer opens the first sessions.
+// A reload creates a new Registry from the new configuration and the running
+// one: a database configured alike in both (same DSN, version table, connect
+// timeout and pool size) keeps its store and pool, warm sessions included.
 //
 // Thread-safety: immutable after Create (the pools are thread-safe).
 #ifndef SCHEMAD_SERVICE_SERVER_REGISTRY_H_
 #define SCHEMAD_SERVICE_SERVER_REGISTRY_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,16 +42,29 @@ struct MigrationSetEntry {
   std::vector<engine::LintFinding> lint_findings;
 };
 
+// A database's store and its session pool, shared by the registries (of
+// successive reloads) that configure the database alike.
+struct DatabaseConnection {
+  DatabaseConnection(std::unique_ptr<store::Database> database, int max_sessions);
+  std::unique_ptr<store::Database> database;
+  std::unique_ptr<SessionPool> pool;  // over *database
+  // What a reload compares to reuse the connection. `dsn` is secret.
+  std::string dsn;
+  std::string version_table;
+  int64_t connect_timeout_ms = 0;
+};
+
 class DatabaseEntry {
  public:
   DatabaseEntry(v1::DatabaseConfig config, const MigrationSetEntry& set,
-                std::unique_ptr<store::Database> database, int max_sessions);
+                std::shared_ptr<DatabaseConnection> connection);
 
   const std::string& name() const { return config_.name(); }
   const v1::DatabaseConfig& config() const { return config_; }  // DSN-free
   const MigrationSetEntry& set() const { return set_; }
-  store::Database& database() const { return *database_; }
-  SessionPool& pool() const { return *pool_; }
+  store::Database& database() const { return *connection_->database; }
+  SessionPool& pool() const { return *connection_->pool; }
+  const std::shared_ptr<DatabaseConnection>& connection() const { return connection_; }
 
   // The executor options of this database (lock_wait, lock_timeout,
   // statement_timeout) with `who` recorded in history.
@@ -56,8 +73,7 @@ class DatabaseEntry {
  private:
   v1::DatabaseConfig config_;
   const MigrationSetEntry& set_;
-  std::unique_ptr<store::Database> database_;
-  std::unique_ptr<SessionPool> pool_;
+  std::shared_ptr<DatabaseConnection> connection_;
 };
 
 class Registry {
@@ -65,9 +81,11 @@ class Registry {
   // Loads every migration set (FAILED_PRECONDITION / INVALID_ARGUMENT /
   // NOT_FOUND with the engine's message, prefixed `migration_sets[i] (name)`)
   // and opens every database (INVALID_ARGUMENT prefixed `databases[i]` when
-  // its DSN or version table is refused). Does not connect.
+  // its DSN or version table is refused). Does not connect. With `previous`
+  // (a reload), databases configured alike share its connections.
   static absl::StatusOr<std::unique_ptr<Registry>> Create(const LoadedConfig& config,
-                                                          std::shared_ptr<spdlog::logger> log);
+                                                          std::shared_ptr<spdlog::logger> log,
+                                                          const Registry* previous = nullptr);
 
   // NOT_FOUND naming the database when it is not configured.
   absl::StatusOr<DatabaseEntry*> GetDatabase(absl::string_view name) const;

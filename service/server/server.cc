@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/security/server_credentials.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "service/common/status_macros.h"
 #include "service/server/proto_time.h"
 #include "service/server/request_limits.h"
@@ -99,10 +101,14 @@ std::string HealthServiceName(const std::string& migration_set) {
 absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig config,
                                                                     ServerOptions options) {
   std::unique_ptr<SchemadServer> s(new SchemadServer());
+  absl::MutexLock reload_lock(&s->reload_mu_);
   s->config_ = std::move(config);
+  s->options_ = options;
   const v1::ServerConfig& c = s->config_.proto;
+  s->shutdown_grace_ = FromProto(c.shutdown_grace());
   s->log_ = MakeLogger("server", options);
   const std::string listen = options.listen_override.empty() ? c.listen() : options.listen_override;
+  s->listen_ = listen;
   if (!options.listen_override.empty()) {
     RETURN_IF_ERROR(CheckListenExposure(c, listen));
   }
@@ -110,8 +116,9 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
     s->log_->warn("configuration: {}", LogValue(warning));
   }
 
+  auto snapshot = std::make_shared<ServingSnapshot>();
   if (c.tokens_file().empty()) {
-    s->auth_ = std::make_unique<Authenticator>();
+    snapshot->auth = std::make_shared<Authenticator>();
     s->log_->warn(
         "authentication is off: no tokens_file in the configuration, every caller is "
         "admin listen={} loopback={} insecure_allow_unauthenticated={}",
@@ -121,11 +128,14 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
     if (!auth.ok()) {
       return Annotate(auth.status(), "tokens_file");
     }
-    s->auth_ = std::move(auth).value();
-    s->log_->info("authentication on tokens={}", s->auth_->token_count());
+    snapshot->auth = std::move(auth).value();
+    s->log_->info("authentication on tokens={}", snapshot->auth->token_count());
   }
 
-  ASSIGN_OR_RETURN(s->registry_, Registry::Create(s->config_, MakeLogger("registry", options)));
+  ASSIGN_OR_RETURN(snapshot->registry,
+                   Registry::Create(s->config_, MakeLogger("registry", options)));
+  s->state_ = std::make_unique<ServingState>(std::move(snapshot));
+  const Registry& registry = *s->state_->registry();
   // Every pooled session is a socket: with the soft limit of 1024 a fleet
   // of ~128 sites at 8 sessions each would run out.
   const OpenFileLimit files = RaiseOpenFileLimit();
@@ -139,9 +149,12 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
         files.soft, files.before, c.databases_size(), c.pools().max_sessions_per_database());
   }
   s->rpc_workers_ = std::make_unique<ThreadPool>("schemad-rpc", c.pools().rpc_workers());
+  s->reload_worker_ = std::make_unique<ThreadPool>("schemad-reload", 1);
   if (c.has_metrics()) {
-    ASSIGN_OR_RETURN(s->metrics_, ServerMetrics::Start(c.metrics().listen(), *s->registry_,
-                                                       MakeLogger("metrics", options)));
+    const ServingState* state = s->state_.get();
+    ASSIGN_OR_RETURN(s->metrics_, ServerMetrics::Start(
+                                      c.metrics().listen(), [state] { return state->registry(); },
+                                      MakeLogger("metrics", options)));
   }
   OperationRegistryOptions op_options;
   if (s->metrics_ != nullptr) {
@@ -154,12 +167,14 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
       std::make_unique<OperationRegistry>(op_options, MakeLogger("operations", options));
 
   ServiceDeps deps;
-  deps.registry = s->registry_.get();
+  deps.state = s->state_.get();
   deps.operations = s->operations_.get();
-  deps.auth = s->auth_.get();
   deps.rpc_workers = s->rpc_workers_.get();
+  deps.reload_worker = s->reload_worker_.get();
   deps.log = MakeLogger("rpc", options);
   s->service_ = std::make_unique<SchemadService>(std::move(deps));
+  SchemadServer* server = s.get();
+  s->service_->SetReloader([server] { return server->Reload(); });
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials(c));
   grpc::EnableDefaultHealthCheckService(true);
@@ -189,15 +204,11 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(std::string(v1::Schemad::service_full_name()), true);
-  for (const auto& set : s->registry_->migration_sets()) {
+  for (const auto& set : registry.migration_sets()) {
     health->SetServingStatus(HealthServiceName(set->name), true);
   }
-  std::vector<PoolWarmer::Target> warm_targets;
   std::vector<SessionPool*> pools;
-  for (const auto& db : s->registry_->databases()) {
-    if (c.pools().min_idle_sessions() > 0) {
-      warm_targets.push_back({db->name(), &db->pool()});
-    }
+  for (const auto& db : registry.databases()) {
     pools.push_back(&db->pool());
   }
   const absl::Duration idle_timeout = FromProto(c.pools().idle_session_timeout());
@@ -206,12 +217,7 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
         std::move(pools), idle_timeout, c.pools().min_idle_sessions(),
         std::clamp(idle_timeout / 2, absl::Seconds(1), absl::Minutes(1)));
   }
-  PoolWarmer::Options warm_options;
-  warm_options.min_idle = c.pools().min_idle_sessions();
-  // Leave most workers to the RPCs while an unreachable site times out.
-  warm_options.max_concurrent_attempts = std::max(1, c.pools().rpc_workers() / 2);
-  s->pool_warmer_ = std::make_unique<PoolWarmer>(std::move(warm_targets), warm_options,
-                                                 *s->rpc_workers_, s->log_);
+  s->StartPoolWarmer(registry);
   if (s->metrics_ != nullptr) {
     s->metrics_->StartRefreshing(FromProto(c.metrics().refresh_interval()),
                                  std::max(1, c.pools().rpc_workers() / 4));
@@ -221,8 +227,7 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   }
   s->log_->info("serving address={} tls={} mtls={} reflection={} databases={} migration_sets={}",
                 s->address_, c.has_tls(), c.has_tls() && !c.tls().client_ca_file().empty(),
-                c.reflection(), s->registry_->databases().size(),
-                s->registry_->migration_sets().size());
+                c.reflection(), registry.databases().size(), registry.migration_sets().size());
   return s;
 }
 
@@ -232,7 +237,23 @@ grpc::HealthCheckServiceInterface* SchemadServer::health() const {
   return server_->GetHealthCheckService();
 }
 
-void SchemadServer::Shutdown() { Shutdown(FromProto(config_.proto.shutdown_grace())); }
+void SchemadServer::StartPoolWarmer(const Registry& registry) {
+  const v1::Pools& pools = config_.proto.pools();
+  std::vector<PoolWarmer::Target> targets;
+  if (pools.min_idle_sessions() > 0) {
+    for (const auto& db : registry.databases()) {
+      targets.push_back({db->name(), &db->pool()});
+    }
+  }
+  PoolWarmer::Options warm_options;
+  warm_options.min_idle = pools.min_idle_sessions();
+  // Leave most workers to the RPCs while an unreachable site times out.
+  warm_options.max_concurrent_attempts = std::max(1, pools.rpc_workers() / 2);
+  pool_warmer_ =
+      std::make_unique<PoolWarmer>(std::move(targets), warm_options, *rpc_workers_, log_);
+}
+
+void SchemadServer::Shutdown() { Shutdown(shutdown_grace_); }
 
 void SchemadServer::Shutdown(absl::Duration grace) {
   bool already_started = false;
@@ -249,11 +270,17 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (operations_ != nullptr) {
       operations_->Shutdown(absl::ZeroDuration(), kOperationDrain);
     }
-    if (pool_warmer_ != nullptr) {
-      pool_warmer_->Stop();
+    {
+      absl::MutexLock reload_lock(&reload_mu_);
+      if (pool_warmer_ != nullptr) {
+        pool_warmer_->Stop();
+      }
     }
     if (rpc_workers_ != nullptr) {
       rpc_workers_->Stop();
+    }
+    if (reload_worker_ != nullptr) {
+      reload_worker_->Stop();
     }
     if (metrics_ != nullptr) {
       metrics_->Stop();
@@ -271,18 +298,170 @@ void SchemadServer::Shutdown(absl::Duration grace) {
   log_->debug("shutdown: operations done, stopping the gRPC server");
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(kCallDrain));
   log_->debug("shutdown: gRPC server stopped");
-  pool_warmer_->Stop();
+  {
+    absl::MutexLock reload_lock(&reload_mu_);  // a reload running finishes first
+    pool_warmer_->Stop();
+  }
   rpc_workers_->Stop();
+  reload_worker_->Stop();
   if (metrics_ != nullptr) {
     metrics_->Stop();  // its refresher reads through the pools
   }
   if (idle_reaper_ != nullptr) {
     idle_reaper_->Stop();
   }
-  registry_->Close();
+  state_->registry()->Close();
   log_->info("shut down clean={}", clean_);
   log_->flush();
   shutdown_done_.Notify();
+}
+
+absl::StatusOr<v1::ReloadResponse> SchemadServer::Reload() {
+  absl::MutexLock reload_lock(&reload_mu_);
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shutdown_started_) {
+      return absl::FailedPreconditionError("schemad is shutting down: no reload");
+    }
+  }
+  if (options_.notify) {
+    // systemd >= 253 wants the CLOCK_MONOTONIC time with RELOADING=1.
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t monotonic_usec =
+        static_cast<int64_t>(now.tv_sec) * 1000000 + static_cast<int64_t>(now.tv_nsec) / 1000;
+    options_.notify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", monotonic_usec,
+                                 "\nSTATUS=reloading the configuration"));
+  }
+  absl::StatusOr<v1::ReloadResponse> result = ReloadLocked();
+  if (metrics_ != nullptr) {
+    metrics_->RecordConfigReload(result.ok());
+  }
+  const int64_t generation = state_->Current()->generation;
+  if (result.ok()) {
+    log_->info(
+        "configuration reloaded generation={} databases={} added={} removed={} "
+        "migration_sets_changed={} tokens={}",
+        generation, result->databases(), LogValue(absl::StrJoin(result->databases_added(), ",")),
+        LogValue(absl::StrJoin(result->databases_removed(), ",")),
+        LogValue(absl::StrJoin(result->migration_sets_changed(), ",")), result->tokens());
+  } else {
+    log_->error("configuration reload failed, still serving generation={} error={}", generation,
+                LogValue(result.status().message()));
+  }
+  if (options_.notify) {
+    options_.notify(absl::StrCat("READY=1\nSTATUS=serving on ", address_, " (configuration ",
+                                 result.ok() ? "reloaded" : "reload FAILED, previous kept",
+                                 ", generation ", generation, ")"));
+  }
+  return result;
+}
+
+namespace {
+
+// Whether two loads of a migration set hold the same revisions, byte for byte.
+bool SameRevisions(const MigrationSetEntry& a, const MigrationSetEntry& b) {
+  if (a.directory != b.directory || a.graph.size() != b.graph.size()) {
+    return false;
+  }
+  for (int i = 0; i < a.graph.size(); ++i) {
+    const int j = b.graph.IndexOf(a.graph.id(i));
+    if (j < 0 || a.graph.revision(i).checksum != b.graph.revision(j).checksum ||
+        a.graph.revision(i).path != b.graph.revision(j).path) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ReloadResponse> SchemadServer::ReloadLocked() {
+  const std::string& path = options_.config_path;
+  if (path.empty()) {
+    return absl::FailedPreconditionError(
+        "this server was started without a configuration file: nothing to reload");
+  }
+  // Everything is read and validated before anything changes.
+  ASSIGN_OR_RETURN(LoadedConfig next, LoadConfigFile(path));
+  RETURN_IF_ERROR(Annotate(CheckReloadable(config_.proto, next.proto), path));
+  if (!options_.listen_override.empty()) {
+    RETURN_IF_ERROR(Annotate(CheckListenExposure(next.proto, listen_), path));
+  }
+  auto snapshot = std::make_shared<ServingSnapshot>();
+  if (next.proto.tokens_file().empty()) {
+    snapshot->auth = std::make_shared<Authenticator>();
+  } else {
+    absl::StatusOr<std::unique_ptr<Authenticator>> auth =
+        Authenticator::FromFile(next.proto.tokens_file());
+    if (!auth.ok()) {
+      return Annotate(auth.status(), absl::StrCat(path, ": tokens_file"));
+    }
+    snapshot->auth = std::move(auth).value();
+  }
+  const std::shared_ptr<const ServingSnapshot> before = state_->Current();
+  absl::StatusOr<std::unique_ptr<Registry>> registry =
+      Registry::Create(next, MakeLogger("registry", options_), before->registry.get());
+  if (!registry.ok()) {
+    return Annotate(registry.status(), path);
+  }
+  snapshot->registry = std::move(registry).value();
+  snapshot->generation = before->generation + 1;
+
+  v1::ReloadResponse response;
+  response.set_generation(snapshot->generation);
+  const Registry& old_registry = *before->registry;
+  const Registry& new_registry = *snapshot->registry;
+  for (const auto& db : new_registry.databases()) {
+    if (!old_registry.GetDatabase(db->name()).ok()) {
+      response.add_databases_added(db->name());
+    }
+  }
+  for (const auto& db : old_registry.databases()) {
+    if (!new_registry.GetDatabase(db->name()).ok()) {
+      response.add_databases_removed(db->name());
+    }
+  }
+  for (const auto& set : new_registry.migration_sets()) {
+    absl::StatusOr<const MigrationSetEntry*> old_set = old_registry.GetMigrationSet(set->name);
+    if (!old_set.ok() || !SameRevisions(**old_set, *set)) {
+      response.add_migration_sets_changed(set->name);
+    }
+  }
+  response.set_databases(static_cast<int>(new_registry.databases().size()));
+  response.set_migration_sets(static_cast<int>(new_registry.migration_sets().size()));
+  response.set_tokens(snapshot->auth->token_count());
+  for (const std::string& warning : next.warnings) {
+    log_->warn("configuration: {}", LogValue(warning));
+    response.add_warnings(warning);
+  }
+
+  // The swap. Calls that already hold `before` keep it (and its pools: a
+  // removed database's connections close when its last call is done).
+  pool_warmer_->Stop();  // it points into `before`'s pools
+  state_->Replace(snapshot);
+  config_ = std::move(next);
+  std::vector<SessionPool*> pools;
+  for (const auto& db : new_registry.databases()) {
+    pools.push_back(&db->pool());
+  }
+  if (idle_reaper_ != nullptr) {
+    idle_reaper_->SetPools(std::move(pools));
+  }
+  StartPoolWarmer(new_registry);
+  if (metrics_ != nullptr) {
+    metrics_->OnReload(old_registry, new_registry);
+  }
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  for (const auto& set : old_registry.migration_sets()) {
+    if (!new_registry.GetMigrationSet(set->name).ok()) {
+      health->SetServingStatus(HealthServiceName(set->name), false);
+    }
+  }
+  for (const auto& set : new_registry.migration_sets()) {
+    health->SetServingStatus(HealthServiceName(set->name), true);
+  }
+  return response;
 }
 
 void SchemadServer::CancelAllOperations() {

@@ -23,6 +23,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "service/server/pool_warmer.h"
 #include "service/server/registry.h"
 #include "service/server/service.h"
+#include "service/server/serving_state.h"
 #include "service/server/thread_pool.h"
 #include "spdlog/common.h"
 #include "spdlog/logger.h"
@@ -49,6 +51,11 @@ namespace schemad::server {
 struct ServerOptions {
   // Replaces the config's `listen` (schemad --listen).
   std::string listen_override;
+  // The file Reload reads again; empty: Reload is FAILED_PRECONDITION.
+  std::string config_path;
+  // Gets sd_notify(3) messages ("RELOADING=1\nMONOTONIC_USEC=...", then
+  // "READY=1...") around each reload; unset: none.
+  std::function<void(const std::string&)> notify;
   // Where log lines go; empty: nowhere (tests).
   std::vector<spdlog::sink_ptr> log_sinks;
   spdlog::level::level_enum log_level = spdlog::level::info;
@@ -83,6 +90,18 @@ class SchemadServer {
   // close, which releases any session-level lock. Blocks until done.
   void Shutdown();
   void Shutdown(absl::Duration grace);
+  // Live reload (SIGHUP, the Reload RPC): reads options.config_path again,
+  // with every migration set's directory, the tokens file and every
+  // dsn_file; validates all of it as Start does and checks that nothing only
+  // a restart changes differs (CheckReloadable). On success the new registry
+  // and tokens serve every call that starts from now on, while calls and
+  // operations already running finish on the snapshot they started with;
+  // databases configured alike keep their pools. On error the running
+  // configuration stays and the error names the file and key. Either way
+  // logged and counted in schemad_config_reload_total. Reloads run one at a
+  // time; FAILED_PRECONDITION once Shutdown has begun.
+  absl::StatusOr<v1::ReloadResponse> Reload();
+
   // Cancels every running operation now (a second SIGTERM).
   void CancelAllOperations();
   // Blocks until Shutdown has completed.
@@ -92,19 +111,27 @@ class SchemadServer {
 
   grpc::HealthCheckServiceInterface* health() const;
   OperationRegistry& operations() const { return *operations_; }
-  const Registry& registry() const { return *registry_; }
+  // The registry served now (a reload replaces it).
+  std::shared_ptr<const Registry> registry() const { return state_->registry(); }
 
  private:
   SchemadServer() = default;
 
-  LoadedConfig config_;
+  absl::StatusOr<v1::ReloadResponse> ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Starts a warmer over the pools of `registry` (Start, and each reload).
+  void StartPoolWarmer(const Registry& registry);
+
+  ServerOptions options_;
+  std::string listen_;  // what Start bound (the override or the config's)
   std::shared_ptr<spdlog::logger> log_;
-  std::unique_ptr<Authenticator> auth_;
-  std::unique_ptr<Registry> registry_;
-  std::unique_ptr<ServerMetrics>
-      metrics_;  // references registry_; outlives server_ and operations_
+  absl::Mutex reload_mu_;                            // one reload at a time; Shutdown waits for it
+  LoadedConfig config_ ABSL_GUARDED_BY(reload_mu_);  // the file as served now
+  std::unique_ptr<ServingState> state_;              // registry and tokens
+  std::unique_ptr<ServerMetrics> metrics_;  // reads state_; outlives server_ and operations_
   std::unique_ptr<ThreadPool> rpc_workers_;
-  std::unique_ptr<PoolWarmer> pool_warmer_;         // stopped before rpc_workers_
+  std::unique_ptr<ThreadPool> reload_worker_;  // Reload calls, one at a time
+  std::unique_ptr<PoolWarmer> pool_warmer_
+      ABSL_GUARDED_BY(reload_mu_);  // replaced by reloads; stopped before rpc_workers_
   std::unique_ptr<IdleSessionReaper> idle_reaper_;  // null: idle_session_timeout 0
   std::unique_ptr<OperationRegistry> operations_;
   std::unique_ptr<SchemadService> service_;
@@ -115,6 +142,7 @@ class SchemadServer {
   absl::Mutex shutdown_mu_;
   bool shutdown_started_ ABSL_GUARDED_BY(shutdown_mu_) = false;
   bool clean_ = true;
+  absl::Duration shutdown_grace_;
   absl::Notification shutdown_done_;
 };
 

@@ -117,7 +117,8 @@ absl::StatusOr<SessionPool::Lease> AcquireForOperation(const DatabaseEntry& db, 
 using ExecFn = std::function<absl::StatusOr<engine::OperationResult>(
     const engine::Executor&, store::Session&, const engine::CallControl&)>;
 
-OperationRegistry::Body MakeBody(const DatabaseEntry* db, engine::ExecutorOptions options,
+// The body holds `db`, and so its configuration snapshot, until it is done.
+OperationRegistry::Body MakeBody(std::shared_ptr<DatabaseEntry> db, engine::ExecutorOptions options,
                                  ExecFn fn) {
   return [db, options = std::move(options),
           fn = std::move(fn)](Operation& op) -> absl::StatusOr<OperationOutcome> {
@@ -369,22 +370,25 @@ class EnsureHeadWaiter final : public OperationObserver {
 // its status.
 grpc::ServerUnaryReactor* RunUnary(const ServiceDeps* deps, grpc::CallbackServerContext* context,
                                    Role role, const char* method,
-                                   std::function<absl::Status(const Identity&)> work) {
+                                   std::function<absl::Status(const Identity&)> work,
+                                   ThreadPool* workers = nullptr) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(*context, role, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
     reactor->Finish(ToGrpcStatus(identity.status()));
     return reactor;
   }
-  const bool queued = deps->rpc_workers->Submit(
-      [deps, context, reactor, method, identity = *std::move(identity), work = std::move(work)] {
-        absl::Status status = context->IsCancelled()
-                                  ? absl::CancelledError("the client cancelled the call")
-                                  : work(identity);
-        LogFailure(deps->log, method, status, identity.who);
-        reactor->Finish(ToGrpcStatus(status));
-      });
+  const bool queued = (workers != nullptr ? workers : deps->rpc_workers)
+                          ->Submit([deps, context, reactor, method, identity = *std::move(identity),
+                                    work = std::move(work)] {
+                            absl::Status status =
+                                context->IsCancelled()
+                                    ? absl::CancelledError("the client cancelled the call")
+                                    : work(identity);
+                            LogFailure(deps->log, method, status, identity.who);
+                            reactor->Finish(ToGrpcStatus(status));
+                          });
   if (!queued) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "schemad is shutting down"));
   }
@@ -397,7 +401,7 @@ EventWriter* RunStream(
     const ServiceDeps* deps, grpc::CallbackServerContext* context, Role role, const char* method,
     const std::function<absl::StatusOr<std::shared_ptr<Operation>>(const Identity&)>& start) {
   auto* stream = new OperationStream();
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(*context, role, method);
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(*context, role, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
     stream->FinishNow(identity.status());
@@ -498,7 +502,7 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const char* method = "EnsureHead";
   const ServiceDeps* deps = &deps_;
-  absl::StatusOr<Identity> identity = deps->auth->Authorize(
+  absl::StatusOr<Identity> identity = deps->state->auth()->Authorize(
       *context, request->no_apply() ? Role::kReader : Role::kMigrator, method);
   if (!identity.ok()) {
     LogFailure(deps->log, method, identity.status(), context->peer());
@@ -506,8 +510,9 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
     return reactor;
   }
   const absl::Status valid = CheckRequest(*request);
-  absl::StatusOr<DatabaseEntry*> db = valid.ok() ? deps->registry->GetDatabase(request->database())
-                                                 : absl::StatusOr<DatabaseEntry*>(valid);
+  absl::StatusOr<std::shared_ptr<DatabaseEntry>> db =
+      valid.ok() ? deps->state->GetDatabase(request->database())
+                 : absl::StatusOr<std::shared_ptr<DatabaseEntry>>(valid);
   if (!db.ok()) {
     LogFailure(deps->log, method, db.status(), identity->who);
     reactor->Finish(ToGrpcStatus(db.status()));
@@ -583,7 +588,8 @@ EventWriter* SchemadService::Upgrade(grpc::CallbackServerContext* context,
       deps, context, Role::kMigrator, "Upgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         const std::string target = request->target().empty() ? "heads" : request->target();
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
@@ -606,7 +612,8 @@ EventWriter* SchemadService::Downgrade(grpc::CallbackServerContext* context,
       deps, context, Role::kAdmin, "Downgrade",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         if (request->target().empty()) {
           return absl::InvalidArgumentError(
               "Downgrade needs a target (e.g. -1, base or a revision id)");
@@ -632,7 +639,8 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
       deps, context, Role::kAdmin, "Merge",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+        ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                         deps->state->GetDatabase(request->database()));
         const std::string requested = request->revision();
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
@@ -675,9 +683,11 @@ grpc::ServerUnaryReactor* SchemadService::Stamp(grpc::CallbackServerContext* con
                                                 v1::OperationResult* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Stamp"));
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.state->auth()->Authorize(*context, Role::kAdmin, "Stamp"));
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps_.state->GetDatabase(request->database()));
     if (request->revisions().empty()) {
       return absl::InvalidArgumentError("Stamp needs at least one revision (or base, heads)");
     }
@@ -707,9 +717,11 @@ grpc::ServerUnaryReactor* SchemadService::Resolve(grpc::CallbackServerContext* c
                                                   v1::OperationResult* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity, deps_.auth->Authorize(*context, Role::kAdmin, "Resolve"));
+    ASSIGN_OR_RETURN(Identity identity,
+                     deps_.state->auth()->Authorize(*context, Role::kAdmin, "Resolve"));
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps_.state->GetDatabase(request->database()));
     engine::Executor::Resolution resolution;
     switch (request->resolution()) {
       case v1::ResolveRequest::RESOLUTION_APPLIED:
@@ -775,12 +787,14 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
     if (kind != engine::Plan::Kind::kStamp && targets.size() != 1) {
       return absl::InvalidArgumentError("upgrade and downgrade plans take exactly one target");
     }
+    // One snapshot for the whole call: it keeps `graph` alive.
+    const std::shared_ptr<const Registry> registry = deps->state->registry();
     const MigrationSetEntry* set = nullptr;
     const engine::RevisionGraph* graph = nullptr;
     std::string version_table = "alembic_version";
     engine::Plan plan;
     if (!request->database().empty()) {
-      ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+      ASSIGN_OR_RETURN(DatabaseEntry * db, registry->GetDatabase(request->database()));
       set = &db->set();
       graph = &db->set().graph;
       version_table = db->config().version_table();
@@ -797,7 +811,7 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
       if (request->migration_set().empty()) {
         return absl::InvalidArgumentError("Plan needs a database or a migration set");
       }
-      ASSIGN_OR_RETURN(set, deps->registry->GetMigrationSet(request->migration_set()));
+      ASSIGN_OR_RETURN(set, registry->GetMigrationSet(request->migration_set()));
       graph = &set->graph;
       std::vector<std::string> rows(request->from_rows().begin(), request->from_rows().end());
       std::sort(rows.begin(), rows.end());
@@ -835,7 +849,8 @@ grpc::ServerUnaryReactor* SchemadService::GetStatus(grpc::CallbackServerContext*
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "GetStatus", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     return FillStatus(*db, DeadlineOf(*context), response);
   });
 }
@@ -846,7 +861,8 @@ grpc::ServerUnaryReactor* SchemadService::History(grpc::CallbackServerContext* c
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "History", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     const int limit = request->limit() > 0 ? request->limit() : kDefaultHistoryLimit;
     absl::StatusOr<std::vector<store::HistoryRecord>> records =
         WithSession<std::vector<store::HistoryRecord>>(
@@ -872,14 +888,16 @@ grpc::ServerUnaryReactor* SchemadService::DescribeMigrationSet(
   // In memory only: answered on the reactor thread.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity,
-                     deps_.auth->Authorize(*context, Role::kReader, "DescribeMigrationSet"));
+    ASSIGN_OR_RETURN(Identity identity, deps_.state->auth()->Authorize(*context, Role::kReader,
+                                                                       "DescribeMigrationSet"));
     RETURN_IF_ERROR(CheckRequest(*request));
     const MigrationSetEntry* set = nullptr;
+    const std::shared_ptr<const Registry> registry = deps_.state->registry();
     if (!request->migration_set().empty()) {
-      ASSIGN_OR_RETURN(set, deps_.registry->GetMigrationSet(request->migration_set()));
+      ASSIGN_OR_RETURN(set, registry->GetMigrationSet(request->migration_set()));
     } else if (!request->database().empty()) {
-      ASSIGN_OR_RETURN(DatabaseEntry * db, deps_.registry->GetDatabase(request->database()));
+      ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                       deps_.state->GetDatabase(request->database()));
       set = &db->set();
     } else {
       return absl::InvalidArgumentError("DescribeMigrationSet needs a migration set or a database");
@@ -906,7 +924,7 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
                                                         v1::ListDatabasesResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Identity> identity =
-      deps_.auth->Authorize(*context, Role::kReader, "ListDatabases");
+      deps_.state->auth()->Authorize(*context, Role::kReader, "ListDatabases");
   if (absl::Status valid = CheckRequest(*request); identity.ok() && !valid.ok()) {
     identity = valid;
   }
@@ -916,7 +934,8 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
     return reactor;
   }
   std::vector<std::pair<const DatabaseEntry*, v1::DatabaseInfo*>> selected;
-  for (const auto& db : deps_.registry->databases()) {
+  const std::shared_ptr<const Registry> registry = deps_.state->registry();
+  for (const auto& db : registry->databases()) {
     const auto& labels = db->config().labels();
     const bool match = std::all_of(request->label_selector().begin(),
                                    request->label_selector().end(), [&labels](const auto& kv) {
@@ -949,7 +968,7 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
   const absl::Time deadline = DeadlineOf(*context);
   for (const auto& [db, info] : selected) {
     v1::DatabaseStatus* out = info->mutable_status();
-    const auto read = [db = db, out, deadline, done] {
+    const auto read = [registry, db = db, out, deadline, done] {
       absl::Status status = FillStatus(*db, deadline, out);
       if (!status.ok()) {
         out->set_state(v1::DATABASE_STATE_UNREACHABLE);
@@ -973,7 +992,8 @@ grpc::ServerUnaryReactor* SchemadService::Validate(grpc::CallbackServerContext* 
   const ServiceDeps* deps = &deps_;
   return RunUnary(deps, context, Role::kReader, "Validate", [=](const Identity&) -> absl::Status {
     RETURN_IF_ERROR(CheckRequest(*request));
-    ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
     engine::Executor executor(db->set().graph, db->database(), db->ExecutorOptionsFor(""));
     absl::StatusOr<engine::ValidationReport> report = WithSession<engine::ValidationReport>(
         *db, DeadlineOf(*context),
@@ -990,21 +1010,22 @@ grpc::ServerUnaryReactor* SchemadService::Repair(grpc::CallbackServerContext* co
                                                  const v1::RepairRequest* request,
                                                  v1::RepairResponse* response) {
   const ServiceDeps* deps = &deps_;
-  return RunUnary(
-      deps, context, Role::kAdmin, "Repair", [=](const Identity& identity) -> absl::Status {
-        RETURN_IF_ERROR(CheckRequest(*request));
-        ASSIGN_OR_RETURN(DatabaseEntry * db, deps->registry->GetDatabase(request->database()));
-        engine::Executor executor(db->set().graph, db->database(),
-                                  db->ExecutorOptionsFor(identity.who));
-        absl::StatusOr<engine::RepairResult> result = WithSession<engine::RepairResult>(
-            *db, DeadlineOf(*context),
-            [&](store::Session& session) { return executor.Repair(session); });
-        if (!result.ok()) {
-          return DbError(*db, result.status());
-        }
-        ToProto(*result, response);
-        return absl::OkStatus();
-      });
+  return RunUnary(deps, context, Role::kAdmin, "Repair",
+                  [=](const Identity& identity) -> absl::Status {
+                    RETURN_IF_ERROR(CheckRequest(*request));
+                    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                                     deps->state->GetDatabase(request->database()));
+                    engine::Executor executor(db->set().graph, db->database(),
+                                              db->ExecutorOptionsFor(identity.who));
+                    absl::StatusOr<engine::RepairResult> result = WithSession<engine::RepairResult>(
+                        *db, DeadlineOf(*context),
+                        [&](store::Session& session) { return executor.Repair(session); });
+                    if (!result.ok()) {
+                      return DbError(*db, result.status());
+                    }
+                    ToProto(*result, response);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
@@ -1013,7 +1034,7 @@ grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerCon
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Identity identity,
-                     deps_.auth->Authorize(*context, Role::kReader, "ListOperations"));
+                     deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
     RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(
         OperationPage page,
@@ -1376,7 +1397,10 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         ASSIGN_OR_RETURN(engine::LabelSelector selector,
                          engine::LabelSelector::Parse(request->selector()));
         std::vector<engine::FleetSite> all;
-        for (const std::unique_ptr<DatabaseEntry>& db : deps->registry->databases()) {
+        // The whole fleet run serves from this snapshot (reloads meanwhile
+        // change nothing for it).
+        std::shared_ptr<const Registry> registry = deps->state->registry();
+        for (const std::unique_ptr<DatabaseEntry>& db : registry->databases()) {
           engine::FleetSite site;
           site.name = db->name();
           for (const auto& [key, value] : db->config().labels()) {
@@ -1402,7 +1426,7 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         std::vector<v1::LintFinding> lint_errors;
         if (plan.action == v1::FLEET_ACTION_UPGRADE ||
             plan.action == v1::FLEET_ACTION_ENSURE_HEAD) {
-          ASSIGN_OR_RETURN(lint_errors, LintErrorsOf(*deps->registry, sites));
+          ASSIGN_OR_RETURN(lint_errors, LintErrorsOf(*registry, sites));
           if (!lint_errors.empty() && !request->allow_lint_errors()) {
             return LintErrorsRefusal(lint_errors);
           }
@@ -1415,12 +1439,11 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         spec.target = absl::StrCat(FleetActionName(plan.action), plan.target.empty() ? "" : " ",
                                    plan.target, absl::StrJoin(plan.targets, ","));
         spec.who = identity.who;
-        const Registry* registry = deps->registry;
         return deps->operations->Start(
             std::move(spec),
             [registry, runner, sites = std::move(sites), plan = std::move(plan),
              identity](Operation& op) -> absl::StatusOr<OperationOutcome> {
-              FleetOperationSink sink(&op, registry);
+              FleetOperationSink sink(&op, registry.get());
               const engine::CallControl control = op.control();
               engine::FleetSummary summary = runner.Run(
                   sites,
@@ -1449,6 +1472,25 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
               return outcome;
             });
       });
+}
+
+// ------------------------------------------------------------------ reload
+
+grpc::ServerUnaryReactor* SchemadService::Reload(grpc::CallbackServerContext* context,
+                                                 const v1::ReloadRequest* /*request*/,
+                                                 v1::ReloadResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  const std::function<absl::StatusOr<v1::ReloadResponse>()>* reloader = &reloader_;
+  return RunUnary(
+      deps, context, Role::kAdmin, "Reload",
+      [reloader, response](const Identity&) -> absl::Status {
+        if (!*reloader) {
+          return absl::UnimplementedError("this server cannot reload");
+        }
+        ASSIGN_OR_RETURN(*response, (*reloader)());
+        return absl::OkStatus();
+      },
+      deps->reload_worker);
 }
 
 }  // namespace schemad::server

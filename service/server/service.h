@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 
 #include "schemad/v1/schemad.grpc.pb.h"
@@ -22,16 +23,21 @@
 #include "service/server/log_format.h"
 #include "service/server/operations.h"
 #include "service/server/registry.h"
+#include "service/server/serving_state.h"
 #include "service/server/thread_pool.h"
 #include "spdlog/logger.h"
 
 namespace schemad::server {
 
 struct ServiceDeps {
-  const Registry* registry = nullptr;
+  // The registry and authenticator; each call reads them once, from the
+  // snapshot current when it started.
+  const ServingState* state = nullptr;
   OperationRegistry* operations = nullptr;
-  const Authenticator* auth = nullptr;
   ThreadPool* rpc_workers = nullptr;
+  // Runs Reload calls (a reload waits for the pool warmer's attempts, which
+  // run on rpc_workers, so it must not occupy one). Null: rpc_workers.
+  ThreadPool* reload_worker = nullptr;
   std::shared_ptr<spdlog::logger> log;
 };
 
@@ -86,9 +92,18 @@ class SchemadService final : public v1::Schemad::CallbackService {
                                             v1::OperationInfo* response) override;
   grpc::ServerWriteReactor<v1::OperationEvent>* FleetRun(
       grpc::CallbackServerContext* context, const v1::FleetRunRequest* request) override;
+  grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* context,
+                                   const v1::ReloadRequest* request,
+                                   v1::ReloadResponse* response) override;
+
+  // What Reload calls (SchemadServer::Reload); unset: Reload is UNIMPLEMENTED.
+  void SetReloader(std::function<absl::StatusOr<v1::ReloadResponse>()> reloader) {
+    reloader_ = std::move(reloader);
+  }
 
  private:
   ServiceDeps deps_;
+  std::function<absl::StatusOr<v1::ReloadResponse>()> reloader_;
 };
 
 }  // namespace schemad::server

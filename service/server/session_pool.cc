@@ -172,7 +172,13 @@ IdleSessionReaper::IdleSessionReaper(std::vector<SessionPool*> pools, absl::Dura
 
 IdleSessionReaper::~IdleSessionReaper() { Stop(); }
 
+void IdleSessionReaper::SetPools(std::vector<SessionPool*> pools) {
+  absl::MutexLock lock(&pools_mu_);
+  pools_ = std::move(pools);
+}
+
 int IdleSessionReaper::ReapOnce(absl::Time now) {
+  absl::MutexLock lock(&pools_mu_);
   int closed = 0;
   for (SessionPool* pool : pools_) {
     closed += pool->CloseIdleSince(now - idle_timeout_, keep_idle_);

@@ -119,11 +119,15 @@ class IdleSessionReaper {
 
   // One pass over the pools with `now` as the time; how many sessions closed.
   int ReapOnce(absl::Time now);
+  // Reaps `pools` from now on (a reload); once it returns, no pass touches
+  // the pools it had before.
+  void SetPools(std::vector<SessionPool*> pools);
   // Stops the background pass; idempotent.
   void Stop();
 
  private:
-  const std::vector<SessionPool*> pools_;
+  absl::Mutex pools_mu_;  // held for a whole pass
+  std::vector<SessionPool*> pools_ ABSL_GUARDED_BY(pools_mu_);
   const absl::Duration idle_timeout_;
   const int keep_idle_;
   absl::Mutex mu_;

@@ -1786,13 +1786,13 @@ TEST_F(ServerTest, AThousandQuietSitesHoldNoConnection) {
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = *std::move(started);
   client_ = Connect(ClientFor(server_->address()));
-  ASSERT_EQ(server_->registry().databases().size(), 1000u);
-  for (const auto& entry : server_->registry().databases()) {
+  ASSERT_EQ(server_->registry()->databases().size(), 1000u);
+  for (const auto& entry : server_->registry()->databases()) {
     EXPECT_EQ(entry->pool().open(), 0) << entry->name();
   }
 
   ASSERT_OK(client_->EnsureHead("site-a").status());
-  ASSERT_OK_AND_ASSIGN(server::DatabaseEntry * site_a, server_->registry().GetDatabase("site-a"));
+  ASSERT_OK_AND_ASSIGN(server::DatabaseEntry * site_a, server_->registry()->GetDatabase("site-a"));
   EXPECT_EQ(site_a->pool().open(), 1);
   EXPECT_TRUE(testing::PollUntil([&] { return site_a->pool().open() == 0; }, absl::Seconds(20),
                                  absl::Milliseconds(20)));
@@ -2449,6 +2449,237 @@ TEST_F(RemoteCliTest, ExitCodes) {
   nowhere.timeout = absl::Milliseconds(500);
   Run run = current(nowhere);
   EXPECT_EQ(run.code, cli::kExitUnavailable) << run.err;
+}
+
+// ------------------------------------------------------------------ reload
+
+class ReloadTest : public ServerTest {
+ protected:
+  // Writes `yaml` to schemad.yaml and serves it; Reload reads that file again.
+  void StartFromFile(const std::string& yaml, const std::string& token = "") {
+    const std::string path = dir_.Write("schemad.yaml", yaml);
+    absl::StatusOr<server::LoadedConfig> config = server::LoadConfigFile(path);
+    ASSERT_TRUE(config.ok()) << config.status();
+    server::ServerOptions options;
+    options.config_path = path;
+    if (std::getenv("SCHEMAD_TEST_LOG") != nullptr) {
+      options.log_sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+      options.log_level = spdlog::level::debug;
+    }
+    absl::StatusOr<std::unique_ptr<server::SchemadServer>> started =
+        server::SchemadServer::Start(*std::move(config), options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    client_ = WithToken(token);
+  }
+  std::unique_ptr<Client> WithToken(const std::string& token) {
+    ClientOptions options = ClientFor(server_->address());
+    options.token = token;
+    return Connect(options);
+  }
+  // Rewrites schemad.yaml and asks the server to reload it.
+  absl::StatusOr<ReloadResult> Reload(const std::string& yaml) {
+    dir_.Write("schemad.yaml", yaml);
+    return client_->Reload();
+  }
+  std::vector<std::string> Heads() {
+    absl::StatusOr<MigrationSetInfo> set = client_->DescribeMigrationSet("modax");
+    EXPECT_TRUE(set.ok()) << set.status();
+    return set.ok() ? set->heads : std::vector<std::string>{};
+  }
+};
+
+constexpr char kAdminToken[] = "admin-token-0123456789abc";
+
+TEST_F(ReloadTest, AddsARevisionADatabaseAndATokenWithoutARestart) {
+  TestDatabase a;
+  TestDatabase b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);"});
+  dir_.Write("tokens", absl::StrCat(kAdminToken, " admin oncall\n"));
+  ASSERT_NO_FATAL_FAILURE(StartFromFile(
+      MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}, "tokens_file: tokens"), kAdminToken));
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  std::unique_ptr<Client> newcomer = WithToken("newcomer-token-0123456789");
+  EXPECT_THAT(newcomer->GetStatus("site-a"),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+
+  // On disk only: nothing changes until the reload.
+  WriteRevision(dir_, "modax", {"b2", "a1", "CREATE TABLE t_b2 (id int);"});
+  dir_.Write("tokens", absl::StrCat(kAdminToken, " admin oncall\n",
+                                    "newcomer-token-0123456789 reader newcomer\n"));
+  const std::string two_sites = MakeConfig(
+      dir_, {"modax"}, {{"site-a", a.dsn()}, {"site-b", b.dsn()}}, "tokens_file: tokens");
+  EXPECT_EQ(Heads(), std::vector<std::string>{"a1"});
+  EXPECT_THAT(client_->GetStatus("site-b"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+
+  ASSERT_OK_AND_ASSIGN(ReloadResult reloaded, Reload(two_sites));
+  EXPECT_EQ(reloaded.generation, 1);
+  EXPECT_THAT(reloaded.databases_added, ElementsAre("site-b"));
+  EXPECT_TRUE(reloaded.databases_removed.empty());
+  EXPECT_THAT(reloaded.migration_sets_changed, ElementsAre("modax"));
+  EXPECT_EQ(reloaded.databases, 2);
+  EXPECT_EQ(reloaded.tokens, 2);
+
+  EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, newcomer->GetStatus("site-a"));
+  EXPECT_EQ(status.pending, 1);
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult applied, client_->EnsureHead("site-a"));
+  EXPECT_EQ(applied.heads, std::vector<std::string>{"b2"});
+  ASSERT_OK(client_->EnsureHead("site-b").status());
+  EXPECT_EQ(VersionRows(a.dsn()), (Rows{{"b2"}}));
+  EXPECT_EQ(VersionRows(b.dsn()), (Rows{{"b2"}}));
+  // A reload that changes nothing keeps the warm pool of site-a.
+  server::SessionPool* pool_a = &(*server_->registry()->GetDatabase("site-a"))->pool();
+  ASSERT_OK_AND_ASSIGN(ReloadResult again, client_->Reload());
+  EXPECT_EQ(again.generation, 2);
+  EXPECT_TRUE(again.migration_sets_changed.empty());
+  EXPECT_EQ(&(*server_->registry()->GetDatabase("site-a"))->pool(), pool_a);
+}
+
+TEST_F(ReloadTest, ARemovedDatabaseIsNotServedButItsRunningUpgradeFinishes) {
+  TestDatabase a;
+  TestDatabase b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  WriteChain(dir_, "modax", 2);
+  ASSERT_NO_FATAL_FAILURE(
+      StartFromFile(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}, {"site-b", b.dsn()}})));
+  absl::StatusOr<OperationResult> upgraded = absl::UnknownError("not run");
+  std::thread upgrade([&] {
+    std::unique_ptr<Client> own = WithToken("");
+    upgraded = own->Upgrade("site-a");
+  });
+  ASSERT_NE(WaitForSleepingBackend(a), "");  // b2 runs on site-a
+  ASSERT_OK_AND_ASSIGN(ReloadResult reloaded,
+                       Reload(MakeConfig(dir_, {"modax"}, {{"site-b", b.dsn()}})));
+  EXPECT_THAT(reloaded.databases_removed, ElementsAre("site-a"));
+  EXPECT_THAT(client_->GetStatus("site-a"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("site-a")));
+  EXPECT_THAT(client_->Upgrade("site-a"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  upgrade.join();
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  EXPECT_EQ(VersionRows(a.dsn()), (Rows{{"c3"}}));
+  // Its connections close once the upgrade is done.
+  EXPECT_TRUE(testing::PollUntil(
+      [&] {
+        return Query(testing::AdminDsn(),
+                     absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '",
+                                  a.name(), "' AND application_name LIKE 'schemad%'")) ==
+               Rows{{"0"}};
+      },
+      absl::Seconds(10), absl::Milliseconds(50)));
+  ASSERT_OK(client_->EnsureHead("site-b").status());
+}
+
+TEST_F(ReloadTest, ABrokenConfigurationIsRefusedNamingWhatAndTheRunningOneKeepsServing) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);"});
+  const std::string good = MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}});
+  ASSERT_NO_FATAL_FAILURE(StartFromFile(good));
+  const auto still_serving = [&] {
+    EXPECT_EQ(Heads(), std::vector<std::string>{"a1"});
+    EXPECT_OK(client_->GetStatus("site-a").status());
+  };
+  EXPECT_THAT(Reload("databases: [\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("schemad.yaml")));
+  still_serving();
+  EXPECT_THAT(Reload(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn(), "nosuchset"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("databases[0].migration_set"), HasSubstr("nosuchset"))));
+  still_serving();
+  EXPECT_THAT(Reload(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}, "", "127.0.0.1:1")),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("listen cannot change on reload; restart schemad")));
+  still_serving();
+  dir_.Write("modax/b2_broken.sql", "-- revision: b2\n-- revises: a1\nno upgrade section here\n");
+  EXPECT_THAT(Reload(good),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("migration_sets[0] (modax)"), HasSubstr("b2_broken.sql"))));
+  still_serving();
+  // `schemactl --server ADDR reload`: the server's error, a failing exit code.
+  cli::GlobalOptions global;
+  cli::RemoteOptions remote;
+  remote.server = server_->address();
+  remote.timeout = absl::Seconds(10);
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunRemoteReload(global, remote, out, err), cli::kExitFailed);
+  EXPECT_THAT(err.str(), HasSubstr("b2_broken.sql"));
+  still_serving();
+
+  std::filesystem::remove(dir_.path() + "/modax/b2_broken.sql");
+  std::ostringstream reloaded_out, reloaded_err;
+  EXPECT_EQ(cli::RunRemoteReload(global, remote, reloaded_out, reloaded_err), cli::kExitOk)
+      << reloaded_err.str();
+  EXPECT_THAT(reloaded_out.str(), HasSubstr("Reloaded (generation 1)"));  // refusals not counted
+}
+
+TEST_F(ReloadTest, ReloadIsForAdminsOnly) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "SELECT 1;"});
+  dir_.Write("tokens",
+             absl::StrCat(kAdminToken, " admin oncall\nmigrator-token-0123456789 migrator ci\n"));
+  ASSERT_NO_FATAL_FAILURE(StartFromFile(
+      MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}, "tokens_file: tokens"), kAdminToken));
+  EXPECT_THAT(WithToken("migrator-token-0123456789")->Reload(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("admin")));
+  EXPECT_THAT(WithToken("")->Reload(), StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_OK(client_->Reload().status());
+}
+
+TEST_F(ReloadTest, ReloadsAreCountedAndGaugesFollowTheDatabasesOnTheScrape) {
+  TestDatabase a;
+  TestDatabase b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "SELECT 1;"});
+  const std::string metrics = "metrics: {listen: \"127.0.0.1:0\", refresh_interval: 1h}";
+  ASSERT_NO_FATAL_FAILURE(
+      StartFromFile(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}, metrics)));
+  std::string body = HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_THAT(body, HasSubstr("schemad_config_reload_total{outcome=\"success\"} 0\n"));
+  EXPECT_THAT(body, HasSubstr("schemad_config_reload_total{outcome=\"failure\"} 0\n"));
+
+  EXPECT_FALSE(Reload("databases: [\n").ok());
+  ASSERT_OK(Reload(MakeConfig(dir_, {"modax"}, {{"site-b", b.dsn()}}, metrics)).status());
+  server_->metrics()->RefreshAll();
+  body = HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_THAT(body, HasSubstr("schemad_config_reload_total{outcome=\"success\"} 1\n"));
+  EXPECT_THAT(body, HasSubstr("schemad_config_reload_total{outcome=\"failure\"} 1\n"));
+  EXPECT_THAT(body, HasSubstr("schemad_database_reachable{database=\"site-b\"} 1\n"));
+  EXPECT_THAT(body, Not(HasSubstr("database=\"site-a\"")));
+}
+
+TEST_F(ReloadTest, SighupReloadsTheSchemadProcessAndTellsSystemd) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "SELECT 1;"});
+  NotifySocket notify(dir_.path() + "/notify");
+  ASSERT_EQ(setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
+  const std::string yaml = MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}});
+  SchemadProcess schemad(dir_, yaml);
+  unsetenv("NOTIFY_SOCKET");
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  EXPECT_THAT(notify.Next(absl::Seconds(30)), HasSubstr("READY=1\n"));
+  client_ = Connect(ClientFor(schemad.address()));
+
+  WriteRevision(dir_, "modax", {"b2", "a1", "SELECT 2;"});
+  schemad.Signal(SIGHUP);
+  const std::string reloading = notify.Next(absl::Seconds(30));
+  EXPECT_THAT(reloading, HasSubstr("RELOADING=1\n"));
+  EXPECT_THAT(reloading, HasSubstr("MONOTONIC_USEC="));
+  EXPECT_THAT(notify.Next(absl::Seconds(30)),
+              AllOf(HasSubstr("READY=1\n"), HasSubstr("generation 1")));
+  EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});
+
+  dir_.Write("schemad.yaml", "databases: [\n");  // SchemadProcess's config file
+  schemad.Signal(SIGHUP);
+  EXPECT_THAT(notify.Next(absl::Seconds(30)), HasSubstr("RELOADING=1\n"));
+  EXPECT_THAT(notify.Next(absl::Seconds(30)), HasSubstr("reload FAILED"));
+  EXPECT_THAT(schemad.Log(), HasSubstr("configuration reload failed"));
+  EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});  // still serving
+  schemad.Signal(SIGTERM);
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
 }
 
 }  // namespace

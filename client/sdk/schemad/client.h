@@ -302,6 +302,18 @@ struct OperationInfo {
   int64_t events_dropped = 0;  // of those, detail events not kept for replay
 };
 
+// What a successful Reload changed (the server's configuration now).
+struct ReloadResult {
+  int64_t generation = 0;  // +1 per successful reload since the server started
+  std::vector<std::string> databases_added;
+  std::vector<std::string> databases_removed;  // drained: running calls finish
+  std::vector<std::string> migration_sets_changed;
+  int databases = 0;
+  int migration_sets = 0;
+  int tokens = 0;  // 0: authentication off
+  std::vector<std::string> warnings;
+};
+
 struct NeedsAttention {
   std::string revision;
   Direction direction = Direction::kUp;
@@ -567,6 +579,10 @@ class Client {
                                                             const CallOptions& call = {});
   absl::StatusOr<OperationInfo> CancelOperation(const std::string& operation_id,
                                                 const CallOptions& call = {});
+  // Makes the server re-read its configuration (as SIGHUP does). A bad one
+  // is INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION naming the file and
+  // key; the server keeps serving the previous one. Admin. Not retried.
+  absl::StatusOr<ReloadResult> Reload(const CallOptions& call = {});
 
   // grpc.health.v1 Check: true when `service` ("" overall, or a migration
   // set's name) is SERVING. Not retried.
