@@ -101,6 +101,10 @@ function(schemad_link_deps_statically)
   _schemad_link_interface_statically(re2::re2)
   if(TARGET PkgConfig::PQXX)
     _schemad_link_interface_statically(PkgConfig::PQXX)
+    # libpqxx.pc names libpq only under Libs.private; the archive needs it
+    # after itself on every link line (tests/testing's fixture links libpqxx
+    # alone).
+    set_property(TARGET PkgConfig::PQXX APPEND PROPERTY INTERFACE_LINK_LIBRARIES pq)
   endif()
   # Shared libraries only where a symbol is used (a DT_NEEDED entry the
   # loader must open and search is start-up time), and the linker's
