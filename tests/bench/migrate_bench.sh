@@ -6,6 +6,7 @@
 #   tests/bench/migrate_bench.sh [SCHEMACTL] [N ...]    # default build/release, N 200 1000
 #   ROUNDS=5 NOOP_ROUNDS=15 tests/bench/migrate_bench.sh ...
 #   BEFORE=/path/to/old/schemactl tests/bench/migrate_bench.sh ...   # before/after
+#   NOOP_ONLY=1 NOOP_ROUNDS=31 tests/bench/migrate_bench.sh SCHEMACTL 200   # start-up only
 #
 # Workload per revision i: CREATE TABLE t_i (...); CREATE INDEX ix_t_i_dev_ts
 # (downgrade: DROP TABLE t_i). Three contenders, each run in every round, the
@@ -25,7 +26,10 @@
 # same conditions.
 # Upgrades start from a fresh database; downgrades from a fresh database that
 # `schemactl upgrade heads` brought to head (untimed). No-ops at head:
-# `schemactl ensure-head` and `current` against `psql -c 'select 1'`.
+# `schemactl ensure-head` and `current` against `psql -c 'select 1'`, and the
+# process start alone: `schemactl --version` against `psql --version` (issue
+# 11); with BEFORE set, the before binary's ensure-head and --version too.
+# NOOP_ONLY=1 skips the upgrades and downgrades.
 #
 # Every timed run must exit 0 and leave the expected alembic_version (head
 # after upgrade, no row after downgrade) and the expected number of t_ tables;
@@ -143,6 +147,7 @@ for n in "${sizes[@]}"; do
   r=$work/r$n
   mkdir -p "$r"
   for round in $(seq 0 $((rounds - 1))); do
+    [ -z "${NOOP_ONLY:-}" ] || break
     for k in $(seq 0 $((ntools - 1))); do
       tool=${tools[$(((round + k) % ntools))]}
       fresh_db "$db"
@@ -161,6 +166,7 @@ for n in "${sizes[@]}"; do
     done
   done
   for direction in up down; do
+    [ -z "${NOOP_ONLY:-}" ] || break
     pair_ratios "$r/$direction.schemactl" "$r/$direction.psqlf" "$r/$direction.ratio_f"
     pair_ratios "$r/$direction.schemactl" "$r/$direction.onert" "$r/$direction.ratio_1"
     if [ -n "${BEFORE:-}" ]; then
@@ -172,10 +178,19 @@ for n in "${sizes[@]}"; do
   # No-ops at head, interleaved with the floor.
   fresh_db "$db"
   "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" upgrade heads >/dev/null
-  noops=(ensure current select)
+  noops=(ensure current select version psql_version)
+  [ -z "${BEFORE:-}" ] || noops+=(before_ensure before_version)
   for round in $(seq 0 $((noop_rounds - 1))); do
-    for k in 0 1 2; do
-      case ${noops[$(((round + k) % 3))]} in
+    for k in $(seq 0 $((${#noops[@]} - 1))); do
+      case ${noops[$(((round + k) % ${#noops[@]}))]} in
+        before_ensure) timed "$BEFORE" --quiet --no-progress --dsn "$dsn" --dir "$dir" ensure-head
+                       echo "$BENCH_US" >>"$r/noop.before_ensure" ;;
+        version) timed "$schemactl" --version
+                 echo "$BENCH_US" >>"$r/noop.version" ;;
+        before_version) timed "$BEFORE" --version
+                        echo "$BENCH_US" >>"$r/noop.before_version" ;;
+        psql_version) timed "$psql_bin" --version
+                      echo "$BENCH_US" >>"$r/noop.psql_version" ;;
         ensure) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" ensure-head
                 echo "$BENCH_US" >>"$r/noop.ensure" ;;
         current) timed "$schemactl" --quiet --no-progress --dsn "$dsn" --dir "$dir" current
@@ -189,14 +204,21 @@ for n in "${sizes[@]}"; do
   expect_eq "ensure-head at head N=$n" "$(state "$dsn")" "$head_id/$n"
   pair_ratios "$r/noop.ensure" "$r/noop.select" "$r/noop.ratio_e"
   pair_ratios "$r/noop.current" "$r/noop.select" "$r/noop.ratio_c"
+  pair_ratios "$r/noop.version" "$r/noop.psql_version" "$r/noop.ratio_v"
+  if [ -n "${BEFORE:-}" ]; then
+    pair_ratios "$r/noop.before_ensure" "$r/noop.select" "$r/noop.bratio_e"
+    pair_ratios "$r/noop.before_version" "$r/noop.psql_version" "$r/noop.bratio_v"
+  fi
 
+  [ -n "${NOOP_ONLY:-}" ] ||
   printf '| %s | upgrade base → head | %s | %s | %s | %s | %s |\n' "$n" \
     "$(ms_summary "$r/up.schemactl")" "$(ms_summary "$r/up.psqlf")" "$(ratio_summary "$r/up.ratio_f")" \
     "$(ms_summary "$r/up.onert")" "$(ratio_summary "$r/up.ratio_1")"
+  [ -n "${NOOP_ONLY:-}" ] ||
   printf '| %s | downgrade head → base | %s | %s | %s | %s | %s |\n' "$n" \
     "$(ms_summary "$r/down.schemactl")" "$(ms_summary "$r/down.psqlf")" "$(ratio_summary "$r/down.ratio_f")" \
     "$(ms_summary "$r/down.onert")" "$(ratio_summary "$r/down.ratio_1")"
-  if [ -n "${BEFORE:-}" ]; then
+  if [ -n "${BEFORE:-}" ] && [ -z "${NOOP_ONLY:-}" ]; then
     for direction in up down; do
       printf '| %s | %s (before) | %s | %s | %s | %s | %s |\n' "$n" "$direction" \
         "$(ms_summary "$r/$direction.before")" "$(ms_summary "$r/$direction.psqlf")" \
@@ -208,5 +230,13 @@ for n in "${sizes[@]}"; do
     "$(ms_summary "$r/noop.ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_e")"
   printf '| %s | `current` | %s | %s (`select 1`) | %s | | |\n' "$n" \
     "$(ms_summary "$r/noop.current")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_c")"
+  printf '| %s | `--version` (process start) | %s | %s (`psql --version`) | %s | | |\n' "$n" \
+    "$(ms_summary "$r/noop.version")" "$(ms_summary "$r/noop.psql_version")" "$(ratio_summary "$r/noop.ratio_v")"
+  if [ -n "${BEFORE:-}" ]; then
+    printf '| %s | `ensure-head` at head (before) | %s | %s (`select 1`) | %s | | |\n' "$n" \
+      "$(ms_summary "$r/noop.before_ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.bratio_e")"
+    printf '| %s | `--version` (before) | %s | %s (`psql --version`) | %s | | |\n' "$n" \
+      "$(ms_summary "$r/noop.before_version")" "$(ms_summary "$r/noop.psql_version")" "$(ratio_summary "$r/noop.bratio_v")"
+  fi
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

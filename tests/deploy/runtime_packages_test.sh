@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
 # deploy/image/runtime-packages.sh on the built schemad and schemactl: the
-# image's runtime package list holds the libraries they link (gRPC, libpq,
-# libpqxx, yaml-cpp, libsystemd, libpg_query) and no -dev, test or server package.
-#   tests/deploy/runtime_packages_test.sh SCHEMAD SCHEMACTL
+# image's runtime package list holds the libraries they load (libpq, OpenSSL,
+# yaml-cpp, libsystemd; and gRPC, protobuf, abseil, libpqxx, libpg_query
+# unless SCHEMAD_STATIC_DEPS=1 linked those in, when it must not hold them)
+# and no -dev, test or server package.
+#   SCHEMAD_STATIC_DEPS=0|1 tests/deploy/runtime_packages_test.sh SCHEMAD SCHEMACTL
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 list=$(bash "$root/deploy/image/runtime-packages.sh" "$@")
 status=0
-for want in libgrpc++1.51 libprotobuf32 libpq5 libpqxx-6.4 libyaml-cpp0.7 libsystemd0 libabsl20220623 libpg-query1504.0; do
+linked_in=(libgrpc++1.51 libgrpc29 libprotobuf32 libpqxx-6.4 libabsl20220623 libpg-query1504.0)
+wanted=(libpq5 libssl3 libyaml-cpp0.7 libsystemd0)
+unwanted=()
+if [ "${SCHEMAD_STATIC_DEPS:-0}" = 1 ]; then
+  unwanted=("${linked_in[@]}")
+else
+  wanted+=(libgrpc++1.51 libprotobuf32 libpqxx-6.4 libabsl20220623 libpg-query1504.0)
+fi
+for want in "${wanted[@]}"; do
   grep -qx "$want" <<<"$list" || { echo "runtime_packages_test: FAIL: $want not in the list" >&2; status=1; }
+done
+for unwanted in "${unwanted[@]}"; do
+  if grep -qx "$unwanted" <<<"$list"; then
+    echo "runtime_packages_test: FAIL: $unwanted in the list, but SCHEMAD_STATIC_DEPS linked it in" >&2
+    status=1
+  fi
 done
 if bad=$(grep -E -- '-dev$|^postgresql|gtest|benchmark|^sudo$' <<<"$list"); then
   echo "runtime_packages_test: FAIL: build or test packages in the list: $bad" >&2

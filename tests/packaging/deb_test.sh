@@ -46,8 +46,16 @@ field() { dpkg-deb -f "$1" "$2"; }
 [ "$(field "$dev_deb" Package)" = libschemad-client-dev ] || fail "dev Package: $(field "$dev_deb" Package)"
 for deb in "$schemad_deb" "$schemactl_deb"; do
   depends=$(field "$deb" Depends)
-  for lib in libc6 libgrpc++1.51 libpq5 libpg-query1504.0; do
+  for lib in libc6 libpq5 libssl3; do
     grep -q "$lib" <<<"$depends" || fail "$(basename "$deb") Depends lacks $lib: $depends"
+  done
+  # SCHEMAD_STATIC_DEPS=1 links these in (cmake/SchemadStaticDeps.cmake).
+  for lib in libgrpc++1.51 libprotobuf32 libabsl20220623 libpqxx-6.4 libpg-query1504.0; do
+    if [ "${SCHEMAD_STATIC_DEPS:-0}" = 1 ]; then
+      ! grep -q "$lib" <<<"$depends" || fail "$(basename "$deb") Depends on $lib, linked in: $depends"
+    elif [ "$lib" != libabsl20220623 ] && [ "$lib" != libpqxx-6.4 ]; then
+      grep -q "$lib" <<<"$depends" || fail "$(basename "$deb") Depends lacks $lib: $depends"
+    fi
   done
 done
 grep -q "libgrpc++-dev" <<<"$(field "$dev_deb" Depends)" ||

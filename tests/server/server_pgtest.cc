@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -1180,6 +1181,77 @@ TEST_F(ServerTest, TlsToAPlaintextServerSaysSo) {
 }
 
 // ----------------------------------------------------------- health, shutdown
+
+// Asks the server reflection service of `address` to list the services (a
+// ServerReflectionRequest with list_services = "", encoded by hand: field 7,
+// length-delimited, empty) over one bidi-streaming call; the raw response
+// bytes, or the call's error.
+absl::StatusOr<std::string> ListServicesByReflection(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  // Each step: start it with a tag, wait for that tag; `ok` is whether it
+  // succeeded (a failed Read means the server sent no message).
+  auto step = [&cq](auto start) {
+    start(&cq);
+    void* tag = nullptr;
+    bool ok = false;
+    cq.Next(&tag, &ok);
+    return ok;
+  };
+  step([&](void*) { call->StartCall(reinterpret_cast<void*>(1)); });
+  const std::string list_services("\x3a\x00", 2);
+  grpc::Slice request_slice(list_services);
+  const grpc::ByteBuffer request(&request_slice, 1);
+  step([&](void*) { call->Write(request, reinterpret_cast<void*>(2)); });
+  step([&](void*) { call->WritesDone(reinterpret_cast<void*>(3)); });
+  grpc::ByteBuffer response;
+  const bool got = step([&](void*) { call->Read(&response, reinterpret_cast<void*>(4)); });
+  grpc::Status status;
+  step([&](void*) { call->Finish(&status, reinterpret_cast<void*>(5)); });
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+  if (!got) {
+    return absl::InternalError("the reflection service sent no response");
+  }
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) {
+    return absl::InternalError("cannot read the reflection response");
+  }
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return bytes;
+}
+
+// `reflection: true` serves gRPC's reflection service (grpcurl); off, the
+// service is absent. Also checks that the statically linked gRPC
+// (SCHEMAD_STATIC_DEPS) still has its reflection plugin.
+TEST_F(ServerTest, ReflectionListsTheServicesOnlyWhenSwitchedOn) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db, "reflection: true");
+  ASSERT_OK_AND_ASSIGN(std::string listed, ListServicesByReflection(server_->address()));
+  EXPECT_THAT(listed, HasSubstr("schemad.v1.Schemad"));
+  EXPECT_THAT(listed, HasSubstr("grpc.health.v1.Health"));
+  EXPECT_THAT(listed, HasSubstr("grpc.reflection.v1alpha.ServerReflection"));
+  server_.reset();
+  StartOver(db);
+  EXPECT_THAT(ListServicesByReflection(server_->address()),
+              StatusIs(absl::StatusCode::kUnimplemented, ::testing::_));
+}
 
 TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   TestDatabase db;
