@@ -34,6 +34,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "client/cli/remote_commands.h"
+#include "service/common/edit_distance.h"
 #include "service/common/version_table.h"
 
 namespace {
@@ -81,24 +82,6 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
-// Levenshtein distance, for "did you mean".
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) {
-    row[j] = j;
-  }
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 // When the command line names a verb schemactl does not have (the first
 // argument that is neither an option nor an option's value): "unknown
 // command 'upgrad'; did you mean 'upgrade'?". nullopt otherwise.
@@ -126,7 +109,7 @@ std::optional<std::string> UnknownCommand(const CLI::App& app, int argc, char** 
     size_t best_distance = std::max<size_t>(2, arg.size() / 3) + 1;
     for (const CLI::App* command : commands) {
       const std::string& name = command->get_name();
-      const size_t distance = absl::StartsWith(name, arg) ? 0 : EditDistance(arg, name);
+      const size_t distance = absl::StartsWith(name, arg) ? 0 : schemad::EditDistance(arg, name);
       if (distance < best_distance) {
         best = name;
         best_distance = distance;

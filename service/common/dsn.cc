@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/common/edit_distance.h"
 
 namespace schemad::dsn {
 namespace {
@@ -35,24 +36,6 @@ absl::Status UriError(absl::string_view what) {
 
 absl::Status KeyValueError(absl::string_view what) {
   return Invalid(absl::StrCat("is not a valid key=value DSN: ", what));
-}
-
-// Levenshtein distance, for "did you mean".
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) {
-    row[j] = j;
-  }
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 // "; did you mean 'sslmode'?" when `word` is a near miss of a keyword; the

@@ -320,6 +320,12 @@ class ServerTest : public ::testing::Test {
     server_ = *std::move(started);
     client_ = Connect(ClientFor(server_->address()));
   }
+  // A client of the running server that sends `token`.
+  std::unique_ptr<Client> WithToken(const std::string& token) {
+    ClientOptions options = ClientFor(server_->address());
+    options.token = token;
+    return Connect(options);
+  }
 
   TempDir dir_;
   std::unique_ptr<server::SchemadServer> server_;
@@ -886,25 +892,20 @@ TEST_F(ServerTest, BearerTokensAndRoles) {
              "migrator-token-0123456789 migrator site-a-control\n"
              "admin-token-0123456789abc admin oncall\n");
   StartOver(db, "tokens_file: tokens");
-  const auto with_token = [&](const std::string& token) {
-    ClientOptions options = ClientFor(server_->address());
-    options.token = token;
-    return Connect(options);
-  };
   EXPECT_THAT(client_->GetStatus("site-a"),
               StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("bearer token")));
   EXPECT_THAT(client_->Upgrade("site-a"),
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
-  EXPECT_THAT(with_token("wrong-token-0123456789")->GetStatus("site-a"),
+  EXPECT_THAT(WithToken("wrong-token-0123456789")->GetStatus("site-a"),
               StatusIs(absl::StatusCode::kUnauthenticated,
                        AllOf(HasSubstr("unknown"), Not(HasSubstr("wrong-token")))));
-  std::unique_ptr<Client> reader = with_token("reader-token-0123456789");
+  std::unique_ptr<Client> reader = WithToken("reader-token-0123456789");
   EXPECT_OK(reader->GetStatus("site-a").status());
   EXPECT_OK(reader->ListDatabases().status());
   EXPECT_THAT(reader->EnsureHead("site-a"),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("migrator"), HasSubstr("grafana"))));
-  std::unique_ptr<Client> migrator = with_token("migrator-token-0123456789");
+  std::unique_ptr<Client> migrator = WithToken("migrator-token-0123456789");
   ASSERT_OK(migrator->EnsureHead("site-a").status());
   DowngradeRequest downgrade;
   downgrade.target = "base";
@@ -912,7 +913,7 @@ TEST_F(ServerTest, BearerTokensAndRoles) {
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("admin")));
   EXPECT_THAT(migrator->CancelOperation("op-0000000000000000"),
               StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
-  std::unique_ptr<Client> admin = with_token("admin-token-0123456789abc");
+  std::unique_ptr<Client> admin = WithToken("admin-token-0123456789abc");
   ASSERT_OK(admin->Downgrade("site-a", downgrade).status());
   EXPECT_TRUE(VersionRows(db.dsn()).empty());
   // History records the token's name.
@@ -931,12 +932,7 @@ TEST_F(ServerTest, RepairNeedsAdminAndRecordsWhoAndBothChecksums) {
              "migrator-token-0123456789 migrator site-a-control\n"
              "admin-token-0123456789abc admin oncall\n");
   StartOver(db, "tokens_file: tokens");
-  const auto with_token = [&](const std::string& token) {
-    ClientOptions options = ClientFor(server_->address());
-    options.token = token;
-    return Connect(options);
-  };
-  ASSERT_OK(with_token("migrator-token-0123456789")->EnsureHead("site-a").status());
+  ASSERT_OK(WithToken("migrator-token-0123456789")->EnsureHead("site-a").status());
   const Rows before = Query(db.dsn(), "SELECT checksum FROM schemad_history WHERE revision = 'a1'");
   ASSERT_EQ(before.size(), 1u);
 
@@ -944,8 +940,8 @@ TEST_F(ServerTest, RepairNeedsAdminAndRecordsWhoAndBothChecksums) {
   WriteRevision(dir_, "modax", {"a1", "", "create TABLE t_a1 (id INT); -- c", "DROP TABLE t_a1;"});
   WriteRevision(dir_, "modax", {"c3", "b2", "CREATE TABLE t_c3 (id bigint);", "DROP TABLE t_c3;"});
   StartOver(db, "tokens_file: tokens");
-  std::unique_ptr<Client> migrator = with_token("migrator-token-0123456789");
-  std::unique_ptr<Client> admin = with_token("admin-token-0123456789abc");
+  std::unique_ptr<Client> migrator = WithToken("migrator-token-0123456789");
+  std::unique_ptr<Client> admin = WithToken("admin-token-0123456789abc");
   ASSERT_OK_AND_ASSIGN(ValidationResult validation, migrator->Validate("site-a"));
   EXPECT_FALSE(validation.ok);
   std::map<std::string, ValidationIssue::Kind> kinds;
@@ -2543,11 +2539,6 @@ class ReloadTest : public ServerTest {
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = *std::move(started);
     client_ = WithToken(token);
-  }
-  std::unique_ptr<Client> WithToken(const std::string& token) {
-    ClientOptions options = ClientFor(server_->address());
-    options.token = token;
-    return Connect(options);
   }
   // Rewrites schemad.yaml and asks the server to reload it.
   absl::StatusOr<ReloadResult> Reload(const std::string& yaml) {
