@@ -1537,18 +1537,31 @@ TEST_F(ServerTest, FiftyConcurrentCallersApplyEachRevisionOnce) {
                  "application_name LIKE 'schemad op-%' AND wait_event_type = 'Lock' AND "
                  "query LIKE '%FROM gate%'") == Rows{{"1"}};
   };
+  // A backend that asked who holds the migration lock found it taken (the
+  // store asks only after a failed try) and reports the wait right after.
+  // Running alone is not enough: an operation may still be reading the
+  // state, and would find the lock free once the gate opens.
+  const auto lock_waiter = [&]() {
+    return Query(db.dsn(),
+                 "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND pid <> pg_backend_pid() AND query LIKE '%pg_catalog.pg_locks l JOIN%'") ==
+           Rows{{"t"}};
+  };
   bool both_running = false;
   bool gate_waiter = false;
+  bool waiting_for_the_lock = false;
   for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
-       !(both_running && gate_waiter) && absl::Now() < deadline;) {
+       !(both_running && gate_waiter && waiting_for_the_lock) && absl::Now() < deadline;) {
     gate_waiter = at_the_gate();
     both_running = running_on(0) == 1 && running_on(1) == 1;
-    if (!(both_running && gate_waiter)) {
+    waiting_for_the_lock = lock_waiter();
+    if (!(both_running && gate_waiter && waiting_for_the_lock)) {
       absl::SleepFor(absl::Milliseconds(20));
     }
   }
   EXPECT_TRUE(both_running) << replica_a.Log() << replica_b.Log();
   EXPECT_TRUE(gate_waiter) << "no schemad backend waits for the gate inside b2";
+  EXPECT_TRUE(waiting_for_the_lock) << "no schemad backend waits for the migration lock";
   gate->abort();
   gate.reset();
   for (std::thread& t : callers) {
