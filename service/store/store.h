@@ -61,6 +61,7 @@
 #include "absl/types/span.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision.h"
+#include "service/schema/schema_model.h"
 
 namespace schemad::store {
 
@@ -296,6 +297,14 @@ class Session {
   virtual absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) = 0;
   // Cancels the statement running on this session, if any. Any thread.
   virtual void Cancel() = 0;
+  // The database's schema as the canonical model (schema_model.h), read in a
+  // few catalog queries in one read-only transaction, leaving out schemad's
+  // and Alembic's tables (this session's TableNames) and everything else the
+  // model's contract leaves out. The session's settings are as they were
+  // afterwards. UNIMPLEMENTED for stores that cannot inspect.
+  virtual absl::StatusOr<schema::DatabaseSchema> InspectSchema() {
+    return absl::UnimplementedError("this store cannot inspect schemas");
+  }
 };
 
 // A target database.
