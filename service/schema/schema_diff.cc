@@ -122,13 +122,6 @@ enum Phase {
   kDropColumn,
   kDropPartition,
   kDropTable,
-  kDropSequence,
-  kDropFunction,
-  kDropComposite,
-  kDropDomain,
-  kDropEnum,
-  kDropExtension,
-  kDropSchema,
   kCreateSchema,
   kExtension,
   kEnum,
@@ -147,6 +140,15 @@ enum Phase {
   kSqlFunction,
   kTrigger,
   kComment,
+  // What columns, defaults and triggers may still use until the phases above
+  // changed them: dropped last.
+  kDropSequence,
+  kDropFunction,
+  kDropComposite,
+  kDropDomain,
+  kDropEnum,
+  kDropExtension,
+  kDropSchema,
   kPhaseCount
 };
 
@@ -761,6 +763,7 @@ class Differ {
       Add(kTable, Change(ChangeAction::kCreate, "table", key, ChangeSafety::kSafe,
                          absl::StrCat("create table ", key), {CreateTableSql(after)}));
       recreated_tables_.insert(key);
+      reshaped_tables_.insert(key);
       return;
     }
     if (before.unlogged != after.unlogged) {
@@ -805,6 +808,7 @@ class Differ {
         }
       }
       Add(kDropColumn, std::move(drop));
+      reshaped_tables_.insert(key);
     }
     for (const Column& column : after.columns) {
       const std::string column_key = absl::StrCat(key, ".", column.name);
@@ -824,12 +828,13 @@ class Differ {
         Comment("column", column_key, target, nullptr, column.comment);
         continue;
       }
-      DiffColumn(name, column_key, *it->second, column);
+      if (DiffColumn(name, column_key, *it->second, column)) reshaped_tables_.insert(key);
       Comment("column", column_key, target, &it->second->comment, column.comment);
     }
   }
 
-  void DiffColumn(const std::string& table_name, const std::string& key, const Column& before,
+  // Returns whether the column is re-created or changes type.
+  bool DiffColumn(const std::string& table_name, const std::string& key, const Column& before,
                   const Column& after) {
     const std::string alter =
         absl::StrCat("ALTER TABLE ", table_name, " ALTER COLUMN ", QuoteIdent(after.name));
@@ -840,7 +845,7 @@ class Differ {
                  absl::StrCat("re-create generated column ", key),
                  {absl::StrCat("ALTER TABLE ", table_name, " DROP COLUMN ", QuoteIdent(after.name)),
                   absl::StrCat("ALTER TABLE ", table_name, " ADD COLUMN ", ColumnSql(after))}));
-      return;
+      return true;
     }
     std::vector<std::string> statements;
     std::vector<std::string> what;
@@ -890,10 +895,12 @@ class Differ {
                                : absl::StrCat(alter, " SET GENERATED ", generated));
       what.push_back(absl::StrCat("identity ", generated));
     }
-    if (statements.empty()) return;
-    Add(kColumn, Change(ChangeAction::kAlter, "column", key, safety,
-                        absl::StrCat("alter column ", key, ": ", absl::StrJoin(what, ", ")),
-                        std::move(statements)));
+    if (!statements.empty()) {
+      Add(kColumn, Change(ChangeAction::kAlter, "column", key, safety,
+                          absl::StrCat("alter column ", key, ": ", absl::StrJoin(what, ", ")),
+                          std::move(statements)));
+    }
+    return type_changed;
   }
 
   // The tables whose primary key or unique constraints are re-created or
@@ -1043,12 +1050,15 @@ class Differ {
         recreate.insert(key);
       }
     }
+    // A view also blocks changing the type of, or dropping, a column it
+    // reads: it is re-created around such a change of its table.
     for (bool grew = true; grew;) {
       grew = false;
       for (const auto& [key, view] : before) {
         if (recreate.count(key) || !after.count(key)) continue;
         for (const std::string& dependency : view->depends_on) {
-          if (recreate.count(dependency) || !after.count(dependency)) {
+          const bool gone = !after.count(dependency) && !to_tables_.count(dependency);
+          if (recreate.count(dependency) || gone || reshaped_tables_.count(dependency)) {
             recreate.insert(key);
             grew = true;
             break;
@@ -1138,6 +1148,8 @@ class Differ {
   const std::map<std::string, const Table*> from_tables_;
   const std::map<std::string, const Table*> to_tables_;
   std::set<std::string> recreated_tables_;  // keys of tables dropped and created again
+  // Keys of tables with a column dropped or changing type (or re-created).
+  std::set<std::string> reshaped_tables_;
   std::array<std::vector<SchemaChange>, kPhaseCount> phases_;
 };
 

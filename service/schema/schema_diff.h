@@ -10,20 +10,23 @@
 //
 // Order (dependency-aware; running the statements in order on a database
 // whose schema is A leaves it with schema B):
-//   drops first, dependents before what they depend on: triggers, views (a
-//   view before the views it reads), foreign keys, other constraints,
-//   indexes, columns, tables (partitions before their parent), sequences,
-//   functions, composite types, domains, enums, extensions, schemas;
+//   first the drops of what depends on tables, dependents first: triggers,
+//   views (a view before the views it reads), foreign keys, other
+//   constraints, indexes, columns, tables (partitions before their parent);
 //   then creations and changes, dependencies first: schemas, extensions,
 //   enums, domains, composite types, sequences, functions (except LANGUAGE
 //   sql ones, whose bodies are checked against the tables they read: those
 //   come after the views), tables (parents before partitions), columns,
 //   sequence ownership, primary keys, unique, check and exclusion
 //   constraints, foreign keys, indexes, views (a view after those it reads),
-//   triggers, comments.
+//   triggers, comments;
+//   last the drops of what columns, defaults and triggers may have used
+//   until then: sequences, functions, composite types, domains, enums,
+//   extensions, schemas.
 // A changed object that PostgreSQL cannot alter in place (an index, a
 // constraint, a trigger, a view, a partition key) is dropped and created; a
-// view is also re-created when a view it reads is.
+// view is also re-created when a view it reads is, and around a change of
+// type or a drop of a column of a table it reads.
 //
 // Columns are matched by name and their position is ignored: PostgreSQL
 // cannot reorder columns, and an added column always goes last. Renames are

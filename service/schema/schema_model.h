@@ -188,8 +188,10 @@ struct View {
   std::string name;
   bool materialized = false;
   std::string definition;  // pg_get_viewdef: the SELECT, ending with ";"
-  // The views (and materialized views) this view reads, "schema.name",
-  // sorted: the differ creates those first and drops them last.
+  // The tables, views and materialized views this view reads, by Key()
+  // ("schema.name"), sorted: the differ creates the views among them first,
+  // drops them last, and re-creates this view around a change of a column
+  // type or a dropped column of those tables.
   std::vector<std::string> depends_on;
   std::string comment;
   std::string Key() const { return schema + "." + name; }

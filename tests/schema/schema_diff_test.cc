@@ -213,6 +213,38 @@ TEST(SchemaDiffTest, ChangedViewRecreatesTheViewsReadingIt) {
                           "CREATE VIEW public.named_count AS\n SELECT count(*) FROM public.named"));
 }
 
+TEST(SchemaDiffTest, ViewIsRecreatedAroundAColumnTypeChangeOfItsTable) {
+  DatabaseSchema from = Devices();
+  from.views = {MakeView("named", " SELECT id, name FROM public.devices;", {"public.devices"})};
+  DatabaseSchema to = from;
+  to.tables[0].columns[1].type = "character varying(64)";
+  EXPECT_THAT(Statements(DiffSchemas(from, to)),
+              ElementsAre("DROP VIEW public.named",
+                          "ALTER TABLE public.devices ALTER COLUMN name TYPE character varying(64) "
+                          "USING name::character varying(64)",
+                          "CREATE VIEW public.named AS\n SELECT id, name FROM public.devices"));
+  to.tables[0].columns[1].type = "text";
+  to.tables[0].columns[1].default_expr = "'x'::text";  // a default alone leaves the view be
+  EXPECT_THAT(Statements(DiffSchemas(from, to)),
+              ElementsAre("ALTER TABLE public.devices ALTER COLUMN name SET DEFAULT 'x'::text"));
+}
+
+TEST(SchemaDiffTest, TypesAndFunctionsAreDroppedAfterTheColumnsStopUsingThem) {
+  DatabaseSchema from = Devices();
+  EnumType status;
+  status.schema = "public";
+  status.name = "status";
+  status.labels = {"ok"};
+  from.enums = {status};
+  from.tables[0].columns.push_back(Col("state", "public.status"));
+  DatabaseSchema to = Devices();
+  to.tables[0].columns.push_back(Col("state", "text"));
+  EXPECT_THAT(
+      Statements(DiffSchemas(from, to)),
+      ElementsAre("ALTER TABLE public.devices ALTER COLUMN state TYPE text USING state::text",
+                  "DROP TYPE public.status"));
+}
+
 TEST(SchemaDiffTest, IndexOnAnExistingTableIsARewriteAndPartitionedIndexesLoseOnly) {
   DatabaseSchema to = Devices();
   Index index;
