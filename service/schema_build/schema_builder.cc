@@ -74,6 +74,11 @@ absl::StatusOr<schema::DatabaseSchema> SchemaBuilder::FromDesiredState(const std
   return result;
 }
 
+void SchemaBuilder::Remember(const std::string& key, const schema::DatabaseSchema& model) {
+  if (memory_.size() >= kRememberedSchemas) memory_.clear();
+  memory_[key] = model;
+}
+
 std::string SchemaBuilder::CacheKey(const engine::RevisionGraph& graph,
                                     const std::vector<std::string>& targets) const {
   std::vector<std::string> parts = {kCacheVersion, absl::StrCat(dev_.server_version())};
@@ -93,8 +98,16 @@ std::string SchemaBuilder::CacheKey(const engine::RevisionGraph& graph,
 
 absl::StatusOr<schema::DatabaseSchema> SchemaBuilder::AtRevisions(
     const engine::RevisionGraph& graph, const std::vector<std::string>& targets) {
-  const std::string key = cache_dir_.empty() ? "" : CacheKey(graph, targets);
-  const std::string entry = key.empty() ? "" : absl::StrCat(cache_dir_, "/", key, ".json");
+  const std::string key = options_.use_cache ? CacheKey(graph, targets) : "";
+  if (!key.empty()) {
+    auto remembered = memory_.find(key);
+    if (remembered != memory_.end()) {
+      ++cache_hits_;
+      return remembered->second;
+    }
+  }
+  const std::string entry =
+      key.empty() || cache_dir_.empty() ? "" : absl::StrCat(cache_dir_, "/", key, ".json");
   if (!entry.empty()) {
     std::ifstream in(entry, std::ios::binary);
     if (in) {
@@ -103,6 +116,7 @@ absl::StatusOr<schema::DatabaseSchema> SchemaBuilder::AtRevisions(
       absl::StatusOr<schema::DatabaseSchema> cached = SchemaFromJson(text.str());
       if (cached.ok()) {
         ++cache_hits_;
+        Remember(key, *cached);
         return *std::move(cached);
       }
     }
@@ -127,6 +141,7 @@ absl::StatusOr<schema::DatabaseSchema> SchemaBuilder::AtRevisions(
   }
   ASSIGN_OR_RETURN(schema::DatabaseSchema result, Inspect(*database));
   RETURN_IF_ERROR(database->Drop());
+  if (!key.empty()) Remember(key, result);
   if (!entry.empty()) {
     std::error_code error;
     std::filesystem::create_directories(cache_dir_, error);

@@ -7,7 +7,8 @@
 //   ASSIGN_OR_RETURN(schema::DatabaseSchema head, builder.AtRevisions(graph, {"heads"}));
 //   ASSIGN_OR_RETURN(schema::DatabaseSchema wanted, builder.FromDesiredState("schema.sql"));
 //
-// Schemas at revisions are cached on disk, keyed by the checksums of the
+// Schemas at revisions are cached in memory (the last kRememberedSchemas)
+// and on disk, keyed by the checksums of the
 // revisions applied (in order), the targets and the dev server's PostgreSQL
 // version: the same revisions give the same schema, so `drift` over many
 // sites at one revision builds it once. A cache entry that cannot be read is
@@ -18,6 +19,7 @@
 #ifndef SCHEMAD_SERVICE_SCHEMA_BUILD_SCHEMA_BUILDER_H_
 #define SCHEMAD_SERVICE_SCHEMA_BUILD_SCHEMA_BUILDER_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,7 @@ class SchemaBuilder {
     // Where cached schemas live; "" = $XDG_CACHE_HOME/schemad, else
     // $HOME/.cache/schemad (no cache when neither is set).
     std::string cache_dir;
+    // false: neither cache (every AtRevisions builds).
     bool use_cache = true;
   };
 
@@ -60,10 +63,14 @@ class SchemaBuilder {
   const std::string& cache_dir() const { return cache_dir_; }
 
  private:
+  static constexpr size_t kRememberedSchemas = 64;
+  void Remember(const std::string& key, const schema::DatabaseSchema& model);
+
   store::DevServer& dev_;
   Options options_;
   std::string cache_dir_;  // "" = no cache
   int cache_hits_ = 0;
+  std::map<std::string, schema::DatabaseSchema> memory_;  // by CacheKey
 };
 
 }  // namespace schemad::schema_build

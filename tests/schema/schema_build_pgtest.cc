@@ -262,10 +262,19 @@ TEST_F(SchemaBuilderTest, CacheAnswersTheSameRevisionsAndMissesChangedOnes) {
   ASSERT_EQ(rebuilt->indexes.size(), 1u);
   EXPECT_THAT(rebuilt->indexes[0].definition, HasSubstr("(name, id)"));
 
+  // Another builder (another process) reads the entry from disk.
+  SchemaBuilder second(*dev_, CacheIn(cache.path()));
+  absl::StatusOr<schema::DatabaseSchema> from_disk = second.AtRevisions(*graph, {"b2"});
+  ASSERT_TRUE(from_disk.ok());
+  EXPECT_EQ(second.cache_hits(), 1);
+  EXPECT_TRUE(*from_disk == *built);
+
   // A corrupt entry is rebuilt, not an error.
   std::ofstream(cache.path() + "/" + key + ".json") << "{garbage";
-  absl::StatusOr<schema::DatabaseSchema> repaired = builder.AtRevisions(*graph, {"b2"});
+  SchemaBuilder third(*dev_, CacheIn(cache.path()));
+  absl::StatusOr<schema::DatabaseSchema> repaired = third.AtRevisions(*graph, {"b2"});
   ASSERT_TRUE(repaired.ok()) << repaired.status();
+  EXPECT_EQ(third.cache_hits(), 0);
   EXPECT_TRUE(*repaired == *built);
 }
 

@@ -1,0 +1,47 @@
+#include "service/schema_build/drift.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
+
+namespace schemad::schema_build {
+
+absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::RevisionGraph& graph,
+                                       SchemaBuilder& builder) {
+  ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
+  DriftReport report;
+  report.rows = state.rows;
+  if (state.needs_attention.has_value()) {
+    report.needs_attention = state.needs_attention->revision;
+    return report;
+  }
+  ASSIGN_OR_RETURN(schema::DatabaseSchema live, session.InspectSchema());
+  ASSIGN_OR_RETURN(schema::DatabaseSchema expected, builder.AtRevisions(graph, state.rows));
+  report.changes = schema::DiffSchemas(expected, live);
+  if (!report.changes.empty()) {
+    report.repair_sql = schema::RenderSql(schema::DiffSchemas(live, expected));
+  }
+  return report;
+}
+
+absl::string_view DriftKind(const schema::SchemaChange& change) {
+  switch (change.action) {
+    case schema::ChangeAction::kCreate:
+      return "extra";
+    case schema::ChangeAction::kDrop:
+      return "missing";
+    case schema::ChangeAction::kAlter:
+      return "changed";
+  }
+  return "changed";
+}
+
+std::string DriftLine(const schema::SchemaChange& change) {
+  std::string line = absl::StrCat(DriftKind(change), " ", change.object_kind, " ", change.object);
+  if (change.action == schema::ChangeAction::kAlter)
+    absl::StrAppend(&line, ": ", change.description);
+  return line;
+}
+
+}  // namespace schemad::schema_build

@@ -1,0 +1,54 @@
+// Drift: what a database's live schema has, lacks or has changed against
+// the schema its version rows should produce (the revisions applied, built
+// on a dev server by SchemaBuilder). The one implementation behind
+// `schemactl drift`, the Drift RPC and the fleet's drift action.
+//
+//   ASSIGN_OR_RETURN(DriftReport report, CheckDrift(*session, graph, builder));
+//   if (report.needs_attention) ...;           // not compared: resolve first
+//   for (const schema::SchemaChange& c : report.changes) std::cout << DriftLine(c);
+//
+// A change is expected -> live: kCreate is an extra object on the site,
+// kDrop a missing one, kAlter a changed one.
+//
+// Thread-safety: as SchemaBuilder (one thread at a time per builder).
+#ifndef SCHEMAD_SERVICE_SCHEMA_BUILD_DRIFT_H_
+#define SCHEMAD_SERVICE_SCHEMA_BUILD_DRIFT_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "service/engine/revision_graph.h"
+#include "service/schema/schema_diff.h"
+#include "service/schema_build/schema_builder.h"
+#include "service/store/store.h"
+
+namespace schemad::schema_build {
+
+struct DriftReport {
+  std::vector<std::string> rows;  // the version rows compared against, sorted
+  // Set when an interrupted non-transactional revision left the schema
+  // between two revisions: nothing was compared (changes empty).
+  std::optional<std::string> needs_attention;
+  std::vector<schema::SchemaChange> changes;  // expected -> live
+  // DDL that takes the live schema back to the expected one; "" without drift.
+  std::string repair_sql;
+  bool drifted() const { return !changes.empty(); }
+};
+
+// Reads `session`'s version rows and live schema, builds the expected schema
+// at those rows with `builder`, and compares.
+absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::RevisionGraph& graph,
+                                       SchemaBuilder& builder);
+
+// "extra", "missing" or "changed".
+absl::string_view DriftKind(const schema::SchemaChange& change);
+
+// "extra index public.hand_made_idx", "changed column public.t.c: type ..."
+std::string DriftLine(const schema::SchemaChange& change);
+
+}  // namespace schemad::schema_build
+
+#endif  // SCHEMAD_SERVICE_SCHEMA_BUILD_DRIFT_H_
