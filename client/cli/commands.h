@@ -44,6 +44,7 @@ enum ExitCode : int {
   kExitUnavailable = 5,     // cannot connect (unreachable, refused, authentication failed),
                             // or the migration-lock wait ran out
   kExitLintErrors = 6,      // lint (or check) found an error-level finding
+  kExitDrift = 7,           // drift: the live schema differs from what its revisions build
 };
 
 // The one mapping from a status to an exit code: an exit code the CLI attached
@@ -147,6 +148,14 @@ struct RevisionOptions {
   bool splice = false;
   std::string id;       // empty: a fresh 12-hex id
   std::string created;  // empty: now, UTC (tests pin it)
+  // --autogenerate: the upgrade takes the schema at the revisions the new one
+  // revises to the desired state in `schema` (a .sql file or a directory of
+  // them, e.g. `pg_dump --schema-only` output); the downgrade takes it back.
+  // Both schemas are built in scratch databases on `dev_dsn` (schema_commands.cc).
+  bool autogenerate = false;
+  std::string schema;
+  std::string dev_dsn = "local";
+  bool allow_destructive = false;  // write changes that lose data (commented in the file)
 };
 int RunRevision(const GlobalOptions& global, const RevisionOptions& options, std::ostream& out,
                 std::ostream& err);
@@ -228,6 +237,51 @@ int RunResolve(const GlobalOptions& global, const ResolveOptions& options, std::
 // no file.
 struct RepairOptions {};
 int RunRepair(const GlobalOptions& global, const RepairOptions& options, std::ostream& out,
+              std::ostream& err);
+
+// ------------------------------------------------- schema verbs (issue 12)
+// Schemas are read from a live database (its catalog), or built in scratch
+// databases on a dev server (`--dev-dsn DSN` whose role may CREATE DATABASE,
+// or `local`: a throwaway cluster from the local PostgreSQL installation,
+// the default; SCHEMAD_DEV_DSN) from desired-state SQL or from revisions.
+
+// `diff FROM TO`: the DDL that makes FROM's schema into TO's. Each side is
+// `live` (the database of --dsn), a DSN (postgresql://...), DIR@REV or @REV
+// (the schema revisions DIR, default --dir, build up to REV: an id, heads,
+// a label, base), or a desired-state path (.sql file or directory of them).
+// --json: the changes with their safety. Exit 0 whether or not they differ.
+struct DiffOptions {
+  std::string from;
+  std::string to;
+  std::string dev_dsn = "local";
+};
+int RunDiff(const GlobalOptions& global, const DiffOptions& options, std::ostream& out,
+            std::ostream& err);
+
+// `drift`: the live schema of --dsn against the schema its alembic_version
+// rows should produce from --dir. Exit 0 without drift, kExitDrift with,
+// naming each extra, missing and changed object; --sql prints the DDL that
+// takes the database back to its revisions' schema instead.
+struct DriftOptions {
+  std::string dev_dsn = "local";
+  bool sql = false;
+};
+int RunDrift(const GlobalOptions& global, const DriftOptions& options, std::ostream& out,
+             std::ostream& err);
+
+// `verify`: the up/down consistency check of every revision (pytest-alembic's),
+// on a scratch database of the dev server: in upgrade order, each revision
+// is upgraded, downgraded and upgraded again; the schema after the downgrade
+// must equal the schema before the upgrade, and the second upgrade's the
+// first's. A revision without a downgrade section is reported as declared
+// irreversible and not downgraded. With --schema, the head schema must equal
+// that desired state. Exit 1 at the first inconsistency, naming the revision
+// and the differing objects.
+struct VerifyOptions {
+  std::string dev_dsn = "local";
+  std::string schema;  // "": no head check
+};
+int RunVerify(const GlobalOptions& global, const VerifyOptions& options, std::ostream& out,
               std::ostream& err);
 
 }  // namespace schemad::cli

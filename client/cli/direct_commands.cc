@@ -724,6 +724,18 @@ int RunEnsureHead(const GlobalOptions& global, const EnsureHeadOptions& options,
   return Finish(io, EnsureHead(io, options));
 }
 
+namespace internal {
+
+absl::StatusOr<std::unique_ptr<store::Database>> OpenTargetDatabase(const GlobalOptions& global) {
+  return OpenDatabase(global);
+}
+
+absl::StatusOr<std::unique_ptr<store::Session>> ConnectTarget(store::Database& database) {
+  return Connect(database);
+}
+
+}  // namespace internal
+
 int RunValidate(const GlobalOptions& global, const ValidateOptions& options, std::ostream& out,
                 std::ostream& err) {
   const Io io{global, out, err};

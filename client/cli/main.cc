@@ -16,6 +16,7 @@
 //      authentication failed) or the wait for the migration lock ran out
 //      (--lock-wait)
 //   6  lint findings: `lint` (or `check`) found an error-level finding
+//   7  drift: the live schema differs from what its applied revisions build
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -244,6 +245,16 @@ int main(int argc, char** argv) {
   revision_cmd->add_flag("--splice", revision.splice,
                          "Allow --head to name a revision that is not a head");
   revision_cmd->add_option("--id", revision.id, "Revision id (default: 12 random hex digits)");
+  revision_cmd->add_flag("--autogenerate", revision.autogenerate,
+                         "Write the SQL that takes the schema at --head to --schema's");
+  revision_cmd->add_option("--schema", revision.schema,
+                           "With --autogenerate: the desired state (.sql file or directory)");
+  revision_cmd
+      ->add_option("--dev-dsn", revision.dev_dsn,
+                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
+      ->envname("SCHEMAD_DEV_DSN");
+  revision_cmd->add_flag("--allow-destructive", revision.allow_destructive,
+                         "With --autogenerate: also write changes that lose data");
 
   MergeOptions merge;
   CLI::App* merge_cmd = app.add_subcommand("merge", "Write a revision that merges heads");
@@ -376,6 +387,37 @@ int main(int argc, char** argv) {
   CLI::App* repair_cmd = app.add_subcommand(
       "repair",
       "Re-record the checksums of applied revisions whose files changed (an audit row each)");
+
+  DiffOptions diff;
+  CLI::App* diff_cmd = app.add_subcommand(
+      "diff", "The DDL that makes FROM's schema into TO's (live, a DSN, DIR@REV, a .sql path)");
+  diff_cmd->add_option("from", diff.from, "live | DSN | DIR@REV | @REV | PATH")->required();
+  diff_cmd->add_option("to", diff.to, "live | DSN | DIR@REV | @REV | PATH")->required();
+  diff_cmd
+      ->add_option("--dev-dsn", diff.dev_dsn,
+                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
+      ->envname("SCHEMAD_DEV_DSN");
+
+  DriftOptions drift;
+  CLI::App* drift_cmd = app.add_subcommand(
+      "drift", "Compare the live schema with what its applied revisions build (exit 7: drift)");
+  drift_cmd
+      ->add_option("--dev-dsn", drift.dev_dsn,
+                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
+      ->envname("SCHEMAD_DEV_DSN");
+  drift_cmd->add_flag("--sql", drift.sql, "Print the DDL that takes the database back instead");
+
+  VerifyOptions verify;
+  CLI::App* verify_cmd = app.add_subcommand(
+      "verify",
+      "Upgrade, downgrade and upgrade each revision on a scratch database; check the "
+      "schema after each step");
+  verify_cmd
+      ->add_option("--dev-dsn", verify.dev_dsn,
+                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
+      ->envname("SCHEMAD_DEV_DSN");
+  verify_cmd->add_option("--schema", verify.schema,
+                         "The head schema must equal this desired state (.sql file or directory)");
 
   try {
     app.parse(argc, argv);
@@ -568,6 +610,15 @@ int main(int argc, char** argv) {
   }
   if (*repair_cmd) {
     return RunRepair(global, repair, out, err);
+  }
+  if (*diff_cmd) {
+    return RunDiff(global, diff, out, err);
+  }
+  if (*drift_cmd) {
+    return RunDrift(global, drift, out, err);
+  }
+  if (*verify_cmd) {
+    return RunVerify(global, verify, out, err);
   }
   return Usage("no verb given");
 }
