@@ -394,6 +394,65 @@ absl::Status ValidateFile(const std::string& key_path, const std::string& file) 
   return ReadFile(key_path, file).status();
 }
 
+// The DSN in environment variable `name` (key `key_path`), trimmed and
+// parsed (never quoted in a message: `whose` names it).
+absl::StatusOr<std::string> DsnFromEnv(const ConfigSources& sources, const std::string& key_path,
+                                       const std::string& name, const std::string& whose) {
+  std::optional<std::string> value = sources.getenv ? sources.getenv(name) : std::nullopt;
+  if (!value) {
+    return KeyError(key_path, absl::StrCat("environment variable ", name, " is not set"));
+  }
+  std::string dsn(absl::StripAsciiWhitespace(*value));
+  if (dsn.empty()) {
+    return KeyError(key_path, absl::StrCat("environment variable ", name, " is empty"));
+  }
+  // The one DSN parser (the store uses it too): a DSN that is ambiguous or
+  // malformed stops the start, named by its owner, never quoted.
+  if (absl::StatusOr<dsn::Dsn> parsed = dsn::ParseDsn(dsn); !parsed.ok()) {
+    return KeyError(key_path, absl::StrCat("the DSN of ", whose, " ", parsed.status().message()));
+  }
+  return dsn;
+}
+
+// The DSN in the (already resolved) secret file `file`, as DsnFromEnv.
+absl::StatusOr<std::string> DsnFromFile(const v1::ServerConfig& c, const std::string& key_path,
+                                        const std::string& file, const std::string& whose,
+                                        std::vector<std::string>* warnings) {
+  ASSIGN_OR_RETURN(std::string content, ReadFile(key_path, file));
+  RETURN_IF_ERROR(CheckSecretFile(key_path, file, c.allow_insecure_secret_files(), warnings));
+  std::string dsn(absl::StripAsciiWhitespace(content));
+  if (dsn.empty()) {
+    return KeyError(key_path, absl::StrCat("file ", file, " is empty"));
+  }
+  if (absl::StatusOr<dsn::Dsn> parsed = dsn::ParseDsn(dsn); !parsed.ok()) {
+    return KeyError(key_path, absl::StrCat("the DSN of ", whose, " ", parsed.status().message()));
+  }
+  return dsn;
+}
+
+absl::Status ValidateDevServer(const ConfigSources& sources, LoadedConfig* loaded) {
+  v1::ServerConfig& c = loaded->proto;
+  if (!c.has_dev_server()) return absl::OkStatus();
+  v1::DevServerConfig& dev = *c.mutable_dev_server();
+  const int kinds = (dev.local() ? 1 : 0) + (dev.dsn_env().empty() ? 0 : 1) +
+                    (dev.dsn_file().empty() ? 0 : 1);
+  if (kinds != 1) {
+    return KeyError("dev_server", "exactly one of local: true, dsn_env and dsn_file is required");
+  }
+  if (!dev.cache_dir().empty()) dev.set_cache_dir(Resolve(sources.base_dir, dev.cache_dir()));
+  if (dev.local()) {
+    loaded->dev_dsn = "local";
+  } else if (!dev.dsn_env().empty()) {
+    ASSIGN_OR_RETURN(loaded->dev_dsn,
+                     DsnFromEnv(sources, "dev_server.dsn_env", dev.dsn_env(), "the dev server"));
+  } else {
+    dev.set_dsn_file(Resolve(sources.base_dir, dev.dsn_file()));
+    ASSIGN_OR_RETURN(loaded->dev_dsn, DsnFromFile(c, "dev_server.dsn_file", dev.dsn_file(),
+                                                  "the dev server", &loaded->warnings));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   v1::ServerConfig& c = loaded->proto;
   RETURN_IF_ERROR(ValidateListen("listen", c.listen()));
@@ -559,33 +618,12 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     }
     std::string dsn;
     if (!db.dsn_env().empty()) {
-      std::optional<std::string> value =
-          sources.getenv ? sources.getenv(db.dsn_env()) : std::nullopt;
-      if (!value) {
-        return KeyError(Join(path, "dsn_env"),
-                        absl::StrCat("environment variable ", db.dsn_env(), " is not set"));
-      }
-      dsn = std::string(absl::StripAsciiWhitespace(*value));
-      if (dsn.empty()) {
-        return KeyError(Join(path, "dsn_env"),
-                        absl::StrCat("environment variable ", db.dsn_env(), " is empty"));
-      }
+      ASSIGN_OR_RETURN(dsn, DsnFromEnv(sources, Join(path, "dsn_env"), db.dsn_env(),
+                                       absl::StrCat("database ", db.name())));
     } else {
       db.set_dsn_file(Resolve(sources.base_dir, db.dsn_file()));
-      ASSIGN_OR_RETURN(std::string content, ReadFile(Join(path, "dsn_file"), db.dsn_file()));
-      RETURN_IF_ERROR(CheckSecretFile(Join(path, "dsn_file"), db.dsn_file(),
-                                      c.allow_insecure_secret_files(), &warnings));
-      dsn = std::string(absl::StripAsciiWhitespace(content));
-      if (dsn.empty()) {
-        return KeyError(Join(path, "dsn_file"), absl::StrCat("file ", db.dsn_file(), " is empty"));
-      }
-    }
-    // The one DSN parser (the store uses it too): a DSN that is ambiguous
-    // or malformed stops the start, named by database, never quoted.
-    if (absl::StatusOr<dsn::Dsn> parsed = dsn::ParseDsn(dsn); !parsed.ok()) {
-      return KeyError(
-          Join(path, db.dsn_env().empty() ? "dsn_file" : "dsn_env"),
-          absl::StrCat("the DSN of database ", db.name(), " ", parsed.status().message()));
+      ASSIGN_OR_RETURN(dsn, DsnFromFile(c, Join(path, "dsn_file"), db.dsn_file(),
+                                        absl::StrCat("database ", db.name()), &warnings));
     }
     loaded->dsns.push_back(std::move(dsn));
 
@@ -616,7 +654,7 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     RETURN_IF_ERROR(CheckDuration(Join(path, "statement_timeout"), db.statement_timeout(),
                                   kMaxStatementTimeout));
   }
-  return absl::OkStatus();
+  return ValidateDevServer(sources, loaded);
 }
 
 }  // namespace
@@ -709,7 +747,8 @@ absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerCo
                                                  "pools",
                                                  "shutdown_grace",
                                                  "operation_retention",
-                                                 "max_retained_operations"};
+                                                 "max_retained_operations",
+                                                 "dev_server"};
   const google::protobuf::Descriptor* descriptor = v1::ServerConfig::descriptor();
   for (const char* name : kRestartOnly) {
     const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(name);

@@ -79,6 +79,9 @@ struct LoadedConfig {
   // dsns[i] is the DSN of proto.databases(i), parsed once already (so it
   // parses). Secret: never log or return it.
   std::vector<std::string> dsns;
+  // The dev server of Drift: "local", a DSN (secret, as dsns), or "" when
+  // none is configured.
+  std::string dev_dsn;
   // What is accepted but worth a log line at start (a group-readable
   // secret file, say). Never holds a secret.
   std::vector<std::string> warnings;

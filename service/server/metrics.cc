@@ -156,6 +156,11 @@ class ServerMetrics::Impl {
                              .Name("schemad_database_needs_attention")
                              .Help("1 when the database carries a needs-attention mark")
                              .Register(*prom_)),
+        drift_(prometheus::BuildGauge()
+                   .Name("schemad_database_drift")
+                   .Help("Objects of the database's schema that differ from what its revisions "
+                         "build, at its last drift check (0: none); absent until checked")
+                   .Register(*prom_)),
         reachable_(prometheus::BuildGauge()
                        .Name("schemad_database_reachable")
                        .Help("1 when the last refresh could read the database")
@@ -215,7 +220,7 @@ class ServerMetrics::Impl {
       pending_.Remove(&pending_.Add(pending_labels));
       if (!now.ok()) {
         for (prometheus::Family<prometheus::Gauge>* family :
-             {&needs_attention_, &reachable_, &refreshed_}) {
+             {&needs_attention_, &reachable_, &refreshed_, &drift_}) {
           family->Remove(&family->Add({{"database", db->name()}}));
         }
       }
@@ -278,6 +283,13 @@ class ServerMetrics::Impl {
       pending_.Add({{"database", db.name()}, {"migration_set", db.set().name}}).Set(gauges.pending);
       needs_attention_.Add({{"database", db.name()}}).Set(gauges.needs_attention ? 1 : 0);
     }
+  }
+
+  void SetDrift(const std::string& database, int differences) {
+    if (!registry_()->GetDatabase(database).ok()) {
+      return;  // removed by a reload meanwhile
+    }
+    drift_.Add({{"database", database}}).Set(differences);
   }
 
   void RefreshOne(const DatabaseEntry& db) {
@@ -367,6 +379,7 @@ class ServerMetrics::Impl {
   std::shared_ptr<SessionsCollectable> sessions_;
   prometheus::Family<prometheus::Gauge>& pending_;
   prometheus::Family<prometheus::Gauge>& needs_attention_;
+  prometheus::Family<prometheus::Gauge>& drift_;
   prometheus::Family<prometheus::Gauge>& reachable_;
   prometheus::Family<prometheus::Gauge>& refreshed_;
   prometheus::Family<prometheus::Counter>& operations_total_;
@@ -479,6 +492,10 @@ void ServerMetrics::RecordLockWait(absl::Duration waited) { impl_->RecordLockWai
 
 void ServerMetrics::SetDatabase(const DatabaseEntry& db, const DatabaseGauges& gauges) {
   impl_->SetDatabase(db, gauges);
+}
+
+void ServerMetrics::SetDrift(const std::string& database, int differences) {
+  impl_->SetDrift(database, differences);
 }
 
 void ServerMetrics::OnReload(const Registry& before, const Registry& after) {

@@ -76,6 +76,9 @@ class ServerMetrics {
   void RecordOperation(v1::OperationKind kind, absl::string_view outcome, absl::Duration elapsed);
   void RecordLockWait(absl::Duration waited);
   void SetDatabase(const DatabaseEntry& db, const DatabaseGauges& gauges);
+  // schemad_database_drift{database}: the differences the last drift check
+  // of `database` found.
+  void SetDrift(const std::string& database, int differences);
   // A reload from `before` to `after` succeeded: the gauges of databases no
   // longer configured go, those of added databases appear.
   void OnReload(const Registry& before, const Registry& after);

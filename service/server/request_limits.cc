@@ -161,6 +161,10 @@ absl::Status CheckRequest(const v1::RepairRequest& r) {
   return Fields(r).Text("database", r.database(), kMaxNameBytes);
 }
 
+absl::Status CheckRequest(const v1::DriftRequest& r) {
+  return Fields(r).Text("database", r.database(), kMaxNameBytes);
+}
+
 absl::Status CheckRequest(const v1::WatchOperationRequest& r) {
   return Fields(r).Text("operation_id", r.operation_id(), kMaxOperationIdBytes);
 }

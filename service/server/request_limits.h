@@ -58,6 +58,7 @@ absl::Status CheckRequest(const v1::DescribeMigrationSetRequest& request);
 absl::Status CheckRequest(const v1::ListDatabasesRequest& request);
 absl::Status CheckRequest(const v1::ValidateRequest& request);
 absl::Status CheckRequest(const v1::RepairRequest& request);
+absl::Status CheckRequest(const v1::DriftRequest& request);
 absl::Status CheckRequest(const v1::WatchOperationRequest& request);
 absl::Status CheckRequest(const v1::ListOperationsRequest& request);
 absl::Status CheckRequest(const v1::CancelOperationRequest& request);

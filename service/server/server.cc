@@ -166,8 +166,15 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   s->operations_ =
       std::make_unique<OperationRegistry>(op_options, MakeLogger("operations", options));
 
+  ServerMetrics* metrics = s->metrics_.get();
+  s->drift_ = std::make_unique<DriftChecker>(
+      s->config_.dev_dsn, c.has_dev_server() ? c.dev_server().cache_dir() : "",
+      [metrics](const std::string& database, int differences) {
+        if (metrics != nullptr) metrics->SetDrift(database, differences);
+      });
   ServiceDeps deps;
   deps.state = s->state_.get();
+  deps.drift = s->drift_.get();
   deps.operations = s->operations_.get();
   deps.rpc_workers = s->rpc_workers_.get();
   deps.reload_worker = s->reload_worker_.get();

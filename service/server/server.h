@@ -128,6 +128,7 @@ class SchemadServer {
   LoadedConfig config_ ABSL_GUARDED_BY(reload_mu_);  // the file as served now
   std::unique_ptr<ServingState> state_;              // registry and tokens
   std::unique_ptr<ServerMetrics> metrics_;  // reads state_; outlives server_ and operations_
+  std::unique_ptr<DriftChecker> drift_;     // outlives server_ and operations_
   std::unique_ptr<ThreadPool> rpc_workers_;
   std::unique_ptr<ThreadPool> reload_worker_;  // Reload calls, one at a time
   std::unique_ptr<PoolWarmer> pool_warmer_

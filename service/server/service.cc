@@ -22,6 +22,8 @@
 #include "service/engine/fleet.h"
 #include "service/engine/offline_sql.h"
 #include "service/engine/planner.h"
+#include "service/schema/schema_diff.h"
+#include "service/schema_build/drift.h"
 #include "service/server/proto_conversion.h"
 #include "service/server/proto_time.h"
 #include "service/server/request_limits.h"
@@ -417,7 +419,35 @@ EventWriter* RunStream(
   return stream;
 }
 
-absl::Status FillStatus(const DatabaseEntry& db, absl::Time deadline, v1::DatabaseStatus* out) {
+void DriftToProto(const schema_build::DriftReport& report, absl::Time checked,
+                  v1::DriftResponse* out) {
+  for (const std::string& row : report.rows) out->add_rows(row);
+  out->set_drift(report.drifted());
+  for (const schema::SchemaChange& change : report.changes) {
+    v1::SchemaDifference* difference = out->add_differences();
+    switch (change.action) {
+      case schema::ChangeAction::kCreate:
+        difference->set_kind(v1::SchemaDifference::KIND_EXTRA);
+        break;
+      case schema::ChangeAction::kDrop:
+        difference->set_kind(v1::SchemaDifference::KIND_MISSING);
+        break;
+      case schema::ChangeAction::kAlter:
+        difference->set_kind(v1::SchemaDifference::KIND_CHANGED);
+        break;
+    }
+    difference->set_object_kind(change.object_kind);
+    difference->set_object(change.object);
+    difference->set_description(change.description);
+  }
+  out->set_repair_sql(report.repair_sql);
+  ToProto(checked, out->mutable_checked());
+}
+
+// The database's status; with the last drift check of `drift` when it
+// checked these very version rows.
+absl::Status FillStatus(const DatabaseEntry& db, absl::Time deadline, const DriftChecker* drift,
+                        v1::DatabaseStatus* out) {
   out->set_database(db.name());
   out->set_migration_set(db.set().name);
   out->set_display_name(db.database().DisplayName());
@@ -428,6 +458,13 @@ absl::Status FillStatus(const DatabaseEntry& db, absl::Time deadline, v1::Databa
     return DbError(db, status.status());
   }
   ToProto(*status, out);
+  if (std::optional<DriftChecker::LastCheck> last = drift->Last(db.name());
+      last.has_value() && last->rows == status->rows) {
+    v1::DriftSummary* summary = out->mutable_drift();
+    summary->set_drift(last->differences > 0);
+    summary->set_differences(last->differences);
+    ToProto(last->checked, summary->mutable_checked());
+  }
   return absl::OkStatus();
 }
 
@@ -851,7 +888,7 @@ grpc::ServerUnaryReactor* SchemadService::GetStatus(grpc::CallbackServerContext*
     RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
                      deps->state->GetDatabase(request->database()));
-    return FillStatus(*db, DeadlineOf(*context), response);
+    return FillStatus(*db, DeadlineOf(*context), deps->drift, response);
   });
 }
 
@@ -968,8 +1005,8 @@ grpc::ServerUnaryReactor* SchemadService::ListDatabases(grpc::CallbackServerCont
   const absl::Time deadline = DeadlineOf(*context);
   for (const auto& [db, info] : selected) {
     v1::DatabaseStatus* out = info->mutable_status();
-    const auto read = [registry, db = db, out, deadline, done] {
-      absl::Status status = FillStatus(*db, deadline, out);
+    const auto read = [registry, db = db, out, deadline, done, drift = deps_.drift] {
+      absl::Status status = FillStatus(*db, deadline, drift, out);
       if (!status.ok()) {
         out->set_state(v1::DATABASE_STATE_UNREACHABLE);
         ToProtoError(status, out->mutable_error());
@@ -1026,6 +1063,28 @@ grpc::ServerUnaryReactor* SchemadService::Repair(grpc::CallbackServerContext* co
                     ToProto(*result, response);
                     return absl::OkStatus();
                   });
+}
+
+grpc::ServerUnaryReactor* SchemadService::Drift(grpc::CallbackServerContext* context,
+                                                const v1::DriftRequest* request,
+                                                v1::DriftResponse* response) {
+  const ServiceDeps* deps = &deps_;
+  return RunUnary(deps, context, Role::kReader, "Drift", [=](const Identity&) -> absl::Status {
+    RETURN_IF_ERROR(CheckRequest(*request));
+    ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
+                     deps->state->GetDatabase(request->database()));
+    absl::StatusOr<schema_build::DriftReport> report = WithSession<schema_build::DriftReport>(
+        *db, DeadlineOf(*context), [&](store::Session& session) {
+          return deps->drift->Check(db->name(), db->set().graph, session);
+        });
+    if (!report.ok()) {
+      return DbError(*db, report.status());
+    }
+    response->set_database(db->name());
+    DriftToProto(*report, absl::Now(), response);
+    MakeWireSafe(response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
@@ -1220,11 +1279,36 @@ absl::StatusOr<SessionPool::Lease> AcquireForSite(const DatabaseEntry& db,
 
 struct FleetPlan {
   v1::FleetAction action = v1::FLEET_ACTION_UNSPECIFIED;
+  DriftChecker* drift = nullptr;
   std::string target;
   std::vector<std::string> targets;
   bool has_lock_wait = false;
   absl::Duration lock_wait = absl::ZeroDuration();
 };
+
+// A fleet drift site's outcome: succeeded without drift; failed naming (up
+// to 20 of) the differing objects.
+absl::StatusOr<engine::OperationResult> DriftSiteResult(
+    const DatabaseEntry& db, const absl::StatusOr<schema_build::DriftReport>& report) {
+  if (!report.ok()) return report.status();
+  if (report->drifted()) {
+    constexpr size_t kNamed = 20;
+    std::vector<std::string> lines;
+    for (size_t i = 0; i < report->changes.size() && i < kNamed; ++i) {
+      lines.push_back(schema_build::DriftLine(report->changes[i]));
+    }
+    if (report->changes.size() > kNamed) {
+      lines.push_back(absl::StrCat("and ", report->changes.size() - kNamed, " more"));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "drift: ", report->changes.size(), " object(s) of ", db.name(),
+        " differ from the schema of its revisions: ", absl::StrJoin(lines, "; ")));
+  }
+  engine::OperationResult result;
+  result.rows_before = report->rows;
+  result.rows_after = report->rows;
+  return result;
+}
 
 absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const FleetPlan& plan,
                                                 const Identity& identity,
@@ -1270,6 +1354,9 @@ absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const F
       }
       break;
     }
+    case v1::FLEET_ACTION_DRIFT:
+      result = DriftSiteResult(db, plan.drift->Check(db.name(), db.set().graph, *session));
+      break;
     default:
       result = absl::InvalidArgumentError("unknown fleet action");
       break;
@@ -1302,6 +1389,8 @@ const char* FleetActionName(v1::FleetAction action) {
       return "stamp";
     case v1::FLEET_ACTION_VALIDATE:
       return "validate";
+    case v1::FLEET_ACTION_DRIFT:
+      return "drift";
     default:
       break;
   }
@@ -1366,6 +1455,7 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         RETURN_IF_ERROR(CheckRequest(*request));
         FleetPlan plan;
         plan.action = request->action();
+        plan.drift = deps->drift;
         switch (plan.action) {
           case v1::FLEET_ACTION_UPGRADE:
             plan.target = request->target().empty() ? "heads" : request->target();
@@ -1386,9 +1476,12 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
           case v1::FLEET_ACTION_ENSURE_HEAD:
           case v1::FLEET_ACTION_VALIDATE:
             break;
+          case v1::FLEET_ACTION_DRIFT:
+            RETURN_IF_ERROR(deps->drift->Available());
+            break;
           default:
             return absl::InvalidArgumentError(
-                "fleet action must be upgrade, downgrade, ensure-head, stamp or validate");
+                "fleet action must be upgrade, downgrade, ensure-head, stamp, validate or drift");
         }
         if (request->has_lock_wait()) {
           plan.has_lock_wait = true;

@@ -20,6 +20,7 @@
 
 #include "schemad/v1/schemad.grpc.pb.h"
 #include "service/server/auth.h"
+#include "service/server/drift_checker.h"
 #include "service/server/log_format.h"
 #include "service/server/operations.h"
 #include "service/server/registry.h"
@@ -38,6 +39,8 @@ struct ServiceDeps {
   // Runs Reload calls (a reload waits for the pool warmer's attempts, which
   // run on rpc_workers, so it must not occupy one). Null: rpc_workers.
   ThreadPool* reload_worker = nullptr;
+  // Drift checks; never null (an unconfigured checker refuses clearly).
+  DriftChecker* drift = nullptr;
   std::shared_ptr<spdlog::logger> log;
 };
 
@@ -82,6 +85,9 @@ class SchemadService final : public v1::Schemad::CallbackService {
   grpc::ServerUnaryReactor* Repair(grpc::CallbackServerContext* context,
                                    const v1::RepairRequest* request,
                                    v1::RepairResponse* response) override;
+  grpc::ServerUnaryReactor* Drift(grpc::CallbackServerContext* context,
+                                  const v1::DriftRequest* request,
+                                  v1::DriftResponse* response) override;
   grpc::ServerWriteReactor<v1::OperationEvent>* WatchOperation(
       grpc::CallbackServerContext* context, const v1::WatchOperationRequest* request) override;
   grpc::ServerUnaryReactor* ListOperations(grpc::CallbackServerContext* context,
