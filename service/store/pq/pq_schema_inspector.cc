@@ -314,8 +314,10 @@ class Inspector {
   }
 
   void ReadConstraints(DatabaseSchema* out) {
-    // conparentid <> 0: a partition's copy of its parent's constraint, or the
-    // per-partition rows of a foreign key to a partitioned table.
+    // Left out: conparentid <> 0, a partition's copy of its parent's
+    // constraint or the per-partition rows of a foreign key to a partitioned
+    // table; and a partition's constraint that it has from its parent, also
+    // when the partition had it of its own before it was attached.
     const pqxx::result result = tx_.exec(absl::StrCat(
         "SELECT n.nspname, c.relname, k.conname, k.contype, "
         "pg_catalog.pg_get_constraintdef(k.oid), "
@@ -323,7 +325,8 @@ class Inspector {
         "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
         CommentJoin("pg_constraint", "k.oid"),
-        "WHERE k.contype IN ('p', 'u', 'f', 'c', 'x') AND k.conislocal AND k.conparentid = 0 AND ",
+        "WHERE k.contype IN ('p', 'u', 'f', 'c', 'x') AND k.conislocal AND k.conparentid = 0 AND "
+        "NOT (c.relispartition AND k.coninhcount > 0) AND ",
         table_filter_));
     for (const pqxx::row& row : result) {
       schema::Constraint constraint;
