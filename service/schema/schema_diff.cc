@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace schemad::schema {
@@ -415,20 +416,31 @@ class Differ {
     }
     const std::string old_name = absl::StrCat(after.name, "__schemad_old");
     statements = {absl::StrCat("ALTER TYPE ", name, " RENAME TO ", QuoteIdent(old_name)), create};
+    // The columns of the type that exist when this runs: those of `from`
+    // that `to` keeps (dropped columns and tables are gone by then, added
+    // ones come later). A default is set again only when the column keeps
+    // the type (a default of a removed label would fail; the column's own
+    // change sets any other).
     std::vector<std::string> defaults;
-    for (const Table& table : to_.tables) {
-      if (!TableExistsBefore(table.schema, table.name)) continue;
+    for (const Table& table : from_.tables) {
+      auto kept = to_tables_.find(table.Key());
+      if (kept == to_tables_.end()) continue;
       const std::string table_name = QualifiedName(table.schema, table.name);
       for (const Column& column : table.columns) {
         if (column.type != name) continue;
+        const Column* after_column = nullptr;
+        for (const Column& candidate : kept->second->columns) {
+          if (candidate.name == column.name) after_column = &candidate;
+        }
+        if (after_column == nullptr) continue;
         const std::string alter =
             absl::StrCat("ALTER TABLE ", table_name, " ALTER COLUMN ", QuoteIdent(column.name));
         if (!column.default_expr.empty())
           statements.push_back(absl::StrCat(alter, " DROP DEFAULT"));
         statements.push_back(absl::StrCat(alter, " TYPE ", name, " USING ", QuoteIdent(column.name),
                                           "::text::", name));
-        if (!column.default_expr.empty()) {
-          defaults.push_back(absl::StrCat(alter, " SET DEFAULT ", column.default_expr));
+        if (after_column->type == name && !after_column->default_expr.empty()) {
+          defaults.push_back(absl::StrCat(alter, " SET DEFAULT ", after_column->default_expr));
         }
       }
     }
@@ -561,7 +573,17 @@ class Differ {
             safety = Worst(safety, ChangeSafety::kRewrite);
           }
         }
-        if (!statements.empty()) {
+        bool only_added = true;
+        for (const CompositeAttribute& attribute : it->second->attributes) {
+          auto found = new_attributes.find(attribute.name);
+          if (found == new_attributes.end() || !(*found->second == attribute)) only_added = false;
+        }
+        std::vector<std::string> converted = ColumnsOfType(name);
+        if (!only_added && !converted.empty()) {
+          // PostgreSQL refuses to drop or alter an attribute of a type that a
+          // column stores: re-create the type and convert those columns.
+          Add(kComposite, CompositeChange(*it->second, *type, attribute_sql, safety));
+        } else if (!statements.empty()) {
           Add(kComposite, Change(ChangeAction::kAlter, "type", key, safety,
                                  absl::StrCat("alter type ", key), std::move(statements)));
         }
@@ -577,6 +599,57 @@ class Differ {
                    {absl::StrCat("DROP TYPE ", QualifiedName(type->schema, type->name))}));
       }
     }
+  }
+
+  // "table\tcolumn" (quoted) of the columns of type `type_name` that exist
+  // while the types change: those of `from` that `to` keeps.
+  std::vector<std::string> ColumnsOfType(const std::string& type_name) const {
+    std::vector<std::string> columns;
+    for (const Table& table : from_.tables) {
+      auto kept = to_tables_.find(table.Key());
+      if (kept == to_tables_.end()) continue;
+      for (const Column& column : table.columns) {
+        if (column.type != type_name || !HasColumn(*kept->second, column.name)) continue;
+        columns.push_back(
+            absl::StrCat(QualifiedName(table.schema, table.name), "\t", QuoteIdent(column.name)));
+      }
+    }
+    return columns;
+  }
+
+  // A composite type re-created: the old one renamed, the new one created,
+  // each column of it converted attribute by attribute (a dropped attribute
+  // is lost, an added one NULL), the old one dropped.
+  template <typename AttributeSql>
+  SchemaChange CompositeChange(const CompositeType& before, const CompositeType& after,
+                               const AttributeSql& attribute_sql, ChangeSafety safety) {
+    const std::string name = QualifiedName(after.schema, after.name);
+    const std::string old_name = absl::StrCat(after.name, "__schemad_old");
+    std::vector<std::string> attributes;
+    for (const CompositeAttribute& a : after.attributes) attributes.push_back(attribute_sql(a));
+    std::vector<std::string> statements = {
+        absl::StrCat("ALTER TYPE ", name, " RENAME TO ", QuoteIdent(old_name)),
+        absl::StrCat("CREATE TYPE ", name, " AS (", absl::StrJoin(attributes, ", "), ")")};
+    for (const std::string& column : ColumnsOfType(name)) {
+      const std::vector<std::string> parts = absl::StrSplit(column, '\t');
+      std::vector<std::string> fields;
+      for (const CompositeAttribute& a : after.attributes) {
+        bool existed = false;
+        for (const CompositeAttribute& b : before.attributes) existed = existed || b.name == a.name;
+        fields.push_back(existed
+                             ? absl::StrCat("(", parts[1], ").", QuoteIdent(a.name), "::", a.type)
+                             : absl::StrCat("NULL::", a.type));
+      }
+      statements.push_back(absl::StrCat("ALTER TABLE ", parts[0], " ALTER COLUMN ", parts[1],
+                                        " TYPE ", name, " USING CASE WHEN ", parts[1],
+                                        " IS NULL THEN NULL ELSE ROW(", absl::StrJoin(fields, ", "),
+                                        ")::", name, " END"));
+    }
+    statements.push_back(absl::StrCat("DROP TYPE ", QualifiedName(after.schema, old_name)));
+    return Change(ChangeAction::kAlter, "type", after.Key(), Worst(safety, ChangeSafety::kRewrite),
+                  absl::StrCat("re-create type ", after.Key(),
+                               " (attributes dropped or changed; its columns are converted)"),
+                  std::move(statements));
   }
 
   static std::string SequenceOptions(const Sequence& sequence) {
@@ -855,8 +928,12 @@ class Differ {
       what.push_back("no longer generated");
     }
     if (before.identity != '\0' && after.identity == '\0') {
-      statements.push_back(absl::StrCat(alter, " DROP IDENTITY"));
-      what.push_back("identity dropped");
+      // With the drops: the identity's sequence goes with it, and a sequence
+      // created before the columns change may take its name (identity ->
+      // serial gives the same "<table>_<column>_seq").
+      Add(kDropColumn, Change(ChangeAction::kAlter, "column", key, ChangeSafety::kSafe,
+                              absl::StrCat("drop identity of column ", key),
+                              {absl::StrCat(alter, " DROP IDENTITY")}));
     }
     const bool type_changed = before.type != after.type || before.collation != after.collation;
     const bool default_changed = before.default_expr != after.default_expr;
@@ -941,7 +1018,12 @@ class Differ {
       }
       if (TableDropped(constraint->schema, constraint->table) ||
           recreated_tables_.count(absl::StrCat(constraint->schema, ".", constraint->table))) {
-        continue;  // goes with its table
+        // Goes with its table, except a foreign key to another table that
+        // loses its keys (a dropped table among them): that table's drop
+        // would fail while the key still references it.
+        std::set<std::string> others = losing_keys;
+        others.erase(QualifiedName(constraint->schema, constraint->table));
+        if (constraint->kind != 'f' || !References(*constraint, others)) continue;
       }
       Add(constraint->kind == 'f' ? kDropForeignKey : kDropConstraint,
           Change(ChangeAction::kDrop, "constraint", key, ChangeSafety::kSafe,

@@ -11,8 +11,9 @@
 // Order (dependency-aware; running the statements in order on a database
 // whose schema is A leaves it with schema B):
 //   first the drops of what depends on tables, dependents first: triggers,
-//   views (a view before the views it reads), foreign keys, other
-//   constraints, indexes, columns, tables (partitions before their parent);
+//   views (a view before the views it reads), foreign keys (also a dropped
+//   table's key to another dropped table), other constraints, indexes,
+//   columns and identities, tables (partitions before their parent);
 //   then creations and changes, dependencies first: schemas, extensions,
 //   enums, domains, composite types, sequences, functions (except LANGUAGE
 //   sql ones, whose bodies are checked against the tables they read: those
@@ -24,7 +25,10 @@
 //   until then: sequences, functions, composite types, domains, enums,
 //   extensions, schemas.
 // A changed object that PostgreSQL cannot alter in place (an index, a
-// constraint, a trigger, a view, a partition key) is dropped and created; a
+// constraint, a trigger, a view, a partition key) is dropped and created; an
+// enum losing or reordering labels, and a composite type losing or changing
+// attributes while a column stores it, are re-created and their columns
+// converted (through text; attribute by attribute); a
 // view is also re-created when a view it reads is, and around a change of
 // type or a drop of a column of a table it reads.
 //

@@ -106,9 +106,11 @@ TEST(SchemaDiffTest, CreatesTypesBeforeTablesAndForeignKeysAfterKeys) {
   for (const SchemaChange& change : changes) {
     EXPECT_EQ(change.safety, ChangeSafety::kSafe) << change.description;  // all on new tables
   }
-  // The inverse drops in the reverse order: the foreign key goes with its table.
+  // The inverse drops in the reverse order: the foreign key first (the
+  // table it references is dropped too: DROP TABLE would refuse).
   EXPECT_THAT(Statements(DiffSchemas(to, from)),
-              ElementsAre("DROP TABLE public.devices", "DROP TABLE public.readings",
+              ElementsAre("ALTER TABLE public.readings DROP CONSTRAINT readings_device_fk",
+                          "DROP TABLE public.devices", "DROP TABLE public.readings",
                           "DROP TYPE public.status"));
 }
 
@@ -197,6 +199,91 @@ TEST(SchemaDiffTest, EnumValuesAreAddedInPlaceAndRemovalRecreatesTheType) {
                           "ALTER TABLE public.devices ALTER COLUMN state SET DEFAULT "
                           "'ok'::public.status",
                           "DROP TYPE public.status__schemad_old"));
+}
+
+TEST(SchemaDiffTest, RecreatedEnumConvertsOnlyTheColumnsThatExistThen) {
+  EnumType status;
+  status.schema = "public";
+  status.name = "status";
+  status.labels = {"ok", "fault"};
+  DatabaseSchema from = Devices();
+  from.enums = {status};
+  DatabaseSchema to = from;
+  to.enums[0].labels = {"fault", "ok"};
+  // Added in `to`: created with the new type after the enum change.
+  to.tables[0].columns.push_back(Col("state", "public.status", false, "'ok'::public.status"));
+  std::vector<SchemaChange> changes = DiffSchemas(from, to);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_THAT(changes[0].statements,
+              ElementsAre("ALTER TYPE public.status RENAME TO status__schemad_old",
+                          "CREATE TYPE public.status AS ENUM ('fault', 'ok')",
+                          "DROP TYPE public.status__schemad_old"));
+  EXPECT_THAT(changes[1].statements,
+              ElementsAre("ALTER TABLE public.devices ADD COLUMN state public.status DEFAULT "
+                          "'ok'::public.status"));
+}
+
+TEST(SchemaDiffTest, ChangedCompositeTypeThatAColumnStoresIsRecreated) {
+  CompositeType reading;
+  reading.schema = "public";
+  reading.name = "reading_t";
+  reading.attributes = {{"v", "numeric(10,2)", ""}, {"unit", "text", ""}};
+  DatabaseSchema from = Devices();
+  from.composite_types = {reading};
+  from.tables[0].columns.push_back(Col("sample", "public.reading_t"));
+  DatabaseSchema to = from;
+  to.composite_types[0].attributes = {{"v", "double precision", ""}, {"at", "timestamp", ""}};
+  std::vector<SchemaChange> changes = DiffSchemas(from, to);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_THAT(
+      changes[0].statements,
+      ElementsAre("ALTER TYPE public.reading_t RENAME TO reading_t__schemad_old",
+                  "CREATE TYPE public.reading_t AS (v double precision, at timestamp)",
+                  "ALTER TABLE public.devices ALTER COLUMN sample TYPE public.reading_t USING CASE "
+                  "WHEN sample IS NULL THEN NULL ELSE ROW((sample).v::double precision, "
+                  "NULL::timestamp)::public.reading_t END",
+                  "DROP TYPE public.reading_t__schemad_old"));
+  // Without a column storing it, the type is altered in place.
+  from.tables[0].columns.pop_back();
+  to.tables[0].columns.pop_back();
+  EXPECT_THAT(Statements(DiffSchemas(from, to)),
+              ElementsAre("ALTER TYPE public.reading_t DROP ATTRIBUTE unit",
+                          "ALTER TYPE public.reading_t ALTER ATTRIBUTE v TYPE double precision",
+                          "ALTER TYPE public.reading_t ADD ATTRIBUTE at timestamp"));
+}
+
+TEST(SchemaDiffTest, IdentityIsDroppedBeforeASequenceOfItsNameIsCreated) {
+  DatabaseSchema from = Devices();
+  from.tables[0].columns[0].identity = 'a';
+  DatabaseSchema to = Devices();
+  to.tables[0].columns[0].default_expr = "nextval('public.devices_id_seq'::regclass)";
+  Sequence sequence;
+  sequence.schema = "public";
+  sequence.name = "devices_id_seq";
+  sequence.data_type = "integer";
+  sequence.max_value = 2147483647;
+  sequence.owned_by_table = "public.devices";
+  sequence.owned_by_column = "id";
+  to.sequences = {sequence};
+  const std::vector<std::string> statements = Statements(DiffSchemas(from, to));
+  ASSERT_GE(statements.size(), 3u);
+  EXPECT_EQ(statements[0], "ALTER TABLE public.devices ALTER COLUMN id DROP IDENTITY");
+  EXPECT_THAT(statements[1], HasSubstr("CREATE SEQUENCE public.devices_id_seq"));
+}
+
+TEST(SchemaDiffTest, ForeignKeyBetweenDroppedTablesIsDroppedFirst) {
+  DatabaseSchema from = Devices();
+  from.tables.push_back(MakeTable("readings", {Col("device_id", "integer", true)}));
+  from.constraints.push_back(
+      MakeConstraint("readings", "readings_device_id_fkey", 'f',
+                     "FOREIGN KEY (device_id) REFERENCES public.devices(id)"));
+  DatabaseSchema to;
+  to.schemas = from.schemas;
+  const std::vector<std::string> statements = Statements(DiffSchemas(from, to));
+  ASSERT_EQ(statements.size(), 3u);
+  EXPECT_EQ(statements[0], "ALTER TABLE public.readings DROP CONSTRAINT readings_device_id_fkey");
+  EXPECT_THAT(statements, testing::Contains("DROP TABLE public.devices"));
+  EXPECT_THAT(statements, testing::Contains("DROP TABLE public.readings"));
 }
 
 TEST(SchemaDiffTest, ChangedViewRecreatesTheViewsReadingIt) {

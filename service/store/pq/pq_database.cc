@@ -99,6 +99,7 @@
 #include "absl/time/time.h"
 #include "service/common/dsn.h"
 #include "service/common/status_macros.h"
+#include "service/store/pq/pq_schema_inspector.h"
 
 namespace schemad::store {
 namespace {
@@ -824,6 +825,7 @@ class PqSession final : public Session {
   absl::StatusOr<std::map<std::string, std::string>> ReadAppliedFingerprints() override;
   absl::StatusOr<std::vector<HistoryRecord>> ReadHistory(int limit) override;
   void Cancel() override;
+  absl::StatusOr<schema::DatabaseSchema> InspectSchema() override;
 
   // For PqTransaction.
   const Config& config() const { return *config_; }
@@ -1592,6 +1594,20 @@ absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
     return absl::OkStatus();
   }));
   return records;
+}
+
+absl::StatusOr<schema::DatabaseSchema> PqSession::InspectSchema() {
+  RETURN_IF_ERROR(NoTransactionOpen());
+  const TableNames& t = config_->tables;
+  InspectOptions options;
+  options.excluded_tables = {"alembic_version", t.version_table, t.history_table, t.state_table,
+                             t.run_table};
+  schema::DatabaseSchema result;
+  RETURN_IF_ERROR(Run("inspecting the schema", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(result, InspectPqSchema(*conn_, options));
+    return absl::OkStatus();
+  }));
+  return result;
 }
 
 // -------------------------------------------------------------- transaction
