@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "service/common/status_macros.h"
 
 namespace schemad::schema_build {
@@ -39,8 +40,13 @@ absl::string_view DriftKind(const schema::SchemaChange& change) {
 
 std::string DriftLine(const schema::SchemaChange& change) {
   std::string line = absl::StrCat(DriftKind(change), " ", change.object_kind, " ", change.object);
-  if (change.action == schema::ChangeAction::kAlter)
-    absl::StrAppend(&line, ": ", change.description);
+  if (change.action == schema::ChangeAction::kAlter) {
+    // The differ's description names the object again ("alter column
+    // public.t.c: type ..."): only what follows.
+    absl::string_view what = change.description;
+    absl::ConsumePrefix(&what, absl::StrCat("alter ", change.object_kind, " ", change.object, ": "));
+    absl::StrAppend(&line, ": ", what);
+  }
   return line;
 }
 
