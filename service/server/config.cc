@@ -434,8 +434,8 @@ absl::Status ValidateDevServer(const ConfigSources& sources, LoadedConfig* loade
   v1::ServerConfig& c = loaded->proto;
   if (!c.has_dev_server()) return absl::OkStatus();
   v1::DevServerConfig& dev = *c.mutable_dev_server();
-  const int kinds = (dev.local() ? 1 : 0) + (dev.dsn_env().empty() ? 0 : 1) +
-                    (dev.dsn_file().empty() ? 0 : 1);
+  const int kinds =
+      (dev.local() ? 1 : 0) + (dev.dsn_env().empty() ? 0 : 1) + (dev.dsn_file().empty() ? 0 : 1);
   if (kinds != 1) {
     return KeyError("dev_server", "exactly one of local: true, dsn_env and dsn_file is required");
   }

@@ -205,6 +205,39 @@ TEST_F(ConfigTest, MetricsNeedAnHttpAddressAndASaneRefresh) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.path: unknown key")));
 }
 
+TEST_F(ConfigTest, DevServerIsLocalOrADsnAndNeverQuoted) {
+  auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  ASSERT_OK_AND_ASSIGN(LoadedConfig none, Parse(kMinimal));
+  EXPECT_EQ(none.dev_dsn, "");
+  ASSERT_OK_AND_ASSIGN(LoadedConfig local,
+                       Parse(with("dev_server: {local: true, cache_dir: cache/schemas}\n")));
+  EXPECT_EQ(local.dev_dsn, "local");
+  EXPECT_EQ(local.proto.dev_server().cache_dir(), dir_.path() + "/cache/schemas");
+  env_["DEV_DSN"] = "postgresql://dev:dev-s3cret@dev.example/postgres";
+  ASSERT_OK_AND_ASSIGN(LoadedConfig env, Parse(with("dev_server: {dsn_env: DEV_DSN}\n")));
+  EXPECT_EQ(env.dev_dsn, env_["DEV_DSN"]);
+  dir_.Write("secrets/dev", "host=dev.example user=dev password=dev-s3cret\n");
+  ASSERT_OK_AND_ASSIGN(LoadedConfig file, Parse(with("dev_server: {dsn_file: secrets/dev}\n")));
+  EXPECT_EQ(file.dev_dsn, "host=dev.example user=dev password=dev-s3cret");
+
+  EXPECT_THAT(Parse(with("dev_server: {}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("dev_server"), HasSubstr("exactly one"))));
+  EXPECT_THAT(Parse(with("dev_server: {local: true, dsn_env: DEV_DSN}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+  EXPECT_THAT(Parse(with("dev_server: {dsn_env: NO_SUCH_VAR}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("dev_server.dsn_env"), HasSubstr("NO_SUCH_VAR"))));
+  env_["BAD_DEV_DSN"] = "postgresql://dev:dev-s3cret@dev.example:notaport/x";
+  absl::StatusOr<LoadedConfig> bad = Parse(with("dev_server: {dsn_env: BAD_DEV_DSN}\n"));
+  EXPECT_THAT(
+      bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                    AllOf(HasSubstr("the DSN of the dev server"), Not(HasSubstr("dev-s3cret")))));
+  absl::StatusOr<LoadedConfig> missing = Parse(with("dev_server: {dsn_file: secrets/none}\n"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("dev_server.dsn_file"));
+}
+
 TEST_F(ConfigTest, ZeroIdleSessionsIsAChoiceAndIdleSessionsTimeOut) {
   const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
   ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(kMinimal));
