@@ -313,8 +313,8 @@ int main(int argc, char** argv) {
       ->add_option("action", fleet.action,
                    "upgrade, downgrade, ensure-head, stamp, validate or status")
       ->required()
-      ->check(
-          CLI::IsMember({"upgrade", "downgrade", "ensure-head", "stamp", "validate", "status"}));
+      ->check(CLI::IsMember(
+          {"upgrade", "downgrade", "ensure-head", "stamp", "validate", "drift", "status"}));
   fleet_cmd->add_option("target", fleet.targets,
                         "upgrade/downgrade: the target; stamp: the revisions");
   fleet_cmd->add_option("--selector", fleet.selector,
@@ -517,7 +517,7 @@ int main(int argc, char** argv) {
     // The database verbs go to the server; the verbs that read --dir stay local.
     const bool server_verb = *upgrade_cmd || *downgrade_cmd || *current_cmd || *stamp_cmd ||
                              *ensure_head_cmd || *validate_cmd || *resolve_cmd || *repair_cmd ||
-                             *history_cmd || *plan_cmd;
+                             *history_cmd || *plan_cmd || *drift_cmd;
     bool dir_given = false;
     for (int i = 1; i < argc; ++i) {
       const absl::string_view arg = argv[i];
@@ -551,6 +551,19 @@ int main(int argc, char** argv) {
     }
     if (*repair_cmd) {
       return RunRemoteRepair(global, remote, repair, out, err);
+    }
+    if (*drift_cmd) {
+      bool dev_dsn_given = false;
+      for (int i = 1; i < argc; ++i) {
+        const absl::string_view arg = argv[i];
+        dev_dsn_given = dev_dsn_given || arg == "--dev-dsn" || absl::StartsWith(arg, "--dev-dsn=");
+      }
+      if (dev_dsn_given) {
+        return Usage(
+            "--dev-dsn: with --server the server builds schemas on its own dev_server; drop "
+            "--dev-dsn, or drop --server to run on a DSN");
+      }
+      return RunRemoteDrift(global, remote, drift, out, err);
     }
     if (*history_cmd) {
       // The server owns the migration set: its history is the database's log.

@@ -672,6 +672,25 @@ int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote, co
   }());
 }
 
+int RunRemoteDrift(const GlobalOptions& global, const RemoteOptions& remote,
+                   const DriftOptions& options, std::ostream& out, std::ostream& err) {
+  const Io io{global, out, err};
+  return FinishRemote(io, [&]() -> absl::StatusOr<int> {
+    RETURN_IF_ERROR(NeedDatabase(remote));
+    ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
+    ASSIGN_OR_RETURN(DriftResult result, client->Drift(remote.database));
+    internal::DriftView view;
+    view.database = remote.database;
+    view.rows = result.rows;
+    view.repair_sql = result.repair_sql;
+    for (const SchemaDifference& difference : result.differences) {
+      view.items.push_back({ToString(difference.kind), difference.object_kind, difference.object,
+                            difference.description});
+    }
+    return internal::PrintDrift(io, view, options.sql);
+  }());
+}
+
 int RunRemoteHistory(const GlobalOptions& global, const RemoteOptions& remote,
                      const HistoryOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
@@ -1177,6 +1196,41 @@ absl::StatusOr<int> FleetStatus(const Io& io, Client& client, const FleetCliOpti
   return kExitOk;
 }
 
+// The per-site summary of a fleet drift run: "no drift", "DRIFT" with the
+// objects, or the error. kExitDrift when the only failures are drift.
+int PrintFleetDrift(const Io& io, const FleetSummary& summary) {
+  int drifted = 0;
+  for (const FleetSiteResult& r : summary.sites) {
+    // The server reports a drifted site as "database SITE: drift: ...".
+    absl::string_view message = r.status.message();
+    const bool drift = r.outcome == FleetSiteResult::Outcome::kFailed &&
+                       absl::ConsumePrefix(&message, absl::StrCat("database ", r.site, ": ")) &&
+                       absl::ConsumePrefix(&message, "drift: ");
+    drifted += drift ? 1 : 0;
+    if (io.global.json) continue;
+    io.out << r.site << "  ";
+    if (r.outcome == FleetSiteResult::Outcome::kSucceeded) {
+      io.out << "no drift at " << RowsText(r.rows_after);
+    } else if (drift) {
+      io.out << "DRIFT  " << message;
+    } else {
+      io.out << OutcomeName(r.outcome) << "  (" << r.status.message() << ")";
+    }
+    io.out << "\n";
+  }
+  if (io.global.json) {
+    io.out << JsonText(FleetSummaryJson(summary)) << "\n";
+  } else {
+    io.out << "fleet drift " << summary.operation_id << ": " << summary.succeeded
+           << " without drift, " << drifted << " with drift, " << summary.failed - drifted
+           << " failed, " << summary.skipped << " skipped, " << summary.cancelled
+           << " cancelled in " << DurationText(summary.duration) << "\n";
+  }
+  if (summary.ok()) return kExitOk;
+  return drifted == summary.failed && summary.cancelled == 0 && summary.skipped == 0 ? kExitDrift
+                                                                                     : kExitFailed;
+}
+
 }  // namespace
 
 int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
@@ -1194,9 +1248,12 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       request.action = FleetRequest::Action::kStamp;
     } else if (options.action == "validate") {
       request.action = FleetRequest::Action::kValidate;
+    } else if (options.action == "drift") {
+      request.action = FleetRequest::Action::kDrift;
     } else if (options.action != "status") {
       return UsageError(absl::StrCat(
-          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate or status, got '",
+          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate, drift or status, "
+          "got '",
           options.action, "'"));
     }
     if (options.parallel < 1) {
@@ -1252,6 +1309,9 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
     progress.Close();
     if (!summary.ok()) {
       return summary.status();
+    }
+    if (request.action == FleetRequest::Action::kDrift) {
+      return PrintFleetDrift(io, *summary);
     }
     if (io.global.json) {
       io.out << JsonText(FleetSummaryJson(*summary)) << "\n";

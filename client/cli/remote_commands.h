@@ -53,6 +53,9 @@ int RunRemoteResolve(const GlobalOptions& global, const RemoteOptions& remote,
                      const ResolveOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteRepair(const GlobalOptions& global, const RemoteOptions& remote,
                     const RepairOptions& options, std::ostream& out, std::ostream& err);
+// `drift` through the server's Drift RPC (its dev_server builds the schema).
+int RunRemoteDrift(const GlobalOptions& global, const RemoteOptions& remote,
+                   const DriftOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
                      const CurrentOptions& options, std::ostream& out, std::ostream& err);
 int RunRemoteValidate(const GlobalOptions& global, const RemoteOptions& remote,

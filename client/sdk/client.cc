@@ -398,6 +398,13 @@ DatabaseStatus FromProto(const v1::DatabaseStatus& p) {
   if (p.has_error()) {
     s.error = FromProto(p.error());
   }
+  if (p.has_drift()) {
+    DatabaseStatus::Drift drift;
+    drift.drift = p.drift().drift();
+    drift.differences = p.drift().differences();
+    drift.checked = FromProto(p.drift().checked());
+    s.drift = drift;
+  }
   return s;
 }
 
@@ -961,6 +968,9 @@ absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const C
     case FleetRequest::Action::kValidate:
       request.set_action(v1::FLEET_ACTION_VALIDATE);
       break;
+    case FleetRequest::Action::kDrift:
+      request.set_action(v1::FLEET_ACTION_DRIFT);
+      break;
   }
   request.set_target(fleet.target);
   for (const std::string& target : fleet.targets) {
@@ -1322,6 +1332,54 @@ absl::StatusOr<RepairResult> Client::Repair(const std::string& database, const C
   for (const v1::ValidationIssue& p : response.not_repaired()) {
     result.not_repaired.push_back(FromProto(p));
   }
+  return result;
+}
+
+const char* ToString(SchemaDifference::Kind kind) {
+  switch (kind) {
+    case SchemaDifference::Kind::kExtra:
+      return "extra";
+    case SchemaDifference::Kind::kMissing:
+      return "missing";
+    case SchemaDifference::Kind::kChanged:
+      return "changed";
+  }
+  return "changed";
+}
+
+absl::StatusOr<DriftResult> Client::Drift(const std::string& database, const CallOptions& call) {
+  v1::DriftRequest request;
+  request.set_database(database);
+  v1::DriftResponse response;
+  absl::Status status = impl_->Unary(call, true, [&](grpc::ClientContext* context) {
+    return impl_->stub_->Drift(context, request, &response);
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  DriftResult result;
+  result.rows = Strings(response.rows());
+  result.drift = response.drift();
+  for (const v1::SchemaDifference& p : response.differences()) {
+    SchemaDifference difference;
+    switch (p.kind()) {
+      case v1::SchemaDifference::KIND_EXTRA:
+        difference.kind = SchemaDifference::Kind::kExtra;
+        break;
+      case v1::SchemaDifference::KIND_MISSING:
+        difference.kind = SchemaDifference::Kind::kMissing;
+        break;
+      default:
+        difference.kind = SchemaDifference::Kind::kChanged;
+        break;
+    }
+    difference.object_kind = p.object_kind();
+    difference.object = p.object();
+    difference.description = p.description();
+    result.differences.push_back(std::move(difference));
+  }
+  result.repair_sql = response.repair_sql();
+  result.checked = FromProto(response.checked());
   return result;
 }
 

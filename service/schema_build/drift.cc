@@ -38,15 +38,21 @@ absl::string_view DriftKind(const schema::SchemaChange& change) {
   return "changed";
 }
 
+std::string DriftDetail(const schema::SchemaChange& change) {
+  // The differ's description names the object again ("alter column
+  // public.t.c: type ..."): only what follows.
+  absl::string_view what = change.description;
+  if (change.action == schema::ChangeAction::kAlter) {
+    absl::ConsumePrefix(&what,
+                        absl::StrCat("alter ", change.object_kind, " ", change.object, ": "));
+  }
+  return std::string(what);
+}
+
 std::string DriftLine(const schema::SchemaChange& change) {
   std::string line = absl::StrCat(DriftKind(change), " ", change.object_kind, " ", change.object);
-  if (change.action == schema::ChangeAction::kAlter) {
-    // The differ's description names the object again ("alter column
-    // public.t.c: type ..."): only what follows.
-    absl::string_view what = change.description;
-    absl::ConsumePrefix(&what, absl::StrCat("alter ", change.object_kind, " ", change.object, ": "));
-    absl::StrAppend(&line, ": ", what);
-  }
+  if (change.action == schema::ChangeAction::kAlter)
+    absl::StrAppend(&line, ": ", DriftDetail(change));
   return line;
 }
 

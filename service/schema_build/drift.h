@@ -46,6 +46,10 @@ absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::Re
 // "extra", "missing" or "changed".
 absl::string_view DriftKind(const schema::SchemaChange& change);
 
+// What changed, without the object's name: "type text -> character
+// varying(100)" for a changed object; the differ's description otherwise.
+std::string DriftDetail(const schema::SchemaChange& change);
+
 // "extra index public.hand_made_idx", "changed column public.t.c: type ..."
 std::string DriftLine(const schema::SchemaChange& change);
 

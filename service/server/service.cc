@@ -438,7 +438,7 @@ void DriftToProto(const schema_build::DriftReport& report, absl::Time checked,
     }
     difference->set_object_kind(change.object_kind);
     difference->set_object(change.object);
-    difference->set_description(change.description);
+    difference->set_description(schema_build::DriftDetail(change));
   }
   out->set_repair_sql(report.repair_sql);
   ToProto(checked, out->mutable_checked());
@@ -1300,9 +1300,9 @@ absl::StatusOr<engine::OperationResult> DriftSiteResult(
     if (report->changes.size() > kNamed) {
       lines.push_back(absl::StrCat("and ", report->changes.size() - kNamed, " more"));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "drift: ", report->changes.size(), " object(s) of ", db.name(),
-        " differ from the schema of its revisions: ", absl::StrJoin(lines, "; ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("drift: ", report->changes.size(), " object(s) of ", db.name(),
+                     " differ from the schema of its revisions: ", absl::StrJoin(lines, "; ")));
   }
   engine::OperationResult result;
   result.rows_before = report->rows;
@@ -1510,7 +1510,10 @@ EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
         options.max_parallel = request->max_parallel() > 0 ? request->max_parallel() : 4;
         options.canary_count = std::max(0, request->canary_count());
         options.canary_selector = request->canary_selector();
-        options.continue_on_error = request->continue_on_error();
+        // A drift check changes nothing: one site's drift is no reason to
+        // leave the others unchecked.
+        options.continue_on_error =
+            request->continue_on_error() || plan.action == v1::FLEET_ACTION_DRIFT;
         if (request->has_site_timeout()) {
           options.site_timeout = FromProto(request->site_timeout());
         }

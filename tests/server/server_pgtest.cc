@@ -24,6 +24,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -2756,6 +2757,161 @@ TEST_F(ReloadTest, SighupReloadsTheSchemadProcessAndTellsSystemd) {
   EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});  // still serving
   schemad.Signal(SIGTERM);
   EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+}
+
+}  // namespace
+}  // namespace schemad
+
+// ------------------------------------------------------------------- drift
+
+namespace schemad {
+namespace {
+
+// Issue 12: Drift through the server, its trace in GetStatus and
+// ListDatabases, and fleet drift, with the test cluster as the dev server.
+class DriftServerTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& extra) {
+    WriteRevision(dir_, "modax",
+                  {"a1", "", "CREATE TABLE devices (id int PRIMARY KEY, name text DEFAULT 'x');",
+                   "DROP TABLE devices;"});
+    Rev b2{"b2", "a1", "CREATE INDEX CONCURRENTLY devices_name_idx ON devices (name);",
+           "DROP INDEX devices_name_idx;"};
+    b2.transactional = false;
+    WriteRevision(dir_, "modax", b2);
+    dir_.Write("secrets/dev", testing::AdminDsn());
+    absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
+        dir_, MakeConfig(dir_, {"modax"}, {{"site-a", a_.dsn()}, {"site-b", b_.dsn()}}, extra));
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    client_ = Connect(ClientFor(server_->address()));
+    ASSERT_NE(client_, nullptr);
+    ASSERT_TRUE(client_->Upgrade("site-a").ok());
+    ASSERT_TRUE(client_->Upgrade("site-b").ok());
+  }
+
+  TempDir dir_;
+  TestDatabase a_, b_;
+  std::unique_ptr<server::SchemadServer> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(DriftServerTest, WithoutDevServerDriftSaysHowToConfigureOne) {
+  Start("");
+  EXPECT_THAT(client_->Drift("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("dev_server")));
+  FleetRequest fleet;
+  fleet.action = FleetRequest::Action::kDrift;
+  EXPECT_THAT(client_->FleetRun(fleet),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("dev_server")));
+  EXPECT_THAT(client_->Drift("no-such-site"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-site")));
+}
+
+TEST_F(DriftServerTest, DriftIsNamedShownInStatusRepairedAndCheckedAcrossTheFleet) {
+  Start("dev_server: {dsn_file: secrets/dev}");
+  ASSERT_OK_AND_ASSIGN(DriftResult clean, client_->Drift("site-a"));
+  EXPECT_FALSE(clean.drift);
+  EXPECT_THAT(clean.rows, ElementsAre("b2"));
+  EXPECT_TRUE(clean.differences.empty());
+  EXPECT_EQ(clean.repair_sql, "");
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status_a, client_->GetStatus("site-a"));
+  ASSERT_TRUE(status_a.drift.has_value());
+  EXPECT_FALSE(status_a.drift->drift);
+  EXPECT_GT(status_a.drift->checked, absl::Now() - absl::Minutes(5));
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status_b, client_->GetStatus("site-b"));
+  EXPECT_FALSE(status_b.drift.has_value());  // never checked
+
+  testing::Exec(b_.dsn(),
+                "CREATE INDEX hand_made_idx ON devices (id, name);"
+                "ALTER TABLE devices ALTER COLUMN name DROP DEFAULT");
+  ASSERT_OK_AND_ASSIGN(DriftResult drifted, client_->Drift("site-b"));
+  EXPECT_TRUE(drifted.drift);
+  std::vector<std::string> lines;
+  for (const SchemaDifference& d : drifted.differences) {
+    lines.push_back(absl::StrCat(ToString(d.kind), " ", d.object_kind, " ", d.object,
+                                 d.kind == SchemaDifference::Kind::kChanged ? ": " : "",
+                                 d.kind == SchemaDifference::Kind::kChanged ? d.description : ""));
+  }
+  EXPECT_THAT(lines, ::testing::UnorderedElementsAre(
+                         "extra index public.hand_made_idx",
+                         HasSubstr("changed column public.devices.name: default")));
+  ASSERT_OK_AND_ASSIGN(std::vector<DatabaseInfo> listed,
+                       client_->ListDatabases(ListDatabasesRequest{{}, true}));
+  ASSERT_EQ(listed.size(), 2u);
+  ASSERT_TRUE(listed[1].status.has_value() && listed[1].status->drift.has_value());
+  EXPECT_TRUE(listed[1].status->drift->drift);
+  EXPECT_EQ(listed[1].status->drift->differences, 2);
+
+  // Fleet drift checks every site (a drifted one does not stop the others)
+  // and names the objects.
+  FleetRequest fleet;
+  fleet.action = FleetRequest::Action::kDrift;
+  fleet.max_parallel = 1;
+  ASSERT_OK_AND_ASSIGN(FleetSummary summary, client_->FleetRun(fleet));
+  ASSERT_EQ(summary.sites.size(), 2u);
+  EXPECT_EQ(summary.sites[0].outcome, FleetSiteResult::Outcome::kSucceeded);
+  EXPECT_EQ(summary.sites[1].outcome, FleetSiteResult::Outcome::kFailed);
+  EXPECT_THAT(summary.sites[1].status.message(),
+              AllOf(HasSubstr("drift: 2 object(s) of site-b"),
+                    HasSubstr("extra index public.hand_made_idx")));
+
+  // The repair DDL takes the site back; its status follows the new check.
+  testing::Exec(b_.dsn(), drifted.repair_sql);
+  ASSERT_OK_AND_ASSIGN(DriftResult repaired, client_->Drift("site-b"));
+  EXPECT_FALSE(repaired.drift) << repaired.differences.size();
+  ASSERT_OK_AND_ASSIGN(status_b, client_->GetStatus("site-b"));
+  ASSERT_TRUE(status_b.drift.has_value());
+  EXPECT_FALSE(status_b.drift->drift);
+  // Moving the site's rows makes the last check stale: not shown.
+  DowngradeRequest to_a1;
+  to_a1.target = "a1";
+  ASSERT_TRUE(client_->Downgrade("site-b", to_a1).ok());
+  ASSERT_OK_AND_ASSIGN(status_b, client_->GetStatus("site-b"));
+  EXPECT_FALSE(status_b.drift.has_value());
+}
+
+TEST_F(DriftServerTest, SchemactlDriftAndFleetDriftThroughTheServer) {
+  Start("dev_server: {dsn_file: secrets/dev}");
+  testing::Exec(b_.dsn(), "CREATE TABLE scratch_notes (note text)");
+  cli::GlobalOptions global;
+  cli::RemoteOptions remote;
+  remote.server = server_->address();
+  remote.timeout = absl::Seconds(30);
+  auto run = [&](const std::function<int(std::ostream&, std::ostream&)>& fn) {
+    std::ostringstream out, err;
+    const int code = fn(out, err);
+    return std::make_tuple(code, out.str(), err.str());
+  };
+  cli::DriftOptions drift;
+  remote.database = "site-a";
+  auto [code_a, out_a, err_a] = run([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteDrift(global, remote, drift, out, err);
+  });
+  EXPECT_EQ(code_a, cli::kExitOk) << err_a;
+  EXPECT_THAT(out_a, HasSubstr("no drift: site-a has the schema of b2"));
+  remote.database = "site-b";
+  auto [code_b, out_b, err_b] = run([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteDrift(global, remote, drift, out, err);
+  });
+  EXPECT_EQ(code_b, cli::kExitDrift) << err_b;
+  EXPECT_THAT(out_b, HasSubstr("extra table public.scratch_notes"));
+  drift.sql = true;
+  auto [code_sql, out_sql, err_sql] = run([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteDrift(global, remote, drift, out, err);
+  });
+  EXPECT_EQ(code_sql, cli::kExitDrift) << err_sql;
+  EXPECT_THAT(out_sql, HasSubstr("DROP TABLE public.scratch_notes"));
+
+  cli::FleetCliOptions fleet;
+  fleet.action = "drift";
+  auto [code_f, out_f, err_f] = run([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, fleet, out, err);
+  });
+  EXPECT_EQ(code_f, cli::kExitDrift) << err_f;
+  EXPECT_THAT(out_f, HasSubstr("site-a  no drift at b2"));
+  EXPECT_THAT(out_f, HasSubstr("site-b  DRIFT  1 object(s) of site-b"));
+  EXPECT_THAT(out_f, HasSubstr("1 without drift, 1 with drift, 0 failed"));
 }
 
 }  // namespace

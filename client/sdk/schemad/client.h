@@ -246,7 +246,7 @@ struct FleetEvent {
 };
 
 struct FleetRequest {
-  enum class Action { kUpgrade, kDowngrade, kEnsureHead, kStamp, kValidate };
+  enum class Action { kUpgrade, kDowngrade, kEnsureHead, kStamp, kValidate, kDrift };
   Action action = Action::kUpgrade;
   std::string target;                // upgrade (default "heads"), downgrade (required)
   std::vector<std::string> targets;  // stamp
@@ -338,6 +338,13 @@ struct DatabaseStatus {
   std::optional<NeedsAttention> needs_attention;
   std::string row_error;
   absl::Status error;  // set when kUnreachable (ListDatabases)
+  // The last drift check of these version rows (Client::Drift, fleet drift), if any.
+  struct Drift {
+    bool drift = false;
+    int differences = 0;
+    absl::Time checked = absl::InfinitePast();
+  };
+  std::optional<Drift> drift;
 };
 const char* ToString(DatabaseStatus::State state);  // "at-head", "behind", ...
 
@@ -447,6 +454,24 @@ struct RepairResult {
   std::string operation_id;
   std::vector<ValidationIssue> repaired;
   std::vector<ValidationIssue> not_repaired;
+};
+
+// One object whose live schema differs from what the database's revisions build.
+struct SchemaDifference {
+  enum class Kind { kExtra, kMissing, kChanged };  // on the database only / revisions only / both
+  Kind kind = Kind::kChanged;
+  std::string object_kind;  // "table", "column", "index", "constraint", ...
+  std::string object;       // "public.devices.location"
+  std::string description;  // what changed
+};
+const char* ToString(SchemaDifference::Kind kind);  // "extra", "missing", "changed"
+
+struct DriftResult {
+  std::vector<std::string> rows;  // the version rows compared against
+  bool drift = false;
+  std::vector<SchemaDifference> differences;
+  std::string repair_sql;  // DDL that takes the database back; "" without drift
+  absl::Time checked = absl::InfinitePast();
 };
 
 // ---------------------------------------------------------------- requests
@@ -571,6 +596,9 @@ class Client {
   // Re-records the checksums of applied revisions whose files changed, one
   // audit row each in the database's history (Flyway's repair). Role: admin.
   absl::StatusOr<RepairResult> Repair(const std::string& database, const CallOptions& call = {});
+  // The database's live schema against the schema its version rows should
+  // produce (needs a dev_server in the server's configuration). Role: reader.
+  absl::StatusOr<DriftResult> Drift(const std::string& database, const CallOptions& call = {});
   // Newest first; at most `limit` (<= 0: all the server retains), following
   // the server's pages.
   absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database = "",
