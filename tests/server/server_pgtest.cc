@@ -1933,13 +1933,15 @@ class MetricsTest : public ServerTest {
   // Serves site-a (`db`) and site-down (nothing listens on its port) with
   // metrics on a free port; the gauges refresh only when a test asks.
   void StartWithMetrics(const TestDatabase& db) {
+    dir_.Write("secrets/dev", testing::AdminDsn());
     const std::string down_dsn = absl::StrCat("host=127.0.0.1 port=", FreePort(),
                                               " dbname=x user=u password=Hunter2-metrics");
     absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
         dir_, MakeConfig(dir_, {"modax"},
                          {{"site-a", db.dsn(), "modax"}, {"site-down", down_dsn, "modax"}},
                          "metrics: {listen: \"127.0.0.1:0\", refresh_interval: 1h}\n"
-                         "timeouts: {connect_timeout: 2s}"));
+                         "timeouts: {connect_timeout: 2s}\n"
+                         "dev_server: {dsn_file: secrets/dev}"));
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = *std::move(started);
     client_ = Connect(ClientFor(server_->address()));
@@ -2060,7 +2062,11 @@ TEST_F(MetricsTest, ShippedRulesAndDashboardNameOnlyExportedMetricsAndTheScrapeL
   WriteChain(dir_, "modax", 0);
   StartWithMetrics(db);
   ASSERT_OK(client_->EnsureHead("site-a").status());
+  // schemad_database_drift appears with a database's first drift check.
+  testing::Exec(db.dsn(), "CREATE INDEX t_a1_hand_made_idx ON t_a1 (id)");
+  ASSERT_OK_AND_ASSIGN(DriftResult drift, client_->Drift("site-a"));
   const std::string body = Scrape();
+  EXPECT_EQ(Sample(body, R"(schemad_database_drift{database="site-a"})"), 1) << body;
   std::set<std::string> exported;
   for (absl::string_view line : absl::StrSplit(body, '\n')) {
     if (absl::ConsumePrefix(&line, "# TYPE ")) {
