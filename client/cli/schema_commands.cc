@@ -79,9 +79,12 @@ absl::StatusOr<DatabaseSchema> SchemaAtRevisions(LazyBuilder& lazy, const Revisi
   return builder->AtRevisions(graph, targets);
 }
 
+// A DSN rather than DIR@REV or a path: a postgres URI, or key=value
+// settings (a '=' is taken as a DSN, so that a password in one is never
+// read as a directory or echoed in a message).
 bool LooksLikeDsn(absl::string_view side) {
   return absl::StartsWith(side, "postgresql://") || absl::StartsWith(side, "postgres://") ||
-         absl::StrContains(side, "dbname=") || absl::StrContains(side, "host=");
+         absl::StrContains(side, '=');
 }
 
 // A side of `diff` as messages name it: never a DSN's text.

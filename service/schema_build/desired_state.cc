@@ -70,8 +70,10 @@ Verdict Classify(const engine::SqlStatement& statement) {
   }
   if ((first == "CREATE" || first == "ALTER" || first == "DROP") && words.size() >= 2) {
     const std::string& object = words[1];
-    if (object == "DATABASE" || object == "ROLE" || object == "USER" || object == "GROUP" ||
-        object == "TABLESPACE") {
+    // CREATE USER MAPPING is per database (postgres_fdw; pg_dump emits it).
+    const bool user_mapping = object == "USER" && words.size() >= 3 && words[2] == "MAPPING";
+    if (object == "DATABASE" || object == "ROLE" || (object == "USER" && !user_mapping) ||
+        object == "GROUP" || object == "TABLESPACE") {
       return Verdict::kRefuse;
     }
   }

@@ -8,22 +8,36 @@
 
 namespace schemad::schema_build {
 
-absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::RevisionGraph& graph,
-                                       SchemaBuilder& builder) {
+absl::StatusOr<LiveSchema> ReadLiveSchema(store::Session& session) {
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
-  DriftReport report;
-  report.rows = state.rows;
+  LiveSchema live;
+  live.rows = state.rows;
   if (state.needs_attention.has_value()) {
-    report.needs_attention = state.needs_attention->revision;
-    return report;
+    live.needs_attention = state.needs_attention->revision;
+    return live;
   }
-  ASSIGN_OR_RETURN(schema::DatabaseSchema live, session.InspectSchema());
-  ASSIGN_OR_RETURN(schema::DatabaseSchema expected, builder.AtRevisions(graph, state.rows));
-  report.changes = schema::DiffSchemas(expected, live);
+  ASSIGN_OR_RETURN(live.schema, session.InspectSchema());
+  return live;
+}
+
+DriftReport CompareSchemas(LiveSchema live, const schema::DatabaseSchema& expected) {
+  DriftReport report;
+  report.rows = std::move(live.rows);
+  report.needs_attention = std::move(live.needs_attention);
+  if (report.needs_attention.has_value()) return report;
+  report.changes = schema::DiffSchemas(expected, live.schema);
   if (!report.changes.empty()) {
-    report.repair_sql = schema::RenderSql(schema::DiffSchemas(live, expected));
+    report.repair_sql = schema::RenderSql(schema::DiffSchemas(live.schema, expected));
   }
   return report;
+}
+
+absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::RevisionGraph& graph,
+                                       SchemaBuilder& builder) {
+  ASSIGN_OR_RETURN(LiveSchema live, ReadLiveSchema(session));
+  if (live.needs_attention.has_value()) return CompareSchemas(std::move(live), {});
+  ASSIGN_OR_RETURN(schema::DatabaseSchema expected, builder.AtRevisions(graph, live.rows));
+  return CompareSchemas(std::move(live), expected);
 }
 
 absl::string_view DriftKind(const schema::SchemaChange& change) {

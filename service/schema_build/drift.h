@@ -38,8 +38,23 @@ struct DriftReport {
   bool drifted() const { return !changes.empty(); }
 };
 
-// Reads `session`'s version rows and live schema, builds the expected schema
-// at those rows with `builder`, and compares.
+// A database's side of a drift check: its version rows and live schema.
+struct LiveSchema {
+  std::vector<std::string> rows;               // sorted
+  std::optional<std::string> needs_attention;  // the interrupted revision; schema not read
+  schema::DatabaseSchema schema;
+};
+
+// Reads `session`'s version rows and (unless it needs attention) its schema.
+// Errors are the database's (the store's statuses).
+absl::StatusOr<LiveSchema> ReadLiveSchema(store::Session& session);
+
+// The drift of `live` against `expected`, the schema its rows should
+// produce (empty changes when it needs attention: nothing is compared).
+DriftReport CompareSchemas(LiveSchema live, const schema::DatabaseSchema& expected);
+
+// ReadLiveSchema, then the expected schema at its rows from `builder`
+// (unless it needs attention), then CompareSchemas.
 absl::StatusOr<DriftReport> CheckDrift(store::Session& session, const engine::RevisionGraph& graph,
                                        SchemaBuilder& builder);
 

@@ -58,7 +58,7 @@ void WriteAtomically(const std::string& path, const std::string& text) {
 
 SchemaBuilder::SchemaBuilder(store::DevServer& dev, Options options)
     : dev_(dev), options_(std::move(options)) {
-  if (options_.use_cache) {
+  if (options_.use_cache && options_.disk_cache) {
     cache_dir_ = options_.cache_dir.empty() ? DefaultCacheDir() : options_.cache_dir;
   }
 }

@@ -33,9 +33,11 @@ namespace schemad::schema_build {
 class SchemaBuilder {
  public:
   struct Options {
-    // Where cached schemas live; "" = $XDG_CACHE_HOME/schemad, else
-    // $HOME/.cache/schemad (no cache when neither is set).
+    // Where cached schemas live on disk; "" = $XDG_CACHE_HOME/schemad, else
+    // $HOME/.cache/schemad (none when neither is set).
     std::string cache_dir;
+    // false: no disk cache (the memory cache only).
+    bool disk_cache = true;
     // false: neither cache (every AtRevisions builds).
     bool use_cache = true;
   };

@@ -13,7 +13,6 @@ DriftChecker::DriftChecker(std::string dev_dsn, std::string cache_dir, Observer 
       observer_(std::move(observer)) {}
 
 DriftChecker::~DriftChecker() {
-  absl::MutexLock lock(&build_mu_);
   builder_.reset();
   dev_.reset();  // drops scratch databases, stops a local cluster
 }
@@ -26,14 +25,13 @@ absl::Status DriftChecker::Available() const {
       "may create databases) in the configuration");
 }
 
-absl::StatusOr<schema_build::DriftReport> DriftChecker::Check(const std::string& database,
-                                                              const engine::RevisionGraph& graph,
-                                                              store::Session& session) {
-  RETURN_IF_ERROR(Available());
-  absl::StatusOr<schema_build::DriftReport> report;
-  {
-    absl::MutexLock lock(&build_mu_);
-    if (builder_ == nullptr) {
+absl::StatusOr<schema::DatabaseSchema> DriftChecker::Build(const engine::RevisionGraph& graph,
+                                                           const std::vector<std::string>& rows) {
+  // A dev server kept from an earlier check may have gone away meanwhile
+  // (restarted, idle connection dropped): then it is reopened once.
+  for (int attempt = 0;; ++attempt) {
+    const bool kept = builder_ != nullptr;
+    if (!kept) {
       absl::StatusOr<std::unique_ptr<store::DevServer>> dev = store::DevServer::Open(dev_dsn_);
       if (!dev.ok()) {
         return absl::Status(dev.status().code(),
@@ -42,25 +40,49 @@ absl::StatusOr<schema_build::DriftReport> DriftChecker::Check(const std::string&
       dev_ = *std::move(dev);
       schema_build::SchemaBuilder::Options options;
       options.cache_dir = cache_dir_;
-      options.use_cache = true;
+      options.disk_cache = !cache_dir_.empty();
       builder_ = std::make_unique<schema_build::SchemaBuilder>(*dev_, options);
     }
-    report = schema_build::CheckDrift(session, graph, *builder_);
-    if (!report.ok() && report.status().code() == absl::StatusCode::kUnavailable) {
-      builder_.reset();  // reopened by the next check
-      dev_.reset();
+    absl::StatusOr<schema::DatabaseSchema> expected = builder_->AtRevisions(graph, rows);
+    if (expected.ok() || expected.status().code() != absl::StatusCode::kUnavailable) {
+      return expected;
     }
+    builder_.reset();
+    dev_.reset();
+    if (!kept || attempt > 0) return expected;
   }
-  if (!report.ok()) return report.status();
-  if (report->needs_attention.has_value()) {
+}
+
+absl::StatusOr<schema_build::DriftReport> DriftChecker::Check(const std::string& database,
+                                                              const engine::RevisionGraph& graph,
+                                                              schema_build::LiveSchema live,
+                                                              absl::Time deadline) {
+  RETURN_IF_ERROR(Available());
+  if (live.needs_attention.has_value()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(database, " needs attention: revision ", *report->needs_attention,
+        absl::StrCat(database, " needs attention: revision ", *live.needs_attention,
                      " was interrupted, so its schema is between two revisions; resolve it first"));
   }
-  const int differences = static_cast<int>(report->changes.size());
+  {
+    absl::MutexLock lock(&build_mu_);
+    const auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(build_mu_) { return !building_; };
+    if (!build_mu_.AwaitWithDeadline(absl::Condition(&idle), deadline)) {
+      return absl::DeadlineExceededError(
+          "waiting for the dev server: another drift check is building a schema on it");
+    }
+    building_ = true;
+  }
+  absl::StatusOr<schema::DatabaseSchema> expected = Build(graph, live.rows);
+  {
+    absl::MutexLock lock(&build_mu_);
+    building_ = false;
+  }
+  if (!expected.ok()) return expected.status();
+  schema_build::DriftReport report = schema_build::CompareSchemas(std::move(live), *expected);
+  const int differences = static_cast<int>(report.changes.size());
   {
     absl::MutexLock lock(&last_mu_);
-    last_[database] = LastCheck{absl::Now(), report->rows, differences};
+    last_[database] = LastCheck{absl::Now(), report.rows, differences};
   }
   if (observer_) observer_(database, differences);
   return report;

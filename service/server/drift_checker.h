@@ -7,9 +7,10 @@
 //   ASSIGN_OR_RETURN(schema_build::DriftReport report,
 //                    drift.Check(db.name(), db.set().graph, session));
 //
-// Checks are serialised (the dev server is one connection); the cache makes
-// a check of a site whose revisions were built before cost one inspection of
-// the site. A dev server that failed is reopened by the next check.
+// Builds are serialised (the dev server is one connection); reading the
+// sites is not (callers do it on their own sessions). The cache makes a check
+// of a site whose revisions were built before cost one inspection of the
+// site. A dev server that failed is reopened by the next check.
 //
 // Thread-safety: all methods may be called from any thread.
 #ifndef SCHEMAD_SERVICE_SERVER_DRIFT_CHECKER_H_
@@ -55,23 +56,37 @@ class DriftChecker {
   // to configure one.
   absl::Status Available() const;
 
-  // Checks the database `database` read through `session` against `graph`
-  // (schema_build::CheckDrift) and remembers the result. A database that
-  // needs attention is FAILED_PRECONDITION naming the revision.
+  // Compares `live` (the database `database`, read by
+  // schema_build::ReadLiveSchema on the caller's session) with the schema
+  // its rows should produce, built on the dev server, and remembers the
+  // result. FAILED_PRECONDITION when it needs attention (naming the
+  // revision); DEADLINE_EXCEEDED when another check holds the dev server
+  // past `deadline`; the dev server's errors (prefixed "dev_server: ") and
+  // the build's (naming the revision) otherwise. A dev server that became
+  // UNAVAILABLE since the last check is reopened (once) at once; one that
+  // fails to open is tried again by the next check.
   absl::StatusOr<schema_build::DriftReport> Check(const std::string& database,
                                                   const engine::RevisionGraph& graph,
-                                                  store::Session& session);
+                                                  schema_build::LiveSchema live,
+                                                  absl::Time deadline = absl::InfiniteFuture());
 
   // The last successful check of `database`, if any.
   std::optional<LastCheck> Last(const std::string& database) const;
 
  private:
+  // The expected schema at `rows`; opens the dev server when needed. Only
+  // by the check that set building_.
+  absl::StatusOr<schema::DatabaseSchema> Build(const engine::RevisionGraph& graph,
+                                               const std::vector<std::string>& rows);
+
   const std::string dev_dsn_;  // secret when a DSN
   const std::string cache_dir_;
   const Observer observer_;
+  // The dev server and builder belong to the one check that set building_.
   absl::Mutex build_mu_;
-  std::unique_ptr<store::DevServer> dev_ ABSL_GUARDED_BY(build_mu_);
-  std::unique_ptr<schema_build::SchemaBuilder> builder_ ABSL_GUARDED_BY(build_mu_);
+  bool building_ ABSL_GUARDED_BY(build_mu_) = false;
+  std::unique_ptr<store::DevServer> dev_;
+  std::unique_ptr<schema_build::SchemaBuilder> builder_;
   mutable absl::Mutex last_mu_;
   std::map<std::string, LastCheck> last_ ABSL_GUARDED_BY(last_mu_);
 };

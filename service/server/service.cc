@@ -1073,15 +1073,19 @@ grpc::ServerUnaryReactor* SchemadService::Drift(grpc::CallbackServerContext* con
     RETURN_IF_ERROR(CheckRequest(*request));
     ASSIGN_OR_RETURN(std::shared_ptr<DatabaseEntry> db,
                      deps->state->GetDatabase(request->database()));
-    absl::StatusOr<schema_build::DriftReport> report = WithSession<schema_build::DriftReport>(
-        *db, DeadlineOf(*context), [&](store::Session& session) {
-          return deps->drift->Check(db->name(), db->set().graph, session);
-        });
-    if (!report.ok()) {
-      return DbError(*db, report.status());
+    // The site is read on its own session (its errors are the database's);
+    // the expected schema is built on the dev server (its errors are not).
+    const absl::Time deadline = DeadlineOf(*context);
+    absl::StatusOr<schema_build::LiveSchema> live = WithSession<schema_build::LiveSchema>(
+        *db, deadline,
+        [](store::Session& session) { return schema_build::ReadLiveSchema(session); });
+    if (!live.ok()) {
+      return DbError(*db, live.status());
     }
+    ASSIGN_OR_RETURN(schema_build::DriftReport report,
+                     deps->drift->Check(db->name(), db->set().graph, *std::move(live), deadline));
     response->set_database(db->name());
-    DriftToProto(*report, absl::Now(), response);
+    DriftToProto(report, absl::Now(), response);
     MakeWireSafe(response);
     return absl::OkStatus();
   });
@@ -1287,26 +1291,29 @@ struct FleetPlan {
 };
 
 // A fleet drift site's outcome: succeeded without drift; failed naming (up
-// to 20 of) the differing objects.
-absl::StatusOr<engine::OperationResult> DriftSiteResult(
-    const DatabaseEntry& db, const absl::StatusOr<schema_build::DriftReport>& report) {
-  if (!report.ok()) return report.status();
-  if (report->drifted()) {
+// to 20 of) the differing objects. `session` is the site's.
+absl::StatusOr<engine::OperationResult> DriftSiteResult(const DatabaseEntry& db,
+                                                        DriftChecker& drift,
+                                                        store::Session& session) {
+  ASSIGN_OR_RETURN(schema_build::LiveSchema live, schema_build::ReadLiveSchema(session));
+  ASSIGN_OR_RETURN(schema_build::DriftReport report,
+                   drift.Check(db.name(), db.set().graph, std::move(live)));
+  if (report.drifted()) {
     constexpr size_t kNamed = 20;
     std::vector<std::string> lines;
-    for (size_t i = 0; i < report->changes.size() && i < kNamed; ++i) {
-      lines.push_back(schema_build::DriftLine(report->changes[i]));
+    for (size_t i = 0; i < report.changes.size() && i < kNamed; ++i) {
+      lines.push_back(schema_build::DriftLine(report.changes[i]));
     }
-    if (report->changes.size() > kNamed) {
-      lines.push_back(absl::StrCat("and ", report->changes.size() - kNamed, " more"));
+    if (report.changes.size() > kNamed) {
+      lines.push_back(absl::StrCat("and ", report.changes.size() - kNamed, " more"));
     }
     return absl::FailedPreconditionError(
-        absl::StrCat("drift: ", report->changes.size(), " object(s) of ", db.name(),
+        absl::StrCat("drift: ", report.changes.size(), " object(s) of ", db.name(),
                      " differ from the schema of its revisions: ", absl::StrJoin(lines, "; ")));
   }
   engine::OperationResult result;
-  result.rows_before = report->rows;
-  result.rows_after = report->rows;
+  result.rows_before = report.rows;
+  result.rows_after = report.rows;
   return result;
 }
 
@@ -1355,7 +1362,7 @@ absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const F
       break;
     }
     case v1::FLEET_ACTION_DRIFT:
-      result = DriftSiteResult(db, plan.drift->Check(db.name(), db.set().graph, *session));
+      result = DriftSiteResult(db, *plan.drift, *session);
       break;
     default:
       result = absl::InvalidArgumentError("unknown fleet action");

@@ -1110,4 +1110,23 @@ TEST_F(CliTest, LintReportsFindingsAndExitsSixOnErrors) {
   EXPECT_THAT(r.err, HasSubstr("[create-index-not-concurrently]"));
 }
 
+// ------------------------------------------------------------------ diff
+
+// A diff side with key=value settings is a DSN, never a directory or a path:
+// its password appears in no message, also with an '@' in it.
+TEST_F(CliTest, DiffNeverEchoesTheDsnOfASide) {
+  for (const std::string side :
+       {"host=127.0.0.1 port=1 user=app password=pa@ss-w0rd connect_timeout=1",
+        "postgresql://app:pa%40ss-w0rd@127.0.0.1:1/site?connect_timeout=1"}) {
+    DiffOptions options;
+    options.from = side;
+    options.to = (dir_ / "nowhere.sql").string();
+    Output result = Run(RunDiff, options);
+    EXPECT_NE(result.code, 0) << side;
+    EXPECT_THAT(result.out + result.err, Not(HasSubstr("pa@ss-w0rd"))) << side;
+    EXPECT_THAT(result.out + result.err, Not(HasSubstr("pa%40ss-w0rd"))) << side;
+    EXPECT_THAT(result.err, Not(HasSubstr("nowhere.sql"))) << side;  // FROM failed first
+  }
+}
+
 }  // namespace schemad::cli

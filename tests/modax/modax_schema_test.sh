@@ -437,7 +437,9 @@ for expected in 'extra index public.hand_made_idx' 'changed column public.device
   'missing constraint public.safety_status.pk_safety_status'; do
   grep -qF "$expected" "$work/out" || fail "drift does not name '$expected': $(cat "$work/out")"
 done
-drift --sql
+rc=0
+drift --sql || rc=$?
+[ "$rc" -eq 7 ] || fail "drift --sql exited $rc, expected 7: $(cat "$work/out")"
 sql "$db_drift" "$(cat "$work/out")" >/dev/null || fail "drift --sql does not run: $(cat "$work/out")"
 drift || fail "drift remains after running drift --sql: $(cat "$work/out")"
 pass "drift: none on a migrated site; a hand-made index, dropped default, changed type, extra table and missing constraint named; drift --sql repairs"

@@ -52,6 +52,11 @@ TEST(DesiredStatementsTest, LeavesOutOwnersPrivilegesAndPgDumpRestrictLines) {
   EXPECT_THAT(Texts(*statements),
               ElementsAre("SET statement_timeout = 0", "CREATE TABLE public.t (a integer)",
                           "ALTER TABLE public.t ADD COLUMN owner_to text"));
+  // Per-database statements that merely look server-wide are kept.
+  absl::StatusOr<std::vector<engine::SqlStatement>> mapping = DesiredStatements(
+      "CREATE USER MAPPING FOR app SERVER plant OPTIONS (user 'x');\n", "fdw.sql");
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
+  EXPECT_EQ(mapping->size(), 1u);
   EXPECT_EQ((*statements)[1].line, 3);
 }
 

@@ -2875,6 +2875,17 @@ TEST_F(DriftServerTest, DriftIsNamedShownInStatusRepairedAndCheckedAcrossTheFlee
   ASSERT_TRUE(client_->Downgrade("site-b", to_a1).ok());
   ASSERT_OK_AND_ASSIGN(status_b, client_->GetStatus("site-b"));
   EXPECT_FALSE(status_b.drift.has_value());
+
+  // The dev server's connection dies (a restart, an idle drop): the next
+  // check that needs a build (a1 was never built) reopens it.
+  EXPECT_EQ(Query(testing::AdminDsn(),
+                  absl::StrCat("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE application_name = 'schemad-dev-",
+                               getpid(), "'")),
+            (Rows{{"1"}}));
+  ASSERT_OK_AND_ASSIGN(DriftResult after_restart, client_->Drift("site-b"));
+  EXPECT_FALSE(after_restart.drift);
+  EXPECT_THAT(after_restart.rows, ElementsAre("a1"));
 }
 
 TEST_F(DriftServerTest, SchemactlDriftAndFleetDriftThroughTheServer) {

@@ -326,6 +326,15 @@ TEST(PqSchemaInspectorTest, BookkeepingTablesAreLeftOutInEverySchema) {
   EXPECT_THAT(Dump(*schema), HasSubstr("table public.schemad_history "));
   EXPECT_THAT(Dump(*schema), Not(HasSubstr("alembic_version")));
   EXPECT_THAT(Dump(*schema), Not(HasSubstr("schemad_state")));
+  // The schema made for the bookkeeping alone is bookkeeping too (a site
+  // with `version_table: ops.alembic_version` has no drift for it)...
+  EXPECT_THAT(Dump(*schema), Not(HasSubstr("schema ops")));
+  // ... until something of the model lives there.
+  Exec(db.dsn(), "CREATE TABLE ops.settings (k text)");
+  schema = Inspect(db.dsn(), options);
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  EXPECT_THAT(Dump(*schema), HasSubstr("schema ops #"));
+  EXPECT_THAT(Dump(*schema), HasSubstr("table ops.settings "));
 }
 
 TEST(PqSchemaInspectorTest, ExtensionObjectsAreLeftOut) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@ namespace {
 constexpr char kDefaultPgBin[] = "/usr/lib/postgresql/15/bin";
 // The port only names the socket file; the cluster listens on no TCP port.
 constexpr char kLocalPort[] = "5432";
+// DROP DATABASE ... WITH (FORCE) came with PostgreSQL 13.
+constexpr int kMinServerVersion = 130000;
 
 void IgnoreNotice(void* /*arg*/, const char* /*message*/) {}
 
@@ -79,7 +82,11 @@ std::string QuoteIdent(absl::string_view name) {
   return quoted + "\"";
 }
 
+// Whether `conn` broke (the server went away, or ended the session).
+bool ConnectionLost(PGconn* conn) { return PQstatus(conn) != CONNECTION_OK; }
+
 // Runs one command on `conn`; the first row's first value ("" if none).
+// UNAVAILABLE when the connection broke, FAILED_PRECONDITION otherwise.
 absl::StatusOr<std::string> Exec(PGconn* conn, const std::string& sql,
                                  const std::vector<std::string>& secrets) {
   PGresult* result = PQexec(conn, sql.c_str());
@@ -88,6 +95,7 @@ absl::StatusOr<std::string> Exec(PGconn* conn, const std::string& sql,
     const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
     std::string message = primary != nullptr ? primary : OneLine(PQerrorMessage(conn));
     PQclear(result);
+    if (ConnectionLost(conn)) return absl::UnavailableError(ScrubAll(message, secrets));
     return absl::FailedPreconditionError(ScrubAll(message, secrets));
   }
   std::string value;
@@ -143,6 +151,28 @@ std::string TempRoot() {
   return tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
 }
 
+constexpr char kLocalDirPrefix[] = "schemad-dev-";
+constexpr char kOwnerFile[] = "owner.pid";
+
+// Stops and removes the local clusters under TempRoot() whose owner process
+// is gone (a schemactl or schemad killed before it could Close()). A
+// cluster without an owner file (still being set up) is left alone.
+void SweepAbandonedClusters(const std::string& pg_bin) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(TempRoot(), error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kLocalDirPrefix, 0) != 0 || !entry.is_directory(error)) continue;
+    std::ifstream in(entry.path() / kOwnerFile);
+    pid_t owner = 0;
+    if (!(in >> owner) || owner <= 0) continue;
+    if (kill(owner, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    RunProcess({pg_bin + "/pg_ctl", "-D", (entry.path() / "data").string(), "-m", "immediate", "-w",
+                "stop"},
+               "/dev/null");
+    std::filesystem::remove_all(entry.path(), error);
+  }
+}
+
 std::string RandomHex(int digits) {
   std::random_device device;
   std::string hex;
@@ -171,9 +201,16 @@ absl::StatusOr<std::unique_ptr<DevServer>> DevServer::Open(const std::string& de
       absl::StrAppend(&server->base_conninfo_, " connect_timeout=10");
     }
     if (parsed.Find("application_name") == nullptr) {
-      absl::StrAppend(&server->base_conninfo_, " application_name=schemad-dev");
+      absl::StrAppend(&server->base_conninfo_, " application_name=schemad-dev-", getpid());
     }
     RETURN_IF_ERROR(server->Connect());
+    if (server->server_version_ < kMinServerVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the dev server ", server->display_name_, " runs PostgreSQL ",
+                       server->server_version_ / 10000,
+                       "; schemad needs 13 or later there (DROP DATABASE "
+                       "... WITH (FORCE))"));
+    }
     ASSIGN_OR_RETURN(std::string may_create,
                      Exec(server->admin_->conn,
                           "SELECT (rolcreatedb OR rolsuper)::text FROM pg_catalog.pg_roles "
@@ -198,12 +235,21 @@ absl::StatusOr<std::unique_ptr<DevServer>> DevServer::Open(const std::string& de
         " (Debian: apt-get install postgresql-15, or set SCHEMAD_PG_BIN); or name a server "
         "with --dev-dsn DSN"));
   }
-  std::string pattern = TempRoot() + "/schemad-dev-XXXXXX";
+  SweepAbandonedClusters(server->pg_bin_);
+  if (TempRoot().find_first_of("'\\") != std::string::npos) {
+    return absl::FailedPreconditionError(
+        "--dev-dsn local: TMPDIR may not contain a quote or a backslash (pg_ctl passes the "
+        "socket directory through a shell)");
+  }
+  std::string pattern = TempRoot() + "/" + kLocalDirPrefix + "XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create a directory for the local dev cluster under ", TempRoot()));
   }
   server->local_dir_ = pattern;
+  // Who owns the cluster: SweepAbandonedClusters stops it once that process
+  // is gone (killed before Close() ran).
+  std::ofstream(server->local_dir_ + "/" + kOwnerFile) << getpid() << "\n";
   if (geteuid() == 0) {
     const passwd* postgres = getpwnam("postgres");
     if (postgres == nullptr) {
@@ -227,7 +273,7 @@ absl::StatusOr<std::unique_ptr<DevServer>> DevServer::Open(const std::string& de
         absl::StrCat("initdb of the local dev cluster failed:\n", LogTail(commands_log)));
   }
   const std::string options =
-      absl::StrCat("-c listen_addresses='' -k ", server->local_dir_, " -p ", kLocalPort,
+      absl::StrCat("-c listen_addresses='' -k '", server->local_dir_, "' -p ", kLocalPort,
                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
   if (RunProcess({server->pg_bin_ + "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o",
                   options, "start"},
@@ -237,7 +283,8 @@ absl::StatusOr<std::unique_ptr<DevServer>> DevServer::Open(const std::string& de
   }
   server->base_conninfo_ =
       absl::StrCat("host=", dsn::QuoteConninfoValue(server->local_dir_), " port=", kLocalPort,
-                   " user=postgres dbname=postgres application_name=schemad-dev");
+                   " user=postgres dbname=postgres application_name=schemad-dev-", getpid());
+  server->display_name_ = absl::StrCat("local cluster in ", server->local_dir_);
   RETURN_IF_ERROR(server->Connect());
   server->display_name_ = absl::StrCat("local PostgreSQL ", server->server_version_ / 10000, ".",
                                        server->server_version_ % 10000, " cluster");
@@ -281,25 +328,27 @@ absl::StatusOr<std::unique_ptr<ScratchDatabase>> DevServer::CreateScratchDatabas
       absl::StrCat("CREATE DATABASE ", QuoteIdent(name), " TEMPLATE template0 ENCODING 'UTF8'"),
       secrets_);
   if (!created.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot create a scratch database on ", display_name_, ": ", created.status().message()));
+    return absl::Status(created.status().code(),
+                        absl::StrCat("cannot create a scratch database on ", display_name_, ": ",
+                                     created.status().message()));
   }
   alive_.push_back(name);
   return std::unique_ptr<ScratchDatabase>(new ScratchDatabase(this, name, ConninfoFor(name)));
 }
 
 absl::Status DevServer::DropDatabase(const std::string& name) {
-  auto it = std::find(alive_.begin(), alive_.end(), name);
-  if (it == alive_.end()) return absl::OkStatus();
-  alive_.erase(it);
+  if (std::find(alive_.begin(), alive_.end(), name) == alive_.end()) return absl::OkStatus();
   if (admin_ == nullptr) return absl::FailedPreconditionError("the dev server is closed");
   absl::StatusOr<std::string> dropped =
       Exec(admin_->conn,
            absl::StrCat("DROP DATABASE IF EXISTS ", QuoteIdent(name), " WITH (FORCE)"), secrets_);
   if (!dropped.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot drop scratch database ", name, ": ", dropped.status().message()));
+    // Still alive: Close() tries again.
+    return absl::Status(dropped.status().code(),
+                        absl::StrCat("cannot drop scratch database ", name, " on ", display_name_,
+                                     ": ", dropped.status().message()));
   }
+  alive_.erase(std::find(alive_.begin(), alive_.end(), name));
   return absl::OkStatus();
 }
 
@@ -330,8 +379,9 @@ absl::Status DevServer::ApplySql(const ScratchDatabase& database,
       }
     }
     PQclear(result);
-    return absl::FailedPreconditionError(
-        absl::StrCat(source, ":", line, ": ", ScrubAll(message, secrets_)));
+    std::string text = absl::StrCat(source, ":", line, ": ", ScrubAll(message, secrets_));
+    if (ConnectionLost(conn)) return absl::UnavailableError(std::move(text));
+    return absl::FailedPreconditionError(std::move(text));
   }
   return absl::OkStatus();
 }

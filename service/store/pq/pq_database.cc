@@ -1596,6 +1596,34 @@ absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
   return records;
 }
 
+namespace {
+
+// A schema other than public made for schemad's tables alone
+// (`version_table: ops.alembic_version`) is bookkeeping, like its tables:
+// left out while nothing the model holds lives in it.
+void LeaveOutBookkeepingSchema(const std::string& name, schema::DatabaseSchema* model) {
+  if (name.empty() || name == "public") return;
+  bool used = false;
+  auto in = [&](const auto& objects) {
+    for (const auto& object : objects) used = used || object.schema == name;
+  };
+  in(model->extensions);
+  in(model->enums);
+  in(model->domains);
+  in(model->composite_types);
+  in(model->sequences);
+  in(model->tables);
+  in(model->views);
+  in(model->functions);
+  if (used) return;
+  auto& schemas = model->schemas;
+  schemas.erase(std::remove_if(schemas.begin(), schemas.end(),
+                               [&](const schema::Namespace& n) { return n.name == name; }),
+                schemas.end());
+}
+
+}  // namespace
+
 absl::StatusOr<schema::DatabaseSchema> PqSession::InspectSchema() {
   RETURN_IF_ERROR(NoTransactionOpen());
   const TableNames& t = config_->tables;
@@ -1607,6 +1635,7 @@ absl::StatusOr<schema::DatabaseSchema> PqSession::InspectSchema() {
     ASSIGN_OR_RETURN(result, InspectPqSchema(*conn_, options));
     return absl::OkStatus();
   }));
+  LeaveOutBookkeepingSchema(names_.schema, &result);
   return result;
 }
 
