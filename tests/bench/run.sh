@@ -25,6 +25,8 @@ echo "== EnsureHead through schemad (tests/bench/ensure_head_bench.sh)"
 "${prio[@]}" bash tests/bench/ensure_head_bench.sh "$bin"
 echo "== schema inspector and differ vs pg_dump (tests/bench/inspect_bench.sh)"
 "${prio[@]}" bash tests/bench/inspect_bench.sh "$bin"
+echo "== drift check vs pg_dump (tests/bench/drift_bench.sh)"
+"${prio[@]}" bash tests/bench/drift_bench.sh "$bin"
 if [ -f tests/bench/fleet_bench.sh ]; then
   echo "== fleet (tests/bench/fleet_bench.sh)"
   "${prio[@]}" bash tests/bench/fleet_bench.sh "$bin"
