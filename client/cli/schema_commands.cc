@@ -44,7 +44,8 @@ namespace {
 // databases needs neither).
 class LazyBuilder {
  public:
-  explicit LazyBuilder(std::string dev_dsn) : dev_dsn_(std::move(dev_dsn)) {}
+  LazyBuilder(std::string dev_dsn, const std::atomic<bool>* cancelled)
+      : dev_dsn_(std::move(dev_dsn)), cancelled_(cancelled) {}
 
   absl::StatusOr<store::DevServer*> Server() {
     RETURN_IF_ERROR(Get().status());
@@ -59,14 +60,16 @@ class LazyBuilder {
                         absl::StrCat("--dev-dsn ", dev_dsn_ == "local" ? "local" : "(a DSN)"));
       }
       dev_ = *std::move(dev);
-      builder_ = std::make_unique<schema_build::SchemaBuilder>(
-          *dev_, schema_build::SchemaBuilder::Options{});
+      schema_build::SchemaBuilder::Options options;
+      options.cancelled = cancelled_;
+      builder_ = std::make_unique<schema_build::SchemaBuilder>(*dev_, options);
     }
     return builder_.get();
   }
 
  private:
   std::string dev_dsn_;
+  const std::atomic<bool>* cancelled_;
   std::unique_ptr<store::DevServer> dev_;
   std::unique_ptr<schema_build::SchemaBuilder> builder_;
 };
@@ -153,7 +156,7 @@ absl::StatusOr<int> Diff(const Io& io, const DiffOptions& options) {
   if (options.from.empty() || options.to.empty()) {
     return UsageError("diff: name FROM and TO (live, a DSN, DIR@REV, or a .sql path)");
   }
-  LazyBuilder lazy(options.dev_dsn);
+  LazyBuilder lazy(options.dev_dsn, io.global.cancelled);
   ASSIGN_OR_RETURN(DatabaseSchema from, ResolveSide(io, options.from, lazy));
   ASSIGN_OR_RETURN(DatabaseSchema to, ResolveSide(io, options.to, lazy));
   const std::vector<SchemaChange> changes = schema::DiffSchemas(from, to);
@@ -187,7 +190,7 @@ absl::StatusOr<int> Drift(const Io& io, const DriftOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database,
                    internal::OpenTargetDatabase(io.global));
   ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, internal::ConnectTarget(*database));
-  LazyBuilder lazy(options.dev_dsn);
+  LazyBuilder lazy(options.dev_dsn, io.global.cancelled);
   ASSIGN_OR_RETURN(schema_build::SchemaBuilder * builder, lazy.Get());
   ASSIGN_OR_RETURN(schema_build::DriftReport report,
                    schema_build::CheckDrift(*session, graph, *builder));
@@ -244,7 +247,7 @@ absl::StatusOr<int> Verify(const Io& io, const VerifyOptions& options) {
     return UsageError(absl::StrCat(io.global.dir, " holds no revision files (*.sql)"));
   }
   ASSIGN_OR_RETURN(engine::Plan plan, engine::PlanUpgrade(graph, {}, "heads"));
-  LazyBuilder lazy(options.dev_dsn);
+  LazyBuilder lazy(options.dev_dsn, io.global.cancelled);
   ASSIGN_OR_RETURN(schema_build::SchemaBuilder * builder, lazy.Get());
   std::optional<DatabaseSchema> desired;
   if (!options.schema.empty()) {
@@ -266,10 +269,17 @@ absl::StatusOr<int> Verify(const Io& io, const VerifyOptions& options) {
   ASSIGN_OR_RETURN(DatabaseSchema before, session->InspectSchema());
   std::vector<std::string> rows;
   int irreversible = 0;
+  // Ctrl-C stops between statements; the scratch database is dropped.
+  engine::CallControl control;
+  control.cancelled = io.global.cancelled;
   for (const engine::PlanStep& step : plan.steps) {
     const engine::Revision& revision = graph.revision(step.revision);
+    if (control.cancelled != nullptr && control.cancelled->load()) {
+      return absl::CancelledError(absl::StrCat("verify cancelled before revision ", revision.id,
+                                               "; nothing is left on the dev server"));
+    }
     if (!io.global.quiet) io.out << revision.id << " " << revision.message << ": " << std::flush;
-    RETURN_IF_ERROR(executor.Upgrade(*session, revision.id, {}).status());
+    RETURN_IF_ERROR(executor.Upgrade(*session, revision.id, control).status());
     ASSIGN_OR_RETURN(DatabaseSchema after, session->InspectSchema());
     if (!revision.downgrade.has_value()) {
       ++irreversible;
@@ -284,7 +294,7 @@ absl::StatusOr<int> Verify(const Io& io, const VerifyOptions& options) {
                                ": no downgrade target undoes it alone from ",
                                RowsText(step.rows_after)));
     }
-    RETURN_IF_ERROR(executor.Downgrade(*session, target, {}).status());
+    RETURN_IF_ERROR(executor.Downgrade(*session, target, control).status());
     ASSIGN_OR_RETURN(DatabaseSchema restored, session->InspectSchema());
     const std::vector<SchemaChange> left = schema::DiffSchemas(before, restored);
     if (!left.empty()) {
@@ -296,7 +306,7 @@ absl::StatusOr<int> Verify(const Io& io, const VerifyOptions& options) {
           "write the downgrade that undoes each, or remove the downgrade section to declare the "
           "revision irreversible"));
     }
-    RETURN_IF_ERROR(executor.Upgrade(*session, revision.id, {}).status());
+    RETURN_IF_ERROR(executor.Upgrade(*session, revision.id, control).status());
     ASSIGN_OR_RETURN(DatabaseSchema again, session->InspectSchema());
     const std::vector<SchemaChange> differs = schema::DiffSchemas(after, again);
     if (!differs.empty()) {
@@ -384,7 +394,7 @@ absl::StatusOr<AutogeneratedBodies> AutogenerateBodies(const RevisionGraph& grap
   if (!std::filesystem::exists(options.schema, error)) {
     return UsageError(absl::StrCat("--schema: ", options.schema, " does not exist"));
   }
-  LazyBuilder lazy(options.dev_dsn);
+  LazyBuilder lazy(options.dev_dsn, nullptr);
   ASSIGN_OR_RETURN(DatabaseSchema current, SchemaAtRevisions(lazy, graph, revises));
   ASSIGN_OR_RETURN(schema_build::SchemaBuilder * builder, lazy.Get());
   ASSIGN_OR_RETURN(DatabaseSchema desired, builder->FromDesiredState(options.schema));

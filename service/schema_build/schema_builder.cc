@@ -131,7 +131,9 @@ absl::StatusOr<schema::DatabaseSchema> SchemaBuilder::AtRevisions(
     executor_options.who = "schemad (schema build)";
     engine::Executor executor(graph, *opened, std::move(executor_options));
     for (const std::string& target : targets) {
-      absl::StatusOr<engine::OperationResult> result = executor.Upgrade(*session, target);
+      engine::CallControl control;
+      control.cancelled = options_.cancelled;
+      absl::StatusOr<engine::OperationResult> result = executor.Upgrade(*session, target, control);
       if (!result.ok()) {
         return absl::Status(result.status().code(),
                             absl::StrCat("building the schema at ", absl::StrJoin(targets, ", "),

@@ -19,6 +19,7 @@
 #ifndef SCHEMAD_SERVICE_SCHEMA_BUILD_SCHEMA_BUILDER_H_
 #define SCHEMAD_SERVICE_SCHEMA_BUILD_SCHEMA_BUILDER_H_
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ class SchemaBuilder {
     bool disk_cache = true;
     // false: neither cache (every AtRevisions builds).
     bool use_cache = true;
+    // Checked between the statements of AtRevisions' revisions: when set, the
+    // build stops (CANCELLED) and its scratch database is dropped. May be null.
+    const std::atomic<bool>* cancelled = nullptr;
   };
 
   // `dev` must outlive the builder.

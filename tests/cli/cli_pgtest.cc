@@ -2,6 +2,7 @@
 // fresh PostgreSQL database per test (tests/testing/pg_fixture.h).
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -708,4 +709,29 @@ TEST_F(CliPgTest, AdoptsAlembicVersionTable) {
 }
 
 }  // namespace
+// Issue 12: verify on a DSN dev server; Ctrl-C (the cancel flag) stops it
+// between revisions and leaves no scratch database behind.
+TEST_F(CliPgTest, VerifyRunsEachRevisionUpDownUpAndStopsCleanlyWhenCancelled) {
+  Write("a1", "", "devices", "CREATE TABLE devices (id int PRIMARY KEY);", "DROP TABLE devices;");
+  Write("b2", "a1", "index", "CREATE INDEX devices_id_idx ON devices (id);",
+        "DROP INDEX devices_id_idx;");
+  const std::string scratch_left =
+      absl::StrCat("SELECT count(*) FROM pg_database WHERE datname LIKE 'schemad\\_scratch\\_",
+                   getpid(), "\\_%'");
+  VerifyOptions options;
+  options.dev_dsn = testing::AdminDsn();
+  Output verified = Run(RunVerify, options);
+  EXPECT_EQ(verified.code, kExitOk) << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr("verified 2 revisions"));
+  EXPECT_EQ(testing::Query(testing::AdminDsn(), scratch_left), (testing::Rows{{"0"}}));
+
+  std::atomic<bool> cancelled{true};
+  global_.cancelled = &cancelled;
+  Output stopped = Run(RunVerify, options);
+  EXPECT_NE(stopped.code, kExitOk);
+  EXPECT_THAT(stopped.err, HasSubstr("verify cancelled before revision a1"));
+  EXPECT_EQ(testing::Query(testing::AdminDsn(), scratch_left), (testing::Rows{{"0"}}));
+  global_.cancelled = nullptr;
+}
+
 }  // namespace schemad::cli
