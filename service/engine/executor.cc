@@ -896,10 +896,17 @@ absl::StatusOr<OperationResult> Executor::MigrateOnce(Run& run, store::Session& 
   const bool nothing_to_do =
       req.kind == Plan::Kind::kStamp ? plan.stamp_changes.empty() : plan.steps.empty();
   if (nothing_to_do && state.version_table_exists && !state.needs_attention) {
-    result.plan = plan;
-    result.rows_before = state.rows;
-    result.rows_after = state.rows;
-    return result;
+    // Unless a run died after its last commit, before it could remove its
+    // record: then this command takes the lock to record it as interrupted
+    // and clear it (one more read, for explicit commands only; EnsureHead's
+    // fast path stays one query).
+    ASSIGN_OR_RETURN(std::optional<store::UnfinishedRun> unfinished, session.ReadUnfinishedRun());
+    if (!unfinished.has_value() || unfinished->backend.has_value()) {
+      result.plan = plan;
+      result.rows_before = state.rows;
+      result.rows_after = state.rows;
+      return result;
+    }
   }
 
   ASSIGN_OR_RETURN(std::unique_ptr<store::MigrationLock> lock, run.Lock(&result.took_lock));

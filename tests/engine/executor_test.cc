@@ -318,6 +318,33 @@ TEST_F(ExecutorTest, EarlierRunThatDiedIsRecordedAsInterruptedByTheNextRun) {
   EXPECT_FALSE(db_.run().has_value());
 }
 
+// A run killed after its last commit, before it removed its record, leaves
+// the database at head: an upgrade that has nothing to do still notices it
+// (takes the lock, records it as interrupted, clears the record); while its
+// backend is still connected it is left alone (no lock taken).
+TEST_F(ExecutorTest, RunThatDiedAtHeadIsRecordedByTheNextNoOpUpgrade) {
+  Load(Linear());
+  db_.SetRows({"e"});
+  store::BackendActivity alive;
+  alive.backend.pid = 777;
+  alive.state = "active";
+  db_.SetUnfinishedRun(DeadRun(), alive);
+  ASSERT_OK_AND_ASSIGN(OperationResult still_running, executor_->Upgrade(*session_, "heads"));
+  EXPECT_FALSE(still_running.took_lock);
+  EXPECT_TRUE(db_.run().has_value());
+  EXPECT_TRUE(db_.history().empty());
+
+  db_.SetUnfinishedRun(DeadRun(), std::nullopt);
+  ASSERT_OK_AND_ASSIGN(OperationResult result, executor_->Upgrade(*session_, "heads"));
+  EXPECT_TRUE(result.took_lock);
+  EXPECT_EQ(result.revisions_run, 0);
+  std::vector<store::HistoryRecord> history = db_.history();
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].outcome, "interrupted");
+  EXPECT_EQ(history[0].operation_id, "op-dead");
+  EXPECT_FALSE(db_.run().has_value());
+}
+
 TEST_F(ExecutorTest, InterruptedNonTransactionalRevisionIsNamedWhenResolved) {
   std::vector<Revision> revs = Linear();
   revs[2].transactional = false;
