@@ -52,6 +52,24 @@ extern "C" void OnSignal(int signal_number) {
   }
 }
 
+// Whether `flag` is on the command line itself (`--flag V` or `--flag=V`),
+// as opposed to set from its environment variable.
+bool FlagGiven(int argc, char** argv, absl::string_view flag) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == flag || absl::StartsWith(arg, absl::StrCat(flag, "="))) return true;
+  }
+  return false;
+}
+
+// --dev-dsn of the schema verbs (also SCHEMAD_DEV_DSN).
+void AddDevDsnOption(CLI::App* command, std::string* dev_dsn) {
+  command
+      ->add_option("--dev-dsn", *dev_dsn,
+                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
+      ->envname("SCHEMAD_DEV_DSN");
+}
+
 void InstallSignalHandlers() {
   struct sigaction action = {};
   action.sa_handler = OnSignal;
@@ -249,10 +267,7 @@ int main(int argc, char** argv) {
                          "Write the SQL that takes the schema at --head to --schema's");
   revision_cmd->add_option("--schema", revision.schema,
                            "With --autogenerate: the desired state (.sql file or directory)");
-  revision_cmd
-      ->add_option("--dev-dsn", revision.dev_dsn,
-                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
-      ->envname("SCHEMAD_DEV_DSN");
+  AddDevDsnOption(revision_cmd, &revision.dev_dsn);
   revision_cmd->add_flag("--allow-destructive", revision.allow_destructive,
                          "With --autogenerate: also write changes that lose data");
 
@@ -393,18 +408,12 @@ int main(int argc, char** argv) {
       "diff", "The DDL that makes FROM's schema into TO's (live, a DSN, DIR@REV, a .sql path)");
   diff_cmd->add_option("from", diff.from, "live | DSN | DIR@REV | @REV | PATH")->required();
   diff_cmd->add_option("to", diff.to, "live | DSN | DIR@REV | @REV | PATH")->required();
-  diff_cmd
-      ->add_option("--dev-dsn", diff.dev_dsn,
-                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
-      ->envname("SCHEMAD_DEV_DSN");
+  AddDevDsnOption(diff_cmd, &diff.dev_dsn);
 
   DriftOptions drift;
   CLI::App* drift_cmd = app.add_subcommand(
       "drift", "Compare the live schema with what its applied revisions build (exit 7: drift)");
-  drift_cmd
-      ->add_option("--dev-dsn", drift.dev_dsn,
-                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
-      ->envname("SCHEMAD_DEV_DSN");
+  AddDevDsnOption(drift_cmd, &drift.dev_dsn);
   drift_cmd->add_flag("--sql", drift.sql, "Print the DDL that takes the database back instead");
 
   VerifyOptions verify;
@@ -412,10 +421,7 @@ int main(int argc, char** argv) {
       "verify",
       "Upgrade, downgrade and upgrade each revision on a scratch database; check the "
       "schema after each step");
-  verify_cmd
-      ->add_option("--dev-dsn", verify.dev_dsn,
-                   "Where schemas are built: a DSN with CREATEDB, or local (default)")
-      ->envname("SCHEMAD_DEV_DSN");
+  AddDevDsnOption(verify_cmd, &verify.dev_dsn);
   verify_cmd->add_option("--schema", verify.schema,
                          "The head schema must equal this desired state (.sql file or directory)");
 
@@ -518,12 +524,7 @@ int main(int argc, char** argv) {
     const bool server_verb = *upgrade_cmd || *downgrade_cmd || *current_cmd || *stamp_cmd ||
                              *ensure_head_cmd || *validate_cmd || *resolve_cmd || *repair_cmd ||
                              *history_cmd || *plan_cmd || *drift_cmd;
-    bool dir_given = false;
-    for (int i = 1; i < argc; ++i) {
-      const absl::string_view arg = argv[i];
-      dir_given = dir_given || arg == "--dir" || absl::StartsWith(arg, "--dir=");
-    }
-    if (server_verb && dir_given) {
+    if (server_verb && FlagGiven(argc, argv, "--dir")) {
       return Usage(
           "--dir names a local migration directory, but with --server the server's migration "
           "set is used: drop --dir, or drop --server to run on a DSN");
@@ -553,12 +554,7 @@ int main(int argc, char** argv) {
       return RunRemoteRepair(global, remote, repair, out, err);
     }
     if (*drift_cmd) {
-      bool dev_dsn_given = false;
-      for (int i = 1; i < argc; ++i) {
-        const absl::string_view arg = argv[i];
-        dev_dsn_given = dev_dsn_given || arg == "--dev-dsn" || absl::StartsWith(arg, "--dev-dsn=");
-      }
-      if (dev_dsn_given) {
+      if (FlagGiven(argc, argv, "--dev-dsn")) {
         return Usage(
             "--dev-dsn: with --server the server builds schemas on its own dev_server; drop "
             "--dev-dsn, or drop --server to run on a DSN");

@@ -96,26 +96,22 @@ std::string SideName(absl::string_view side) {
   return std::string(side);
 }
 
-absl::StatusOr<DatabaseSchema> InspectLive(const GlobalOptions& global, std::string* rows_text) {
+absl::StatusOr<DatabaseSchema> InspectLive(const GlobalOptions& global) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, internal::OpenTargetDatabase(global));
   ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, internal::ConnectTarget(*database));
-  if (rows_text != nullptr) {
-    ASSIGN_OR_RETURN(store::DatabaseState state, session->ReadState());
-    *rows_text = RowsText(state.rows);
-  }
   return session->InspectSchema();
 }
 
 absl::StatusOr<DatabaseSchema> ResolveSide(const Io& io, absl::string_view side,
                                            LazyBuilder& lazy) {
   if (side == "live") {
-    return InspectLive(io.global, nullptr);
+    return InspectLive(io.global);
   }
   if (LooksLikeDsn(side)) {
     GlobalOptions global = io.global;
     global.dsn = std::string(side);
     global.dsn_source = "diff";
-    return InspectLive(global, nullptr);
+    return InspectLive(global);
   }
   const size_t at = side.rfind('@');
   std::error_code error;

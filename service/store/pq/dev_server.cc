@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "service/common/dsn.h"
 #include "service/common/status_macros.h"
+#include "service/schema/schema_diff.h"
 
 namespace schemad::store {
 
@@ -71,15 +72,6 @@ absl::StatusOr<PGconn*> ConnectRaw(const std::string& conninfo,
   }
   PQsetNoticeProcessor(conn, IgnoreNotice, nullptr);
   return conn;
-}
-
-std::string QuoteIdent(absl::string_view name) {
-  std::string quoted = "\"";
-  for (char c : name) {
-    if (c == '"') quoted += '"';
-    quoted += c;
-  }
-  return quoted + "\"";
 }
 
 // Whether `conn` broke (the server went away, or ended the session).
@@ -323,10 +315,11 @@ absl::StatusOr<std::unique_ptr<ScratchDatabase>> DevServer::CreateScratchDatabas
   if (admin_ == nullptr) return absl::FailedPreconditionError("the dev server is closed");
   const std::string name =
       absl::StrCat("schemad_scratch_", getpid(), "_", ++created_, "_", RandomHex(6));
-  absl::StatusOr<std::string> created = Exec(
-      admin_->conn,
-      absl::StrCat("CREATE DATABASE ", QuoteIdent(name), " TEMPLATE template0 ENCODING 'UTF8'"),
-      secrets_);
+  absl::StatusOr<std::string> created =
+      Exec(admin_->conn,
+           absl::StrCat("CREATE DATABASE ", schema::QuoteIdent(name),
+                        " TEMPLATE template0 ENCODING 'UTF8'"),
+           secrets_);
   if (!created.ok()) {
     return absl::Status(created.status().code(),
                         absl::StrCat("cannot create a scratch database on ", display_name_, ": ",
@@ -341,7 +334,8 @@ absl::Status DevServer::DropDatabase(const std::string& name) {
   if (admin_ == nullptr) return absl::FailedPreconditionError("the dev server is closed");
   absl::StatusOr<std::string> dropped =
       Exec(admin_->conn,
-           absl::StrCat("DROP DATABASE IF EXISTS ", QuoteIdent(name), " WITH (FORCE)"), secrets_);
+           absl::StrCat("DROP DATABASE IF EXISTS ", schema::QuoteIdent(name), " WITH (FORCE)"),
+           secrets_);
   if (!dropped.ok()) {
     // Still alive: Close() tries again.
     return absl::Status(dropped.status().code(),
