@@ -2,6 +2,8 @@
 # use it with find_package(schemad CONFIG) or pkg-config (docs/sdk.md):
 #
 #   include/schemad/client.h                 the public header
+#   include/schemad/mocks/mock_client_connection.h  a gmock ClientConnection
+#                                            (for tests; needs GTest::gmock)
 #   lib/libschemad_client.a                  schemad::client
 #   lib/libschemad_proto.a                   the generated stubs it links
 #                                            privately (schemad::detail_proto)
@@ -17,6 +19,8 @@ set(SCHEMAD_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/schemad)
 
 install(FILES ${PROJECT_SOURCE_DIR}/client/sdk/schemad/client.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/schemad COMPONENT sdk)
+install(FILES ${PROJECT_SOURCE_DIR}/client/sdk/schemad/mocks/mock_client_connection.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/schemad/mocks COMPONENT sdk)
 install(TARGETS schemad_client schemad_proto EXPORT schemadTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sdk)
 install(EXPORT schemadTargets NAMESPACE schemad:: DESTINATION ${SCHEMAD_CMAKE_INSTALL_DIR}

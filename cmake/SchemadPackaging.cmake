@@ -65,6 +65,6 @@ set(CPACK_DEBIAN_SDK_PACKAGE_ARCHITECTURE amd64)
 # The static library's link dependencies, as Debian's -dev packages.
 set(CPACK_DEBIAN_SDK_PACKAGE_DEPENDS "libgrpc++-dev, libprotobuf-dev, libabsl-dev, libssl-dev")
 set(CPACK_COMPONENT_SDK_DESCRIPTION
-    "C++ client SDK of schemad: schemad/client.h, static schemad::client, CMake and pkg-config files")
+    "C++ client SDK of schemad: schemad/client.h, a gmock ClientConnection (schemad/mocks), static schemad::client, CMake and pkg-config files")
 
 include(CPack)

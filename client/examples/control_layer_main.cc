@@ -9,9 +9,12 @@
 // schema could not be brought to head (message on stderr), 2 bad arguments.
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/time/time.h"
+#include "control_layer_startup.h"
 #include "schemad/client.h"
 
 int main(int argc, char** argv) {
@@ -40,13 +43,17 @@ int main(int argc, char** argv) {
   if (options.who.empty()) {
     options.who = "control-layer " + database;
   }
-  const absl::Status status =
-      schemad::WaitForHead(options, database, absl::Seconds(deadline_seconds));
-  if (!status.ok()) {
-    std::cerr << "control layer: database " << database << " is not at head: " << status << "\n";
+  const absl::Duration deadline = absl::Seconds(deadline_seconds);
+  options.retry.max_elapsed = deadline;
+  absl::StatusOr<std::unique_ptr<schemad::Client>> client =
+      schemad::Client::Connect(std::move(options));
+  if (!client.ok()) {
+    std::cerr << "control layer: " << client.status() << "\n";
     return 1;
   }
-  std::cout << "control layer: database " << database << " is at head; starting\n";
+  if (!control_layer::SchemaReady(**client, database, deadline, std::cerr)) {
+    return 1;
+  }
   // ... the control layer's real work starts here ...
   return 0;
 }

@@ -604,7 +604,7 @@ ClientOptions ClientOptions::FromEnvironment() {
   return options;
 }
 
-// -------------------------------------------------------------------- Impl
+// ---------------------------------------------------------------- gRPC calls
 
 namespace {
 
@@ -621,11 +621,10 @@ bool ParseEvent(const grpc::ByteBuffer& buffer, v1::OperationEvent* event) {
   return event->ParseFromString(bytes);
 }
 
-}  // namespace
-
-class Client::Impl {
+// Sends calls on one channel: metadata, deadlines, retries, streams.
+class GrpcCalls {
  public:
-  Impl(const ClientOptions& options, std::shared_ptr<grpc::Channel> channel)
+  GrpcCalls(const ClientOptions& options, std::shared_ptr<grpc::Channel> channel)
       : options_(options),
         channel_(std::move(channel)),
         stub_(v1::Schemad::NewStub(channel_)),
@@ -814,6 +813,68 @@ class Client::Impl {
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
+// The connection behind Client::Connect: each call translated to and from
+// schemad.v1 and sent by GrpcCalls.
+class GrpcClientConnection final : public ClientConnection {
+ public:
+  GrpcClientConnection(ClientOptions options, std::shared_ptr<grpc::Channel> channel,
+                       internal::TlsSettings tls_settings)
+      : options_(std::move(options)),
+        impl_(std::make_unique<GrpcCalls>(options_, std::move(channel))) {
+    impl_->tls_settings_ = std::move(tls_settings);
+  }
+
+  absl::StatusOr<EnsureHeadResult> EnsureHead(const std::string& database,
+                                              const EnsureHeadOptions& options,
+                                              const CallOptions& call) override;
+  absl::StatusOr<OperationResult> Upgrade(const std::string& database,
+                                          const UpgradeRequest& request,
+                                          const CallOptions& call) override;
+  absl::StatusOr<OperationResult> Downgrade(const std::string& database,
+                                            const DowngradeRequest& request,
+                                            const CallOptions& call) override;
+  absl::StatusOr<OperationResult> Merge(const std::string& database, const MergeRequest& request,
+                                        const CallOptions& call) override;
+  absl::StatusOr<FleetSummary> FleetRun(const FleetRequest& request,
+                                        const CallOptions& call) override;
+  absl::StatusOr<OperationResult> WatchOperation(const std::string& operation_id,
+                                                 const CallOptions& call) override;
+  absl::StatusOr<OperationResult> Stamp(const std::string& database,
+                                        const std::vector<std::string>& revisions, bool purge,
+                                        const CallOptions& call) override;
+  absl::StatusOr<OperationResult> Resolve(const std::string& database, bool applied,
+                                          const CallOptions& call) override;
+  absl::StatusOr<PlanResult> Plan(const PlanRequest& request, const CallOptions& call) override;
+  absl::StatusOr<DatabaseStatus> GetStatus(const std::string& database,
+                                           const CallOptions& call) override;
+  absl::StatusOr<std::vector<HistoryEntry>> History(const std::string& database, int limit,
+                                                    const CallOptions& call) override;
+  absl::StatusOr<MigrationSetInfo> DescribeMigrationSet(const std::string& migration_set,
+                                                        const std::string& database,
+                                                        const CallOptions& call) override;
+  absl::StatusOr<std::vector<DatabaseInfo>> ListDatabases(const ListDatabasesRequest& request,
+                                                          const CallOptions& call) override;
+  absl::StatusOr<ValidationResult> Validate(const std::string& database,
+                                            const CallOptions& call) override;
+  absl::StatusOr<RepairResult> Repair(const std::string& database,
+                                      const CallOptions& call) override;
+  absl::StatusOr<DriftResult> Drift(const std::string& database, const CallOptions& call) override;
+  absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database,
+                                                            bool running_only, int limit,
+                                                            const CallOptions& call) override;
+  absl::StatusOr<OperationInfo> CancelOperation(const std::string& operation_id,
+                                                const CallOptions& call) override;
+  absl::StatusOr<ReloadResult> Reload(const CallOptions& call) override;
+  absl::StatusOr<bool> CheckHealth(const std::string& migration_set,
+                                   const CallOptions& call) override;
+
+ private:
+  const ClientOptions options_;  // before impl_, which refers to it
+  std::unique_ptr<GrpcCalls> impl_;
+};
+
+}  // namespace
+
 // ------------------------------------------------------------------ Client
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
@@ -886,20 +947,124 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   args.SetMaxReceiveMessageSize(kMaxResponseBytes);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, args);
-  std::unique_ptr<Client> client(new Client(std::move(options), nullptr));
-  client->impl_ = std::make_unique<Impl>(client->options_, std::move(channel));
-  client->impl_->tls_settings_ = std::move(tls_settings);
-  return client;
+  return std::make_unique<Client>(
+      std::make_shared<GrpcClientConnection>(options, std::move(channel), std::move(tls_settings)),
+      std::move(options));
 }
 
-Client::Client(ClientOptions options, std::unique_ptr<Impl> impl)
-    : options_(std::move(options)), impl_(std::move(impl)) {}
+Client::Client(std::shared_ptr<ClientConnection> connection, ClientOptions options)
+    : options_(std::move(options)), connection_(std::move(connection)) {}
 
 Client::~Client() = default;
 
 absl::StatusOr<EnsureHeadResult> Client::EnsureHead(const std::string& database,
                                                     const EnsureHeadOptions& options,
                                                     const CallOptions& call) {
+  return connection_->EnsureHead(database, options, call);
+}
+
+absl::StatusOr<OperationResult> Client::Upgrade(const std::string& database,
+                                                const UpgradeRequest& request,
+                                                const CallOptions& call) {
+  return connection_->Upgrade(database, request, call);
+}
+
+absl::StatusOr<OperationResult> Client::Downgrade(const std::string& database,
+                                                  const DowngradeRequest& request,
+                                                  const CallOptions& call) {
+  return connection_->Downgrade(database, request, call);
+}
+
+absl::StatusOr<OperationResult> Client::Merge(const std::string& database,
+                                              const MergeRequest& request,
+                                              const CallOptions& call) {
+  return connection_->Merge(database, request, call);
+}
+
+absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& request,
+                                              const CallOptions& call) {
+  return connection_->FleetRun(request, call);
+}
+
+absl::StatusOr<OperationResult> Client::WatchOperation(const std::string& operation_id,
+                                                       const CallOptions& call) {
+  return connection_->WatchOperation(operation_id, call);
+}
+
+absl::StatusOr<OperationResult> Client::Stamp(const std::string& database,
+                                              const std::vector<std::string>& revisions, bool purge,
+                                              const CallOptions& call) {
+  return connection_->Stamp(database, revisions, purge, call);
+}
+
+absl::StatusOr<OperationResult> Client::Resolve(const std::string& database, bool applied,
+                                                const CallOptions& call) {
+  return connection_->Resolve(database, applied, call);
+}
+
+absl::StatusOr<PlanResult> Client::Plan(const PlanRequest& request, const CallOptions& call) {
+  return connection_->Plan(request, call);
+}
+
+absl::StatusOr<DatabaseStatus> Client::GetStatus(const std::string& database,
+                                                 const CallOptions& call) {
+  return connection_->GetStatus(database, call);
+}
+
+absl::StatusOr<std::vector<HistoryEntry>> Client::History(const std::string& database, int limit,
+                                                          const CallOptions& call) {
+  return connection_->History(database, limit, call);
+}
+
+absl::StatusOr<MigrationSetInfo> Client::DescribeMigrationSet(const std::string& migration_set,
+                                                              const std::string& database,
+                                                              const CallOptions& call) {
+  return connection_->DescribeMigrationSet(migration_set, database, call);
+}
+
+absl::StatusOr<std::vector<DatabaseInfo>> Client::ListDatabases(const ListDatabasesRequest& request,
+                                                                const CallOptions& call) {
+  return connection_->ListDatabases(request, call);
+}
+
+absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
+                                                  const CallOptions& call) {
+  return connection_->Validate(database, call);
+}
+
+absl::StatusOr<RepairResult> Client::Repair(const std::string& database, const CallOptions& call) {
+  return connection_->Repair(database, call);
+}
+
+absl::StatusOr<DriftResult> Client::Drift(const std::string& database, const CallOptions& call) {
+  return connection_->Drift(database, call);
+}
+
+absl::StatusOr<std::vector<OperationInfo>> Client::ListOperations(const std::string& database,
+                                                                  bool running_only, int limit,
+                                                                  const CallOptions& call) {
+  return connection_->ListOperations(database, running_only, limit, call);
+}
+
+absl::StatusOr<OperationInfo> Client::CancelOperation(const std::string& operation_id,
+                                                      const CallOptions& call) {
+  return connection_->CancelOperation(operation_id, call);
+}
+
+absl::StatusOr<ReloadResult> Client::Reload(const CallOptions& call) {
+  return connection_->Reload(call);
+}
+
+absl::StatusOr<bool> Client::CheckHealth(const std::string& migration_set,
+                                         const CallOptions& call) {
+  return connection_->CheckHealth(migration_set, call);
+}
+
+// ---------------------------------------------------------- gRPC connection
+
+absl::StatusOr<EnsureHeadResult> GrpcClientConnection::EnsureHead(const std::string& database,
+                                                                  const EnsureHeadOptions& options,
+                                                                  const CallOptions& call) {
   v1::EnsureHeadRequest request;
   request.set_database(database);
   request.set_no_apply(options.no_apply);
@@ -922,9 +1087,9 @@ absl::StatusOr<EnsureHeadResult> Client::EnsureHead(const std::string& database,
   return result;
 }
 
-absl::StatusOr<OperationResult> Client::Upgrade(const std::string& database,
-                                                const UpgradeRequest& upgrade,
-                                                const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::Upgrade(const std::string& database,
+                                                              const UpgradeRequest& upgrade,
+                                                              const CallOptions& call) {
   v1::UpgradeRequest request;
   request.set_database(database);
   request.set_target(upgrade.target);
@@ -950,7 +1115,8 @@ const char* OutcomeName(FleetSiteResult::Outcome outcome) {
   return "skipped";
 }
 
-absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const CallOptions& call) {
+absl::StatusOr<FleetSummary> GrpcClientConnection::FleetRun(const FleetRequest& fleet,
+                                                            const CallOptions& call) {
   v1::FleetRunRequest request;
   switch (fleet.action) {
     case FleetRequest::Action::kUpgrade:
@@ -1015,9 +1181,9 @@ absl::StatusOr<FleetSummary> Client::FleetRun(const FleetRequest& fleet, const C
   return *std::move(summary);
 }
 
-absl::StatusOr<OperationResult> Client::Downgrade(const std::string& database,
-                                                  const DowngradeRequest& downgrade,
-                                                  const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::Downgrade(const std::string& database,
+                                                                const DowngradeRequest& downgrade,
+                                                                const CallOptions& call) {
   v1::DowngradeRequest request;
   request.set_database(database);
   request.set_target(downgrade.target);
@@ -1028,8 +1194,9 @@ absl::StatusOr<OperationResult> Client::Downgrade(const std::string& database,
   return impl_->Stream(call, "Downgrade", request);
 }
 
-absl::StatusOr<OperationResult> Client::Merge(const std::string& database,
-                                              const MergeRequest& merge, const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::Merge(const std::string& database,
+                                                            const MergeRequest& merge,
+                                                            const CallOptions& call) {
   v1::MergeRequest request;
   request.set_database(database);
   request.set_revision(merge.revision);
@@ -1039,16 +1206,16 @@ absl::StatusOr<OperationResult> Client::Merge(const std::string& database,
   return impl_->Stream(call, "Merge", request);
 }
 
-absl::StatusOr<OperationResult> Client::WatchOperation(const std::string& operation_id,
-                                                       const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::WatchOperation(
+    const std::string& operation_id, const CallOptions& call) {
   v1::WatchOperationRequest request;
   request.set_operation_id(operation_id);
   return impl_->Stream(call, "WatchOperation", request);
 }
 
-absl::StatusOr<OperationResult> Client::Stamp(const std::string& database,
-                                              const std::vector<std::string>& revisions, bool purge,
-                                              const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::Stamp(
+    const std::string& database, const std::vector<std::string>& revisions, bool purge,
+    const CallOptions& call) {
   v1::StampRequest request;
   request.set_database(database);
   for (const std::string& revision : revisions) {
@@ -1065,8 +1232,9 @@ absl::StatusOr<OperationResult> Client::Stamp(const std::string& database,
   return FromProto(response);
 }
 
-absl::StatusOr<OperationResult> Client::Resolve(const std::string& database, bool applied,
-                                                const CallOptions& call) {
+absl::StatusOr<OperationResult> GrpcClientConnection::Resolve(const std::string& database,
+                                                              bool applied,
+                                                              const CallOptions& call) {
   v1::ResolveRequest request;
   request.set_database(database);
   request.set_resolution(applied ? v1::ResolveRequest::RESOLUTION_APPLIED
@@ -1081,7 +1249,8 @@ absl::StatusOr<OperationResult> Client::Resolve(const std::string& database, boo
   return FromProto(response);
 }
 
-absl::StatusOr<PlanResult> Client::Plan(const PlanRequest& plan, const CallOptions& call) {
+absl::StatusOr<PlanResult> GrpcClientConnection::Plan(const PlanRequest& plan,
+                                                      const CallOptions& call) {
   v1::PlanRequest request;
   request.set_database(plan.database);
   request.set_migration_set(plan.migration_set);
@@ -1135,8 +1304,8 @@ absl::StatusOr<PlanResult> Client::Plan(const PlanRequest& plan, const CallOptio
   return result;
 }
 
-absl::StatusOr<DatabaseStatus> Client::GetStatus(const std::string& database,
-                                                 const CallOptions& call) {
+absl::StatusOr<DatabaseStatus> GrpcClientConnection::GetStatus(const std::string& database,
+                                                               const CallOptions& call) {
   v1::GetStatusRequest request;
   request.set_database(database);
   v1::DatabaseStatus response;
@@ -1149,8 +1318,9 @@ absl::StatusOr<DatabaseStatus> Client::GetStatus(const std::string& database,
   return FromProto(response);
 }
 
-absl::StatusOr<std::vector<HistoryEntry>> Client::History(const std::string& database, int limit,
-                                                          const CallOptions& call) {
+absl::StatusOr<std::vector<HistoryEntry>> GrpcClientConnection::History(const std::string& database,
+                                                                        int limit,
+                                                                        const CallOptions& call) {
   v1::HistoryRequest request;
   request.set_database(database);
   request.set_limit(limit);
@@ -1182,9 +1352,8 @@ absl::StatusOr<std::vector<HistoryEntry>> Client::History(const std::string& dat
   return entries;
 }
 
-absl::StatusOr<MigrationSetInfo> Client::DescribeMigrationSet(const std::string& migration_set,
-                                                              const std::string& database,
-                                                              const CallOptions& call) {
+absl::StatusOr<MigrationSetInfo> GrpcClientConnection::DescribeMigrationSet(
+    const std::string& migration_set, const std::string& database, const CallOptions& call) {
   v1::DescribeMigrationSetRequest request;
   request.set_migration_set(migration_set);
   request.set_database(database);
@@ -1236,8 +1405,8 @@ absl::StatusOr<MigrationSetInfo> Client::DescribeMigrationSet(const std::string&
   return info;
 }
 
-absl::StatusOr<std::vector<DatabaseInfo>> Client::ListDatabases(const ListDatabasesRequest& list,
-                                                                const CallOptions& call) {
+absl::StatusOr<std::vector<DatabaseInfo>> GrpcClientConnection::ListDatabases(
+    const ListDatabasesRequest& list, const CallOptions& call) {
   v1::ListDatabasesRequest request;
   for (const auto& [key, value] : list.label_selector) {
     (*request.mutable_label_selector())[key] = value;
@@ -1293,8 +1462,8 @@ ValidationIssue FromProto(const v1::ValidationIssue& p) {
 
 }  // namespace
 
-absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
-                                                  const CallOptions& call) {
+absl::StatusOr<ValidationResult> GrpcClientConnection::Validate(const std::string& database,
+                                                                const CallOptions& call) {
   v1::ValidateRequest request;
   request.set_database(database);
   v1::ValidateResponse response;
@@ -1313,7 +1482,8 @@ absl::StatusOr<ValidationResult> Client::Validate(const std::string& database,
   return result;
 }
 
-absl::StatusOr<RepairResult> Client::Repair(const std::string& database, const CallOptions& call) {
+absl::StatusOr<RepairResult> GrpcClientConnection::Repair(const std::string& database,
+                                                          const CallOptions& call) {
   v1::RepairRequest request;
   request.set_database(database);
   v1::RepairResponse response;
@@ -1347,7 +1517,8 @@ const char* ToString(SchemaDifference::Kind kind) {
   return "changed";
 }
 
-absl::StatusOr<DriftResult> Client::Drift(const std::string& database, const CallOptions& call) {
+absl::StatusOr<DriftResult> GrpcClientConnection::Drift(const std::string& database,
+                                                        const CallOptions& call) {
   v1::DriftRequest request;
   request.set_database(database);
   v1::DriftResponse response;
@@ -1383,9 +1554,8 @@ absl::StatusOr<DriftResult> Client::Drift(const std::string& database, const Cal
   return result;
 }
 
-absl::StatusOr<std::vector<OperationInfo>> Client::ListOperations(const std::string& database,
-                                                                  bool running_only, int limit,
-                                                                  const CallOptions& call) {
+absl::StatusOr<std::vector<OperationInfo>> GrpcClientConnection::ListOperations(
+    const std::string& database, bool running_only, int limit, const CallOptions& call) {
   // The server answers a page at a time (at most 500 operations); follow
   // the pages up to `limit`, or to the end.
   constexpr int kPage = 500;
@@ -1413,8 +1583,8 @@ absl::StatusOr<std::vector<OperationInfo>> Client::ListOperations(const std::str
   return operations;
 }
 
-absl::StatusOr<OperationInfo> Client::CancelOperation(const std::string& operation_id,
-                                                      const CallOptions& call) {
+absl::StatusOr<OperationInfo> GrpcClientConnection::CancelOperation(const std::string& operation_id,
+                                                                    const CallOptions& call) {
   v1::CancelOperationRequest request;
   request.set_operation_id(operation_id);
   v1::OperationInfo response;
@@ -1427,7 +1597,7 @@ absl::StatusOr<OperationInfo> Client::CancelOperation(const std::string& operati
   return FromProto(response);
 }
 
-absl::StatusOr<ReloadResult> Client::Reload(const CallOptions& call) {
+absl::StatusOr<ReloadResult> GrpcClientConnection::Reload(const CallOptions& call) {
   v1::ReloadRequest request;
   v1::ReloadResponse response;
   absl::Status status = impl_->Unary(call, false, [&](grpc::ClientContext* context) {
@@ -1451,8 +1621,8 @@ absl::StatusOr<ReloadResult> Client::Reload(const CallOptions& call) {
   return result;
 }
 
-absl::StatusOr<bool> Client::CheckHealth(const std::string& migration_set,
-                                         const CallOptions& call) {
+absl::StatusOr<bool> GrpcClientConnection::CheckHealth(const std::string& migration_set,
+                                                       const CallOptions& call) {
   grpc::health::v1::HealthCheckRequest request;
   if (!migration_set.empty()) {
     request.set_service(absl::StrCat(v1::Schemad::service_full_name(), "/", migration_set));
@@ -1506,14 +1676,18 @@ std::string StillRunning(Client& client, const std::string& database) {
 
 absl::Status WaitForHead(const ClientOptions& options, const std::string& database,
                          absl::Duration deadline) {
-  const absl::Time end = absl::Now() + deadline;
   ClientOptions retrying = options;
   retrying.retry.max_elapsed = deadline;
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(std::move(retrying));
   if (!client.ok()) {
     return client.status();
   }
-  const RetryPolicy& policy = options.retry;
+  return WaitForHead(**client, database, deadline);
+}
+
+absl::Status WaitForHead(Client& client, const std::string& database, absl::Duration deadline) {
+  const absl::Time end = absl::Now() + deadline;
+  const RetryPolicy& policy = client.options().retry;
   absl::Duration backoff = policy.initial_backoff;
   absl::Status last;
   for (;;) {
@@ -1522,14 +1696,14 @@ absl::Status WaitForHead(const ClientOptions& options, const std::string& databa
       // Only worth asking when the server answered or kept the call (the
       // lock is busy, an attempt ran out): not when it is unreachable.
       const std::string still_running =
-          last.code() == absl::StatusCode::kUnavailable ? "" : StillRunning(**client, database);
+          last.code() == absl::StatusCode::kUnavailable ? "" : StillRunning(client, database);
       return absl::DeadlineExceededError(absl::StrCat(
           "database ", database, " did not reach head within ", absl::FormatDuration(deadline),
           still_running, last.ok() ? "" : absl::StrCat("; last error: ", last.ToString())));
     }
     CallOptions call;
     call.deadline = remaining;
-    absl::StatusOr<EnsureHeadResult> result = (*client)->EnsureHead(database, {}, call);
+    absl::StatusOr<EnsureHeadResult> result = client.EnsureHead(database, {}, call);
     if (result.ok()) {
       return absl::OkStatus();
     }

@@ -13,6 +13,8 @@
 #   2. tests/consumer, a project outside the tree, configures with
 #      find_package(schemad CONFIG REQUIRED) against TMP alone and builds
 #      every client/examples/*.cc with -Wall -Wextra -Werror.
+#      The example's unit test (control_layer_startup_test.cc) uses the
+#      installed schemad/mocks/mock_client_connection.h and passes.
 #   3. A one-file program builds with `pkg-config --cflags --libs
 #      schemad-client` alone.
 #   4. Against the installed `schemad` on a fresh database of the cluster:
@@ -54,7 +56,7 @@ prefix=$work/prefix
 # ------------------------------------------------------------ 1. install
 cmake --install "$SCHEMAD_BUILD_DIR" --prefix "$prefix" >"$work/log" 2>&1 ||
   fail "cmake --install $SCHEMAD_BUILD_DIR --prefix $prefix"
-for file in include/schemad/client.h bin/schemad bin/schemactl; do
+for file in include/schemad/client.h include/schemad/mocks/mock_client_connection.h bin/schemad bin/schemactl; do
   [ -f "$prefix/$file" ] || fail "cmake --install did not install $file"
 done
 config=$(find "$prefix" -name schemadConfig.cmake)
@@ -78,6 +80,12 @@ cmake --build "$work/build" -j 2 >"$work/log" 2>&1 || fail "build of client/exam
 example=$work/build/control_layer_main
 [ -x "$example" ] || fail "no control_layer_main built"
 pass "client/examples/*.cc built against the installed package ($(elapsed))"
+startup_test=$work/build/control_layer_startup_test
+[ -x "$startup_test" ] || fail "no control_layer_startup_test built"
+"$startup_test" >"$work/log" 2>&1 || fail "control_layer_startup_test: $(tail -20 "$work/log")"
+grep -q '^\[  PASSED  \] 2 tests' "$work/log" ||
+  fail "control_layer_startup_test did not pass its 2 tests: $(tail -5 "$work/log")"
+pass "the example's start-up test ran on the installed mock header (schemad/mocks) ($(elapsed))"
 
 # ----------------------------------------------------------- 3. pkg-config
 pc_flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs schemad-client 2>"$work/log") ||

@@ -74,7 +74,7 @@ for deb in "$schemad_deb" "$schemactl_deb" "$dev_deb"; do
 done
 for file in usr/bin/schemad usr/bin/schemactl lib/systemd/system/schemad.service \
   usr/lib/sysusers.d/schemad.conf usr/lib/tmpfiles.d/schemad.conf etc/schemad/schemad.yaml \
-  usr/include/schemad/client.h; do
+  usr/include/schemad/client.h usr/include/schemad/mocks/mock_client_connection.h; do
   [ -f "$root/$file" ] || fail "no /$file in the packages"
 done
 for binary in schemactl schemad; do

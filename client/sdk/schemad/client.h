@@ -527,6 +527,74 @@ struct CallOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
+// ------------------------------------------------------------- connection
+
+// The calls a Client makes, one virtual function each (google-cloud-cpp's
+// *Connection): Client::Connect's gRPC connection implements it, and so can a
+// test — schemad/mocks/mock_client_connection.h has a gmock one — so that a
+// control layer's start-up (WaitForHead over a Client included) is
+// unit-tested without a server:
+//
+//   auto mock = std::make_shared<schemad_mocks::MockClientConnection>();
+//   EXPECT_CALL(*mock, EnsureHead)
+//       .WillOnce(Return(absl::UnavailableError("schemad restarting")))
+//       .WillOnce(Return(schemad::EnsureHeadResult{}));
+//   schemad::Client client(mock);
+//   EXPECT_TRUE(schemad::WaitForHead(client, "site-a", absl::Seconds(5)).ok());
+//
+// Each function has the contract of the Client member of the same name
+// (below), without default arguments. Implementations must be thread-safe.
+class ClientConnection {
+ public:
+  virtual ~ClientConnection() = default;
+
+  virtual absl::StatusOr<EnsureHeadResult> EnsureHead(const std::string& database,
+                                                      const EnsureHeadOptions& options,
+                                                      const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> Upgrade(const std::string& database,
+                                                  const UpgradeRequest& request,
+                                                  const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> Downgrade(const std::string& database,
+                                                    const DowngradeRequest& request,
+                                                    const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> Merge(const std::string& database,
+                                                const MergeRequest& request,
+                                                const CallOptions& call) = 0;
+  virtual absl::StatusOr<FleetSummary> FleetRun(const FleetRequest& request,
+                                                const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> WatchOperation(const std::string& operation_id,
+                                                         const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> Stamp(const std::string& database,
+                                                const std::vector<std::string>& revisions,
+                                                bool purge, const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationResult> Resolve(const std::string& database, bool applied,
+                                                  const CallOptions& call) = 0;
+  virtual absl::StatusOr<PlanResult> Plan(const PlanRequest& request, const CallOptions& call) = 0;
+  virtual absl::StatusOr<DatabaseStatus> GetStatus(const std::string& database,
+                                                   const CallOptions& call) = 0;
+  virtual absl::StatusOr<std::vector<HistoryEntry>> History(const std::string& database, int limit,
+                                                            const CallOptions& call) = 0;
+  virtual absl::StatusOr<MigrationSetInfo> DescribeMigrationSet(const std::string& migration_set,
+                                                                const std::string& database,
+                                                                const CallOptions& call) = 0;
+  virtual absl::StatusOr<std::vector<DatabaseInfo>> ListDatabases(
+      const ListDatabasesRequest& request, const CallOptions& call) = 0;
+  virtual absl::StatusOr<ValidationResult> Validate(const std::string& database,
+                                                    const CallOptions& call) = 0;
+  virtual absl::StatusOr<RepairResult> Repair(const std::string& database,
+                                              const CallOptions& call) = 0;
+  virtual absl::StatusOr<DriftResult> Drift(const std::string& database,
+                                            const CallOptions& call) = 0;
+  virtual absl::StatusOr<std::vector<OperationInfo>> ListOperations(const std::string& database,
+                                                                    bool running_only, int limit,
+                                                                    const CallOptions& call) = 0;
+  virtual absl::StatusOr<OperationInfo> CancelOperation(const std::string& operation_id,
+                                                        const CallOptions& call) = 0;
+  virtual absl::StatusOr<ReloadResult> Reload(const CallOptions& call) = 0;
+  virtual absl::StatusOr<bool> CheckHealth(const std::string& migration_set,
+                                           const CallOptions& call) = 0;
+};
+
 // ------------------------------------------------------------------ client
 
 class Client {
@@ -534,6 +602,9 @@ class Client {
   // Creates the channel (it connects lazily, on the first call).
   // INVALID_ARGUMENT: no target, or a TLS file that cannot be read.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+  // A client over any connection (a test's mock, say); options() returns
+  // `options`, which only WaitForHead's retry policy reads.
+  explicit Client(std::shared_ptr<ClientConnection> connection, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -618,10 +689,8 @@ class Client {
                                    const CallOptions& call = {});
 
  private:
-  class Impl;
-  explicit Client(ClientOptions options, std::unique_ptr<Impl> impl);
   ClientOptions options_;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<ClientConnection> connection_;
 };
 
 // For a control layer's main: blocks until `database` is at head — calling
@@ -636,6 +705,9 @@ class Client {
 // allowed to apply, needs attention, a failed revision).
 absl::Status WaitForHead(const ClientOptions& options, const std::string& database,
                          absl::Duration deadline);
+// The same over an existing client (a shared one, or one over a test's
+// ClientConnection); backoff from client.options().retry.
+absl::Status WaitForHead(Client& client, const std::string& database, absl::Duration deadline);
 
 }  // namespace schemad
 
