@@ -31,6 +31,7 @@
 #include "spdlog/sinks/ringbuffer_sink.h"
 #include "tests/testing/pg_fixture.h"
 #include "tests/testing/poll.h"
+#include "tests/testing/ports.h"
 
 namespace schemad {
 namespace {
@@ -62,19 +63,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Three revisions; `slow` makes r2 sleep (for cancel tests).
 void WriteRevisions(const TempDir& dir, bool slow) {
@@ -443,7 +431,7 @@ TEST(FleetTest, ContinueOnErrorWithBrokenUnreachableAndLockedSites) {
   const testing::PgCluster& cluster = dbs.back()->cluster();
   sites.push_back({"unreachable",
                    absl::StrCat("postgresql://postgres:", cluster.password,
-                                "@127.0.0.1:", FreePort(), "/nowhere"),
+                                "@127.0.0.1:", testing::UnusedLoopbackPort(), "/nowhere"),
                    "env: prod"});
   Fleet fleet(sites, /*slow_revisions=*/false);
   ASSERT_TRUE(fleet.ok());

@@ -36,6 +36,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/pg_fixture.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/subprocess.h"
 
 namespace schemad {
@@ -215,19 +216,6 @@ class SecretsTest : public ::testing::Test {
     return RunProcess(argv, env);
   }
 
-  static int FreePort() {
-    // A port nobody listens on: bind, read it back, close.
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t length = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-    close(fd);
-    return ntohs(addr.sin_port);
-  }
-
   std::string dir_;
   Outputs outputs_;
 };
@@ -236,7 +224,7 @@ TEST_F(SecretsTest, NoPasswordInAnyOutput) {
   Roles roles;
   testing::PgCluster cluster;
   ASSERT_TRUE(testing::ReadPgCluster(&cluster));
-  const std::string down_port = absl::StrCat(FreePort());
+  const std::string down_port = absl::StrCat(testing::UnusedLoopbackPort());
 
   // One database per password and form; each DSN works (the upgrades below
   // prove it), so every output path runs with the secret loaded.

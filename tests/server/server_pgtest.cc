@@ -45,6 +45,7 @@
 #include "spdlog/sinks/stdout_sinks.h"
 #include "tests/testing/pg_fixture.h"
 #include "tests/testing/poll.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/status_matchers.h"
 
 extern char** environ;
@@ -110,19 +111,6 @@ void WriteRevision(const TempDir& dir, const std::string& set, const Rev& rev) {
   }
   absl::StrAppend(&text, "\n-- +upgrade\n", rev.up, "\n\n-- +downgrade\n", rev.down, "\n");
   dir.Write(absl::StrCat(set, "/", rev.id, ".sql"), text);
-}
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // One database entry of a test configuration.
@@ -746,8 +734,8 @@ TEST_F(ServerTest, UnreachableDatabaseIsUnavailableWithoutSecrets) {
   ASSERT_TRUE(db.ok());
   WriteChain(dir_, "modax", 0);
   const std::string secret = "hunter2-Sup3rSecret";
-  const std::string dsn =
-      absl::StrCat("postgresql://app:", secret, "@127.0.0.1:", FreePort(), "/site_b");
+  const std::string dsn = absl::StrCat("postgresql://app:", secret,
+                                       "@127.0.0.1:", testing::UnusedLoopbackPort(), "/site_b");
   ASSERT_OK_AND_ASSIGN(
       server_,
       StartServer(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}, {"site-b", dsn}})));
@@ -1327,17 +1315,12 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
   WriteChain(dir_, "modax", 0);
   // Until the control layer has tried to connect, a plain socket stands in
   // for the server on its address: it accepts the connection and closes it.
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  // Its port is outside the ephemeral range, so no other process's outgoing
+  // connection can take it between closing it and starting schemad there.
+  int port = 0;
+  const int listener = testing::ListenOnUnusedLoopbackPort(&port);
   ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
-  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  const std::string address = absl::StrCat("127.0.0.1:", port);
   ClientOptions options = ClientFor(address);
   options.retry.enabled = true;
   options.retry.initial_backoff = absl::Milliseconds(50);
@@ -1359,7 +1342,7 @@ TEST_F(ServerTest, WaitForHeadRetriesUntilTheServiceComesUp) {
   EXPECT_THAT(WaitForHead(options, "site-x", absl::Seconds(30)),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   // Nobody listening: the deadline passes.
-  ClientOptions nowhere = ClientFor(absl::StrCat("127.0.0.1:", FreePort()));
+  ClientOptions nowhere = ClientFor(absl::StrCat("127.0.0.1:", testing::UnusedLoopbackPort()));
   nowhere.retry.initial_backoff = absl::Milliseconds(50);
   EXPECT_THAT(WaitForHead(nowhere, "site-a", absl::Seconds(1)),
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("site-a")));
@@ -1858,7 +1841,8 @@ TEST_F(ServerTest, AThousandQuietSitesHoldNoConnection) {
   ASSERT_TRUE(db.ok());
   WriteChain(dir_, "modax", 0);
   std::vector<DbSpec> dbs = {{"site-a", db.dsn()}};
-  const std::string nowhere = absl::StrCat("host=127.0.0.1 port=", FreePort(), " dbname=x user=u");
+  const std::string nowhere =
+      absl::StrCat("host=127.0.0.1 port=", testing::UnusedLoopbackPort(), " dbname=x user=u");
   for (int i = 0; i < 999; ++i) {
     dbs.push_back({absl::StrCat("quiet-", i), nowhere});
   }
@@ -1934,7 +1918,7 @@ class MetricsTest : public ServerTest {
   // metrics on a free port; the gauges refresh only when a test asks.
   void StartWithMetrics(const TestDatabase& db) {
     dir_.Write("secrets/dev", testing::AdminDsn());
-    const std::string down_dsn = absl::StrCat("host=127.0.0.1 port=", FreePort(),
+    const std::string down_dsn = absl::StrCat("host=127.0.0.1 port=", testing::UnusedLoopbackPort(),
                                               " dbname=x user=u password=Hunter2-metrics");
     absl::StatusOr<std::unique_ptr<server::SchemadServer>> started = StartServer(
         dir_, MakeConfig(dir_, {"modax"},
@@ -2183,7 +2167,7 @@ TEST_F(ServerTest, SecondSchemadOnAPortInUseExitsWithTheStartError) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
   WriteChain(dir_, "modax", 0);
-  const std::string listen = absl::StrCat("127.0.0.1:", FreePort());
+  const std::string listen = absl::StrCat("127.0.0.1:", testing::UnusedLoopbackPort());
   SchemadProcess first(dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "", listen));
   ASSERT_FALSE(first.address().empty()) << first.Log();
   TempDir other;
@@ -2337,13 +2321,14 @@ TEST_F(ServerTest, PermanentDatabaseErrorsAreNotRetried) {
   ASSERT_OK_AND_ASSIGN(
       server_,
       StartServer(
-          dir_, MakeConfig(dir_, {"modax"},
-                           {{"no-db", testing::ClusterDsn(c, "no_such_db_x", c.password)},
-                            {"no-host", absl::StrCat("postgresql://postgres:", c.password,
-                                                     "@no-such-host.invalid:5432/x")},
-                            {"bad-password", testing::ClusterDsn(c, db.name(), "wrong-password-x")},
-                            {"down", absl::StrCat("postgresql://postgres:", c.password,
-                                                  "@127.0.0.1:", FreePort(), "/x")}})));
+          dir_, MakeConfig(
+                    dir_, {"modax"},
+                    {{"no-db", testing::ClusterDsn(c, "no_such_db_x", c.password)},
+                     {"no-host", absl::StrCat("postgresql://postgres:", c.password,
+                                              "@no-such-host.invalid:5432/x")},
+                     {"bad-password", testing::ClusterDsn(c, db.name(), "wrong-password-x")},
+                     {"down", absl::StrCat("postgresql://postgres:", c.password,
+                                           "@127.0.0.1:", testing::UnusedLoopbackPort(), "/x")}})));
   ClientOptions options = ClientFor(server_->address());
   options.retry.enabled = true;  // as schemactl --server does
   options.retry.initial_backoff = absl::Milliseconds(50);
@@ -2533,7 +2518,7 @@ TEST_F(RemoteCliTest, ExitCodes) {
   EXPECT_EQ(current(Remote("site-x")).code, cli::kExitFailed);
   EXPECT_EQ(current(Remote("")).code, cli::kExitUsage);
   cli::RemoteOptions nowhere = Remote();
-  nowhere.server = absl::StrCat("127.0.0.1:", FreePort());
+  nowhere.server = absl::StrCat("127.0.0.1:", testing::UnusedLoopbackPort());
   nowhere.timeout = absl::Milliseconds(500);
   Run run = current(nowhere);
   EXPECT_EQ(run.code, cli::kExitUnavailable) << run.err;
