@@ -25,8 +25,27 @@ as_owner() {
   fi
 }
 
+# A free loopback port below the kernel's ephemeral range, where no other
+# process's connect() or bind(0) is handed it before postgres binds it (as
+# tests/testing/ports.h does for the C++ tests).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  python3 -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+high = low if low > 11000 else 32768
+for port in random.sample(range(10000, high), 200):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free loopback port between 10000 and %d" % high)
+'
 }
 
 case "$cmd" in
