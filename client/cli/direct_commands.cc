@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -110,17 +111,37 @@ absl::StatusOr<std::unique_ptr<store::Session>> Connect(store::Database& databas
 absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
                                                    const ExecutorTweaks& tweaks = {}) {
   RETURN_IF_ERROR(NeedDsn(global));
-  auto direct = std::make_unique<Direct>();
-  ASSIGN_OR_RETURN(direct->graph, internal::LoadGraph(global));
-  if (direct->graph.size() == 0) {
-    // Before connecting: an upgrade would create schemad's tables for nothing.
+  // The login (TCP, TLS probe, SCRAM: after the process start, most of a
+  // no-op command's time) runs on its own thread while the revision files
+  // are read and checksummed on this one. Errors come in the order they did
+  // one after the other: the directory's first, then the connection's.
+  struct Opened {
+    std::unique_ptr<store::Database> database;
+    std::unique_ptr<store::Session> session;
+  };
+  std::future<absl::StatusOr<Opened>> opening =
+      std::async(std::launch::async, [&global]() -> absl::StatusOr<Opened> {
+        Opened opened;
+        ASSIGN_OR_RETURN(opened.database, OpenDatabase(global));
+        ASSIGN_OR_RETURN(opened.session, Connect(*opened.database));
+        return opened;
+      });
+  absl::StatusOr<RevisionGraph> graph = internal::LoadGraph(global);
+  absl::StatusOr<Opened> opened = opening.get();
+  RETURN_IF_ERROR(graph.status());
+  if (graph->size() == 0) {
+    // Before any statement: an upgrade would create schemad's tables for
+    // nothing (the session just opened is closed unused).
     return UsageError(
         absl::StrCat(global.dir,
                      " holds no revision files (*.sql); check --dir (or SCHEMAD_DIR), or write "
                      "the first with `schemactl revision -m MESSAGE`"));
   }
-  ASSIGN_OR_RETURN(direct->database, OpenDatabase(global));
-  ASSIGN_OR_RETURN(direct->session, Connect(*direct->database));
+  RETURN_IF_ERROR(opened.status());
+  auto direct = std::make_unique<Direct>();
+  direct->graph = *std::move(graph);
+  direct->database = std::move(opened->database);
+  direct->session = std::move(opened->session);
   engine::ExecutorOptions options;
   options.lock_wait = global.lock_wait;
   options.timeouts.lock_timeout = global.lock_timeout;

@@ -3,7 +3,8 @@
 # image's runtime package list holds the libraries they load (libpq, OpenSSL,
 # yaml-cpp, libsystemd; and gRPC, protobuf, abseil, libpqxx, libpg_query
 # unless SCHEMAD_STATIC_DEPS=1 linked those in, when it must not hold them)
-# and no -dev, test or server package.
+# and no -dev, test or server package; with static dependencies, schemactl
+# loads no shared libstdc++.
 #   SCHEMAD_STATIC_DEPS=0|1 tests/deploy/runtime_packages_test.sh SCHEMAD SCHEMACTL
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +27,13 @@ for unwanted in "${unwanted[@]}"; do
     status=1
   fi
 done
+# With static dependencies schemactl links libstdc++ in as well (client/
+# CMakeLists.txt): then nothing it loads may need the shared one, or two
+# copies of the C++ runtime would meet in one process.
+if [ "${SCHEMAD_STATIC_DEPS:-0}" = 1 ] && ldd "$2" | grep -q 'libstdc++'; then
+  echo "runtime_packages_test: FAIL: $2 loads the shared libstdc++ although it links it in: $(ldd "$2" | grep 'libstdc++')" >&2
+  status=1
+fi
 if bad=$(grep -E -- '-dev$|^postgresql|gtest|benchmark|^sudo$' <<<"$list"); then
   echo "runtime_packages_test: FAIL: build or test packages in the list: $bad" >&2
   status=1
