@@ -512,9 +512,14 @@ std::vector<std::string> SplitList(const std::vector<std::string>& values) {
 // Writes the revision `spec` into the directory after checking that the
 // directory still loads with it; returns its path.
 absl::StatusOr<std::string> WriteRevision(const Io& io, const RevisionGraph& graph,
-                                          engine::NewRevisionSpec spec) {
-  const std::string name = engine::RevisionFileName(spec.id, spec.message);
-  const std::string path = (std::filesystem::path(io.global.dir) / name).string();
+                                          engine::NewRevisionSpec spec,
+                                          const std::string& file_template, absl::Time now) {
+  absl::StatusOr<std::string> name =
+      engine::RevisionFileName(file_template, spec.id, spec.message, now);
+  if (!name.ok()) {
+    return WithExitCode(Annotate(name.status(), "--file-template"), kExitUsage);
+  }
+  const std::string path = (std::filesystem::path(io.global.dir) / *name).string();
   const std::string text = engine::RenderRevisionFile(spec);
   // What we write must read back and fit the graph (labels, ids, depends_on).
   absl::StatusOr<engine::Revision> parsed = engine::ParseRevisionFile(path, text);
@@ -583,8 +588,6 @@ void PrintWritten(const Io& io, const engine::NewRevisionSpec& spec, const std::
   io.out << path << "\n";
 }
 
-std::string NowText() { return TimeText(absl::Now()); }
-
 // After `revision` wrote a file: the error- and warning-level lint findings
 // of the revisions it builds on (usually the ones just written, about to be
 // deployed with it), as warnings on stderr. The new file itself holds only
@@ -619,11 +622,18 @@ absl::StatusOr<int> NewRevision(const Io& io, const RevisionOptions& options) {
   if (message.empty()) {
     return UsageError("revision: -m MESSAGE is required");
   }
+  // Before any work (--autogenerate builds schemas): a bad template is a usage error.
+  if (absl::Status bad =
+          engine::RevisionFileName(options.file_template, "id", "", absl::Now()).status();
+      !bad.ok()) {
+    return UsageError(absl::StrCat("--file-template: ", bad.message()));
+  }
   ASSIGN_OR_RETURN(RevisionGraph graph, LoadGraphForWriting(io.global));
   engine::NewRevisionSpec spec;
   ASSIGN_OR_RETURN(spec.id, NewId(graph, options.id));
   spec.message = message;
-  spec.created = options.created.empty() ? NowText() : options.created;
+  const absl::Time now = absl::Now();
+  spec.created = options.created.empty() ? TimeText(now) : options.created;
   spec.transactional = !options.non_transactional;
   spec.branch_labels = SplitList(options.branch_labels);
 
@@ -682,7 +692,7 @@ absl::StatusOr<int> NewRevision(const Io& io, const RevisionOptions& options) {
     spec.upgrade_sql = std::move(bodies.upgrade_sql);
     spec.downgrade_sql = std::move(bodies.downgrade_sql);
   }
-  ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec));
+  ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec, options.file_template, now));
   PrintWritten(io, spec, path);
   WarnAboutLint(io, graph, spec.revises);
   return kExitOk;
@@ -722,9 +732,10 @@ absl::StatusOr<int> Merge(const Io& io, const MergeOptions& options) {
   }
   ASSIGN_OR_RETURN(spec.id, NewId(graph, options.id));
   spec.message = message;
-  spec.created = options.created.empty() ? NowText() : options.created;
+  const absl::Time now = absl::Now();
+  spec.created = options.created.empty() ? TimeText(now) : options.created;
   spec.branch_labels = SplitList(options.branch_labels);
-  ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec));
+  ASSIGN_OR_RETURN(std::string path, WriteRevision(io, graph, spec, options.file_template, now));
   PrintWritten(io, spec, path);
   WarnAboutLint(io, graph, spec.revises);
   return kExitOk;

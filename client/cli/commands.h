@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "service/engine/revision_file.h"
 
 namespace schemad::cli {
 
@@ -156,6 +157,9 @@ struct RevisionOptions {
   std::string schema;
   std::string dev_dsn = "local";
   bool allow_destructive = false;  // write changes that lose data (commented in the file)
+  // The new file's name (engine::RevisionFileName): --file-template,
+  // SCHEMAD_FILE_TEMPLATE, schemactl.ini's file-template.
+  std::string file_template = engine::kDefaultFileTemplate;
 };
 int RunRevision(const GlobalOptions& global, const RevisionOptions& options, std::ostream& out,
                 std::ostream& err);
@@ -166,6 +170,7 @@ struct MergeOptions {
   std::vector<std::string> branch_labels;
   std::string id;
   std::string created;
+  std::string file_template = engine::kDefaultFileTemplate;  // as RevisionOptions'
 };
 int RunMerge(const GlobalOptions& global, const MergeOptions& options, std::ostream& out,
              std::ostream& err);

@@ -24,7 +24,9 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
+#include "client/cli/project_config.h"
 #include "client/cli/remote_commands.h"
 #include "service/common/edit_distance.h"
 #include "service/common/version_table.h"
@@ -60,6 +63,33 @@ bool FlagGiven(int argc, char** argv, absl::string_view flag) {
     if (arg == flag || absl::StartsWith(arg, absl::StrCat(flag, "="))) return true;
   }
   return false;
+}
+
+// --file-template of revision and merge (also SCHEMAD_FILE_TEMPLATE).
+void AddFileTemplateOption(CLI::App* command, std::string* file_template) {
+  command
+      ->add_option("--file-template", *file_template,
+                   "New file's name: {year}{month}{day}_{hour}{minute}_{id}_{slug} (default), "
+                   "tokens {id} {slug} {year} {month} {day} {hour} {minute} {second}")
+      ->envname("SCHEMAD_FILE_TEMPLATE");
+}
+
+// The value of `flag` on the command line (`--flag V` or `--flag=V`), or
+// nullopt.
+std::optional<std::string> FlagValue(int argc, char** argv, absl::string_view flag) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == flag && i + 1 < argc) return std::string(argv[i + 1]);
+    if (absl::StartsWith(arg, absl::StrCat(flag, "="))) {
+      return std::string(arg.substr(flag.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+bool EnvSet(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0';
 }
 
 // --dev-dsn of the schema verbs (also SCHEMAD_DEV_DSN).
@@ -177,9 +207,18 @@ int main(int argc, char** argv) {
   app.add_option("--statement-timeout", statement_timeout,
                  "PostgreSQL statement_timeout for revision statements (default 0: none)")
       ->envname("SCHEMAD_STATEMENT_TIMEOUT");
-  app.add_option("--who", global.who, "Identity recorded in schemad_history (default user@host)");
-  app.add_flag("-q,--quiet", global.quiet, "Only results and errors; no progress");
-  app.add_flag("--no-progress", global.no_progress, "Plain progress lines even on a terminal");
+  app.add_option("--who", global.who,
+                 "Identity recorded in schemad_history (env SCHEMAD_WHO; default user@host)")
+      ->envname("SCHEMAD_WHO");
+  app.add_flag("-q,--quiet", global.quiet, "Only results and errors; no progress")
+      ->envname("SCHEMAD_QUIET");
+  app.add_flag("--no-progress", global.no_progress, "Plain progress lines even on a terminal")
+      ->envname("SCHEMAD_NO_PROGRESS");
+  std::string config_named;  // read before parsing (below); declared for --help and parsing
+  app.add_option("--config", config_named,
+                 "Project settings (env SCHEMACTL_CONFIG; default: the nearest schemactl.ini "
+                 "here or above; none: no file)")
+      ->envname("SCHEMACTL_CONFIG");
 
   // Remote mode (docs/cli.md, "Remote mode"): the database verbs through a
   // schemad server instead of on a DSN.
@@ -196,7 +235,8 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", remote.token_file,
                  "With --server: file holding the bearer token (env SCHEMAD_TOKEN_FILE)")
       ->envname("SCHEMAD_TOKEN_FILE");
-  app.add_flag("--tls", remote.tls, "With --server: TLS, verified with the system's CAs");
+  app.add_flag("--tls", remote.tls, "With --server: TLS, verified with the system's CAs")
+      ->envname("SCHEMAD_TLS");
   app.add_option("--tls-ca", remote.tls_ca, "With --server: CA file for TLS (env SCHEMAD_TLS_CA)")
       ->envname("SCHEMAD_TLS_CA");
   app.add_option("--tls-cert", remote.tls_cert,
@@ -209,7 +249,8 @@ int main(int argc, char** argv) {
                  "With --server: name to verify in the server's certificate")
       ->envname("SCHEMAD_TLS_SERVER_NAME");
   app.add_option("--timeout", remote_timeout,
-                 "With --server: deadline of calls other than streamed operations (default 30s)");
+                 "With --server: deadline of calls other than streamed operations (default 30s)")
+      ->envname("SCHEMAD_TIMEOUT");
 
   // Offline verbs.
   HeadsOptions heads;
@@ -263,6 +304,7 @@ int main(int argc, char** argv) {
   revision_cmd->add_flag("--splice", revision.splice,
                          "Allow --head to name a revision that is not a head");
   revision_cmd->add_option("--id", revision.id, "Revision id (default: 12 random hex digits)");
+  AddFileTemplateOption(revision_cmd, &revision.file_template);
   revision_cmd->add_flag("--autogenerate", revision.autogenerate,
                          "Write the SQL that takes the schema at --head to --schema's");
   revision_cmd->add_option("--schema", revision.schema,
@@ -277,6 +319,7 @@ int main(int argc, char** argv) {
   merge_cmd->add_option("revisions", merge.revisions, "Heads to merge (`heads`: all)")->required();
   merge_cmd->add_option("--branch-label", merge.branch_labels, "Branch label(s)");
   merge_cmd->add_option("--id", merge.id, "Revision id (default: 12 random hex digits)");
+  AddFileTemplateOption(merge_cmd, &merge.file_template);
 
   PlanOptions plan;
   std::string plan_from;
@@ -292,7 +335,8 @@ int main(int argc, char** argv) {
   plan_cmd
       ->add_option("--transaction", plan.transaction,
                    "With --sql: per-revision, or per-command (one transaction; `all`)")
-      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
+      ->envname("SCHEMAD_TRANSACTION");
 
   // Remote-only verbs.
   DbsOptions dbs;
@@ -358,7 +402,8 @@ int main(int argc, char** argv) {
                    "per-revision (default): each revision commits on its own; per-command "
                    "(Alembic's default; `all`): one transaction, split only around "
                    "non-transactional revisions")
-      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
+      ->envname("SCHEMAD_TRANSACTION");
 
   DowngradeOptions downgrade;
   CLI::App* downgrade_cmd = app.add_subcommand("downgrade", "Revert revisions down to TARGET");
@@ -369,7 +414,8 @@ int main(int argc, char** argv) {
       ->add_option("--transaction", downgrade.transaction,
                    "per-revision (default) or per-command (Alembic's default; `all`), as for "
                    "upgrade")
-      ->check(CLI::IsMember({"per-revision", "per-command", "all"}));
+      ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
+      ->envname("SCHEMAD_TRANSACTION");
 
   CurrentOptions current;
   CLI::App* current_cmd = app.add_subcommand("current", "Show the database's version rows");
@@ -425,6 +471,127 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--schema", verify.schema,
                          "The head schema must equal this desired state (.sql file or directory)");
 
+  // Project settings (schemactl.ini, project_config.h), applied before
+  // parsing as defaults: CLI11 then overwrites a variable only for a flag
+  // given or an environment variable set. Each setting names the variables
+  // of its flag (one per verb that has it) and checks its value; a relative
+  // path is taken from the file's directory.
+  enum class Kind { kText, kPath, kDuration, kFlag, kTransaction };
+  struct Setting {
+    Kind kind;
+    std::vector<std::string*> texts;
+    bool* flag = nullptr;
+    const char* env = nullptr;  // set: the file's value is not used (env beats file)
+  };
+  const std::map<std::string, Setting> settings = {
+      {"dir", {Kind::kPath, {&global.dir}, nullptr, "SCHEMAD_DIR"}},
+      {"dsn", {Kind::kText, {&global.dsn}, nullptr, "SCHEMAD_DSN"}},
+      {"version-table", {Kind::kText, {&global.version_table}, nullptr, "SCHEMAD_VERSION_TABLE"}},
+      {"lock-wait", {Kind::kDuration, {&lock_wait}, nullptr, "SCHEMAD_LOCK_WAIT"}},
+      {"lock-timeout", {Kind::kDuration, {&lock_timeout}, nullptr, "SCHEMAD_LOCK_TIMEOUT"}},
+      {"statement-timeout",
+       {Kind::kDuration, {&statement_timeout}, nullptr, "SCHEMAD_STATEMENT_TIMEOUT"}},
+      {"who", {Kind::kText, {&global.who}, nullptr, "SCHEMAD_WHO"}},
+      {"no-progress", {Kind::kFlag, {}, &global.no_progress, "SCHEMAD_NO_PROGRESS"}},
+      {"transaction",
+       {Kind::kTransaction,
+        {&upgrade.transaction, &downgrade.transaction, &plan.transaction},
+        nullptr,
+        "SCHEMAD_TRANSACTION"}},
+      {"file-template",
+       {Kind::kText,
+        {&revision.file_template, &merge.file_template},
+        nullptr,
+        "SCHEMAD_FILE_TEMPLATE"}},
+      {"dev-dsn",
+       {Kind::kText,
+        {&revision.dev_dsn, &diff.dev_dsn, &drift.dev_dsn, &verify.dev_dsn},
+        nullptr,
+        "SCHEMAD_DEV_DSN"}},
+      {"server", {Kind::kText, {&remote.server}, nullptr, "SCHEMAD_SERVER"}},
+      {"database", {Kind::kText, {&remote.database}, nullptr, "SCHEMAD_DATABASE"}},
+      {"token-file", {Kind::kPath, {&remote.token_file}, nullptr, "SCHEMAD_TOKEN_FILE"}},
+      {"tls", {Kind::kFlag, {}, &remote.tls, "SCHEMAD_TLS"}},
+      {"tls-ca", {Kind::kPath, {&remote.tls_ca}, nullptr, "SCHEMAD_TLS_CA"}},
+      {"tls-cert", {Kind::kPath, {&remote.tls_cert}, nullptr, "SCHEMAD_TLS_CERT"}},
+      {"tls-key", {Kind::kPath, {&remote.tls_key}, nullptr, "SCHEMAD_TLS_KEY"}},
+      {"tls-server-name",
+       {Kind::kText, {&remote.tls_server_name}, nullptr, "SCHEMAD_TLS_SERVER_NAME"}},
+      {"timeout", {Kind::kDuration, {&remote_timeout}, nullptr, "SCHEMAD_TIMEOUT"}},
+  };
+  // Where each setting the file applied came from ("PATH:LINE"), for messages.
+  std::map<std::string, std::string> from_file;
+  {
+    std::string named = FlagValue(argc, argv, "--config").value_or("");
+    if (named.empty() && EnvSet("SCHEMACTL_CONFIG")) named = std::getenv("SCHEMACTL_CONFIG");
+    for (int i = 1; i < argc; ++i) g_json = g_json || absl::string_view(argv[i]) == "--json";
+    std::error_code cwd_error;
+    const std::filesystem::path cwd = std::filesystem::current_path(cwd_error);
+    absl::StatusOr<std::optional<ProjectConfig>> config = LoadProjectConfig(named, cwd);
+    if (!config.ok()) {
+      return Usage(std::string(config.status().message()));
+    }
+    if (config->has_value()) {
+      const ProjectConfig& file = **config;
+      const std::filesystem::path base =
+          std::filesystem::absolute(file.path, cwd_error).parent_path();
+      for (const ProjectSetting& entry : file.settings) {
+        const std::string where = file.Where(entry);
+        const auto found = settings.find(entry.key);
+        if (found == settings.end()) {
+          std::string best;
+          size_t best_distance = 3;
+          for (const auto& [key, unused] : settings) {
+            const size_t distance = schemad::EditDistance(entry.key, key);
+            if (distance < best_distance) {
+              best = key;
+              best_distance = distance;
+            }
+          }
+          return Usage(
+              absl::StrCat(where, ": unknown setting '", entry.key, "'",
+                           best.empty() ? "" : absl::StrCat("; did you mean '", best, "'?"),
+                           " (settings are long flag names: dir, dsn, version-table, ...)"));
+        }
+        const Setting& setting = found->second;
+        std::string value = entry.value;
+        switch (setting.kind) {
+          case Kind::kPath:
+            if (std::filesystem::path(value).is_relative()) {
+              value = (base / value).lexically_normal().string();
+            }
+            break;
+          case Kind::kDuration:
+            if (absl::StatusOr<absl::Duration> parsed = ParseDurationFlag(entry.key, value);
+                !parsed.ok()) {
+              return Usage(absl::StrCat(where, ": ", parsed.status().message()));
+            }
+            break;
+          case Kind::kTransaction:
+            if (value != "per-revision" && value != "per-command" && value != "all") {
+              return Usage(absl::StrCat(where, ": transaction: '", value,
+                                        "' is not per-revision, per-command or all"));
+            }
+            break;
+          case Kind::kFlag:
+            if (value != "true" && value != "false") {
+              return Usage(
+                  absl::StrCat(where, ": ", entry.key, ": '", value, "' is not true or false"));
+            }
+            break;
+          case Kind::kText:
+            break;
+        }
+        if (EnvSet(setting.env) || (entry.key == "dsn" && EnvSet("DATABASE_URL"))) {
+          continue;  // the environment beats the file
+        }
+        for (std::string* text : setting.texts) *text = value;
+        if (setting.flag != nullptr) *setting.flag = value == "true";
+        from_file[entry.key] = where;
+      }
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -464,8 +631,10 @@ int main(int argc, char** argv) {
       global.dsn = url;
       global.dsn_source = "DATABASE_URL";
     }
-  } else if (app.get_option("--dsn")->count() == 0) {
-    global.dsn_source = "SCHEMAD_DSN";
+  } else if (!FlagGiven(argc, argv, "--dsn")) {
+    global.dsn_source = from_file.count("dsn") > 0 && !EnvSet("SCHEMAD_DSN")
+                            ? absl::StrCat(from_file["dsn"], ": dsn")
+                            : "SCHEMAD_DSN";
   }
   if (global.who.empty()) {
     global.who = DefaultWho();
@@ -489,7 +658,9 @@ int main(int argc, char** argv) {
     return Usage(std::string(duration.status().message()));
   }
   fleet.site_timeout = *duration;
-  remote.lock_wait_set = lock_wait_opt->count() > 0 || std::getenv("SCHEMAD_LOCK_WAIT") != nullptr;
+  remote.lock_wait_set = lock_wait_opt->count() > 0 ||
+                         std::getenv("SCHEMAD_LOCK_WAIT") != nullptr ||
+                         from_file.count("lock-wait") > 0;
   for (const std::string& label : dbs_labels) {
     const size_t equals = label.find('=');
     if (equals == std::string::npos || equals == 0) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <system_error>
@@ -671,7 +672,9 @@ std::string RenderRevisionFile(const NewRevisionSpec& spec) {
   return out;
 }
 
-std::string RevisionFileName(const std::string& id, const std::string& message) {
+namespace {
+
+std::string Slug(const std::string& message) {
   std::string slug;
   for (const char c : message) {
     if (absl::ascii_isalnum(static_cast<unsigned char>(c))) {
@@ -686,7 +689,67 @@ std::string RevisionFileName(const std::string& id, const std::string& message) 
   while (!slug.empty() && slug.back() == '_') {
     slug.pop_back();
   }
+  return slug;
+}
+
+}  // namespace
+
+std::string RevisionFileName(const std::string& id, const std::string& message) {
+  const std::string slug = Slug(message);
   return slug.empty() ? absl::StrCat(id, ".sql") : absl::StrCat(id, "_", slug, ".sql");
+}
+
+absl::StatusOr<std::string> RevisionFileName(absl::string_view file_template, const std::string& id,
+                                             const std::string& message, absl::Time created) {
+  const absl::TimeZone utc = absl::UTCTimeZone();
+  const std::map<std::string, std::string, std::less<>> tokens = {
+      {"id", id},
+      {"slug", Slug(message)},
+      {"year", absl::FormatTime("%Y", created, utc)},
+      {"month", absl::FormatTime("%m", created, utc)},
+      {"day", absl::FormatTime("%d", created, utc)},
+      {"hour", absl::FormatTime("%H", created, utc)},
+      {"minute", absl::FormatTime("%M", created, utc)},
+      {"second", absl::FormatTime("%S", created, utc)},
+  };
+  std::string name;
+  for (size_t i = 0; i < file_template.size(); ++i) {
+    const char c = file_template[i];
+    if (c == '{') {
+      const size_t close = file_template.find('}', i);
+      if (close == absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("file template '", file_template, "': '{' without '}'"));
+      }
+      const absl::string_view token = file_template.substr(i + 1, close - i - 1);
+      const auto found = tokens.find(token);
+      if (found == tokens.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("file template '", file_template, "': unknown token {", token,
+                         "} (tokens: {id} {slug} {year} {month} {day} {hour} {minute} {second})"));
+      }
+      name += found->second;
+      i = close;
+    } else if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
+               c == '.') {
+      name.push_back(c);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("file template '", file_template, "': character '", std::string(1, c),
+                       "' (letters, digits, '_', '-', '.' and {tokens} only)"));
+    }
+  }
+  std::string collapsed;
+  for (const char c : name) {
+    if (c == '_' && (collapsed.empty() || collapsed.back() == '_')) continue;
+    collapsed.push_back(c);
+  }
+  while (!collapsed.empty() && collapsed.back() == '_') collapsed.pop_back();
+  if (collapsed.empty() || collapsed == "." || collapsed == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("file template '", file_template, "' gives an empty file name"));
+  }
+  return absl::StrCat(collapsed, ".sql");
 }
 
 std::string NewRevisionId() {

@@ -143,6 +143,22 @@ std::string RenderRevisionFile(const NewRevisionSpec& spec);
 // "3f2a9c1b7d4e_add_sensor_data_table.sql".
 std::string RevisionFileName(const std::string& id, const std::string& message);
 
+// The default template of new revisions' file names (Alembic's
+// file_template, spelled with braces): date and time first, so that a
+// directory listing shows revisions in the order they were written, e.g.
+// "20251209_1430_3f2a9c1b7d4e_add_sensor_data_table.sql".
+inline constexpr char kDefaultFileTemplate[] = "{year}{month}{day}_{hour}{minute}_{id}_{slug}";
+
+// The file name `file_template` gives a new revision, ".sql" appended.
+// Tokens: {id}, {slug} (as above), {year}, {month}, {day}, {hour}, {minute},
+// {second} (of `created`, UTC, zero-padded); other characters must be ASCII
+// letters, digits, '_', '-' or '.'. Runs of '_' are made one and '_' at
+// either end dropped, so an empty slug leaves no stray '_'.
+// INVALID_ARGUMENT naming the problem: an unknown token, an unclosed '{',
+// another character (a '/' would leave the directory), an empty name.
+absl::StatusOr<std::string> RevisionFileName(absl::string_view file_template, const std::string& id,
+                                             const std::string& message, absl::Time created);
+
 // A new random revision id: 12 lower-case hex digits (Alembic's
 // uuid4().hex[-12:]), from std::random_device.
 std::string NewRevisionId();

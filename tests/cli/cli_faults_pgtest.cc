@@ -94,9 +94,10 @@ std::string ReadAll(const fs::path& path) {
 class Process {
  public:
   // Runs argv[0] (a path) with the test's environment minus what could point
-  // it elsewhere (SCHEMAD_*, DATABASE_URL, PG*, PYTHON*), plus `env`.
+  // it elsewhere (SCHEMAD_*, SCHEMACTL_*, DATABASE_URL, PG*, PYTHON*), plus
+  // `env`, in the directory `cwd` (empty: the test's).
   Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-          const fs::path& scratch) {
+          const fs::path& scratch, const fs::path& cwd = {}) {
     static std::atomic<int> counter{0};
     const std::string base = absl::StrCat("proc", counter.fetch_add(1));
     out_path_ = scratch / (base + ".out");
@@ -104,8 +105,9 @@ class Process {
     std::vector<std::string> environment;
     for (char** e = environ; *e != nullptr; ++e) {
       const absl::string_view entry(*e);
-      if (absl::StartsWith(entry, "SCHEMAD_") || absl::StartsWith(entry, "DATABASE_URL=") ||
-          absl::StartsWith(entry, "PG") || absl::StartsWith(entry, "PYTHON")) {
+      if (absl::StartsWith(entry, "SCHEMAD_") || absl::StartsWith(entry, "SCHEMACTL_") ||
+          absl::StartsWith(entry, "DATABASE_URL=") || absl::StartsWith(entry, "PG") ||
+          absl::StartsWith(entry, "PYTHON")) {
         continue;
       }
       environment.emplace_back(entry);
@@ -125,6 +127,7 @@ class Process {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
     posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                      0600);
     posix_spawn_file_actions_addopen(&actions, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
@@ -435,6 +438,70 @@ TEST_F(CliFaultsTest, UsageErrorsNameTheProblemInTextAndJson) {
       {"--server", "127.0.0.1:1", "--database", "a", "--dir", dir_.string(), "current"}, {});
   EXPECT_EQ(both.code, kUsage);
   EXPECT_THAT(both.err, HasSubstr("--dir names a local migration directory"));
+}
+
+// schemactl.ini (project_config.h): found from a subdirectory, paths taken
+// from its own directory, the DSN kept out of every message; an environment
+// variable beats it and a flag beats both; a bad setting is a usage error
+// naming file and line.
+TEST_F(CliFaultsTest, ProjectSettingsAreFoundUpwardsAndYieldToEnvironmentAndFlags) {
+  const fs::path project = scratch_ / "project";
+  const fs::path deep = project / "src" / "control_layer";
+  fs::create_directories(project / "db" / "revisions");
+  fs::create_directories(deep);
+  fs::create_directories(scratch_ / "other");
+  const auto write = [](const fs::path& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  write(project / "db" / "revisions" / "p1.sql",
+        "-- revision: p1p1p1p1p1p1\n\n-- +upgrade\nCREATE TABLE public.p1 (id int);\n\n"
+        "-- +downgrade\nDROP TABLE public.p1;\n");
+  write(scratch_ / "other" / "o1.sql",
+        "-- revision: o1o1o1o1o1o1\n\n-- +upgrade\nSELECT 1;\n\n-- +downgrade\nSELECT 1;\n");
+  write(
+      project / "schemactl.ini",
+      absl::StrCat("# the project's settings\n[schemactl]\ndir = db/revisions   ; from this file\n",
+                   "dsn = ", db_.dsn(), "\nlock-wait = 5s\n"));
+  const auto run = [&](const std::vector<std::string>& args, const std::vector<std::string>& env,
+                       const fs::path& cwd) {
+    std::vector<std::string> argv = {schemactl_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Output output = Process(argv, env, scratch_, cwd).Wait(absl::Seconds(60));
+    ExpectNoPassword(output);
+    return output;
+  };
+
+  Output up = run({"upgrade"}, {}, deep);
+  ASSERT_EQ(up.code, 0) << up.err;
+  EXPECT_EQ(VersionRows(), (Rows{{"p1p1p1p1p1p1"}}));
+  EXPECT_EQ(run({"heads"}, {}, deep).out, "p1p1p1p1p1p1 (head)\n");
+  // The environment beats the file, a flag beats both.
+  const std::string other = (scratch_ / "other").string();
+  EXPECT_EQ(run({"heads"}, {"SCHEMAD_DIR=" + other}, deep).out, "o1o1o1o1o1o1 (head)\n");
+  EXPECT_EQ(run({"--dir", other, "heads"}, {"SCHEMAD_DIR=/nowhere"}, deep).out,
+            "o1o1o1o1o1o1 (head)\n");
+  // A DSN from the file is named by where it came from, never quoted.
+  write(scratch_ / "bad-dsn.ini",
+        "[schemactl]\ndsn = postgresql://u:pw@h:notaport/x\ndir = project/db/revisions\n");
+  Output bad_dsn =
+      run({"current"}, {"SCHEMACTL_CONFIG=" + (scratch_ / "bad-dsn.ini").string()}, deep);
+  EXPECT_EQ(bad_dsn.code, kUsage);
+  EXPECT_THAT(bad_dsn.err, AllOf(HasSubstr("bad-dsn.ini:2: dsn"), Not(HasSubstr("pw"))));
+  // --config none: no file (the default directory does not exist here).
+  Output none = run({"--config", "none", "heads"}, {}, deep);
+  EXPECT_NE(none.code, 0);
+  EXPECT_THAT(none.err, HasSubstr("migrations"));
+  // Mistakes name the file and line, and change nothing.
+  write(project / "schemactl.ini", "[schemactl]\ndir = db/revisions\ndri = x\n");
+  Output typo = run({"upgrade"}, {}, deep);
+  EXPECT_EQ(typo.code, kUsage);
+  EXPECT_THAT(typo.err, HasSubstr("schemactl.ini:3: unknown setting 'dri'; did you mean 'dir'?"));
+  write(project / "schemactl.ini", "[schemactl]\nlock-wait = soon\n");
+  EXPECT_THAT(run({"heads"}, {}, deep).err, HasSubstr("schemactl.ini:2: lock-wait"));
+  write(project / "schemactl.ini", "[alembic]\nscript_location = x\n");
+  EXPECT_THAT(run({"heads"}, {}, deep).err,
+              HasSubstr("schemactl.ini:1: unknown section '[alembic]'"));
+  EXPECT_EQ(VersionRows(), (Rows{{"p1p1p1p1p1p1"}}));
 }
 
 TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {

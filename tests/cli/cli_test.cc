@@ -23,6 +23,7 @@
 #include "client/cli/command_util.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
+#include "client/cli/project_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -419,8 +420,36 @@ TEST_F(CliTest, CheckCycle) {
 
 // --------------------------------------------------------------- revision
 
+TEST_F(CliTest, RevisionFilesAreDatePrefixedByDefaultAndFollowTheTemplate) {
+  RevisionOptions options;
+  options.message = "Add sensor_data table";
+  options.id = "a1a1a1a1a1a1";
+  Output first = Revision(options);
+  ASSERT_EQ(first.code, kExitOk) << first.err;
+  EXPECT_THAT(first.out,
+              ::testing::MatchesRegex(".*/20[0-9]{6}_[0-9]{4}_a1a1a1a1a1a1_add_sensor_data_"
+                                      "table\\.sql\n"));
+  // The guide's spelling: no id; an empty slug leaves no stray '_'.
+  options.message = "!!";
+  options.id = "b2b2b2b2b2b2";
+  options.file_template = "{year}{month}{day}_{hour}{minute}_{slug}";
+  Output second = Revision(options);
+  ASSERT_EQ(second.code, kExitOk) << second.err;
+  EXPECT_THAT(second.out, ::testing::MatchesRegex(".*/20[0-9]{6}_[0-9]{4}\\.sql\n"));
+  // A bad template is a usage error naming the token, and writes nothing.
+  options.id = "c3c3c3c3c3c3";
+  for (const char* bad : {"{id}_{nope}", "{id}/{slug}", "{id"}) {
+    options.file_template = bad;
+    Output refused = Revision(options);
+    EXPECT_EQ(refused.code, kExitUsage) << bad;
+    EXPECT_THAT(refused.err, HasSubstr("--file-template")) << bad;
+  }
+  EXPECT_EQ(Heads().out, "b2b2b2b2b2b2 (head)\n");
+}
+
 TEST_F(CliTest, RevisionInEmptyDirectoryThenOnTop) {
   RevisionOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "Create sensor table";
   options.id = "a1a1a1a1a1a1";
   Output first = Revision(options);
@@ -456,6 +485,7 @@ TEST_F(CliTest, RevisionInEmptyDirectoryThenOnTop) {
 TEST_F(CliTest, RevisionOptionsAreWritten) {
   WriteLinear();
   RevisionOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "Concurrent index";
   options.id = "d4d4d4d4d4d4";
   options.branch_labels = {"indexes"};
@@ -489,6 +519,7 @@ TEST_F(CliTest, RevisionOptionsAreWritten) {
 TEST_F(CliTest, RevisionRefusesNonHeadUnlessSplice) {
   WriteLinear();
   RevisionOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "branch";
   options.head = "a1a1";
   Output refused = Revision(options);
@@ -562,6 +593,7 @@ TEST_F(CliTest, RevisionJson) {
   WriteLinear();
   global_.json = true;
   RevisionOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "Add things";
   options.id = "d4d4d4d4d4d4";
   Output r = Revision(options);
@@ -577,6 +609,7 @@ TEST_F(CliTest, RevisionJson) {
 TEST_F(CliTest, MergeHeadsThenCheckPasses) {
   WriteTwoHeads();
   MergeOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "merge feature";
   options.revisions = {"heads"};
   options.id = "d4d4d4d4d4d4";
@@ -597,6 +630,7 @@ TEST_F(CliTest, MergeHeadsThenCheckPasses) {
 TEST_F(CliTest, MergeNamedRevisions) {
   WriteTwoHeads();
   MergeOptions options;
+  options.file_template = "{id}_{slug}";  // names these tests can spell
   options.message = "join";
   options.revisions = {"c3c3", "feature@head"};
   options.branch_labels = {"joined"};
@@ -1129,4 +1163,69 @@ TEST_F(CliTest, DiffNeverEchoesTheDsnOfASide) {
   }
 }
 
+}  // namespace schemad::cli
+
+namespace schemad::cli {
+namespace {
+
+TEST(ProjectConfigTest, ReadsSettingsCommentsAndLineNumbers) {
+  absl::StatusOr<ProjectConfig> config =
+      ParseProjectConfig("p/schemactl.ini",
+                         "# a comment\n\n[schemactl]\n  dir = db/revisions   ; trailing comment\n"
+                         "dsn = postgresql://h/db#frag\nfile-template={id}_{slug}\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->settings.size(), 3u);
+  EXPECT_EQ(config->settings[0].key, "dir");
+  EXPECT_EQ(config->settings[0].value, "db/revisions");
+  EXPECT_EQ(config->Where(config->settings[0]), "p/schemactl.ini:4");
+  EXPECT_EQ(config->settings[1].value, "postgresql://h/db#frag");  // '#' not after a space
+  EXPECT_EQ(config->settings[2].value, "{id}_{slug}");
+}
+
+TEST(ProjectConfigTest, MistakesNameFileAndLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"dir = x\n", "f.ini:1: a setting before the [schemactl] section header"},
+      {"[schemactl]\n[alembic]\n", "f.ini:2: unknown section '[alembic]'"},
+      {"[schemactl]\ndir\n", "f.ini:2: expected `key = value`"},
+      {"[schemactl]\n = x\n", "f.ini:2: a setting without a name"},
+      {"[schemactl]\ndir =\n", "f.ini:2: 'dir' has no value"},
+      {"[schemactl]\ndir = a\ndir = b\n", "f.ini:3: 'dir' is set twice"},
+      {"[schemactl]\n\ndir = \xff\n", "f.ini:3: not UTF-8 text"},
+  };
+  for (const auto& [text, message] : cases) {
+    absl::StatusOr<ProjectConfig> config = ParseProjectConfig("f.ini", text);
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(config.status().message()), HasSubstr(message)) << text;
+  }
+}
+
+TEST(ProjectConfigTest, FoundInTheNearestDirectoryUpwardsOrNamedOrNone) {
+  const fs::path root = fs::temp_directory_path() / absl::StrCat("schemactl_ini_", getpid());
+  fs::remove_all(root);
+  fs::create_directories(root / "a" / "b" / "c");
+  std::ofstream(root / "schemactl.ini") << "[schemactl]\ndir = outer\n";
+  std::ofstream(root / "a" / "schemactl.ini") << "[schemactl]\ndir = inner\n";
+  absl::StatusOr<std::optional<ProjectConfig>> found =
+      LoadProjectConfig("", root / "a" / "b" / "c");
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->path, (root / "a" / "schemactl.ini").string());
+  EXPECT_EQ((*found)->settings[0].value, "inner");
+  found = LoadProjectConfig((root / "schemactl.ini").string(), root / "a");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->settings[0].value, "outer");
+  found = LoadProjectConfig("none", root / "a");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  EXPECT_EQ(LoadProjectConfig((root / "missing.ini").string(), root).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadProjectConfig(root.string(), root).status().code(),
+            absl::StatusCode::kInvalidArgument);  // a directory
+  std::ofstream(root / "big.ini") << std::string(kMaxProjectConfigBytes + 1, '#');
+  EXPECT_THAT(std::string(LoadProjectConfig((root / "big.ini").string(), root).status().message()),
+              HasSubstr("larger than 64 KiB"));
+  fs::remove_all(root);
+}
+
+}  // namespace
 }  // namespace schemad::cli
