@@ -37,6 +37,7 @@ if [ "$build_only" -eq 0 ]; then
     clang-14 libfuzzer-14-dev libclang-rt-14-dev
     python3-yaml   # tests/deploy: the compose and Kubernetes checks
     prometheus     # tests/deploy: promtool checks and unit-tests deploy/observability's alert rules
+    zsh fish groff-base  # tests/cli/completion_test.sh: the completion scripts parse, the man page renders
   )
   # tests/deploy renders deploy/k8s with `kubectl kustomize`. Debian's
   # kubectl is kubernetes-client; a kubectl installed from another package

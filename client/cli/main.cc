@@ -29,12 +29,14 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/cli/help_formats.h"
 #include "client/cli/output.h"
 #include "client/cli/project_config.h"
 #include "client/cli/remote_commands.h"
@@ -64,6 +66,31 @@ bool FlagGiven(int argc, char** argv, absl::string_view flag) {
   }
   return false;
 }
+
+// Shown by --help and in the man page.
+const std::vector<std::pair<std::string, std::string>> kExamples = {
+    {"Bring a database to head (a service's start-up, a CI step)",
+     "schemactl --dsn postgresql://app@db/site_a --dir migrations ensure-head"},
+    {"Write a revision, then check and lint the directory",
+     "schemactl revision -m 'add sensor_data table' && schemactl check"},
+    {"See the plan, apply it, step back one revision",
+     "schemactl plan upgrade heads && schemactl upgrade && schemactl downgrade -1"},
+    {"The SQL for a review, without connecting",
+     "schemactl upgrade --sql base:heads > upgrade.sql"},
+    {"Has the database been changed by hand?", "schemactl drift"},
+    {"Every site of a fleet through schemad, four at a time",
+     "schemactl --server schemad:50051 --token-file ops.token fleet upgrade heads --parallel 4"},
+};
+const std::vector<std::pair<std::string, std::string>> kExitCodes = {
+    {"0", "ok"},
+    {"1", "failed"},
+    {"2", "usage"},
+    {"3", "not at head"},
+    {"4", "needs attention"},
+    {"5", "cannot connect, or the lock wait ran out"},
+    {"6", "lint errors"},
+    {"7", "drift"},
+};
 
 // --file-template of revision and merge (also SCHEMAD_FILE_TEMPLATE).
 void AddFileTemplateOption(CLI::App* command, std::string* file_template) {
@@ -178,9 +205,16 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("schemactl ") + SCHEMAD_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the verb
-  app.footer(
-      "Exit codes: 0 ok, 1 failed, 2 usage, 3 not at head, 4 needs attention, "
-      "5 cannot connect or lock wait timed out. See docs/cli.md.");
+  std::string footer = "Examples:\n";
+  for (const auto& [what, command] : kExamples) {
+    absl::StrAppend(&footer, "  # ", what, "\n  ", command, "\n");
+  }
+  absl::StrAppend(&footer, "\nExit codes:");
+  for (const auto& [code, meaning] : kExitCodes)
+    absl::StrAppend(&footer, " ", code, " ", meaning, ";");
+  footer.back() = '.';
+  absl::StrAppend(&footer, " See docs/cli.md, or `schemactl man | man -l -`.");
+  app.footer(footer);
 
   GlobalOptions global;
   std::string lock_wait = "60s";
@@ -471,6 +505,16 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--schema", verify.schema,
                          "The head schema must equal this desired state (.sql file or directory)");
 
+  // Completion scripts and the man page, from these definitions (help_formats.h).
+  std::string completion_shell;
+  CLI::App* completion_cmd =
+      app.add_subcommand("completion", "Print the shell completion script: bash, zsh or fish");
+  completion_cmd->add_option("shell", completion_shell, "bash, zsh or fish")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "fish"}));
+  CLI::App* man_cmd =
+      app.add_subcommand("man", "Print the man page (roff): schemactl man | man -l -");
+
   // Project settings (schemactl.ini, project_config.h), applied before
   // parsing as defaults: CLI11 then overwrites a variable only for a flag
   // given or an environment variable set. Each setting names the variables
@@ -675,6 +719,40 @@ int main(int argc, char** argv) {
 
   std::ostream& out = std::cout;
   std::ostream& err = std::cerr;
+  if (*completion_cmd || *man_cmd) {
+    ValueHints hints;
+    hints.directories = {"--dir"};
+    hints.files = {"--config", "--token-file", "--tls-ca", "--tls-cert", "--tls-key", "--schema"};
+    hints.choices = {
+        {"--transaction", {"per-revision", "per-command"}},
+        {"--dev-dsn", {"local"}},
+        {"plan direction", {"upgrade", "downgrade"}},
+        {"ops action", {"list", "watch", "cancel"}},
+        {"fleet action",
+         {"upgrade", "downgrade", "ensure-head", "stamp", "validate", "drift", "status"}},
+        {"completion shell", {"bash", "zsh", "fish"}},
+        {"upgrade target", {"heads", "head", "+1"}},
+        {"downgrade target", {"-1", "base"}},
+    };
+    if (*man_cmd) {
+      ManPageText text;
+      text.version = SCHEMAD_VERSION;
+      text.examples = kExamples;
+      text.exit_codes = kExitCodes;
+      text.files = {{"schemactl.ini",
+                     "Project settings, found in the working directory or a directory above "
+                     "it (docs/cli.md, \"Project settings\")."},
+                    {"DIR/*.sql", "Revision files (docs/user-guide.md)."}};
+      WriteManPage(app, text, out);
+    } else if (completion_shell == "bash") {
+      WriteBashCompletion(app, hints, out);
+    } else if (completion_shell == "zsh") {
+      WriteZshCompletion(app, hints, out);
+    } else {
+      WriteFishCompletion(app, hints, out);
+    }
+    return out.good() ? kExitOk : kExitFailed;
+  }
   if (*dbs_cmd) {
     return RunRemoteDbs(global, remote, dbs, out, err);
   }

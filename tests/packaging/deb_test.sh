@@ -74,7 +74,9 @@ for deb in "$schemad_deb" "$schemactl_deb" "$dev_deb"; do
 done
 for file in usr/bin/schemad usr/bin/schemactl lib/systemd/system/schemad.service \
   usr/lib/sysusers.d/schemad.conf usr/lib/tmpfiles.d/schemad.conf etc/schemad/schemad.yaml \
-  usr/include/schemad/client.h usr/include/schemad/mocks/mock_client_connection.h; do
+  usr/include/schemad/client.h usr/include/schemad/mocks/mock_client_connection.h \
+  usr/share/man/man1/schemactl.1.gz usr/share/bash-completion/completions/schemactl \
+  usr/share/zsh/vendor-completions/_schemactl usr/share/fish/vendor_completions.d/schemactl.fish; do
   [ -f "$root/$file" ] || fail "no /$file in the packages"
 done
 for binary in schemactl schemad; do
