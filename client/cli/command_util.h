@@ -5,6 +5,7 @@
 #ifndef SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_
 #define SCHEMAD_CLIENT_CLI_COMMAND_UTIL_H_
 
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -38,6 +39,24 @@ int Finish(const Io& io, const absl::StatusOr<int>& result);
 // `text` with the DSN's password (every spelling: as written, decoded,
 // percent-encoded, quoted) replaced by "***": dsn::ScrubDsnSecrets.
 std::string ScrubSecrets(absl::string_view text, const std::string& dsn);
+
+// What a database adds to `history`: its version rows and when each
+// revision was last applied (from schemad_history), for direct and remote
+// mode alike.
+struct HistoryDatabase {
+  std::string where;  // the migration set, for "version row X is not in WHERE"
+  std::vector<std::string> rows;
+  std::map<std::string, AppliedInfo> last_applied;  // revision -> its newest success
+};
+// Records one history row (newest first) in `db->last_applied` when it applied
+// its revision (an up that succeeded, a resolve --applied) and none newer did.
+void NoteApplied(const std::string& revision, const std::string& direction,
+                 const std::string& outcome, absl::Time started, absl::Duration duration,
+                 const std::string& who, HistoryDatabase* db);
+// `history` (not --log) over `graph`: Alembic's order and lines, `-r`
+// ranges, -v entries, --json; with `db`, the current and applied marks.
+absl::StatusOr<int> PrintHistory(const Io& io, const HistoryOptions& options,
+                                 const engine::RevisionGraph& graph, const HistoryDatabase* db);
 
 // Loads and builds the migration directory of --dir.
 absl::StatusOr<engine::RevisionGraph> LoadGraph(const GlobalOptions& global);

@@ -592,38 +592,61 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
     return HistoryLog(io, options);
   }
   ASSIGN_OR_RETURN(RevisionGraph graph, internal::LoadGraph(io.global));
+  if (io.global.dsn.empty()) {
+    return internal::PrintHistory(io, options, graph, nullptr);
+  }
+  // With a database: its rows and when each revision was last applied.
+  internal::HistoryDatabase db;
+  db.where = io.global.dir;
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
+  ASSIGN_OR_RETURN(store::DatabaseState state, session->ReadState());
+  db.rows = state.rows;
+  if (state.version_table_exists) {
+    ASSIGN_OR_RETURN(std::vector<store::HistoryRecord> records, session->ReadHistory(0));
+    for (const store::HistoryRecord& record : records) {  // newest first
+      internal::NoteApplied(record.revision, record.direction, record.outcome, record.started,
+                            record.duration, record.who, &db);
+    }
+  }
+  return internal::PrintHistory(io, options, graph, &db);
+}
 
-  // With a database: rows, applied set and the history records.
-  const bool with_db = !io.global.dsn.empty();
-  std::vector<std::string> rows;
+}  // namespace
+
+namespace internal {
+
+void NoteApplied(const std::string& revision, const std::string& direction,
+                 const std::string& outcome, absl::Time started, absl::Duration duration,
+                 const std::string& who, HistoryDatabase* db) {
+  const bool done = (direction == "up" && outcome == "success") ||
+                    (direction == "resolve" && outcome == "applied");
+  if (!done || revision.empty() || db->last_applied.count(revision) > 0) return;
+  AppliedInfo info;
+  info.applied = true;
+  info.applied_at = started;
+  info.duration = duration;
+  info.who = who;
+  db->last_applied.emplace(revision, std::move(info));
+}
+
+absl::StatusOr<int> PrintHistory(const Io& io, const HistoryOptions& options,
+                                 const RevisionGraph& graph, const HistoryDatabase* db) {
+  const bool with_db = db != nullptr;
+  static const std::vector<std::string> kNoRows;
+  const std::vector<std::string>& rows = with_db ? db->rows : kNoRows;
   std::vector<bool> applied(graph.size(), false);
-  std::map<std::string, store::HistoryRecord> last_applied;  // revision -> newest success
   if (with_db) {
-    ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(io.global));
-    ASSIGN_OR_RETURN(std::unique_ptr<store::Session> session, Connect(*database));
-    ASSIGN_OR_RETURN(store::DatabaseState state, session->ReadState());
-    rows = state.rows;
     std::vector<int> current;
     for (const std::string& row : rows) {
       const int index = graph.IndexOf(row);
       if (index >= 0) {
         current.push_back(index);
       } else if (!io.global.quiet) {
-        io.err << "schemactl: warning: version row " << row << " is not in " << io.global.dir
-               << "\n";
+        io.err << "schemactl: warning: version row " << row << " is not in " << db->where << "\n";
       }
     }
     applied = graph.AncestorMask(current, /*include_dependencies=*/true);
-    if (state.version_table_exists) {
-      ASSIGN_OR_RETURN(std::vector<store::HistoryRecord> records, session->ReadHistory(0));
-      for (store::HistoryRecord& record : records) {  // newest first
-        const bool done = (record.direction == "up" && record.outcome == "success") ||
-                          (record.direction == "resolve" && record.outcome == "applied");
-        if (done && !record.revision.empty()) {
-          last_applied.emplace(record.revision, std::move(record));
-        }
-      }
-    }
   }
   ASSIGN_OR_RETURN(std::vector<int> order,
                    HistoryOrder(graph, options.range, with_db ? &rows : nullptr));
@@ -634,12 +657,9 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
   const auto info_for = [&](int index) {
     AppliedInfo info;
     info.applied = applied[index];
-    auto it = last_applied.find(graph.id(index));
-    if (info.applied && it != last_applied.end()) {
-      info.applied_at = it->second.started;
-      info.duration = it->second.duration;
-      info.who = it->second.who;
-    }
+    if (!info.applied) return info;
+    auto it = db->last_applied.find(graph.id(index));
+    if (it != db->last_applied.end()) info = it->second;
     return info;
   };
 
@@ -693,10 +713,6 @@ absl::StatusOr<int> History(const Io& io, const HistoryOptions& options) {
   }
   return kExitOk;
 }
-
-}  // namespace
-
-namespace internal {
 
 absl::StatusOr<std::vector<std::string>> ReadRowsFromDatabase(const GlobalOptions& global) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Database> database, OpenDatabase(global));

@@ -23,6 +23,8 @@
 #include "service/common/status_macros.h"
 #include "service/engine/events.h"
 #include "service/engine/fleet.h"
+#include "service/engine/planner.h"
+#include "service/engine/revision_graph.h"
 
 namespace schemad::cli {
 
@@ -536,6 +538,50 @@ int RunRemoteEnsureHead(const GlobalOptions& global, const RemoteOptions& remote
   }());
 }
 
+namespace {
+
+// The migration set the server serves `database` with, as a revision graph
+// (DescribeMigrationSet), so that remote verbs print as direct ones do.
+// Bodies are not sent: each section holds as many (empty) statements as the
+// file has, which is what the printed entries count.
+absl::StatusOr<engine::RevisionGraph> ServerGraph(Client& client, const std::string& database,
+                                                  std::string* set_name) {
+  ASSIGN_OR_RETURN(MigrationSetInfo set, client.DescribeMigrationSet("", database));
+  *set_name = set.name;
+  std::vector<engine::Revision> revisions;
+  revisions.reserve(set.revisions.size());
+  for (const RevisionInfo& info : set.revisions) {
+    engine::Revision revision;
+    revision.id = info.id;
+    revision.revises = info.revises;
+    revision.branch_labels = info.branch_labels;
+    revision.depends_on = info.depends_on;
+    revision.message = info.message;
+    revision.created = info.created;
+    revision.transactional = info.transactional;
+    revision.lock_timeout = info.lock_timeout;
+    revision.statement_timeout = info.statement_timeout;
+    revision.path = info.path;
+    revision.checksum = info.checksum;
+    revision.upgrade.emplace();
+    revision.upgrade->statements.resize(static_cast<size_t>(info.upgrade_statements));
+    if (info.reversible) {
+      revision.downgrade.emplace();
+      revision.downgrade->statements.resize(static_cast<size_t>(info.downgrade_statements));
+    }
+    revisions.push_back(std::move(revision));
+  }
+  absl::StatusOr<engine::RevisionGraph> graph = engine::RevisionGraph::Build(std::move(revisions));
+  if (!graph.ok()) {
+    return absl::InternalError(
+        absl::StrCat("migration set ", set.name,
+                     " as the server describes it does not build: ", graph.status().message()));
+  }
+  return graph;
+}
+
+}  // namespace
+
 int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
                      const CurrentOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
@@ -543,6 +589,19 @@ int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     ASSIGN_OR_RETURN(DatabaseStatus status, client->GetStatus(remote.database));
+    std::string set_name;
+    ASSIGN_OR_RETURN(engine::RevisionGraph graph, ServerGraph(*client, remote.database, &set_name));
+    std::vector<std::string> known_rows;
+    for (const std::string& row : status.current_heads) {
+      if (graph.IndexOf(row) >= 0) known_rows.push_back(row);
+    }
+    absl::StatusOr<std::vector<int>> implied = engine::EffectiveCurrentHeads(graph, known_rows);
+    std::vector<int> current;
+    if (implied.ok()) {
+      current = *std::move(implied);
+    } else {
+      for (const std::string& row : known_rows) current.push_back(graph.IndexOf(row));
+    }
     absl::Status problem;
     if (!status.row_error.empty()) {
       problem =
@@ -576,6 +635,7 @@ int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
       json["database"] = status.display_name;
       json["version_table_exists"] = status.version_table_exists;
       json["rows"] = StringListJson(status.current_heads);
+      json["current"] = StringListJson(graph.Ids(current));
       json["heads"] = StringListJson(status.graph_heads);
       json["at_head"] = status.at_head;
       json["pending"] = status.pending;
@@ -585,10 +645,19 @@ int RunRemoteCurrent(const GlobalOptions& global, const RemoteOptions& remote,
       }
       io.out << JsonText(json) << "\n";
     } else {
+      // As direct mode (and `alembic current`): the revisions the rows
+      // imply, with their messages; -v: full entries.
       for (const std::string& row : status.current_heads) {
-        const bool head = std::find(status.graph_heads.begin(), status.graph_heads.end(), row) !=
-                          status.graph_heads.end();
-        io.out << row << (head ? " (head)" : "") << "\n";
+        if (graph.IndexOf(row) < 0) {
+          io.out << row << " (not in the server's migration set " << set_name << ")\n";
+        }
+      }
+      for (int index : current) {
+        if (options.verbose) {
+          io.out << FormatLogEntry(graph, index, /*current=*/false);
+        } else {
+          io.out << FormatRevisionLine(graph, index, LineFormat::Current()) << "\n";
+        }
       }
       if (!io.global.quiet) {
         if (status.current_heads.empty()) {
@@ -697,9 +766,25 @@ int RunRemoteHistory(const GlobalOptions& global, const RemoteOptions& remote,
   return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
-    ASSIGN_OR_RETURN(std::vector<HistoryEntry> records,
-                     client->History(remote.database, options.limit));
-    return PrintHistoryLog(io, records);
+    if (options.log) {
+      ASSIGN_OR_RETURN(std::vector<HistoryEntry> records,
+                       client->History(remote.database, options.limit));
+      return PrintHistoryLog(io, records);
+    }
+    // As in direct mode: the migration set's revisions, with the database's
+    // current and applied marks.
+    internal::HistoryDatabase db;
+    std::string set_name;
+    ASSIGN_OR_RETURN(engine::RevisionGraph graph, ServerGraph(*client, remote.database, &set_name));
+    db.where = absl::StrCat("the server's migration set ", set_name);
+    ASSIGN_OR_RETURN(DatabaseStatus status, client->GetStatus(remote.database));
+    db.rows = status.current_heads;
+    ASSIGN_OR_RETURN(std::vector<HistoryEntry> records, client->History(remote.database, 0));
+    for (const HistoryEntry& record : records) {  // newest first
+      internal::NoteApplied(record.revision, record.direction, record.outcome, record.started,
+                            record.duration, record.who, &db);
+    }
+    return internal::PrintHistory(io, options, graph, &db);
   }());
 }
 

@@ -2505,6 +2505,52 @@ TEST_F(RemoteCliTest, DatabaseVerbsThroughTheServer) {
   EXPECT_THAT(run.out, HasSubstr("(cli-test)"));
 }
 
+// Issue 14: `history`, `history -v`, `current` and `current -v` through the
+// server print what direct mode prints on the same database and directory
+// (the log stays `history --log`).
+TEST_F(RemoteCliTest, HistoryAndCurrentPrintAsInDirectMode) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  Run run = Capture([&](std::ostream& out, std::ostream& err) {
+    cli::UpgradeOptions upgrade;
+    upgrade.target = "b2";
+    return cli::RunRemoteUpgrade(Global(), Remote(), upgrade, out, err);
+  });
+  ASSERT_EQ(run.code, cli::kExitOk) << run.err;
+  cli::GlobalOptions direct_global = Global();
+  direct_global.dsn = db.dsn();
+  direct_global.dir = dir_.path() + "/modax";
+  for (const bool verbose : {false, true}) {
+    SCOPED_TRACE(verbose ? "-v" : "plain");
+    cli::HistoryOptions history;
+    history.verbose = verbose;
+    const Run remote = Capture([&](std::ostream& out, std::ostream& err) {
+      return cli::RunRemoteHistory(Global(), Remote(), history, out, err);
+    });
+    const Run direct = Capture([&](std::ostream& out, std::ostream& err) {
+      return cli::RunHistory(direct_global, history, out, err);
+    });
+    ASSERT_EQ(remote.code, cli::kExitOk) << remote.err;
+    ASSERT_EQ(direct.code, cli::kExitOk) << direct.err;
+    EXPECT_EQ(remote.out, direct.out);
+    EXPECT_THAT(remote.out, AllOf(HasSubstr("c3"), HasSubstr(verbose ? "Rev: b2" : "[pending]")));
+
+    cli::CurrentOptions current;
+    current.verbose = verbose;
+    const Run remote_current = Capture([&](std::ostream& out, std::ostream& err) {
+      return cli::RunRemoteCurrent(Global(), Remote(), current, out, err);
+    });
+    const Run direct_current = Capture([&](std::ostream& out, std::ostream& err) {
+      return cli::RunCurrent(direct_global, current, out, err);
+    });
+    ASSERT_EQ(remote_current.code, cli::kExitOk) << remote_current.err;
+    EXPECT_EQ(remote_current.out, direct_current.out);
+    EXPECT_THAT(remote_current.out, HasSubstr("b2"));
+  }
+}
+
 TEST_F(RemoteCliTest, ExitCodes) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
