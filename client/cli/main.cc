@@ -768,11 +768,36 @@ int main(int argc, char** argv) {
   if (*reload_cmd) {
     return RunRemoteReload(global, remote, out, err);
   }
+  const bool server_verb = *upgrade_cmd || *downgrade_cmd || *current_cmd || *stamp_cmd ||
+                           *ensure_head_cmd || *validate_cmd || *resolve_cmd || *repair_cmd ||
+                           *history_cmd || *plan_cmd || *drift_cmd;
+  if (server_verb && !remote.server.empty() && !global.dsn.empty()) {
+    // A server and a DSN: the more specific one says where the verb runs (a
+    // flag beats the environment, which beats schemactl.ini); given the same
+    // way, neither is guessed.
+    const auto level = [&](const char* flag, std::initializer_list<const char*> envs,
+                           const char* key) {
+      if (FlagGiven(argc, argv, flag)) return 3;
+      for (const char* env : envs) {
+        if (EnvSet(env)) return 2;
+      }
+      return from_file.count(key) > 0 ? 1 : 0;
+    };
+    const int server_level = level("--server", {"SCHEMAD_SERVER"}, "server");
+    const int dsn_level = level("--dsn", {"SCHEMAD_DSN", "DATABASE_URL"}, "dsn");
+    if (server_level == dsn_level) {
+      static const char* const kHow[] = {"", "in schemactl.ini", "in the environment", "as flags"};
+      return Usage(absl::StrCat(
+          "both a server and a DSN are given ", kHow[server_level],
+          " (--server/SCHEMAD_SERVER and ", global.dsn_source,
+          "): the verb would run on either; drop one, or give the one to use as a flag"));
+    }
+    if (dsn_level > server_level) {
+      remote.server.clear();  // the DSN is the more specific: run directly
+    }
+  }
   if (!remote.server.empty()) {
     // The database verbs go to the server; the verbs that read --dir stay local.
-    const bool server_verb = *upgrade_cmd || *downgrade_cmd || *current_cmd || *stamp_cmd ||
-                             *ensure_head_cmd || *validate_cmd || *resolve_cmd || *repair_cmd ||
-                             *history_cmd || *plan_cmd || *drift_cmd;
     if (server_verb && FlagGiven(argc, argv, "--dir")) {
       return Usage(
           "--dir names a local migration directory, but with --server the server's migration "

@@ -43,6 +43,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/pg_fixture.h"
+#include "tests/testing/ports.h"
 
 extern char** environ;
 
@@ -502,6 +503,35 @@ TEST_F(CliFaultsTest, ProjectSettingsAreFoundUpwardsAndYieldToEnvironmentAndFlag
   EXPECT_THAT(run({"heads"}, {}, deep).err,
               HasSubstr("schemactl.ini:1: unknown section '[alembic]'"));
   EXPECT_EQ(VersionRows(), (Rows{{"p1p1p1p1p1p1"}}));
+}
+
+// Issue 14: a server and a DSN both set: the more specific wins (a flag over
+// the environment), and given the same way it is a usage error naming both,
+// never a silent choice.
+TEST_F(CliFaultsTest, ServerOrDsnTheMoreSpecificWinsAndATieIsAnError) {
+  Write("r1r1r1r1r1r1", "", "CREATE TABLE public.t1 (id int);", "DROP TABLE public.t1;");
+  const Output up = Schemactl({"upgrade"});
+  ASSERT_EQ(up.code, 0) << up.err;
+  const std::string nowhere = absl::StrCat("127.0.0.1:", testing::UnusedLoopbackPort());
+  // --dsn (flag) over SCHEMAD_SERVER (environment): runs on the database.
+  const Output direct = SchemactlRaw({"--dsn", db_.dsn(), "--dir", dir_.string(), "current"},
+                                     {"SCHEMAD_SERVER=" + nowhere, "SCHEMAD_DATABASE=site-a"});
+  EXPECT_EQ(direct.code, 0) << direct.err;
+  EXPECT_THAT(direct.out, HasSubstr("(head)"));
+  // --server (flag) over SCHEMAD_DSN (environment): goes to the server,
+  // which is not there.
+  const Output remote =
+      SchemactlRaw({"--server", nowhere, "--database", "site-a", "--timeout", "1s", "current"},
+                   {"SCHEMAD_DSN=" + db_.dsn()});
+  EXPECT_EQ(remote.code, kUnavailable) << remote.err;
+  EXPECT_THAT(remote.err, HasSubstr(nowhere));
+  // The same level: a usage error that names both and quotes no DSN.
+  const Output tie =
+      SchemactlRaw({"current"}, {"SCHEMAD_SERVER=" + nowhere, "SCHEMAD_DATABASE=site-a",
+                                 "SCHEMAD_DSN=" + db_.dsn(), "SCHEMAD_DIR=" + dir_.string()});
+  EXPECT_EQ(tie.code, kUsage);
+  EXPECT_THAT(tie.err, AllOf(HasSubstr("both a server and a DSN are given in the environment"),
+                             HasSubstr("SCHEMAD_DSN")));
 }
 
 TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
