@@ -125,7 +125,7 @@ std::string ScrubSecrets(absl::string_view text, const std::string& dsn) {
 int Fail(const Io& io, const absl::Status& status) {
   const int code = ExitCodeFor(status);
   const std::string message = ScrubSecrets(status.message(), io.global.dsn);
-  io.err << "schemactl: error: " << message << "\n";
+  io.err << Paint("schemactl: error:", Color::kRed, io.global.color_err) << " " << message << "\n";
   if (io.global.json) {
     Json json;
     json["ok"] = false;

@@ -76,6 +76,10 @@ struct GlobalOptions {
   // Set by main: whether the progress stream is a terminal and how wide.
   bool progress_is_terminal = false;
   int terminal_width = 0;
+  // Set by main from --color (auto: a terminal, unless NO_COLOR is set):
+  // whether what goes to stdout / stderr may carry colour (never with --json).
+  bool color_out = false;
+  bool color_err = false;
   // Set by main: turns true on SIGINT/SIGTERM; the running statement is
   // cancelled and the operation stops. May be null.
   const std::atomic<bool>* cancelled = nullptr;

@@ -214,6 +214,7 @@ std::unique_ptr<ProgressSink> MakeSink(const Io& io, const RevisionGraph& graph)
   options.width = io.global.terminal_width;
   options.graph = &graph;
   options.ticker = options.mode == ProgressSink::Mode::kLive;
+  options.color = io.global.color_err;
   return std::make_unique<ProgressSink>(io.err, options);
 }
 

@@ -248,6 +248,12 @@ int main(int argc, char** argv) {
       ->envname("SCHEMAD_QUIET");
   app.add_flag("--no-progress", global.no_progress, "Plain progress lines even on a terminal")
       ->envname("SCHEMAD_NO_PROGRESS");
+  std::string color = "auto";
+  app.add_option("--color", color,
+                 "Colour on a terminal: auto (default; off when NO_COLOR is set), always, never "
+                 "(env SCHEMAD_COLOR)")
+      ->envname("SCHEMAD_COLOR")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   std::string config_named;  // read before parsing (below); declared for --help and parsing
   app.add_option("--config", config_named,
                  "Project settings (env SCHEMACTL_CONFIG; default: the nearest schemactl.ini "
@@ -520,7 +526,7 @@ int main(int argc, char** argv) {
   // given or an environment variable set. Each setting names the variables
   // of its flag (one per verb that has it) and checks its value; a relative
   // path is taken from the file's directory.
-  enum class Kind { kText, kPath, kDuration, kFlag, kTransaction };
+  enum class Kind { kText, kPath, kDuration, kFlag, kTransaction, kColor };
   struct Setting {
     Kind kind;
     std::vector<std::string*> texts;
@@ -537,6 +543,7 @@ int main(int argc, char** argv) {
        {Kind::kDuration, {&statement_timeout}, nullptr, "SCHEMAD_STATEMENT_TIMEOUT"}},
       {"who", {Kind::kText, {&global.who}, nullptr, "SCHEMAD_WHO"}},
       {"no-progress", {Kind::kFlag, {}, &global.no_progress, "SCHEMAD_NO_PROGRESS"}},
+      {"color", {Kind::kColor, {&color}, nullptr, "SCHEMAD_COLOR"}},
       {"transaction",
        {Kind::kTransaction,
         {&upgrade.transaction, &downgrade.transaction, &plan.transaction},
@@ -615,6 +622,12 @@ int main(int argc, char** argv) {
             if (value != "per-revision" && value != "per-command" && value != "all") {
               return Usage(absl::StrCat(where, ": transaction: '", value,
                                         "' is not per-revision, per-command or all"));
+            }
+            break;
+          case Kind::kColor:
+            if (value != "auto" && value != "always" && value != "never") {
+              return Usage(
+                  absl::StrCat(where, ": color: '", value, "' is not auto, always or never"));
             }
             break;
           case Kind::kFlag:
@@ -712,6 +725,17 @@ int main(int argc, char** argv) {
     }
     dbs.labels[label.substr(0, equals)] = label.substr(equals + 1);
   }
+  // Colour: asked for, or on a terminal that is not "dumb" unless NO_COLOR
+  // (no-color.org) is set; never in --json output.
+  const auto colour_for = [&](int fd) {
+    if (color == "never") return false;
+    if (color == "always") return true;
+    const char* term = std::getenv("TERM");
+    return isatty(fd) == 1 && !EnvSet("NO_COLOR") &&
+           (term == nullptr || absl::string_view(term) != "dumb");
+  };
+  global.color_out = !global.json && colour_for(STDOUT_FILENO);
+  global.color_err = colour_for(STDERR_FILENO);
   global.progress_is_terminal = isatty(STDERR_FILENO) == 1;
   global.terminal_width = global.progress_is_terminal ? TerminalWidth() : 0;
   InstallSignalHandlers();

@@ -278,6 +278,25 @@ Json EventJson(const Event& event) {
   return json;
 }
 
+std::string Paint(absl::string_view text, Color color, bool enabled) {
+  if (!enabled || text.empty()) return std::string(text);
+  const char* code = "1";
+  switch (color) {
+    case Color::kRed:
+      code = "1;31";
+      break;
+    case Color::kGreen:
+      code = "32";
+      break;
+    case Color::kYellow:
+      code = "33";
+      break;
+    case Color::kBold:
+      break;
+  }
+  return absl::StrCat("\033[", code, "m", text, "\033[0m");
+}
+
 std::string FitWidth(absl::string_view text, int width) {
   if (width <= 0 || text.size() <= static_cast<size_t>(width)) {
     return std::string(text);
@@ -399,7 +418,11 @@ void ProgressSink::OnLiveEvent(const Event& event) {
         const int room = options_.width - 1 - static_cast<int>(head.size() + tail.size()) - 1;
         message = room > 0 ? FitWidth(message, room) : "";
       }
-      out_ << head << (message.empty() ? "" : " ") << message << tail << "\n" << std::flush;
+      // Fitted first, painted after: the codes take no columns.
+      out_ << Paint(head, event.status.ok() ? Color::kGreen : Color::kRed, options_.color)
+           << (message.empty() ? "" : " ") << message
+           << (event.status.ok() ? tail : Paint(tail, Color::kRed, options_.color)) << "\n"
+           << std::flush;
       break;
     }
     case Event::Kind::kOperationFinished:

@@ -115,6 +115,12 @@ Json EventJson(const engine::Event& event);
 std::string FitWidth(absl::string_view text, int width);
 
 // The progress display of upgrade, downgrade, stamp, ensure-head, resolve.
+// Colour for people at a terminal (ANSI SGR): `text` wrapped in the code of
+// `color` and a reset when `enabled`, else `text` as it is. Whether it is
+// enabled is decided once, in main (--color, NO_COLOR, a terminal).
+enum class Color { kRed, kGreen, kYellow, kBold };
+std::string Paint(absl::string_view text, Color color, bool enabled);
+
 class ProgressSink final : public engine::EventSink {
  public:
   enum class Mode {
@@ -128,6 +134,7 @@ class ProgressSink final : public engine::EventSink {
     int width = 0;                                 // terminal columns (kLive); 0: unknown
     const engine::RevisionGraph* graph = nullptr;  // for messages; may be null
     bool ticker = false;  // kLive: redraw the elapsed time every 250ms between events
+    bool color = false;   // kLive: a failed revision in red, a finished one in green
   };
 
   ProgressSink(std::ostream& out, Options options);

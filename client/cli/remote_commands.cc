@@ -163,6 +163,7 @@ class RemoteProgress {
     options.mode = mode_;
     options.width = io.global.terminal_width;
     options.ticker = mode_ == ProgressSink::Mode::kLive;
+    options.color = io.global.color_err;
     sink_ = std::make_unique<ProgressSink>(io.err, options);
   }
 
@@ -914,8 +915,13 @@ int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
       std::string line = db.name;
       line.resize(name_width + 2, ' ');
       std::string state = StateText(status);
-      state.resize(std::max<size_t>(state.size(), 18) + 2, ' ');
-      io.out << line << state << RowsText(status.current_heads);
+      const size_t state_width = std::max<size_t>(state.size(), 18) + 2;
+      const Color color = status.state == DatabaseStatus::State::kAtHead   ? Color::kGreen
+                          : status.state == DatabaseStatus::State::kBehind ? Color::kYellow
+                                                                           : Color::kRed;
+      const std::string padding(state_width - state.size(), ' ');
+      io.out << line << Paint(state, color, io.global.color_out) << padding
+             << RowsText(status.current_heads);
       if (!status.error.ok()) {
         io.out << "  (" << status.error.message() << ")";
       }

@@ -95,7 +95,8 @@ std::string ReadAll(const fs::path& path) {
 class Process {
  public:
   // Runs argv[0] (a path) with the test's environment minus what could point
-  // it elsewhere (SCHEMAD_*, SCHEMACTL_*, DATABASE_URL, PG*, PYTHON*), plus
+  // it elsewhere (SCHEMAD_*, SCHEMACTL_*, DATABASE_URL, PG*, PYTHON*, TERM,
+  // NO_COLOR), plus
   // `env`, in the directory `cwd` (empty: the test's).
   Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
           const fs::path& scratch, const fs::path& cwd = {}) {
@@ -107,7 +108,8 @@ class Process {
     for (char** e = environ; *e != nullptr; ++e) {
       const absl::string_view entry(*e);
       if (absl::StartsWith(entry, "SCHEMAD_") || absl::StartsWith(entry, "SCHEMACTL_") ||
-          absl::StartsWith(entry, "DATABASE_URL=") || absl::StartsWith(entry, "PG") ||
+          absl::StartsWith(entry, "DATABASE_URL=") || absl::StartsWith(entry, "TERM=") ||
+          absl::StartsWith(entry, "NO_COLOR=") || absl::StartsWith(entry, "PG") ||
           absl::StartsWith(entry, "PYTHON")) {
         continue;
       }
@@ -339,8 +341,11 @@ class CliFaultsTest : public ::testing::Test {
     return output;
   }
   // Runs schemactl with `args` only (no --dsn, --dir added) and `env`.
-  Output SchemactlRaw(const std::vector<std::string>& args, const std::vector<std::string>& env) {
-    std::vector<std::string> argv = {schemactl_};
+  // (`program`, when given, runs instead of schemactl: argv is `program`.)
+  Output SchemactlRaw(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                      const std::vector<std::string>& program = {}) {
+    std::vector<std::string> argv =
+        program.empty() ? std::vector<std::string>{schemactl_} : program;
     argv.insert(argv.end(), args.begin(), args.end());
     Output output = Process(argv, env, scratch_).Wait();
     ExpectNoPassword(output);
@@ -532,6 +537,30 @@ TEST_F(CliFaultsTest, ServerOrDsnTheMoreSpecificWinsAndATieIsAnError) {
   EXPECT_EQ(tie.code, kUsage);
   EXPECT_THAT(tie.err, AllOf(HasSubstr("both a server and a DSN are given in the environment"),
                              HasSubstr("SCHEMAD_DSN")));
+}
+
+// Issue 14: colour only for a terminal, never with NO_COLOR or into a pipe
+// unless asked (--color=always), off with --color=never. The terminal is a
+// pseudo-terminal from script(1).
+TEST_F(CliFaultsTest, ColourOnATerminalUnlessNoColorOrNever) {
+  const std::string red_error = "\033[1;31mschemactl: error:\033[0m";
+  const std::vector<std::string> failing = {"--dir", (scratch_ / "nowhere").string(), "heads"};
+  const auto on_terminal = [&](const std::string& flags, std::vector<std::string> env) {
+    env.push_back("TERM=xterm-256color");
+    std::string command = absl::StrCat(schemactl_, " ", flags);
+    for (const std::string& arg : failing) absl::StrAppend(&command, " ", arg);
+    return SchemactlRaw({}, env, {"/usr/bin/script", "-qec", command, "/dev/null"});
+  };
+  EXPECT_THAT(on_terminal("", {}).out, HasSubstr(red_error));
+  EXPECT_THAT(on_terminal("", {"NO_COLOR=1"}).out,
+              AllOf(Not(HasSubstr("\033[")), HasSubstr("schemactl: error:")));
+  EXPECT_THAT(on_terminal("--color=never", {}).out, Not(HasSubstr("\033[")));
+  std::vector<std::string> args = {"--color=always"};
+  args.insert(args.end(), failing.begin(), failing.end());
+  EXPECT_THAT(SchemactlRaw(args, {}).err, HasSubstr(red_error));        // into a pipe, as asked
+  EXPECT_THAT(SchemactlRaw(failing, {}).err, Not(HasSubstr("\033[")));  // a pipe: none
+  args[0] = "--color=sometimes";
+  EXPECT_EQ(SchemactlRaw(args, {}).code, kUsage);
 }
 
 TEST_F(CliFaultsTest, TwentyConcurrentEnsureHeadApplyEachRevisionOnce) {
