@@ -750,6 +750,7 @@ int main(int argc, char** argv) {
     hints.choices = {
         {"--transaction", {"per-revision", "per-command"}},
         {"--dev-dsn", {"local"}},
+        {"--color", {"auto", "always", "never"}},
         {"plan direction", {"upgrade", "downgrade"}},
         {"ops action", {"list", "watch", "cancel"}},
         {"fleet action",

@@ -3,6 +3,9 @@
 // ProgressSink, fed with the server's events.
 #include "client/cli/remote_commands.h"
 
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -1083,7 +1086,7 @@ class FleetProgress {
         break;
       case FleetEvent::Kind::kSiteStarted:
         --queued_;
-        running_.emplace_back(f.site, "connecting");
+        running_.push_back({f.site, "connecting", absl::Now()});
         line = absl::StrCat(f.site, ": started");
         break;
       case FleetEvent::Kind::kSiteEvent:
@@ -1103,7 +1106,7 @@ class FleetProgress {
           ++failed_;
         }
         running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                      [&](const auto& r) { return r.first == f.site; }),
+                                      [&](const auto& r) { return r.site == f.site; }),
                        running_.end());
         line = absl::StrCat(
             f.site, ": ", OutcomeName(f.result.outcome), " at ", RowsText(f.result.rows_after),
@@ -1158,8 +1161,8 @@ class FleetProgress {
       return;
     }
     for (auto& r : running_) {
-      if (r.first == site) {
-        r.second = std::move(text);
+      if (r.site == site) {
+        r.text = std::move(text);
       }
     }
   }
@@ -1174,31 +1177,65 @@ class FleetProgress {
     if (!line.empty()) {
       io_.err << line << "\n";  // finished lines scroll above the live block
     }
-    const size_t width =
-        io_.global.terminal_width > 10 ? static_cast<size_t>(io_.global.terminal_width) - 1 : 200;
-    for (const auto& [site, text] : running_) {
-      std::string row = absl::StrCat("  ", site, ": ", text);
-      if (row.size() > width) {
-        row.resize(width);
-      }
+    // The terminal's size now (it follows resizes), else what main saw.
+    int width = io_.global.terminal_width;
+    int height = 0;
+    struct winsize size = {};
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 && size.ws_row > 0) {
+      width = size.ws_col;
+      height = size.ws_row;
+    }
+    internal::FleetCounts counts;
+    counts.done = done_;
+    counts.failed = failed_;
+    counts.queued = std::max(0, queued_);
+    counts.skipped = skipped_;
+    for (const std::string& row :
+         internal::FleetLiveBlock(running_, counts, width, height, absl::Now())) {
       io_.err << row << "\n";
       ++drawn_;
     }
-    io_.err << "running " << running_.size() << ", done " << done_ << ", failed " << failed_
-            << ", queued " << std::max(0, queued_) << ", skipped " << skipped_ << "\n";
-    ++drawn_;
     io_.err.flush();
   }
 
   const Io& io_;
   const ProgressSink::Mode mode_;
-  std::vector<std::pair<std::string, std::string>> running_;
+  std::vector<internal::FleetRunningSite> running_;
   int done_ = 0;
   int failed_ = 0;
   int skipped_ = 0;
   int queued_ = 0;
   int drawn_ = 0;
 };
+
+}  // namespace
+
+std::vector<std::string> internal::FleetLiveBlock(const std::vector<FleetRunningSite>& running,
+                                                  const FleetCounts& counts, int width, int height,
+                                                  absl::Time now) {
+  const size_t columns = static_cast<size_t>(width > 10 ? width - 1 : 79);
+  const size_t site_lines = static_cast<size_t>(std::max(1, (height > 2 ? height : 24) - 2));
+  std::vector<std::string> lines;
+  const auto cut = [&](std::string line) {
+    if (line.size() > columns) line.resize(columns);
+    return line;
+  };
+  for (size_t i = 0; i < running.size(); ++i) {
+    if (running.size() > site_lines && i + 1 == site_lines) {
+      lines.push_back(cut(absl::StrCat("  ... and ", running.size() - i, " more running")));
+      break;
+    }
+    const FleetRunningSite& r = running[i];
+    lines.push_back(
+        cut(absl::StrCat("  ", r.site, ": ", r.text, "  ", DurationText(now - r.started))));
+  }
+  lines.push_back(
+      cut(absl::StrCat("running ", running.size(), ", done ", counts.done, ", failed ",
+                       counts.failed, ", queued ", counts.queued, ", skipped ", counts.skipped)));
+  return lines;
+}
+
+namespace {
 
 Json FleetSummaryJson(const FleetSummary& s) {
   Json sites = Json::array();

@@ -123,6 +123,32 @@ struct FleetCliOptions {
 int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
                    const FleetCliOptions& options, std::ostream& out, std::ostream& err);
 
+namespace internal {
+
+// One site of a running fleet operation, as the live view shows it.
+struct FleetRunningSite {
+  std::string site;
+  std::string text;  // what it does now: "revision b2 (2/3) statement 1/4"
+  absl::Time started = absl::InfinitePast();
+};
+struct FleetCounts {
+  int done = 0;
+  int failed = 0;
+  int queued = 0;
+  int skipped = 0;
+};
+
+// The live block of `schemactl fleet` on a terminal of `width` x `height`:
+// a line per running site with its elapsed time, then the counts. It never
+// takes more than `height - 1` lines (the cursor's line stays free), so that
+// redrawing in place works however many sites run: when they outnumber the
+// lines, the last site line becomes "... and N more running". Each line is
+// cut to `width - 1` columns. Sizes of 0 or less mean unknown (80 x 24).
+std::vector<std::string> FleetLiveBlock(const std::vector<FleetRunningSite>& running,
+                                        const FleetCounts& counts, int width, int height,
+                                        absl::Time now);
+
+}  // namespace internal
 }  // namespace schemad::cli
 
 #endif  // SCHEMAD_CLIENT_CLI_REMOTE_COMMANDS_H_

@@ -24,6 +24,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "client/cli/project_config.h"
+#include "client/cli/remote_commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -1225,6 +1226,41 @@ TEST(ProjectConfigTest, FoundInTheNearestDirectoryUpwardsOrNamedOrNone) {
   EXPECT_THAT(std::string(LoadProjectConfig((root / "big.ini").string(), root).status().message()),
               HasSubstr("larger than 64 KiB"));
   fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace schemad::cli
+
+namespace schemad::cli {
+namespace {
+
+TEST(FleetLiveBlockTest, FitsTheTerminalAndShowsEachSitesElapsedTime) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  std::vector<internal::FleetRunningSite> running;
+  for (int i = 0; i < 40; ++i) {
+    running.push_back({absl::StrCat("site-", i), "revision b2 (2/3)", now - absl::Seconds(i)});
+  }
+  internal::FleetCounts counts;
+  counts.done = 3;
+  counts.queued = 7;
+  // 40 running sites on 24 rows: 22 site lines (the last one a summary) and
+  // the counts, 23 in all, so the cursor's line stays on the screen.
+  std::vector<std::string> block = internal::FleetLiveBlock(running, counts, 80, 24, now);
+  ASSERT_EQ(block.size(), 23u);
+  EXPECT_EQ(block[0], "  site-0: revision b2 (2/3)  0 ms");
+  EXPECT_EQ(block[5], "  site-5: revision b2 (2/3)  5.00 s");
+  EXPECT_EQ(block[21], "  ... and 19 more running");
+  EXPECT_EQ(block[22], "running 40, done 3, failed 0, queued 7, skipped 0");
+  // A resize to 8 rows and 20 columns: 6 site lines, each cut to 19 columns.
+  block = internal::FleetLiveBlock(running, counts, 20, 8, now);
+  ASSERT_EQ(block.size(), 7u);
+  EXPECT_EQ(block[5], "  ... and 35 more r");
+  for (const std::string& line : block) EXPECT_LE(line.size(), 19u) << line;
+  // Few sites: all of them, no summary line.
+  running.resize(2);
+  block = internal::FleetLiveBlock(running, counts, 80, 24, now);
+  ASSERT_EQ(block.size(), 3u);
+  EXPECT_EQ(block[1], "  site-1: revision b2 (2/3)  1.00 s");
 }
 
 }  // namespace
