@@ -307,6 +307,166 @@ int PrintOperation(const Io& io, absl::string_view name, const std::string& targ
 using StreamCall = std::function<absl::StatusOr<OperationResult>(Client&, const CallOptions& call)>;
 
 // Runs a streamed operation with progress; Ctrl-C stops watching.
+// The fleet's progress: a live view (redrawn in place: one line per running
+// site, then the counts) on a terminal, one line per site event otherwise.
+class FleetProgress {
+ public:
+  // `sites`: how many the run selected; 0 when unknown (watching an
+  // operation started elsewhere): then each stage's sites are counted as its
+  // (replayed) start event arrives.
+  FleetProgress(const Io& io, size_t sites)
+      : io_(io), mode_(ProgressMode(io.global)), count_stages_(sites == 0) {
+    queued_ = static_cast<int>(sites);
+  }
+
+  void OnEvent(const OperationEvent& e) {
+    if (e.kind == OperationEvent::Kind::kAccepted && mode_ != ProgressSink::Mode::kNone &&
+        mode_ != ProgressSink::Mode::kJsonLines) {
+      io_.err << "fleet operation " << e.operation_id << " accepted\n";
+    }
+    if (e.kind == OperationEvent::Kind::kAccepted && !e.lint_errors.empty()) {
+      io_.err << "schemactl: warning: running despite " << e.lint_errors.size()
+              << " error-level lint finding(s) (--allow-lint-errors):\n";
+      for (const LintFinding& f : e.lint_errors) {
+        io_.err << "  " << f.file << ":" << f.line << ": " << f.rule << " (revision " << f.revision
+                << "): " << f.message << "\n";
+      }
+    }
+    if (e.kind != OperationEvent::Kind::kFleet || e.fleet == nullptr) {
+      return;
+    }
+    const FleetEvent& f = *e.fleet;
+    std::string line;
+    switch (f.kind) {
+      case FleetEvent::Kind::kStageStarted:
+        if (count_stages_) queued_ += static_cast<int>(f.stage_sites.size());
+        line = absl::StrCat("stage ", f.stage, ": ", f.stage_sites.size(), " site(s)");
+        break;
+      case FleetEvent::Kind::kSiteStarted:
+        --queued_;
+        running_.push_back({f.site, "connecting", absl::Now()});
+        line = absl::StrCat(f.site, ": started");
+        break;
+      case FleetEvent::Kind::kSiteEvent:
+        if (f.event != nullptr) {
+          SetRunning(f.site, SiteText(*f.event));
+        }
+        break;
+      case FleetEvent::Kind::kSiteFinished:
+      case FleetEvent::Kind::kSiteFailed:
+      case FleetEvent::Kind::kSiteSkipped: {
+        if (f.kind == FleetEvent::Kind::kSiteSkipped) {
+          --queued_;
+          ++skipped_;
+        } else if (f.result.outcome == FleetSiteResult::Outcome::kSucceeded) {
+          ++done_;
+        } else {
+          ++failed_;
+        }
+        running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                      [&](const auto& r) { return r.site == f.site; }),
+                       running_.end());
+        line = absl::StrCat(
+            f.site, ": ", OutcomeName(f.result.outcome), " at ", RowsText(f.result.rows_after),
+            ", ", f.result.revisions_run, " revision(s)",
+            f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
+        break;
+      }
+      default:
+        break;
+    }
+    switch (mode_) {
+      case ProgressSink::Mode::kLive:
+        Redraw(line);
+        break;
+      case ProgressSink::Mode::kPlain:
+        if (!line.empty()) {
+          io_.err << line << "\n";
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  void Close() {
+    if (mode_ == ProgressSink::Mode::kLive) {
+      Clear();
+      io_.err.flush();
+    }
+  }
+
+ private:
+  static std::string SiteText(const OperationEvent& e) {
+    switch (e.kind) {
+      case OperationEvent::Kind::kWaitingForLock:
+        return absl::StrCat("waiting for the lock (", e.lock_holder, ")");
+      case OperationEvent::Kind::kRevisionStarted:
+      case OperationEvent::Kind::kStatementStarted:
+        return absl::StrCat(
+            "revision ", e.revision, " (", e.step_index + 1, "/", e.step_count, ")",
+            e.kind == OperationEvent::Kind::kStatementStarted
+                ? absl::StrCat(" statement ", e.statement_index + 1, "/", e.statement_count)
+                : "");
+      case OperationEvent::Kind::kOperationStarted:
+        return absl::StrCat(e.plan.size(), " revision(s) to run");
+      default:
+        return "";  // keeps the site's line as it was
+    }
+  }
+  void SetRunning(const std::string& site, std::string text) {
+    if (text.empty()) {
+      return;
+    }
+    for (auto& r : running_) {
+      if (r.site == site) {
+        r.text = std::move(text);
+      }
+    }
+  }
+  void Clear() {
+    if (drawn_ > 0) {
+      io_.err << "\x1b[" << drawn_ << "A\x1b[J";
+      drawn_ = 0;
+    }
+  }
+  void Redraw(const std::string& line) {
+    Clear();
+    if (!line.empty()) {
+      io_.err << line << "\n";  // finished lines scroll above the live block
+    }
+    // The terminal's size now (it follows resizes), else what main saw.
+    int width = io_.global.terminal_width;
+    int height = 0;
+    struct winsize size = {};
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 && size.ws_row > 0) {
+      width = size.ws_col;
+      height = size.ws_row;
+    }
+    internal::FleetCounts counts;
+    counts.done = done_;
+    counts.failed = failed_;
+    counts.queued = std::max(0, queued_);
+    counts.skipped = skipped_;
+    for (const std::string& row :
+         internal::FleetLiveBlock(running_, counts, width, height, absl::Now())) {
+      io_.err << row << "\n";
+      ++drawn_;
+    }
+    io_.err.flush();
+  }
+
+  const Io& io_;
+  const ProgressSink::Mode mode_;
+  const bool count_stages_;
+  std::vector<internal::FleetRunningSite> running_;
+  int done_ = 0;
+  int failed_ = 0;
+  int skipped_ = 0;
+  int queued_ = 0;
+  int drawn_ = 0;
+};
+
 absl::StatusOr<int> RunStreamed(const Io& io, const RemoteOptions& remote, absl::string_view name,
                                 const std::string& target, const StreamCall& call,
                                 bool need_database = true) {
@@ -315,10 +475,20 @@ absl::StatusOr<int> RunStreamed(const Io& io, const RemoteOptions& remote, absl:
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(io.global, remote));
   RemoteProgress progress(io);
+  // A fleet operation (`ops watch` of one) shows the per-site view.
+  std::optional<FleetProgress> fleet;
   CallOptions options;
-  options.on_event = [&progress](const OperationEvent& e) { progress.OnEvent(e); };
+  options.on_event = [&](const OperationEvent& e) {
+    if (e.kind == OperationEvent::Kind::kFleet) {
+      if (!fleet.has_value()) fleet.emplace(io, 0);
+      fleet->OnEvent(e);
+      return;
+    }
+    progress.OnEvent(e);
+  };
   options.stop = io.global.cancelled;
   absl::StatusOr<OperationResult> result = call(*client, options);
+  if (fleet.has_value()) fleet->Close();
   progress.Finish();
   if (!result.ok() && result.status().code() == absl::StatusCode::kCancelled &&
       io.global.cancelled != nullptr && io.global.cancelled->load() &&
@@ -1052,163 +1222,7 @@ int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
 // ------------------------------------------------------------------- fleet
 
 namespace schemad::cli {
-namespace {
-
-// The fleet's progress: a live view (redrawn in place: one line per running
-// site, then the counts) on a terminal, one line per site event otherwise.
-class FleetProgress {
- public:
-  FleetProgress(const Io& io, size_t sites) : io_(io), mode_(ProgressMode(io.global)) {
-    queued_ = static_cast<int>(sites);
-  }
-
-  void OnEvent(const OperationEvent& e) {
-    if (e.kind == OperationEvent::Kind::kAccepted && mode_ != ProgressSink::Mode::kNone &&
-        mode_ != ProgressSink::Mode::kJsonLines) {
-      io_.err << "fleet operation " << e.operation_id << " accepted\n";
-    }
-    if (e.kind == OperationEvent::Kind::kAccepted && !e.lint_errors.empty()) {
-      io_.err << "schemactl: warning: running despite " << e.lint_errors.size()
-              << " error-level lint finding(s) (--allow-lint-errors):\n";
-      for (const LintFinding& f : e.lint_errors) {
-        io_.err << "  " << f.file << ":" << f.line << ": " << f.rule << " (revision " << f.revision
-                << "): " << f.message << "\n";
-      }
-    }
-    if (e.kind != OperationEvent::Kind::kFleet || e.fleet == nullptr) {
-      return;
-    }
-    const FleetEvent& f = *e.fleet;
-    std::string line;
-    switch (f.kind) {
-      case FleetEvent::Kind::kStageStarted:
-        line = absl::StrCat("stage ", f.stage, ": ", f.stage_sites.size(), " site(s)");
-        break;
-      case FleetEvent::Kind::kSiteStarted:
-        --queued_;
-        running_.push_back({f.site, "connecting", absl::Now()});
-        line = absl::StrCat(f.site, ": started");
-        break;
-      case FleetEvent::Kind::kSiteEvent:
-        if (f.event != nullptr) {
-          SetRunning(f.site, SiteText(*f.event));
-        }
-        break;
-      case FleetEvent::Kind::kSiteFinished:
-      case FleetEvent::Kind::kSiteFailed:
-      case FleetEvent::Kind::kSiteSkipped: {
-        if (f.kind == FleetEvent::Kind::kSiteSkipped) {
-          --queued_;
-          ++skipped_;
-        } else if (f.result.outcome == FleetSiteResult::Outcome::kSucceeded) {
-          ++done_;
-        } else {
-          ++failed_;
-        }
-        running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                      [&](const auto& r) { return r.site == f.site; }),
-                       running_.end());
-        line = absl::StrCat(
-            f.site, ": ", OutcomeName(f.result.outcome), " at ", RowsText(f.result.rows_after),
-            ", ", f.result.revisions_run, " revision(s)",
-            f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
-        break;
-      }
-      default:
-        break;
-    }
-    switch (mode_) {
-      case ProgressSink::Mode::kLive:
-        Redraw(line);
-        break;
-      case ProgressSink::Mode::kPlain:
-        if (!line.empty()) {
-          io_.err << line << "\n";
-        }
-        break;
-      default:
-        break;
-    }
-  }
-
-  void Close() {
-    if (mode_ == ProgressSink::Mode::kLive) {
-      Clear();
-      io_.err.flush();
-    }
-  }
-
- private:
-  static std::string SiteText(const OperationEvent& e) {
-    switch (e.kind) {
-      case OperationEvent::Kind::kWaitingForLock:
-        return absl::StrCat("waiting for the lock (", e.lock_holder, ")");
-      case OperationEvent::Kind::kRevisionStarted:
-      case OperationEvent::Kind::kStatementStarted:
-        return absl::StrCat(
-            "revision ", e.revision, " (", e.step_index + 1, "/", e.step_count, ")",
-            e.kind == OperationEvent::Kind::kStatementStarted
-                ? absl::StrCat(" statement ", e.statement_index + 1, "/", e.statement_count)
-                : "");
-      case OperationEvent::Kind::kOperationStarted:
-        return absl::StrCat(e.plan.size(), " revision(s) to run");
-      default:
-        return "";  // keeps the site's line as it was
-    }
-  }
-  void SetRunning(const std::string& site, std::string text) {
-    if (text.empty()) {
-      return;
-    }
-    for (auto& r : running_) {
-      if (r.site == site) {
-        r.text = std::move(text);
-      }
-    }
-  }
-  void Clear() {
-    if (drawn_ > 0) {
-      io_.err << "\x1b[" << drawn_ << "A\x1b[J";
-      drawn_ = 0;
-    }
-  }
-  void Redraw(const std::string& line) {
-    Clear();
-    if (!line.empty()) {
-      io_.err << line << "\n";  // finished lines scroll above the live block
-    }
-    // The terminal's size now (it follows resizes), else what main saw.
-    int width = io_.global.terminal_width;
-    int height = 0;
-    struct winsize size = {};
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 && size.ws_row > 0) {
-      width = size.ws_col;
-      height = size.ws_row;
-    }
-    internal::FleetCounts counts;
-    counts.done = done_;
-    counts.failed = failed_;
-    counts.queued = std::max(0, queued_);
-    counts.skipped = skipped_;
-    for (const std::string& row :
-         internal::FleetLiveBlock(running_, counts, width, height, absl::Now())) {
-      io_.err << row << "\n";
-      ++drawn_;
-    }
-    io_.err.flush();
-  }
-
-  const Io& io_;
-  const ProgressSink::Mode mode_;
-  std::vector<internal::FleetRunningSite> running_;
-  int done_ = 0;
-  int failed_ = 0;
-  int skipped_ = 0;
-  int queued_ = 0;
-  int drawn_ = 0;
-};
-
-}  // namespace
+namespace {}  // namespace
 
 std::vector<std::string> internal::FleetLiveBlock(const std::vector<FleetRunningSite>& running,
                                                   const FleetCounts& counts, int width, int height,

@@ -615,6 +615,22 @@ TEST(FleetTest, SchemactlFleetVerbs) {
   EXPECT_THAT(run.out, HasSubstr("already exists"));
   EXPECT_THAT(run.err, HasSubstr(SiteName(0) + ": succeeded"));
 
+  // `ops watch` of the finished fleet operation replays it with the
+  // per-site view (issue 14), not only the operation's outcome.
+  const size_t accepted = run.err.find("fleet operation op-");
+  ASSERT_NE(accepted, std::string::npos) << run.err;
+  const std::string op_id =
+      run.err.substr(accepted + 16, run.err.find(' ', accepted + 16) - accepted - 16);
+  cli::OpsOptions watch;
+  watch.action = "watch";
+  watch.operation_id = op_id;
+  CliRun watched = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteOps(global, remote, watch, out, err);
+  });
+  EXPECT_THAT(watched.err, AllOf(HasSubstr("stage "), HasSubstr(SiteName(0) + ": succeeded at "),
+                                 HasSubstr(SiteName(2) + ": failed at ")))
+      << op_id;
+
   options.action = "ensure-head";
   options.selector = "name=site-00|site-01";
   global.json = true;
