@@ -340,10 +340,21 @@ void ProgressSink::OnEvent(const Event& event) {
       return;
     case Mode::kPlain:
       // One line per statement would drown a log; the revision lines say
-      // where a run is, and a failure names its statement.
-      if (event.kind != Event::Kind::kStatementStarted) {
-        out_ << engine::DescribeEvent(event) << "\n" << std::flush;
+      // where a run is. A failure is stated once, by the verb's own
+      // "schemactl: error:" line (statement, file:line, SQLSTATE, where the
+      // database is left): its progress line says only which revision
+      // failed and when, and the operation's failed line is not printed.
+      if (event.kind == Event::Kind::kStatementStarted ||
+          (event.kind == Event::Kind::kOperationFinished && !event.status.ok())) {
+        return;
       }
+      if (event.kind == Event::Kind::kRevisionFinished && !event.status.ok()) {
+        out_ << "[" << event.step_index + 1 << "/" << event.step_count << "] " << event.revision
+             << " failed after " << DurationText(event.duration) << "\n"
+             << std::flush;
+        return;
+      }
+      out_ << engine::DescribeEvent(event) << "\n" << std::flush;
       return;
     case Mode::kJsonLines:
       out_ << JsonText(EventJson(event)) << "\n" << std::flush;

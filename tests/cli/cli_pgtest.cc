@@ -440,6 +440,15 @@ TEST_F(CliPgTest, SqlErrorNamesFileLineAndSqlstate) {
   EXPECT_EQ(failed.code, kExitFailed);
   EXPECT_THAT(failed.err, AllOf(HasSubstr(kR2), HasSubstr("b2b2b2b2b2b2_rev.sql:"),
                                 HasSubstr("42P01"), HasSubstr("missing_table")));
+  // Stated once (issue 14): the progress line says which revision failed,
+  // the error line says why.
+  EXPECT_THAT(failed.err, HasSubstr(absl::StrCat("] ", kR2, " failed after ")));
+  size_t mentions = 0;
+  for (size_t at = failed.err.find("42P01"); at != std::string::npos;
+       at = failed.err.find("42P01", at + 1)) {
+    ++mentions;
+  }
+  EXPECT_EQ(mentions, 1u) << failed.err;
   EXPECT_EQ(VersionRows(), (Rows{{kR1}}));
   EXPECT_FALSE(TableExists("b"));
 
