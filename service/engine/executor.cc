@@ -1033,7 +1033,9 @@ absl::StatusOr<OperationResult> Executor::Resolve(store::Session& session, Resol
 
 absl::StatusOr<ValidationReport> Executor::Validate(store::Session& session) const {
   ASSIGN_OR_RETURN(store::DatabaseState state, session.ReadState());
-  return ValidateState(graph_, state, session);
+  ASSIGN_OR_RETURN(ValidationReport report, ValidateState(graph_, state, session));
+  report.rows = state.rows;
+  return report;
 }
 
 absl::StatusOr<RepairResult> Executor::Repair(store::Session& session,

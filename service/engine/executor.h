@@ -110,6 +110,7 @@ struct ValidationIssue {
 };
 
 struct ValidationReport {
+  std::vector<std::string> rows;  // the version rows that were checked
   int applied_checked = 0;
   std::vector<ValidationIssue> issues;
   bool ok() const;  // no kChanged and no kMissingFile

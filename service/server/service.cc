@@ -1354,10 +1354,26 @@ absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const F
       if (!report.ok()) {
         result = report.status();
       } else if (!report->ok()) {
-        result = absl::FailedPreconditionError(
-            absl::StrCat(report->issues.size(), " applied revision file(s) changed or missing"));
+        // Names what failed (informational issues left out), at most 10.
+        std::vector<std::string> named;
+        size_t failing = 0;
+        for (const engine::ValidationIssue& issue : report->issues) {
+          const bool missing = issue.kind == engine::ValidationIssue::Kind::kMissingFile;
+          if (!missing && issue.kind != engine::ValidationIssue::Kind::kChanged) continue;
+          if (++failing <= 10) {
+            named.push_back(
+                absl::StrCat(issue.revision, missing ? " (file missing)" : " (changed)"));
+          }
+        }
+        result = absl::FailedPreconditionError(absl::StrCat(
+            failing, " applied revision(s) do not match their files: ", absl::StrJoin(named, ", "),
+            failing > named.size() ? absl::StrCat(" and ", failing - named.size(), " more") : "",
+            "; `schemactl validate` shows each"));
       } else {
-        result = engine::OperationResult();
+        engine::OperationResult checked;
+        checked.rows_before = report->rows;  // what was checked, not moved
+        checked.rows_after = report->rows;
+        result = std::move(checked);
       }
       break;
     }

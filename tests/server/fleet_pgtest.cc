@@ -631,6 +631,22 @@ TEST(FleetTest, SchemactlFleetVerbs) {
                                  HasSubstr(SiteName(2) + ": failed at ")))
       << op_id;
 
+  // fleet validate names the revisions whose files no longer match what
+  // was applied (issue 14), not only how many.
+  testing::Exec(dbs[0]->dsn(),
+                "UPDATE schemad_history SET checksum = repeat('0', 64), fingerprint = repeat('0', "
+                "64) WHERE revision = 'r1'");
+  options.action = "validate";
+  options.selector = "name=site-00|site-01";
+  run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteFleet(global, remote, options, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitFailed) << run.out << run.err;
+  EXPECT_THAT(
+      run.out,
+      AllOf(HasSubstr("1 applied revision(s) do not match their files: r1 (changed)"),
+            HasSubstr("1 succeeded, 1 failed"), HasSubstr(SiteName(1) + "  succeeded  r3 -> r3")));
+
   options.action = "ensure-head";
   options.selector = "name=site-00|site-01";
   global.json = true;
