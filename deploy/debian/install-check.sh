@@ -6,7 +6,8 @@
 #
 # cpack -G DEB, then `apt-get install` of the three .deb files (dpkg -i with
 # their dependencies from Debian), then: the schemad user exists,
-# /etc/schemad is root:schemad 0750, /usr/bin/schemactl --version,
+# /etc/schemad is root:schemad 0750, /usr/bin/schemactl --version, its man
+# page and completions in place (bash's completing a verb),
 # /usr/bin/schemad --check-config on a small configuration, find_package and
 # pkg-config of the SDK from /usr. Leaves the packages installed.
 # tests/packaging/deb_test.sh checks the same packages without installing them.
@@ -21,6 +22,12 @@ apt-get install -y "$work"/out/*.deb
 id schemad
 [ "$(stat -c '%U:%G %a' /etc/schemad)" = "root:schemad 750" ]
 /usr/bin/schemactl --version
+# schemactl(1) and the shell completions, where man and the shells look.
+[ -s /usr/share/man/man1/schemactl.1.gz ]
+[ -s /usr/share/zsh/vendor-completions/_schemactl ]
+[ -s /usr/share/fish/vendor_completions.d/schemactl.fish ]
+bash -c 'source /usr/share/bash-completion/completions/schemactl
+  COMP_WORDS=(schemactl upg); COMP_CWORD=1; _schemactl; [ "${COMPREPLY[*]}" = upgrade ]'
 mkdir -p "$work/conf/set"
 printf -- '-- revision: r1\n\n-- +upgrade\nCREATE TABLE public.r1 (id int);\n\n-- +downgrade\nDROP TABLE public.r1;\n' >"$work/conf/set/r1.sql"
 (umask 077 && echo "postgresql://app@127.0.0.1:1/site" >"$work/conf/dsn")
