@@ -307,6 +307,18 @@ int PrintOperation(const Io& io, absl::string_view name, const std::string& targ
 using StreamCall = std::function<absl::StatusOr<OperationResult>(Client&, const CallOptions& call)>;
 
 // Runs a streamed operation with progress; Ctrl-C stops watching.
+// A site's rows in the fleet summary: "a1 -> c3  2 revision(s)" for a
+// success; "at b2" for a failure whose rows the server read afterwards;
+// nothing where they are unknown (never started, or the database did not
+// answer), rather than a <base> it may not be at.
+std::string SiteRowsText(const FleetSiteResult& r) {
+  if (r.outcome == FleetSiteResult::Outcome::kSucceeded) {
+    return absl::StrCat(RowsText(r.rows_before), " -> ", RowsText(r.rows_after), "  ",
+                        r.revisions_run, " revision(s)");
+  }
+  return r.rows_after_read ? absl::StrCat("at ", RowsText(r.rows_after)) : "";
+}
+
 // The fleet's progress: a live view (redrawn in place: one line per running
 // site, then the counts) on a terminal, one line per site event otherwise.
 class FleetProgress {
@@ -367,8 +379,11 @@ class FleetProgress {
                                       [&](const auto& r) { return r.site == f.site; }),
                        running_.end());
         line = absl::StrCat(
-            f.site, ": ", OutcomeName(f.result.outcome), " at ", RowsText(f.result.rows_after),
-            ", ", f.result.revisions_run, " revision(s)",
+            f.site, ": ", OutcomeName(f.result.outcome),
+            f.result.rows_after_read ? absl::StrCat(" at ", RowsText(f.result.rows_after)) : "",
+            f.result.outcome == FleetSiteResult::Outcome::kSucceeded
+                ? absl::StrCat(", ", f.result.revisions_run, " revision(s)")
+                : "",
             f.result.status.ok() ? "" : absl::StrCat(": ", f.result.status.message()));
         break;
       }
@@ -1258,7 +1273,7 @@ Json FleetSummaryJson(const FleetSummary& s) {
     item["site"] = r.site;
     item["outcome"] = OutcomeName(r.outcome);
     item["heads_before"] = StringListJson(r.rows_before);
-    item["heads_after"] = StringListJson(r.rows_after);
+    item["heads_after"] = r.rows_after_read ? StringListJson(r.rows_after) : Json(nullptr);
     item["revisions_run"] = r.revisions_run;
     item["duration_ms"] = Milliseconds(r.duration);
     item["error"] = r.status.ok() ? Json(nullptr) : StatusJson(r.status, ExitCodeFor(r.status));
@@ -1459,8 +1474,7 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       io.out << JsonText(FleetSummaryJson(*summary)) << "\n";
     } else {
       for (const FleetSiteResult& r : summary->sites) {
-        io.out << r.site << "  " << OutcomeName(r.outcome) << "  " << RowsText(r.rows_before)
-               << " -> " << RowsText(r.rows_after) << "  " << r.revisions_run << " revision(s)";
+        io.out << r.site << "  " << OutcomeName(r.outcome) << "  " << SiteRowsText(r);
         if (!r.status.ok()) {
           io.out << "  (" << r.status.message() << ")";
         }

@@ -154,6 +154,7 @@ FleetSiteResult FromProto(const v1::FleetSiteResult& p) {
   }
   r.rows_before = Strings(p.rows_before());
   r.rows_after = Strings(p.rows_after());
+  r.rows_after_read = p.rows_after_read();
   r.revisions_run = p.revisions_run();
   r.duration = FromProto(p.duration());
   if (p.has_error()) {

@@ -303,10 +303,17 @@ FleetSummary FleetRunner::Run(const std::vector<FleetSite>& sites, const SiteWor
     }
 
     SiteResult r;
+    if (result.ok() && !result->status.ok()) {
+      // A failure the work could still read the site's rows after.
+      r = *std::move(result);
+      result = r.status;
+      r.outcome = SiteResult::Outcome::kFailed;
+    }
     if (result.ok()) {
       r = *std::move(result);
       r.outcome = SiteResult::Outcome::kSucceeded;
       r.status = absl::OkStatus();
+      r.rows_after_read = true;
     } else if (timed_out.load()) {
       r.outcome = SiteResult::Outcome::kFailed;
       r.status = absl::DeadlineExceededError(

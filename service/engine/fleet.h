@@ -78,6 +78,10 @@ struct SiteResult {
   Outcome outcome = Outcome::kSkipped;
   std::vector<std::string> rows_before;
   std::vector<std::string> rows_after;
+  // rows_after holds the site's rows: set for a success, and for a failure
+  // when its work could read them afterwards (a SiteWork reports such a
+  // failure as a SiteResult whose status is not OK).
+  bool rows_after_read = false;
   int revisions_run = 0;
   absl::Duration duration = absl::ZeroDuration();
   absl::Status status;  // why it failed, was skipped or cancelled

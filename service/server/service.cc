@@ -1162,6 +1162,7 @@ void FleetResultToProto(const engine::SiteResult& r, v1::FleetSiteResult* out) {
   for (const std::string& row : r.rows_after) {
     out->add_rows_after(row);
   }
+  out->set_rows_after_read(r.rows_after_read);
   out->set_revisions_run(r.revisions_run);
   server::ToProto(r.duration, out->mutable_duration());
   if (!r.status.ok()) {
@@ -1384,13 +1385,27 @@ absl::StatusOr<engine::SiteResult> RunFleetSite(const DatabaseEntry& db, const F
       result = absl::InvalidArgumentError("unknown fleet action");
       break;
   }
+  // A site that failed shows where it stands: its rows, read once more
+  // while the database still answers (not after a lost connection or a
+  // cancel, whose statement cancel may still be in flight).
+  absl::StatusOr<store::DatabaseState> state_after = absl::UnknownError("not read");
+  if (!result.ok() && result.status().code() != absl::StatusCode::kUnavailable &&
+      !ctx.cancelled()) {
+    state_after = session->ReadState();
+  }
   ctx.SetCanceller(nullptr);
   lease->Finish(result.status());
   if (ctx.cancelled() || !had_idle) {
     lease->Discard();  // a statement cancel may still be in flight, or not ours to keep
   }
   if (!result.ok()) {
-    return DbError(db, result.status());
+    absl::Status error = DbError(db, result.status());
+    if (!state_after.ok()) return error;
+    engine::SiteResult failed;
+    failed.status = std::move(error);
+    failed.rows_after = state_after->rows;
+    failed.rows_after_read = true;
+    return failed;
   }
   engine::SiteResult out;
   out.rows_before = result->rows_before;

@@ -199,6 +199,46 @@ TEST(FleetRunnerTest, StopOnErrorVersusContinue) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("connection refused")));
 }
 
+// A site's work may fail and still say where the site stands: a SiteResult
+// with a failed status counts as a failure (stopping the run without
+// continue_on_error) and keeps its rows; a plain error leaves them unknown.
+TEST(FleetRunnerTest, AFailureMayCarryTheRowsItLeft) {
+  auto work = [](const FleetSite& site, SiteContext&) -> absl::StatusOr<SiteResult> {
+    if (site.name == "site-1") {
+      SiteResult failed;
+      failed.status = absl::FailedPreconditionError("revision c3 failed");
+      failed.rows_after = {"b2"};
+      failed.rows_after_read = true;
+      return failed;
+    }
+    if (site.name == "site-2") return absl::UnavailableError("connection refused");
+    SiteResult ok;
+    ok.rows_after = {"c3"};
+    return ok;
+  };
+  FleetOptions options;
+  options.max_parallel = 1;
+  options.continue_on_error = true;
+  FleetSummary summary = FleetRunner(options).Run(Sites(3), work, nullptr, nullptr);
+  ASSERT_EQ(summary.sites.size(), 3u);
+  EXPECT_EQ(summary.sites[0].outcome, SiteResult::Outcome::kSucceeded);
+  EXPECT_TRUE(summary.sites[0].rows_after_read);
+  EXPECT_EQ(summary.sites[1].outcome, SiteResult::Outcome::kFailed);
+  EXPECT_THAT(summary.sites[1].status,
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("revision c3 failed")));
+  EXPECT_TRUE(summary.sites[1].rows_after_read);
+  EXPECT_EQ(summary.sites[1].rows_after, std::vector<std::string>{"b2"});
+  EXPECT_EQ(summary.sites[2].outcome, SiteResult::Outcome::kFailed);
+  EXPECT_FALSE(summary.sites[2].rows_after_read);
+  EXPECT_EQ(summary.succeeded, 1);
+  EXPECT_EQ(summary.failed, 2);
+
+  options.continue_on_error = false;
+  summary = FleetRunner(options).Run(Sites(3), work, nullptr, nullptr);
+  EXPECT_EQ(summary.failed, 1);
+  EXPECT_EQ(summary.skipped, 1);  // the failure with rows stops the run as any failure does
+}
+
 TEST(FleetRunnerTest, SiteTimeoutCancelsThatSite) {
   FleetOptions options;
   options.site_timeout = absl::Milliseconds(100);

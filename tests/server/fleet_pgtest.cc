@@ -613,6 +613,10 @@ TEST(FleetTest, SchemactlFleetVerbs) {
   EXPECT_EQ(run.code, cli::kExitFailed) << run.err;
   EXPECT_THAT(run.out, HasSubstr("2 succeeded, 1 failed, 0 skipped"));
   EXPECT_THAT(run.out, HasSubstr("already exists"));
+  // The failed site shows where it stands (r1 and r2 committed before r3
+  // failed), not a <base> it is not at (issue 14).
+  EXPECT_THAT(run.out, HasSubstr(SiteName(2) + "  failed  at r2  ("));
+  EXPECT_THAT(run.err, HasSubstr(SiteName(2) + ": failed at r2: "));
   EXPECT_THAT(run.err, HasSubstr(SiteName(0) + ": succeeded"));
 
   // `ops watch` of the finished fleet operation replays it with the

@@ -204,6 +204,9 @@ struct FleetSiteResult {
   Outcome outcome = Outcome::kSkipped;
   std::vector<std::string> rows_before;
   std::vector<std::string> rows_after;
+  // rows_after is known: always after a success; after a failure when the
+  // server could still read the site's rows.
+  bool rows_after_read = false;
   int revisions_run = 0;
   absl::Duration duration = absl::ZeroDuration();
   absl::Status status;  // why it failed, was skipped or cancelled
