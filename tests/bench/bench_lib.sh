@@ -1,8 +1,16 @@
+# shellcheck shell=bash disable=SC2034,SC2154  # sets variables for, and reads $root of, the script that sources it
 # Shared by the benchmark scripts (sourced, not run).
 #
 # bench_psql            prints the real psql binary of PostgreSQL 15 (never
 #                       Debian's /usr/bin/psql, the Perl pg_wrapper, which
 #                       adds ~30 ms to every call), or fails
+# bench_cluster NAME    makes $work (/tmp/schemad-NAME.XXXXXX, open to the
+#                       postgres user), starts a throwaway PostgreSQL in
+#                       $work/pg ($cluster), sets $admin to its superuser DSN
+#                       and BENCH_LOG to $work/last.log; at exit it runs the
+#                       script's bench_before_exit, if it has one (to stop
+#                       what it started), then stops the cluster and removes
+#                       $work. Needs $root (the repository).
 # bench_build_type DIR  prints CMAKE_BUILD_TYPE of the build tree holding DIR
 # timed CMD...          runs CMD once and sets BENCH_US to its wall time in
 #                       microseconds; its stdout goes to $BENCH_LOG, its
@@ -25,6 +33,24 @@ bench_psql() {
   done
   echo "bench: no psql binary found (pg_config --bindir, /usr/lib/postgresql/15/bin)" >&2
   return 1
+}
+
+bench_cluster() {
+  work=$(mktemp -d "/tmp/schemad-$1.XXXXXX")
+  chmod 755 "$work"
+  export BENCH_LOG=$work/last.log
+  cluster=$work/pg
+  trap bench_exit EXIT
+  bash "$root/tests/testing/pg_cluster.sh" start "$cluster" >/dev/null
+  admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+}
+
+bench_exit() {
+  if declare -F bench_before_exit >/dev/null; then
+    bench_before_exit || true
+  fi
+  bash "$root/tests/testing/pg_cluster.sh" stop "$cluster" >/dev/null 2>&1 || true
+  rm -rf "$work"
 }
 
 bench_build_type() {

@@ -19,17 +19,7 @@ schemactl=$build/client/schemactl
 runs=${RUNS:-5}
 psql_bin=$(bench_psql)
 pg_dump_bin=$(dirname "$psql_bin")/pg_dump
-work=$(mktemp -d /tmp/schemad-driftbench.XXXXXX)
-chmod 755 "$work"
-cluster=$work/pg
-cleanup() {
-  bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster driftbench
 site=${admin%/postgres}/drift_site
 "$psql_bin" "$admin" -qc "CREATE DATABASE drift_site" >/dev/null
 "$schemactl" --dsn "$site" --dir "$root/migrations/modax" --no-progress upgrade heads >/dev/null 2>&1

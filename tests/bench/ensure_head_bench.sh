@@ -23,20 +23,11 @@ concurrency=${CONCURRENCY:-64}
 rounds=${ROUNDS:-5}
 runs=${RUNS:-31}
 psql_bin=$(bench_psql)
-work=$(mktemp -d /tmp/schemad-ehbench.XXXXXX)
-chmod 755 "$work"
-export BENCH_LOG=$work/last.log
-cluster=$work/pg
 schemad_pid=
-cleanup() {
+bench_before_exit() {
   if [ -n "$schemad_pid" ]; then kill -TERM "$schemad_pid" 2>/dev/null || true; wait "$schemad_pid" 2>/dev/null || true; fi
-  bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"
-  rm -rf "$work"
 }
-trap cleanup EXIT
-
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster ehbench
 dsn=${admin%/postgres}/bench
 "$psql_bin" -X "$admin" -qc 'CREATE DATABASE bench'
 

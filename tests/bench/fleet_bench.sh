@@ -34,22 +34,13 @@ rounds=${ROUNDS:-3}
 out_file=${OUT:-$PWD/fleet_bench.dat}
 plot=${PLOT:-}
 psql_bin=$(bench_psql)
-work=$(mktemp -d /tmp/schemad-fleetbench.XXXXXX)
-chmod 755 "$work"
-export BENCH_LOG=$work/last.log
-cluster=$work/pg
 schemad_pid=
 sampler_pid=
-cleanup() {
+bench_before_exit() {
   if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
   if [ -n "$schemad_pid" ]; then kill -TERM "$schemad_pid" 2>/dev/null || true; wait "$schemad_pid" 2>/dev/null || true; fi
-  bash "$root/tests/testing/pg_cluster.sh" stop "$cluster" >/dev/null 2>&1 || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
-
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster" >/dev/null
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster fleetbench
 base=${admin%/postgres}
 
 mkdir -p "$work/set" "$work/dsn"

@@ -12,17 +12,7 @@ source "$root/tests/bench/bench_lib.sh"
 build=${1:-$root/build/release}
 psql_bin=$(bench_psql)
 pg_dump_bin=$(dirname "$psql_bin")/pg_dump
-work=$(mktemp -d /tmp/schemad-inspectbench.XXXXXX)
-chmod 755 "$work"
-cluster=$work/pg
-cleanup() {
-  bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster inspectbench
 echo "# build: $build (CMAKE_BUILD_TYPE=$(bench_build_type "$build"))"
 echo "# pg_dump: $pg_dump_bin ($("$pg_dump_bin" --version)); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build/tests/inspect_bench" --admin-dsn "$admin" --pg-dump "$pg_dump_bin" \

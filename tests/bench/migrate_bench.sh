@@ -46,14 +46,7 @@ sizes=("$@")
 rounds=${ROUNDS:-5}
 noop_rounds=${NOOP_ROUNDS:-15}
 psql_bin=$(bench_psql)
-work=$(mktemp -d /tmp/schemad-bench.XXXXXX)
-chmod 755 "$work"
-export BENCH_LOG=$work/last.log
-cluster=$work/pg
-trap 'bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"; rm -rf "$work"' EXIT
-
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster bench
 base=${admin%/postgres}
 echo "# schemactl: $schemactl (CMAKE_BUILD_TYPE=$(bench_build_type "$(dirname "$schemactl")"))"
 echo "# psql: $psql_bin ($("$psql_bin" --version))"

@@ -27,13 +27,7 @@ schemactl=${1:-$root/build/release/client/schemactl}
 n=${2:-200}
 rounds=${ROUNDS:-5}
 psql_bin=$(bench_psql)
-work=$(mktemp -d /tmp/schemad-profile.XXXXXX)
-chmod 755 "$work"
-export BENCH_LOG=$work/last.log
-cluster=$work/pg
-trap 'bash "$root/tests/testing/pg_cluster.sh" stop "$cluster"; rm -rf "$work"' EXIT
-bash "$root/tests/testing/pg_cluster.sh" start "$cluster"
-admin=$(bash "$root/tests/testing/pg_cluster.sh" dsn "$cluster")
+bench_cluster profile
 dsn=${admin%/postgres}/prof
 echo "# schemactl: $schemactl (CMAKE_BUILD_TYPE=$(bench_build_type "$(dirname "$schemactl")"))"
 echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); N=$n rounds=$rounds"
