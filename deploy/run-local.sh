@@ -16,6 +16,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+source tests/testing/schemad_address.sh
 
 keep=0
 for arg in "$@"; do
@@ -97,13 +98,7 @@ YAML
   log=$run_dir/schemad.log
   "$bin/service/schemad" --config "$config" >"$log" 2>&1 &
   pids+=($!)
-  addr=
-  for _ in $(seq 100); do
-    addr=$(sed -n 's/^schemad listening on //p' "$log" | head -n1)
-    [ -n "$addr" ] && break
-    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
+  addr=$(schemad_address "$log" "${pids[-1]}" 10)
   [ -n "$addr" ] || { echo "run-local: schemad did not start" >&2; cat "$log" >&2; exit 1; }
   echo "schemad listening on $addr (log: $log)"
 

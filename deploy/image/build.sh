@@ -235,13 +235,8 @@ buildah umount "$c" >/dev/null
 buildah run --isolation chroot --env SITE_A_DSN="$site_dsn" "$c" -- /usr/local/bin/schemad-entrypoint \
   >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-address=
-for _ in $(seq 300); do # up to 30 s for "schemad listening on HOST:PORT"
-  address=$(sed -n 's/^schemad listening on //p' "$work/serve.out")
-  [ -n "$address" ] && break
-  kill -0 "$serve_pid" 2>/dev/null || break
-  sleep 0.1
-done
+source "$root/tests/testing/schemad_address.sh"
+address=$(schemad_address "$work/serve.out" "$serve_pid" 30)
 [ -n "$address" ] || fail "schemad from the image's default command did not serve: $(tail -5 "$work/serve.err")"
 # The first process below PID whose command name is NAME.
 descendant_named() {

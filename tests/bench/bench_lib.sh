@@ -21,6 +21,9 @@
 # ms_summary FILE       the same, microseconds -> "median ms (min–max)"
 # ratio_summary FILE    ratios -> "median× (min–max)"
 
+# schemad_address FILE PID SECONDS: tests/testing/schemad_address.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/schemad_address.sh"
+
 bench_psql() {
   local candidate
   for candidate in "${PSQL:-}" "$(pg_config --bindir 2>/dev/null)/psql" \

@@ -49,8 +49,7 @@ databases: [{name: bench, migration_set: bench, dsn_file: dsn}]
 YAML
 "$build/service/schemad" --config "$work/schemad.yaml" --log-level warn > "$work/out" 2> "$work/err" &
 schemad_pid=$!
-for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.05; done
-address=$(sed -n 's/^schemad listening on //p' "$work/out")
+address=$(schemad_address "$work/out" "$schemad_pid" 5)
 [ -n "$address" ] || { echo "bench: schemad did not start:" >&2; cat "$work/err" >&2; exit 1; }
 
 echo "# build: $build (CMAKE_BUILD_TYPE=$(bench_build_type "$build"))"

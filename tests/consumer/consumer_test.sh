@@ -26,6 +26,7 @@
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/../testing/check.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/schemad_address.sh"
 start_ns=$(date +%s%N)
 elapsed() { # since the start, for the log: "at 4.2 s"
   echo "at $(awk -v ns=$(($(date +%s%N) - start_ns)) 'BEGIN { printf "%.1f", ns / 1e9 }') s"
@@ -113,13 +114,7 @@ databases: [{name: site-a, migration_set: consumer, dsn_file: dsn}]
 YAML
 "$prefix/bin/schemad" --config "$work/schemad.yaml" --log-level warn >"$work/out" 2>"$work/err" &
 schemad_pid=$!
-address=
-for _ in $(seq 200); do # up to 10 s for "schemad listening on HOST:PORT"
-  address=$(sed -n 's/^schemad listening on //p' "$work/out")
-  [ -n "$address" ] && break
-  kill -0 "$schemad_pid" 2>/dev/null || break
-  sleep 0.05
-done
+address=$(schemad_address "$work/out" "$schemad_pid" 10)
 [ -n "$address" ] || fail "the installed schemad did not start: $(cat "$work/err")"
 
 "$work/pkg_config_client" "$address" site-a >"$work/status" 2>"$work/log" ||
