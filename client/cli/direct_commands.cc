@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
@@ -108,9 +109,35 @@ absl::StatusOr<std::unique_ptr<store::Session>> Connect(store::Database& databas
   return session;
 }
 
+absl::Status NoRevisionFiles(const GlobalOptions& global) {
+  return UsageError(
+      absl::StrCat(global.dir,
+                   " holds no revision files (*.sql); check --dir (or SCHEMAD_DIR), or write "
+                   "the first with `schemactl revision -m MESSAGE`"));
+}
+
+// Whether `dir` lists a revision file (*.sql directly in it): the listing
+// alone, without reading a file.
+bool ListsRevisionFiles(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::directory_iterator entry(dir, error);
+  for (; !error && entry != std::filesystem::directory_iterator(); entry.increment(error)) {
+    if (entry->path().extension() == ".sql") return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
                                                    const ExecutorTweaks& tweaks = {}) {
   RETURN_IF_ERROR(NeedDsn(global));
+  // A wrong --dir (missing, or no revision file in it) is told at once,
+  // from the listing, before any login: an upgrade would otherwise create
+  // schemad's tables for nothing, and an unreachable server would make the
+  // answer wait for connect_timeout.
+  if (!ListsRevisionFiles(global.dir)) {
+    ASSIGN_OR_RETURN(RevisionGraph none, internal::LoadGraph(global));  // the directory's error
+    if (none.size() == 0) return NoRevisionFiles(global);
+  }
   // The login (TCP, TLS probe, SCRAM: after the process start, most of a
   // no-op command's time) runs on its own thread while the revision files
   // are read and checksummed on this one. Errors come in the order they did
@@ -129,14 +156,7 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
   absl::StatusOr<RevisionGraph> graph = internal::LoadGraph(global);
   absl::StatusOr<Opened> opened = opening.get();
   RETURN_IF_ERROR(graph.status());
-  if (graph->size() == 0) {
-    // Before any statement: an upgrade would create schemad's tables for
-    // nothing (the session just opened is closed unused).
-    return UsageError(
-        absl::StrCat(global.dir,
-                     " holds no revision files (*.sql); check --dir (or SCHEMAD_DIR), or write "
-                     "the first with `schemactl revision -m MESSAGE`"));
-  }
+  if (graph->size() == 0) return NoRevisionFiles(global);  // e.g. only a directory named *.sql
   RETURN_IF_ERROR(opened.status());
   auto direct = std::make_unique<Direct>();
   direct->graph = *std::move(graph);

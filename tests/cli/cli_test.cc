@@ -1,6 +1,7 @@
 // schemactl's offline verbs, run in-process on temporary migration
 // directories (no database), plus its exit-code mapping, flag parsing and
 // progress display.
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "service/engine/revision_file.h"
 #include "service/engine/revision_graph.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/status_matchers.h"
 
 namespace schemad::cli {
@@ -1261,6 +1263,36 @@ TEST(FleetLiveBlockTest, FitsTheTerminalAndShowsEachSitesElapsedTime) {
   block = internal::FleetLiveBlock(running, counts, 80, 24, now);
   ASSERT_EQ(block.size(), 3u);
   EXPECT_EQ(block[1], "  site-1: revision b2 (2/3)  1.00 s");
+}
+
+}  // namespace
+}  // namespace schemad::cli
+
+namespace schemad::cli {
+namespace {
+
+// A wrong --dir (missing, or without a revision file) is told from the
+// listing, before any login: the database here is a socket that would hold a
+// login until connect_timeout, and it must see no connection at all.
+TEST(DirectModeTest, AWrongDirIsToldBeforeAnyLogin) {
+  int port = 0;
+  const int listener = schemad::testing::ListenOnUnusedLoopbackPort(&port);
+  ASSERT_GE(listener, 0);
+  const fs::path empty =
+      fs::temp_directory_path() / absl::StrCat("schemactl_no_revisions_", getpid());
+  fs::create_directories(empty);
+  GlobalOptions global;
+  global.dsn = absl::StrCat("host=127.0.0.1 port=", port, " dbname=x user=u connect_timeout=2");
+  for (const fs::path& dir : {empty, empty / "missing"}) {
+    global.dir = dir.string();
+    std::ostringstream out, err;
+    EXPECT_NE(RunCurrent(global, CurrentOptions{}, out, err), kExitOk) << dir;
+    EXPECT_THAT(err.str(), HasSubstr(dir.string()));
+    pollfd pending{listener, POLLIN, 0};
+    EXPECT_EQ(poll(&pending, 1, 0), 0) << "a login was tried with --dir " << dir;
+  }
+  close(listener);
+  fs::remove_all(empty);
 }
 
 }  // namespace
