@@ -119,6 +119,17 @@ bool EnvSet(const char* name) {
   return value != nullptr && *value != '\0';
 }
 
+// The environment variable of the long flag `--NAME`, global or a verb's
+// (the first verb that has it: every verb spells it the same); "" if none.
+std::string EnvNameOf(const CLI::App& app, const std::string& name) {
+  const std::string flag = "--" + name;
+  if (const CLI::Option* option = app.get_option_no_throw(flag)) return option->get_envname();
+  for (const CLI::App* verb : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (const CLI::Option* option = verb->get_option_no_throw(flag)) return option->get_envname();
+  }
+  return "";
+}
+
 // --dev-dsn of the schema verbs (also SCHEMAD_DEV_DSN).
 void AddDevDsnOption(CLI::App* command, std::string* dev_dsn) {
   command
@@ -523,52 +534,39 @@ int main(int argc, char** argv) {
 
   // Project settings (schemactl.ini, project_config.h), applied before
   // parsing as defaults: CLI11 then overwrites a variable only for a flag
-  // given or an environment variable set. Each setting names the variables
-  // of its flag (one per verb that has it) and checks its value; a relative
-  // path is taken from the file's directory.
+  // given or an environment variable set (the flag's own, EnvNameOf). Each setting names the
+  // variables of its flag (one per verb that has it) and checks its value; a relative path is taken
+  // from the file's directory.
   enum class Kind { kText, kPath, kDuration, kFlag, kTransaction, kColor };
   struct Setting {
     Kind kind;
     std::vector<std::string*> texts;
     bool* flag = nullptr;
-    const char* env = nullptr;  // set: the file's value is not used (env beats file)
   };
   const std::map<std::string, Setting> settings = {
-      {"dir", {Kind::kPath, {&global.dir}, nullptr, "SCHEMAD_DIR"}},
-      {"dsn", {Kind::kText, {&global.dsn}, nullptr, "SCHEMAD_DSN"}},
-      {"version-table", {Kind::kText, {&global.version_table}, nullptr, "SCHEMAD_VERSION_TABLE"}},
-      {"lock-wait", {Kind::kDuration, {&lock_wait}, nullptr, "SCHEMAD_LOCK_WAIT"}},
-      {"lock-timeout", {Kind::kDuration, {&lock_timeout}, nullptr, "SCHEMAD_LOCK_TIMEOUT"}},
-      {"statement-timeout",
-       {Kind::kDuration, {&statement_timeout}, nullptr, "SCHEMAD_STATEMENT_TIMEOUT"}},
-      {"who", {Kind::kText, {&global.who}, nullptr, "SCHEMAD_WHO"}},
-      {"no-progress", {Kind::kFlag, {}, &global.no_progress, "SCHEMAD_NO_PROGRESS"}},
-      {"color", {Kind::kColor, {&color}, nullptr, "SCHEMAD_COLOR"}},
+      {"dir", {Kind::kPath, {&global.dir}}},
+      {"dsn", {Kind::kText, {&global.dsn}}},
+      {"version-table", {Kind::kText, {&global.version_table}}},
+      {"lock-wait", {Kind::kDuration, {&lock_wait}}},
+      {"lock-timeout", {Kind::kDuration, {&lock_timeout}}},
+      {"statement-timeout", {Kind::kDuration, {&statement_timeout}}},
+      {"who", {Kind::kText, {&global.who}}},
+      {"no-progress", {Kind::kFlag, {}, &global.no_progress}},
+      {"color", {Kind::kColor, {&color}}},
       {"transaction",
-       {Kind::kTransaction,
-        {&upgrade.transaction, &downgrade.transaction, &plan.transaction},
-        nullptr,
-        "SCHEMAD_TRANSACTION"}},
-      {"file-template",
-       {Kind::kText,
-        {&revision.file_template, &merge.file_template},
-        nullptr,
-        "SCHEMAD_FILE_TEMPLATE"}},
+       {Kind::kTransaction, {&upgrade.transaction, &downgrade.transaction, &plan.transaction}}},
+      {"file-template", {Kind::kText, {&revision.file_template, &merge.file_template}}},
       {"dev-dsn",
-       {Kind::kText,
-        {&revision.dev_dsn, &diff.dev_dsn, &drift.dev_dsn, &verify.dev_dsn},
-        nullptr,
-        "SCHEMAD_DEV_DSN"}},
-      {"server", {Kind::kText, {&remote.server}, nullptr, "SCHEMAD_SERVER"}},
-      {"database", {Kind::kText, {&remote.database}, nullptr, "SCHEMAD_DATABASE"}},
-      {"token-file", {Kind::kPath, {&remote.token_file}, nullptr, "SCHEMAD_TOKEN_FILE"}},
-      {"tls", {Kind::kFlag, {}, &remote.tls, "SCHEMAD_TLS"}},
-      {"tls-ca", {Kind::kPath, {&remote.tls_ca}, nullptr, "SCHEMAD_TLS_CA"}},
-      {"tls-cert", {Kind::kPath, {&remote.tls_cert}, nullptr, "SCHEMAD_TLS_CERT"}},
-      {"tls-key", {Kind::kPath, {&remote.tls_key}, nullptr, "SCHEMAD_TLS_KEY"}},
-      {"tls-server-name",
-       {Kind::kText, {&remote.tls_server_name}, nullptr, "SCHEMAD_TLS_SERVER_NAME"}},
-      {"timeout", {Kind::kDuration, {&remote_timeout}, nullptr, "SCHEMAD_TIMEOUT"}},
+       {Kind::kText, {&revision.dev_dsn, &diff.dev_dsn, &drift.dev_dsn, &verify.dev_dsn}}},
+      {"server", {Kind::kText, {&remote.server}}},
+      {"database", {Kind::kText, {&remote.database}}},
+      {"token-file", {Kind::kPath, {&remote.token_file}}},
+      {"tls", {Kind::kFlag, {}, &remote.tls}},
+      {"tls-ca", {Kind::kPath, {&remote.tls_ca}}},
+      {"tls-cert", {Kind::kPath, {&remote.tls_cert}}},
+      {"tls-key", {Kind::kPath, {&remote.tls_key}}},
+      {"tls-server-name", {Kind::kText, {&remote.tls_server_name}}},
+      {"timeout", {Kind::kDuration, {&remote_timeout}}},
   };
   // Where each setting the file applied came from ("PATH:LINE"), for messages.
   std::map<std::string, std::string> from_file;
@@ -639,7 +637,8 @@ int main(int argc, char** argv) {
           case Kind::kText:
             break;
         }
-        if (EnvSet(setting.env) || (entry.key == "dsn" && EnvSet("DATABASE_URL"))) {
+        if (EnvSet(EnvNameOf(app, entry.key).c_str()) ||
+            (entry.key == "dsn" && EnvSet("DATABASE_URL"))) {
           continue;  // the environment beats the file
         }
         for (std::string* text : setting.texts) *text = value;
