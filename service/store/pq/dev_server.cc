@@ -25,6 +25,7 @@
 #include "service/common/dsn.h"
 #include "service/common/status_macros.h"
 #include "service/schema/schema_diff.h"
+#include "service/store/pq/libpq_text.h"
 
 namespace schemad::store {
 
@@ -45,14 +46,7 @@ constexpr int kMinServerVersion = 130000;
 
 void IgnoreNotice(void* /*arg*/, const char* /*message*/) {}
 
-std::string OneLine(absl::string_view text) {
-  std::vector<std::string> parts;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (!line.empty()) parts.emplace_back(line);
-  }
-  return absl::StrJoin(parts, " ");
-}
+using internal::OneLine;
 
 std::string ScrubAll(std::string text, const std::vector<std::string>& secrets) {
   for (const std::string& secret : secrets) text = dsn::ScrubSecret(text, secret);

@@ -99,6 +99,7 @@
 #include "absl/time/time.h"
 #include "service/common/dsn.h"
 #include "service/common/status_macros.h"
+#include "service/store/pq/libpq_text.h"
 #include "service/store/pq/pq_schema_inspector.h"
 
 namespace schemad::store {
@@ -209,17 +210,7 @@ std::string Scrub(absl::string_view text, const std::string& secret) {
   return dsn::ScrubSecret(text, secret);
 }
 
-// libpq's multi-line messages on one line.
-std::string OneLine(absl::string_view text) {
-  std::vector<std::string> parts;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (!line.empty()) {
-      parts.emplace_back(line);
-    }
-  }
-  return absl::StrJoin(parts, " ");
-}
+using internal::OneLine;
 
 // PostgreSQL's primary message from a libpq error text ("ERROR:  x\nLINE 1: ...").
 std::string PrimaryMessage(absl::string_view text) {
