@@ -302,22 +302,35 @@ class Executor::Run {
     }
   }
 
-  // Runs the statements of `section` inside `tx`, emitting statement events.
-  absl::Status RunStatements(store::Transaction& tx, const Revision& rev,
-                             const std::vector<SqlStatement>& statements, Event base) {
-    for (size_t i = 0; i < statements.size(); ++i) {
+  // One revision of a per-command transaction (Transaction::ExecuteRevision):
+  // its statements (each announced by kStatementStarted as it runs; a cancel
+  // stops the one running), its version-row changes and its history row.
+  absl::Status RunRevision(store::Transaction& tx, const Revision& rev,
+                           const std::vector<SqlStatement>& statements, const PlanStep& step,
+                           store::HistoryRecord history, const Event& base) {
+    const auto on_started = [&](int i) {
+      EmitStatementStarted(base, i, statements[static_cast<size_t>(i)]);
       if (Cancelled()) {
-        return absl::CancelledError(
-            absl::StrCat("cancelled before statement ", i + 1, " of revision ", rev.id));
+        session_.Cancel();
       }
-      EmitStatementStarted(base, static_cast<int>(i), statements[i]);
-      store::StatementError error;
-      absl::Status status = tx.Execute(statements[i], &error);
-      if (!status.ok()) {
-        return StatementFailure(rev, statements[i], status, error);
-      }
+    };
+    history.duration = absl::Now() - history.started;
+    int failed_index = -1;
+    store::StatementError error;
+    absl::Status done = tx.ExecuteRevision(
+        statements, step.version_changes, history, on_started, [this]() { return Cancelled(); },
+        &failed_index, &error);
+    if (done.ok()) {
+      return done;
     }
-    return absl::OkStatus();
+    if (failed_index >= 0 && failed_index < static_cast<int>(statements.size())) {
+      return StatementFailure(rev, statements[static_cast<size_t>(failed_index)], done, error);
+    }
+    if (Cancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("cancelled during revision ", rev.id, ": ", done.message()));
+    }
+    return done;
   }
 
   // kStatementStarted for statement `index` of the revision `base` describes.
@@ -501,10 +514,7 @@ class Executor::Run {
         done.kind = Event::Kind::kRevisionFinished;
         finished.push_back(done);
         RETURN_IF_ERROR(tx->SetTimeouts(TimeoutsFor(rev, ex_.options_.timeouts)));
-        RETURN_IF_ERROR(RunStatements(*tx, rev, section->statements, base));
-        RETURN_IF_ERROR(tx->ApplyVersionChanges(step.version_changes));
-        history.duration = absl::Now() - started;
-        RETURN_IF_ERROR(tx->AppendHistory(history));
+        RETURN_IF_ERROR(RunRevision(*tx, rev, section->statements, step, history, base));
         finished.back().time = absl::Now();
         finished.back().duration = finished.back().time - started;
         step_before = step.rows_after;

@@ -43,14 +43,26 @@ absl::Status Transaction::ExecuteAndCommit(absl::Span<const SqlStatement> statem
                                            const std::function<bool()>& cancelled,
                                            int* failed_index, StatementError* error) {
   *failed_index = -1;
+  RETURN_IF_ERROR(
+      ExecuteRevision(statements, changes, history, on_started, cancelled, failed_index, error));
+  if (cancelled && cancelled()) {
+    return absl::CancelledError("cancelled; the revision was rolled back");
+  }
+  return Commit();
+}
+
+absl::Status Transaction::ExecuteRevision(absl::Span<const SqlStatement> statements,
+                                          absl::Span<const VersionRowChange> changes,
+                                          const HistoryRecord& history,
+                                          const std::function<void(int)>& on_started,
+                                          const std::function<bool()>& cancelled, int* failed_index,
+                                          StatementError* error) {
+  *failed_index = -1;
   const absl::Time start = absl::Now();
-  const auto stop = [&]() -> absl::Status {
-    return cancelled && cancelled()
-               ? absl::CancelledError("cancelled; the revision was rolled back")
-               : absl::OkStatus();
-  };
   for (size_t i = 0; i < statements.size(); ++i) {
-    RETURN_IF_ERROR(stop());
+    if (cancelled && cancelled()) {
+      return absl::CancelledError("cancelled; the revision was rolled back");
+    }
     if (on_started) {
       on_started(static_cast<int>(i));
     }
@@ -63,9 +75,7 @@ absl::Status Transaction::ExecuteAndCommit(absl::Span<const SqlStatement> statem
   RETURN_IF_ERROR(ApplyVersionChanges(changes));
   HistoryRecord record = history;
   record.duration += absl::Now() - start;
-  RETURN_IF_ERROR(AppendHistory(record));
-  RETURN_IF_ERROR(stop());
-  return Commit();
+  return AppendHistory(record);
 }
 
 }  // namespace schemad::store

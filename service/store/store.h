@@ -246,6 +246,25 @@ class Transaction {
                                         const std::function<void(int)>& on_started,
                                         const std::function<bool()>& cancelled, int* failed_index,
                                         StatementError* error);
+
+  // One transactional revision of a longer transaction (the per-command
+  // scope): as ExecuteAndCommit without the COMMIT. The transaction stays
+  // open for the next revision (SetTimeouts, then ExecuteRevision again) and
+  // Commit ends it; what the revision's statements changed in the session is
+  // discarded before its bookkeeping, so it does not reach the next revision.
+  // A transaction on which ExecuteRevision ran takes only SetTimeouts,
+  // ExecuteRevision and Commit (the PostgreSQL store: one round trip per
+  // revision, a libpq pipeline, then one for COMMIT). Progress, `cancelled`
+  // (asked before each statement where the store runs them one by one),
+  // `history.duration` and errors as ExecuteAndCommit, except that on an error
+  // the whole transaction is rolled back (nothing of it is applied) and is
+  // unusable.
+  virtual absl::Status ExecuteRevision(absl::Span<const SqlStatement> statements,
+                                       absl::Span<const VersionRowChange> changes,
+                                       const HistoryRecord& history,
+                                       const std::function<void(int)>& on_started,
+                                       const std::function<bool()>& cancelled, int* failed_index,
+                                       StatementError* error);
 };
 
 // One connection to a target database.

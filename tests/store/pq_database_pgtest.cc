@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -781,6 +782,124 @@ TEST_F(PqDatabaseTest, ExecuteAndCommitCancelStopsTheRunningStatement) {
   EXPECT_THAT(state.rows, IsEmpty());
 }
 
+// ------------------------------------- ExecuteRevision (per-command pipelines)
+
+TEST_F(PqDatabaseTest, ExecuteRevisionKeepsSeveralRevisionsInOneTransactionUntilCommit) {
+  ASSERT_OK(session_->EnsureTables());
+  std::vector<std::string> started;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    const std::vector<std::pair<std::string, VersionRowChange>> revisions = {
+        {"a1", Insert("a1")}, {"a2", Update("a1", "a2")}, {"a3", Update("a2", "a3")}};
+    for (const auto& [id, change] : revisions) {
+      ASSERT_OK(tx->SetTimeouts(
+          Timeouts{id == "a2" ? absl::Seconds(2) : absl::ZeroDuration(), absl::ZeroDuration()}));
+      int failed_index = 7;
+      ASSERT_OK(tx->ExecuteRevision(
+          {Sql(absl::StrCat("CREATE TABLE t_", id, " (lock_timeout text)")),
+           Sql(absl::StrCat("INSERT INTO t_", id, " SELECT current_setting('lock_timeout')"))},
+          {change}, UpRecord(id), [&](int i) { started.push_back(absl::StrCat(id, ":", i)); },
+          nullptr, &failed_index, nullptr));
+      EXPECT_EQ(failed_index, -1);
+    }
+    // Nothing is visible from outside before the COMMIT.
+    EXPECT_EQ(Q("SELECT to_regclass('t_a1') IS NULL, to_regclass('t_a3') IS NULL"),
+              (Rows{{"t", "t"}}));
+    EXPECT_EQ(Q("SELECT count(*) FROM alembic_version"), (Rows{{"0"}}));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_THAT(started, ElementsAre("a1:0", "a1:1", "a2:0", "a2:1", "a3:0", "a3:1"));
+  // Each revision's SET LOCAL held for it alone.
+  EXPECT_EQ(Q("SELECT (SELECT lock_timeout FROM t_a1), (SELECT lock_timeout FROM t_a2), "
+              "(SELECT lock_timeout FROM t_a3)"),
+            (Rows{{"0", "2s", "0"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a3"));
+  EXPECT_EQ(Q("SELECT string_agg(revision, ',' ORDER BY id) FROM schemad_history"),
+            (Rows{{"a1,a2,a3"}}));
+  // The session is idle and usable.
+  CommitVersionChanges({Update("a3", "a4")});
+  ASSERT_OK_AND_ASSIGN(state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a4"));
+}
+
+TEST_F(PqDatabaseTest, ExecuteRevisionFailureRollsBackEveryRevisionOfTheTransaction) {
+  ASSERT_OK(session_->EnsureTables());
+  CommitVersionChanges({Insert("a1")});
+  int failed_index = 7;
+  StatementError error;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE first_revision (id int)")},
+                                  {Update("a1", "a2")}, UpRecord("a2"), nullptr, nullptr,
+                                  &failed_index, nullptr));
+    EXPECT_THAT(
+        tx->ExecuteRevision(
+            {Sql("CREATE TABLE second_revision (id int)"), Sql("SELECT * FROM missing_table")},
+            {Update("a2", "a3")}, UpRecord("a3"), nullptr, nullptr, &failed_index, &error),
+        StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SQLSTATE 42P01")));
+    EXPECT_EQ(failed_index, 1);
+    EXPECT_EQ(error.position, 15);  // in the statement's own text
+    EXPECT_THAT(tx->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  }
+  EXPECT_EQ(Q("SELECT to_regclass('first_revision') IS NULL, to_regclass('second_revision') IS "
+              "NULL, (SELECT count(*) FROM schemad_history)"),
+            (Rows{{"t", "t", "0"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  CommitVersionChanges({Update("a1", "b1")});  // the session left the failed transaction
+}
+
+TEST_F(PqDatabaseTest, ExecuteRevisionAbandonedBeforeCommitAppliesNothing) {
+  ASSERT_OK(session_->EnsureTables());
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    int failed_index = 7;
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE never (id int)")}, {Insert("a1")},
+                                  UpRecord("a1"), nullptr, nullptr, &failed_index, nullptr));
+    // What the pipeline began is not pqxx's: schemad's own statements are refused.
+    EXPECT_THAT(tx->SetNeedsAttention(std::nullopt),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("takes only")));
+  }  // destroyed without Commit: rolled back
+  EXPECT_EQ(Q("SELECT to_regclass('never') IS NULL"), (Rows{{"t"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, IsEmpty());
+}
+
+TEST_F(PqDatabaseTest, ExecuteRevisionRunsStatementsThatNeedTheirOwnRoundTripInTheSameTransaction) {
+  ASSERT_OK(session_->EnsureTables());
+  std::vector<std::string> started;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    int failed_index = 7;
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE item (id int)")}, {Insert("a1")},
+                                  UpRecord("a1"), nullptr, nullptr, &failed_index, nullptr));
+    // PREPARE goes one statement at a time (NeedsOwnRoundTrip), on the
+    // transaction the first pipeline began.
+    ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(3), absl::ZeroDuration()}));
+    ASSERT_OK(tx->ExecuteRevision(
+        {Sql("PREPARE add_item AS INSERT INTO item SELECT 2 WHERE current_setting("
+             "'lock_timeout') = '3s'"),
+         Sql("EXECUTE add_item")},
+        {Update("a1", "a2")}, UpRecord("a2"),
+        [&](int i) { started.push_back(absl::StrCat("a2:", i)); }, nullptr, &failed_index,
+        nullptr));
+    ASSERT_OK(tx->ExecuteRevision({Sql("INSERT INTO item VALUES (3)")}, {Update("a2", "a3")},
+                                  UpRecord("a3"), nullptr, nullptr, &failed_index, nullptr));
+    EXPECT_EQ(Q("SELECT to_regclass('item') IS NULL"), (Rows{{"t"}}));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_THAT(started, ElementsAre("a2:0", "a2:1"));
+  EXPECT_EQ(Q("SELECT string_agg(id::text, ',' ORDER BY id) FROM item"), (Rows{{"2,3"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a3"));
+  // The prepared statement was discarded with the revision's state.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+  EXPECT_THAT(tx->Execute(Sql("EXECUTE add_item"), nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("prepared statement \"add_item\" does not exist")));
+}
+
 TEST_F(PqDatabaseTest, ExecuteAndCommitStillRefusesStatementsThatEndTheTransaction) {
   ASSERT_OK(session_->EnsureTables());
   int failed_index = -1;
@@ -1324,6 +1443,27 @@ TEST_F(PqSessionStateTest, WholePlanInOneTransactionResetsBetweenRevisions) {
   ASSERT_OK(tx->Commit());
   EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), (Rows{{"b2"}}));
   EXPECT_EQ(Q("SELECT count(*) FROM decoy.alembic_version"), (Rows{{"0"}}));
+}
+
+TEST_F(PqSessionStateTest, PerCommandPipelinesResetBetweenRevisions) {
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    int failed_index = 7;
+    std::vector<SqlStatement> leave;
+    for (absl::string_view statement : absl::StrSplit(kLeaveEverything, "; ")) {
+      leave.push_back(Sql(std::string(statement)));
+    }
+    ASSERT_OK(tx->SetTimeouts(Timeouts{absl::Seconds(3), absl::ZeroDuration()}));
+    ASSERT_OK(tx->ExecuteRevision(leave, {Insert("a1")}, UpRecord("a1"), nullptr, nullptr,
+                                  &failed_index, nullptr));
+    // The second revision sees none of the first one's session state.
+    ASSERT_OK(tx->ExecuteRevision({CleanSessionCheck()}, {Update("a1", "b2")}, UpRecord("b2"),
+                                  nullptr, nullptr, &failed_index, nullptr));
+    ASSERT_OK(tx->Commit());
+  }
+  EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), (Rows{{"b2"}}));
+  EXPECT_EQ(Q("SELECT count(*) FROM decoy.alembic_version"), (Rows{{"0"}}));
+  EXPECT_OK(CheckClean(*session_));
 }
 
 TEST_F(PqDatabaseTest, UnqualifiedNameResolvesOnceThroughTheSearchPath) {

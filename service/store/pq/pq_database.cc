@@ -734,19 +734,39 @@ class PqTransaction final : public Transaction {
                                 const std::function<void(int)>& on_started,
                                 const std::function<bool()>& cancelled, int* failed_index,
                                 StatementError* error) override;
+  absl::Status ExecuteRevision(absl::Span<const SqlStatement> statements,
+                               absl::Span<const VersionRowChange> changes,
+                               const HistoryRecord& history,
+                               const std::function<void(int)>& on_started,
+                               const std::function<bool()>& cancelled, int* failed_index,
+                               StatementError* error) override;
 
  private:
   absl::Status Usable() const;
   // BEGIN is sent with the first statement that needs it (the pqxx::work is
   // made then), so that ExecuteAndCommit can send it in its pipeline.
   absl::Status EnsureWork();
-  // ExecuteAndCommit in one pipeline (see there).
+  // ExecuteAndCommit (`commit`) or ExecuteRevision in one pipeline (see
+  // there). `reset_session`: send the session reset even when `statements`
+  // is empty (they ran before, one by one).
   absl::Status PipelineRevision(absl::Span<const SqlStatement> statements,
                                 absl::Span<const VersionRowChange> changes,
                                 const HistoryRecord& history,
                                 const std::function<void(int)>& on_started,
                                 const std::function<bool()>& cancelled, int* failed_index,
+                                StatementError* error, bool commit, bool reset_session);
+  // ExecuteRevision's statements one round trip each, on the transaction a
+  // pipeline opened (COPY, transaction control: NeedsOwnRoundTrip). On an
+  // error the transaction is rolled back.
+  absl::Status RunStatementsRaw(absl::Span<const SqlStatement> statements,
+                                const std::function<void(int)>& on_started,
+                                const std::function<bool()>& cancelled, int* failed_index,
                                 StatementError* error);
+  // COMMIT of the transaction a pipeline opened.
+  absl::Status CommitRaw();
+  // ROLLBACK of the transaction a pipeline opened (errors ignored: the
+  // session is lost then, or the transaction is gone either way).
+  void RollbackRaw();
   // Runs `fn` (which may throw) on the transaction; any failure poisons it.
   absl::Status Run(absl::string_view context, const std::function<absl::Status()>& fn);
   // Sends the buffered version-row changes and history rows as one statement
@@ -764,6 +784,9 @@ class PqTransaction final : public Transaction {
 
   PqSession* session_;
   std::unique_ptr<pqxx::work> work_;  // null until EnsureWork
+  // A pipeline of ExecuteRevision sent BEGIN and the transaction is still
+  // open (work_ stays null: pqxx knows nothing of it); COMMIT or ROLLBACK go raw.
+  bool raw_open_ = false;
   // SET LOCAL statements of SetTimeouts not sent yet (sent after BEGIN).
   std::vector<std::string> pending_settings_;
   std::vector<VersionRowChange> pending_changes_;
@@ -1633,6 +1656,9 @@ absl::StatusOr<schema::DatabaseSchema> PqSession::InspectSchema() {
 // -------------------------------------------------------------- transaction
 
 PqTransaction::~PqTransaction() {
+  if (raw_open_) {
+    RollbackRaw();
+  }
   try {
     work_.reset();  // rolls back unless committed
   } catch (...) {
@@ -1655,6 +1681,12 @@ absl::Status PqTransaction::EnsureWork() {
   RETURN_IF_ERROR(Usable());
   if (work_ != nullptr) {
     return absl::OkStatus();
+  }
+  if (raw_open_) {
+    failed_ = true;
+    return absl::InternalError(
+        "a transaction that ExecuteRevision opened takes only SetTimeouts, ExecuteRevision and "
+        "Commit");
   }
   absl::Status status = session_->Run("beginning a transaction", [&]() -> absl::Status {
     work_ = std::make_unique<pqxx::work>(session_->connection());
@@ -1980,8 +2012,9 @@ absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> stat
     return Transaction::ExecuteAndCommit(statements, changes, history, on_started, cancelled,
                                          failed_index, error);
   }
-  absl::Status status =
-      PipelineRevision(statements, changes, history, on_started, cancelled, failed_index, error);
+  absl::Status status = PipelineRevision(statements, changes, history, on_started, cancelled,
+                                         failed_index, error, /*commit=*/true,
+                                         /*reset_session=*/false);
   if (status.ok()) {
     committed_ = true;
   } else {
@@ -1990,23 +2023,120 @@ absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> stat
   return status;
 }
 
-// BEGIN, the SET LOCALs, the statements, the session reset and the
-// bookkeeping statement go as one pipeline (one round trip), then COMMIT
-// (the second). Each is its own extended-query command, so an error position
-// is relative to its statement's own text. After an error PostgreSQL skips
-// the rest up to the Sync, the session is left in the failed transaction,
+absl::Status PqTransaction::ExecuteRevision(absl::Span<const SqlStatement> statements,
+                                            absl::Span<const VersionRowChange> changes,
+                                            const HistoryRecord& history,
+                                            const std::function<void(int)>& on_started,
+                                            const std::function<bool()>& cancelled,
+                                            int* failed_index, StatementError* error) {
+  *failed_index = -1;
+  RETURN_IF_ERROR(Usable());
+  const bool own_round_trips =
+      std::any_of(statements.begin(), statements.end(),
+                  [](const SqlStatement& statement) { return NeedsOwnRoundTrip(statement.text); });
+  if (work_ != nullptr || !pending_changes_.empty() || !pending_history_.empty() ||
+      (own_round_trips && !raw_open_)) {
+    // The statement-by-statement path (pqxx's transaction), as it began.
+    return Transaction::ExecuteRevision(statements, changes, history, on_started, cancelled,
+                                        failed_index, error);
+  }
+  absl::Status status;
+  if (own_round_trips) {
+    // The pipeline's transaction is open: its statements one by one, then
+    // the reset and the bookkeeping as a pipeline.
+    status = RunStatementsRaw(statements, on_started, cancelled, failed_index, error);
+    if (status.ok()) {
+      status = PipelineRevision({}, changes, history, nullptr, nullptr, failed_index, error,
+                                /*commit=*/false, /*reset_session=*/true);
+    }
+  } else {
+    status = PipelineRevision(statements, changes, history, on_started, cancelled, failed_index,
+                              error, /*commit=*/false, /*reset_session=*/false);
+  }
+  if (!status.ok()) {
+    failed_ = true;
+  }
+  return status;
+}
+
+absl::Status PqTransaction::RunStatementsRaw(absl::Span<const SqlStatement> statements,
+                                             const std::function<void(int)>& on_started,
+                                             const std::function<bool()>& cancelled,
+                                             int* failed_index, StatementError* error) {
+  if (!pending_settings_.empty()) {
+    absl::Status set = Annotate(session_->RunRaw(absl::StrJoin(pending_settings_, "; "), nullptr),
+                                "setting timeouts");
+    pending_settings_.clear();
+    if (!set.ok()) {
+      RollbackRaw();
+      return set;
+    }
+  }
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (cancelled && cancelled()) {
+      RollbackRaw();
+      return absl::CancelledError("cancelled; the transaction was rolled back");
+    }
+    if (on_started) {
+      on_started(static_cast<int>(i));
+    }
+    session_->MarkDirty();
+    absl::Status status = session_->RunRaw(statements[i].text, error, lock_timeout_);
+    if (status.ok() && session_->TransactionStatus() != PQTRANS_INTRANS) {
+      status = absl::FailedPreconditionError(
+          "the statement ended the transaction (COMMIT, ROLLBACK and the like do not belong in a "
+          "transactional revision)");
+    }
+    if (!status.ok()) {
+      *failed_index = static_cast<int>(i);
+      RollbackRaw();
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PqTransaction::CommitRaw() {
+  raw_open_ = false;
+  absl::Status committed = Annotate(session_->RunRaw("COMMIT", nullptr), "committing");
+  if (committed.code() == absl::StatusCode::kUnavailable) {
+    // The connection broke with COMMIT possibly sent: nobody knows.
+    return absl::UnknownError(committed.message());
+  }
+  if (committed.ok() && session_->TransactionStatus() != PQTRANS_IDLE) {
+    return absl::InternalError("COMMIT left a transaction open");
+  }
+  if (committed.ok()) {
+    session_->Committed(reset_sent_, started_run_);
+  }
+  return committed;
+}
+
+void PqTransaction::RollbackRaw() {
+  raw_open_ = false;
+  session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+}
+
+// BEGIN (unless an earlier pipeline of this transaction sent it), the SET
+// LOCALs, the statements, the session reset and the bookkeeping statement go
+// as one pipeline (one round trip), then, with `commit`, COMMIT (the second). Each is its own
+// extended-query command, so an error position is relative to its statement's own text. After an
+// error PostgreSQL skips the rest up to the Sync, the session is left in the failed transaction,
 // and ROLLBACK ends it (the revision's state then stays until ResetState).
 absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> statements,
                                              absl::Span<const VersionRowChange> changes,
                                              const HistoryRecord& history,
                                              const std::function<void(int)>& on_started,
                                              const std::function<bool()>& cancelled,
-                                             int* failed_index, StatementError* error) {
+                                             int* failed_index, StatementError* error, bool commit,
+                                             bool reset_session) {
   const Config& c = session_->config();
   const Names& n = session_->names();
   std::vector<std::string> commands;
   commands.reserve(statements.size() + pending_settings_.size() + 16);
-  commands.push_back("BEGIN");
+  if (!raw_open_) {
+    commands.push_back("BEGIN");
+  }
   for (std::string& setting : pending_settings_) {
     commands.push_back(std::move(setting));
   }
@@ -2019,7 +2149,8 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
   // (which then runs as schemad's own role, with the session's settings) and
   // commits with it, as TakeResetPrefix does on the other path.
   const int first_reset = static_cast<int>(commands.size());
-  if (!statements.empty()) {
+  const bool resets = !statements.empty() || reset_session;
+  if (resets) {
     session_->MarkDirty();
     for (std::string& reset : session_->ResetStatements()) {
       commands.push_back(std::move(reset));
@@ -2093,6 +2224,7 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
     failure.message = WithBlockers(std::move(failure.message), blockers);
   }
   if (!sent.ok()) {
+    raw_open_ = false;  // the session is lost, and the transaction with it
     if (failed >= first_statement && failed < first_reset) {
       // PostgreSQL said why (a terminated backend: 57P01): COMMIT never ran.
       *failed_index = failed - first_statement;
@@ -2103,7 +2235,7 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
   }
   if (failed >= 0) {
     // The transaction is aborted (or, when BEGIN itself failed, not open): end it.
-    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    RollbackRaw();
     if (failed >= first_statement && failed < first_reset) {
       *failed_index = failed - first_statement;
       *error = failure;
@@ -2126,28 +2258,27 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
                                                  : "updating the version table and history");
   }
   if (session_->TransactionStatus() != PQTRANS_INTRANS) {
-    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    RollbackRaw();
     return absl::FailedPreconditionError(
         "the revision's transaction ended before COMMIT; nothing of it was committed by schemad");
+  }
+  raw_open_ = true;
+  if (resets) {
+    // RESET ALL undid the SET LOCALs too: the session's timeouts stand again.
+    reset_sent_ = true;
+    lock_timeout_ = absl::ZeroDuration();
+    timeouts_set_ = false;
+  }
+  if (!commit) {
+    return absl::OkStatus();
   }
   if (cancelled && cancelled()) {
     // Cancelled after the last statement: as before the COMMIT of the
     // statement-by-statement path, nothing of the revision is kept.
-    session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
+    RollbackRaw();
     return absl::CancelledError("cancelled before COMMIT; the revision was rolled back");
   }
-  absl::Status committed = Annotate(session_->RunRaw("COMMIT", nullptr), "committing");
-  if (committed.code() == absl::StatusCode::kUnavailable) {
-    // The connection broke with COMMIT possibly sent: nobody knows.
-    return absl::UnknownError(committed.message());
-  }
-  if (committed.ok() && session_->TransactionStatus() != PQTRANS_IDLE) {
-    return absl::InternalError("COMMIT left a transaction open");
-  }
-  if (committed.ok()) {
-    session_->Committed(/*reset=*/!statements.empty(), std::nullopt);
-  }
-  return committed;
+  return CommitRaw();
 }
 
 absl::Status PqTransaction::SetNeedsAttention(const std::optional<NeedsAttention>& marker) {
@@ -2223,6 +2354,17 @@ absl::Status PqTransaction::StartRun(const RunRecord& run) {
 }
 
 absl::Status PqTransaction::Commit() {
+  if (raw_open_) {
+    // Every revision went in a pipeline: nothing is pending but COMMIT.
+    RETURN_IF_ERROR(Usable());
+    absl::Status status = CommitRaw();
+    if (status.ok()) {
+      committed_ = true;
+    } else {
+      failed_ = true;
+    }
+    return status;
+  }
   RETURN_IF_ERROR(FlushBookkeeping());
   if (revision_state_) {
     // Revision statements and no bookkeeping after them: reset on its own.
