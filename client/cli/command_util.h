@@ -17,6 +17,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "service/engine/lint.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/store.h"
@@ -77,8 +78,15 @@ Json PlanJson(const engine::RevisionGraph& graph, const engine::Plan& plan);
 void PrintPlan(const engine::RevisionGraph& graph, const engine::Plan& plan, absl::string_view verb,
                std::ostream& out);
 
-// "per-revision" / "all" for --transaction; kExitUsage otherwise.
-absl::StatusOr<bool> TransactionAll(absl::string_view value);
+// --transaction's value: nullopt when not given (""), kExitUsage when not
+// per-command (`all`) or per-revision.
+absl::StatusOr<std::optional<engine::TransactionScope>> GivenTransactionScope(
+    absl::string_view value);
+
+// The scope a direct or offline command runs with: --transaction when given,
+// else what the --dir's schemad.conf declares, else per command (Alembic's).
+absl::StatusOr<engine::TransactionScope> TransactionScopeFor(const GlobalOptions& global,
+                                                             absl::string_view value);
 
 // Offline `upgrade --sql` / `downgrade --sql`: `spec` is "[FROM:]TO".
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,

@@ -280,20 +280,32 @@ void PrintPlan(const RevisionGraph& graph, const Plan& plan, absl::string_view v
   out << "Heads after: " << RowsText(plan.rows_after) << "\n";
 }
 
-absl::StatusOr<bool> TransactionAll(absl::string_view value) {
-  if (value == "per-revision") {
-    return false;
+absl::StatusOr<std::optional<engine::TransactionScope>> GivenTransactionScope(
+    absl::string_view value) {
+  if (value.empty()) {
+    return std::nullopt;
   }
-  if (value == "per-command" || value == "all") {  // `all`: the earlier name
-    return true;
+  if (std::optional<engine::TransactionScope> scope = engine::ParseTransactionScope(value)) {
+    return scope;
   }
   return UsageError(
       absl::StrCat("--transaction: expected 'per-command' or 'per-revision', got '", value, "'"));
 }
 
+absl::StatusOr<engine::TransactionScope> TransactionScopeFor(const GlobalOptions& global,
+                                                             absl::string_view value) {
+  ASSIGN_OR_RETURN(std::optional<engine::TransactionScope> given, GivenTransactionScope(value));
+  if (given.has_value()) {
+    return *given;
+  }
+  ASSIGN_OR_RETURN(engine::MigrationSetConfig declared, engine::LoadMigrationSetConfig(global.dir));
+  return declared.transaction.value_or(engine::kDefaultTransactionScope);
+}
+
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,
                                   bool from_required, absl::string_view transaction) {
-  ASSIGN_OR_RETURN(const bool all, TransactionAll(transaction));
+  ASSIGN_OR_RETURN(const engine::TransactionScope scope,
+                   TransactionScopeFor(io.global, transaction));
   absl::string_view from = "base";
   absl::string_view to = spec;
   const size_t colon = spec.find(':');
@@ -321,7 +333,7 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
   }
   engine::OfflineSqlOptions sql_options;
   sql_options.version_table = io.global.version_table;
-  sql_options.transaction_per_plan = all;
+  sql_options.transaction_per_plan = scope == engine::TransactionScope::kPerCommand;
   const std::string sql = engine::RenderOfflineSql(graph, *plan, sql_options);
   if (io.global.json) {
     Json json = PlanJson(graph, *plan);
@@ -751,7 +763,8 @@ absl::StatusOr<int> PlanVerb(const Io& io, const PlanOptions& options) {
   if (options.target.empty()) {
     return UsageError("plan: a TARGET is required (e.g. heads, base, +1, 3f2a)");
   }
-  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+  ASSIGN_OR_RETURN(const engine::TransactionScope scope,
+                   internal::TransactionScopeFor(io.global, options.transaction));
   ASSIGN_OR_RETURN(RevisionGraph graph, LoadGraph(io.global));
   std::vector<std::string> rows;
   if (options.from.has_value()) {
@@ -771,7 +784,7 @@ absl::StatusOr<int> PlanVerb(const Io& io, const PlanOptions& options) {
   if (options.sql) {
     engine::OfflineSqlOptions sql_options;
     sql_options.version_table = io.global.version_table;
-    sql_options.transaction_per_plan = all;
+    sql_options.transaction_per_plan = scope == engine::TransactionScope::kPerCommand;
     sql = engine::RenderOfflineSql(graph, *plan, sql_options);
   }
   if (io.global.json) {

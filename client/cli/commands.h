@@ -185,8 +185,8 @@ struct PlanOptions {
   // "REV,REV..." or "base". Unset: the database's rows with a DSN; without
   // one, base for upgrade and an error for downgrade.
   std::optional<std::string> from;
-  bool sql = false;                          // print the offline SQL script
-  std::string transaction = "per-revision";  // for --sql: per-revision | all
+  bool sql = false;         // print the offline SQL script
+  std::string transaction = {};  // for --sql: per-command | per-revision; "": the set's
 };
 int RunPlan(const GlobalOptions& global, const PlanOptions& options, std::ostream& out,
             std::ostream& err);
@@ -197,7 +197,8 @@ struct UpgradeOptions {
   std::string target = "heads";  // with --sql: [FROM:]TO, FROM default base
   bool sql = false;
   bool allow_changed = false;
-  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
+  // per-command (`all`) | per-revision; "": the migration set's (schemad.conf)
+  std::string transaction = {};
 };
 int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::ostream& out,
                std::ostream& err);
@@ -205,7 +206,8 @@ int RunUpgrade(const GlobalOptions& global, const UpgradeOptions& options, std::
 struct DowngradeOptions {
   std::string target;  // with --sql: FROM:TO
   bool sql = false;
-  std::string transaction = "per-revision";  // per-revision | per-command (`all`)
+  // per-command (`all`) | per-revision; "": the migration set's (schemad.conf)
+  std::string transaction = {};
 };
 int RunDowngrade(const GlobalOptions& global, const DowngradeOptions& options, std::ostream& out,
                  std::ostream& err);

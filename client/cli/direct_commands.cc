@@ -53,7 +53,7 @@ struct Direct {
 
 struct ExecutorTweaks {
   bool allow_changed = false;
-  bool transaction_all = false;
+  std::string transaction;  // --transaction; "": the migration set's (TransactionScopeFor)
 };
 
 // --version-table through the one validator the server's configuration uses.
@@ -167,9 +167,8 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
   options.timeouts.lock_timeout = global.lock_timeout;
   options.timeouts.statement_timeout = global.statement_timeout;
   options.allow_changed = tweaks.allow_changed;
-  options.transaction_mode = tweaks.transaction_all
-                                 ? engine::ExecutorOptions::TransactionMode::kPerCommand
-                                 : engine::ExecutorOptions::TransactionMode::kPerRevision;
+  ASSIGN_OR_RETURN(options.transaction_mode,
+                   internal::TransactionScopeFor(global, tweaks.transaction));
   options.who = global.who.empty() ? DefaultWho() : global.who;
   direct->executor =
       std::make_unique<engine::Executor>(direct->graph, *direct->database, std::move(options));
@@ -356,14 +355,15 @@ absl::StatusOr<int> Upgrade(const Io& io, const UpgradeOptions& options) {
     return internal::RunOfflineSql(io, "upgrade", options.target, /*from_required=*/false,
                                    options.transaction);
   }
-  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+  RETURN_IF_ERROR(internal::GivenTransactionScope(options.transaction).status());
   if (options.target.find(':') != std::string::npos) {
     return UsageError(
         "FROM:TO targets are for --sql only; online upgrade starts from the "
         "database's version rows");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
-                   OpenDirect(io.global, ExecutorTweaks{options.allow_changed, all}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Direct> direct,
+      OpenDirect(io.global, ExecutorTweaks{options.allow_changed, options.transaction}));
   return RunOperation(io, *direct, "upgrade", [&](const engine::CallControl& control) {
     return direct->executor->Upgrade(*direct->session, options.target, control);
   });
@@ -377,14 +377,15 @@ absl::StatusOr<int> Downgrade(const Io& io, const DowngradeOptions& options) {
     return internal::RunOfflineSql(io, "downgrade", options.target, /*from_required=*/true,
                                    options.transaction);
   }
-  ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+  RETURN_IF_ERROR(internal::GivenTransactionScope(options.transaction).status());
   if (options.target.find(':') != std::string::npos) {
     return UsageError(
         "FROM:TO targets are for --sql only; online downgrade starts from the "
         "database's version rows");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
-                   OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, all}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Direct> direct,
+      OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, options.transaction}));
   return RunOperation(io, *direct, "downgrade", [&](const engine::CallControl& control) {
     return direct->executor->Downgrade(*direct->session, options.target, control);
   });

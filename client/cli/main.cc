@@ -385,7 +385,8 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--sql", plan.sql, "Print the SQL script instead");
   plan_cmd
       ->add_option("--transaction", plan.transaction,
-                   "With --sql: per-revision, or per-command (one transaction; `all`)")
+                   "With --sql: per-command (one transaction; `all`) or per-revision "
+                   "(default: the directory's schemad.conf, else per-command)")
       ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
       ->envname("SCHEMAD_TRANSACTION");
 
@@ -450,9 +451,9 @@ int main(int argc, char** argv) {
                         "Upgrade although applied revision files changed");
   upgrade_cmd
       ->add_option("--transaction", upgrade.transaction,
-                   "per-revision (default): each revision commits on its own; per-command "
-                   "(Alembic's default; `all`): one transaction, split only around "
-                   "non-transactional revisions")
+                   "per-command (Alembic's default; `all`): one transaction, split only "
+                   "around non-transactional revisions; per-revision: each revision commits "
+                   "on its own (default: the directory's schemad.conf, else per-command)")
       ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
       ->envname("SCHEMAD_TRANSACTION");
 
@@ -463,8 +464,7 @@ int main(int argc, char** argv) {
   downgrade_cmd->add_flag("--sql", downgrade.sql, "Print the SQL script; do not connect");
   downgrade_cmd
       ->add_option("--transaction", downgrade.transaction,
-                   "per-revision (default) or per-command (Alembic's default; `all`), as for "
-                   "upgrade")
+                   "per-command (Alembic's default; `all`) or per-revision, as for upgrade")
       ->check(CLI::IsMember({"per-revision", "per-command", "all"}))
       ->envname("SCHEMAD_TRANSACTION");
 

@@ -603,6 +603,22 @@ void PrintOperationInfo(const OperationInfo& op, std::ostream& out) {
 
 }  // namespace
 
+namespace {
+
+// --transaction as a request's: kDefault (the server's migration set
+// decides) when not given.
+absl::StatusOr<TransactionMode> RequestedTransactionMode(absl::string_view value) {
+  ASSIGN_OR_RETURN(std::optional<engine::TransactionScope> given,
+                   internal::GivenTransactionScope(value));
+  if (!given.has_value()) {
+    return TransactionMode::kDefault;
+  }
+  return *given == engine::TransactionScope::kPerCommand ? TransactionMode::kPerCommand
+                                                         : TransactionMode::kPerRevision;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- verbs
 
 int RunRemoteUpgrade(const GlobalOptions& global, const RemoteOptions& remote,
@@ -612,12 +628,12 @@ int RunRemoteUpgrade(const GlobalOptions& global, const RemoteOptions& remote,
     if (options.sql) {
       return internal::RunOfflineSql(io, "upgrade", options.target, false, options.transaction);
     }
-    ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+    ASSIGN_OR_RETURN(const TransactionMode mode, RequestedTransactionMode(options.transaction));
     ASSIGN_OR_RETURN(std::optional<absl::Duration> lock_wait, LockWait(global, remote));
     UpgradeRequest request;
     request.target = options.target;
     request.allow_changed = options.allow_changed;
-    request.transaction_mode = all ? TransactionMode::kAll : TransactionMode::kPerRevision;
+    request.transaction_mode = mode;
     request.lock_wait = lock_wait;
     return RunStreamed(io, remote, "upgrade", options.target,
                        [&](Client& client, const CallOptions& call) {
@@ -636,11 +652,11 @@ int RunRemoteDowngrade(const GlobalOptions& global, const RemoteOptions& remote,
     if (options.sql) {
       return internal::RunOfflineSql(io, "downgrade", options.target, true, options.transaction);
     }
-    ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+    ASSIGN_OR_RETURN(const TransactionMode mode, RequestedTransactionMode(options.transaction));
     ASSIGN_OR_RETURN(std::optional<absl::Duration> lock_wait, LockWait(global, remote));
     DowngradeRequest request;
     request.target = options.target;
-    request.transaction_mode = all ? TransactionMode::kAll : TransactionMode::kPerRevision;
+    request.transaction_mode = mode;
     request.lock_wait = lock_wait;
     return RunStreamed(io, remote, "downgrade", options.target,
                        [&](Client& client, const CallOptions& call) {
@@ -982,14 +998,14 @@ int RunRemotePlan(const GlobalOptions& global, const RemoteOptions& remote,
   const Io io{global, out, err};
   return FinishRemote(io, [&]() -> absl::StatusOr<int> {
     RETURN_IF_ERROR(NeedDatabase(remote));
-    ASSIGN_OR_RETURN(const bool all, internal::TransactionAll(options.transaction));
+    ASSIGN_OR_RETURN(const TransactionMode mode, RequestedTransactionMode(options.transaction));
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
     PlanRequest request;
     request.kind = options.direction == "downgrade" ? PlanRequest::Kind::kDowngrade
                                                     : PlanRequest::Kind::kUpgrade;
     request.targets = {options.target};
     request.sql = options.sql;
-    request.transaction_mode = all ? TransactionMode::kAll : TransactionMode::kPerRevision;
+    request.transaction_mode = mode;
     if (options.from.has_value()) {
       // Plan from given rows against the database's migration set.
       ASSIGN_OR_RETURN(MigrationSetInfo set, client->DescribeMigrationSet("", remote.database));

@@ -106,8 +106,15 @@ OperationState FromProto(v1::OperationState state) {
 }
 
 v1::TransactionMode ToProto(TransactionMode mode) {
-  return mode == TransactionMode::kAll ? v1::TRANSACTION_MODE_ALL
-                                       : v1::TRANSACTION_MODE_PER_REVISION;
+  switch (mode) {
+    case TransactionMode::kPerCommand:
+      return v1::TRANSACTION_MODE_PER_COMMAND;
+    case TransactionMode::kPerRevision:
+      return v1::TRANSACTION_MODE_PER_REVISION;
+    case TransactionMode::kDefault:
+      break;
+  }
+  return v1::TRANSACTION_MODE_UNSPECIFIED;
 }
 
 LintFinding FromProto(const v1::LintFinding& p) {

@@ -44,6 +44,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "service/engine/events.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/planner.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/store.h"
@@ -68,8 +69,10 @@ struct ExecutorOptions {
   //     before commits, it runs outside a transaction (needs-attention
   //     marking as always), and what follows runs in a new transaction. A
   //     single revision between two such points takes the pipelined path.
-  enum class TransactionMode { kPerRevision, kPerCommand };
-  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  //   The default is Alembic's (kPerCommand); a migration set declares its
+  //   own in schemad.conf (migration_set_config.h).
+  using TransactionMode = TransactionScope;
+  TransactionMode transaction_mode = kDefaultTransactionScope;
   std::string who;  // client identity recorded in history
   std::string schemad_version = SCHEMAD_VERSION;
 };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -15,8 +14,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
+#include "service/common/status_macros.h"
 #include "service/engine/pg_query_json.h"
 #include "service/engine/planner.h"
+#include "service/engine/settings_file.h"
 #include "service/engine/sql_parser.h"
 
 namespace schemad::engine {
@@ -29,7 +30,6 @@ using pg_query_json::Json;
 using pg_query_json::StringField;
 
 constexpr size_t kMaxStatementBytes = 200;
-constexpr size_t kMaxConfigBytes = 64 << 10;
 constexpr absl::string_view kIgnoreMarker = "-- schemad:lint-ignore";
 
 // Rule codes (docs/lint.md).
@@ -558,72 +558,38 @@ const std::vector<LintRule>& LintRules() {
 }
 
 absl::StatusOr<LintConfig> ParseLintConfig(absl::string_view path, absl::string_view content) {
-  if (content.size() > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", content.size(), " bytes; the limit is ", kMaxConfigBytes));
-  }
+  ASSIGN_OR_RETURN(std::vector<SettingLine> settings,
+                   ParseSettingLines(path, content, "`RULE = off|info|warning|error`"));
   LintConfig config;
-  std::map<std::string, int> seen;
-  int number = 0;
-  for (absl::string_view line : absl::StrSplit(content, '\n')) {
-    ++number;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || line[0] == '#') {
-      continue;
+  for (const SettingLine& setting : settings) {
+    if (!IsRule(setting.key)) {
+      return SettingError(path, setting,
+                          absl::StrCat("unknown rule '", Cut(setting.key), "' (see docs/lint.md)"));
     }
-    const std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits('=', 1));
-    const auto error = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": ", what));
-    };
-    if (parts.size() != 2) {
-      return error("expected `RULE = off|info|warning|error`");
-    }
-    const std::string rule(absl::StripAsciiWhitespace(parts[0]));
-    const absl::string_view value = absl::StripAsciiWhitespace(parts[1]);
-    if (!IsRule(rule)) {
-      return error(absl::StrCat("unknown rule '", Cut(rule), "' (see docs/lint.md)"));
-    }
-    if (const auto it = seen.find(rule); it != seen.end()) {
-      return error(absl::StrCat("rule '", rule, "' set twice (first at line ", it->second, ")"));
-    }
-    seen[rule] = number;
     std::optional<LintSeverity> severity;
     for (LintSeverity s :
          {LintSeverity::kOff, LintSeverity::kInfo, LintSeverity::kWarning, LintSeverity::kError}) {
-      if (value == LintSeverityName(s)) {
+      if (setting.value == LintSeverityName(s)) {
         severity = s;
       }
     }
     if (!severity.has_value()) {
-      return error(
-          absl::StrCat("severity must be off, info, warning or error, not '", Cut(value), "'"));
+      return SettingError(path, setting,
+                          absl::StrCat("severity must be off, info, warning or error, not '",
+                                       Cut(setting.value), "'"));
     }
-    config.severities[rule] = *severity;
+    config.severities[setting.key] = *severity;
   }
   return config;
 }
 
 absl::StatusOr<LintConfig> LoadLintConfig(const std::string& dir) {
-  namespace fs = std::filesystem;
-  const std::string path = (fs::path(dir) / std::string(kLintConfigFileName)).string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
+  const std::string path = (std::filesystem::path(dir) / std::string(kLintConfigFileName)).string();
+  ASSIGN_OR_RETURN(std::optional<std::string> content, ReadSettingsFile(path));
+  if (!content.has_value()) {
     return LintConfig{};
   }
-  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) > kMaxConfigBytes || ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a regular file of at most ", kMaxConfigBytes, " bytes"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::string content;
-  char buffer[4096];
-  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
-    content.append(buffer, static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  }
-  return ParseLintConfig(path, content);
+  return ParseLintConfig(path, *content);
 }
 
 std::vector<LintFinding> LintRevisions(const std::vector<const Revision*>& revisions,

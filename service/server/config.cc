@@ -28,6 +28,7 @@
 #include "service/common/dsn.h"
 #include "service/common/status_macros.h"
 #include "service/common/version_table.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 
@@ -589,6 +590,11 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
       return KeyError(Join(path, "directory"), "required");
     }
     set.set_directory(Resolve(sources.base_dir, set.directory()));
+    if (!set.transaction().empty() && !engine::ParseTransactionScope(set.transaction())) {
+      return KeyError(Join(path, "transaction"),
+                      absl::StrCat("must be per-command or per-revision, not \"",
+                                   set.transaction().substr(0, 64), "\""));
+    }
   }
 
   if (c.databases_size() == 0) {

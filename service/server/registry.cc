@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
 #include "service/common/version_table.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/revision_file.h"
 #include "service/server/proto_time.h"
 #include "service/store/pq/pq_database.h"
@@ -28,6 +29,7 @@ engine::ExecutorOptions DatabaseEntry::ExecutorOptionsFor(const std::string& who
   options.timeouts.lock_timeout = FromProto(config_.lock_timeout());
   options.timeouts.statement_timeout = FromProto(config_.statement_timeout());
   options.who = who;
+  options.transaction_mode = set_.transaction_scope;
   return options;
 }
 
@@ -60,15 +62,24 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
       return Annotate(lint_config.status(), context);
     }
     entry->lint_findings = engine::LintGraph(entry->graph, *lint_config);
+    absl::StatusOr<engine::MigrationSetConfig> declared =
+        engine::LoadMigrationSetConfig(entry->directory);
+    if (!declared.ok()) {
+      return Annotate(declared.status(), context);
+    }
+    entry->transaction_scope =
+        engine::ParseTransactionScope(set_config.transaction())
+            .value_or(declared->transaction.value_or(engine::kDefaultTransactionScope));
     const auto count_of = [&](engine::LintSeverity severity) {
       return std::count_if(
           entry->lint_findings.begin(), entry->lint_findings.end(),
           [severity](const engine::LintFinding& f) { return f.severity == severity; });
     };
     registry->log_->info(
-        "migration set loaded name={} directory={} revisions={} heads={} lint_errors={} "
-        "lint_warnings={}",
+        "migration set loaded name={} directory={} revisions={} heads={} transaction={} "
+        "lint_errors={} lint_warnings={}",
         entry->name, LogValue(entry->directory), count, entry->graph.heads().size(),
+        engine::TransactionScopeName(entry->transaction_scope),
         count_of(engine::LintSeverity::kError), count_of(engine::LintSeverity::kWarning));
     registry->set_by_name_[entry->name] = entry.get();
     registry->sets_.push_back(std::move(entry));

@@ -38,6 +38,9 @@ struct MigrationSetEntry {
   std::string directory;
   engine::RevisionGraph graph;
   std::vector<std::string> databases;  // configured databases using this set
+  // Transaction scope when a request leaves it unspecified: the server
+  // configuration's, else the directory's schemad.conf, else per command.
+  engine::TransactionScope transaction_scope = engine::kDefaultTransactionScope;
   // engine::LintGraph of the set at load, with its schemad-lint.conf.
   std::vector<engine::LintFinding> lint_findings;
 };

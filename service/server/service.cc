@@ -154,6 +154,18 @@ OperationSpec SpecFor(v1::OperationKind kind, const DatabaseEntry& db, std::stri
   return spec;
 }
 
+// A request's transaction scope; UNSPECIFIED: the migration set's.
+engine::TransactionScope ScopeFor(v1::TransactionMode mode, const MigrationSetEntry& set) {
+  switch (mode) {
+    case v1::TRANSACTION_MODE_PER_COMMAND:
+      return engine::TransactionScope::kPerCommand;
+    case v1::TRANSACTION_MODE_PER_REVISION:
+      return engine::TransactionScope::kPerRevision;
+    default:
+      return set.transaction_scope;
+  }
+}
+
 engine::ExecutorOptions OptionsFor(const DatabaseEntry& db, const Identity& identity,
                                    const google::protobuf::Duration* lock_wait,
                                    v1::TransactionMode mode) {
@@ -161,9 +173,7 @@ engine::ExecutorOptions OptionsFor(const DatabaseEntry& db, const Identity& iden
   if (lock_wait != nullptr) {
     options.lock_wait = FromProto(*lock_wait);
   }
-  options.transaction_mode = mode == v1::TRANSACTION_MODE_ALL
-                                 ? engine::ExecutorOptions::TransactionMode::kPerCommand
-                                 : engine::ExecutorOptions::TransactionMode::kPerRevision;
+  options.transaction_mode = ScopeFor(mode, db.set());
   return options;
 }
 
@@ -597,7 +607,7 @@ grpc::ServerUnaryReactor* SchemadService::EnsureHead(grpc::CallbackServerContext
         }
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
-                       v1::TRANSACTION_MODE_PER_REVISION);
+                       v1::TRANSACTION_MODE_UNSPECIFIED);
         absl::StatusOr<std::shared_ptr<Operation>> op = deps->operations->StartOrJoin(
             SpecFor(v1::OPERATION_KIND_ENSURE_HEAD, *db, "heads", identity),
             MakeBody(db, std::move(options),
@@ -681,7 +691,7 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
         const std::string requested = request->revision();
         engine::ExecutorOptions options =
             OptionsFor(*db, identity, request->has_lock_wait() ? &request->lock_wait() : nullptr,
-                       v1::TRANSACTION_MODE_PER_REVISION);
+                       v1::TRANSACTION_MODE_UNSPECIFIED);
         return deps->operations->Start(
             SpecFor(v1::OPERATION_KIND_MERGE, *db, requested.empty() ? "merge" : requested,
                     identity),
@@ -734,7 +744,7 @@ grpc::ServerUnaryReactor* SchemadService::Stamp(grpc::CallbackServerContext* con
         std::shared_ptr<Operation> op,
         deps_.operations->Start(
             SpecFor(v1::OPERATION_KIND_STAMP, *db, absl::StrJoin(targets, ","), identity),
-            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_PER_REVISION),
+            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_UNSPECIFIED),
                      [targets, purge](const engine::Executor& ex, store::Session& session,
                                       const engine::CallControl& control) {
                        return ex.Stamp(session, targets, purge, control);
@@ -777,7 +787,7 @@ grpc::ServerUnaryReactor* SchemadService::Resolve(grpc::CallbackServerContext* c
                 v1::OPERATION_KIND_RESOLVE, *db,
                 resolution == engine::Executor::Resolution::kApplied ? "applied" : "rolled-back",
                 identity),
-            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_PER_REVISION),
+            MakeBody(db, OptionsFor(*db, identity, nullptr, v1::TRANSACTION_MODE_UNSPECIFIED),
                      [resolution](const engine::Executor& ex, store::Session& session,
                                   const engine::CallControl& control) {
                        return ex.Resolve(session, resolution, control);
@@ -872,7 +882,8 @@ grpc::ServerUnaryReactor* SchemadService::Plan(grpc::CallbackServerContext* cont
     if (request->sql()) {
       engine::OfflineSqlOptions options;
       options.version_table = version_table;
-      options.transaction_per_plan = request->transaction_mode() == v1::TRANSACTION_MODE_ALL;
+      options.transaction_per_plan =
+          ScopeFor(request->transaction_mode(), *set) == engine::TransactionScope::kPerCommand;
       response->set_sql(engine::RenderOfflineSql(*graph, plan, options));
       MakeWireSafe(response);
     }

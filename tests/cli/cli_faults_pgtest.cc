@@ -673,7 +673,7 @@ TEST_F(CliFaultsTest, FailureInRevisionThreeOfFiveStopsAtTwoAndResumesAfterTheFi
                                    DownSql(3));
   const int line = LineOf(broken, "no_such_column");
 
-  const Output failed = Schemactl({"--json", "upgrade"});
+  const Output failed = Schemactl({"--json", "upgrade", "--transaction", "per-revision"});
   EXPECT_EQ(failed.code, kFailed) << failed;
   EXPECT_THAT(failed.err, AllOf(HasSubstr(absl::StrCat("revision ", Rev(3), " failed at ")),
                                 HasSubstr(absl::StrCat(broken, ":", line, ": SQLSTATE 42703")),

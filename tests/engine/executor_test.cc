@@ -78,6 +78,13 @@ class RecordingSink : public EventSink {
 
 class ExecutorTest : public ::testing::Test {
  protected:
+  // Each revision commits on its own (the default is per command).
+  static ExecutorOptions PerRevision() {
+    ExecutorOptions options;
+    options.transaction_mode = ExecutorOptions::TransactionMode::kPerRevision;
+    return options;
+  }
+
   void Load(std::vector<Revision> revisions, ExecutorOptions options = {}) {
     auto graph = RevisionGraph::Build(std::move(revisions));
     ASSERT_TRUE(graph.ok()) << graph.status();
@@ -167,7 +174,7 @@ TEST_F(ExecutorTest, EnsureHeadBehindAppliesOrRefusesWhenNotAllowed) {
 }
 
 TEST_F(ExecutorTest, FailureInThirdRevisionLeavesSecondAppliedAndRecordsIt) {
-  Load(Linear());
+  Load(Linear(), PerRevision());
   db_.FailOn("t_c", "42P07", "relation \"t_c\" already exists");
   absl::StatusOr<OperationResult> result = executor_->Upgrade(*session_, "heads");
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -556,7 +563,7 @@ TEST_F(ExecutorTest, MarkOfARunInProgressIsDecidedUnderTheLock) {
 }
 
 TEST_F(ExecutorTest, CancelStopsBetweenRevisions) {
-  Load(Linear());
+  Load(Linear(), PerRevision());
   std::atomic<bool> cancelled{false};
   struct CancelAfterFirst : EventSink {
     std::atomic<bool>* flag;
@@ -594,6 +601,18 @@ TEST_F(ExecutorTest, CancelDuringSchemadsOwnStatementIsCancelled) {
   cancelled = false;
   EXPECT_THAT(executor_->Upgrade(*session_, "heads", control),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("57014")));
+  EXPECT_THAT(db_.rows(), IsEmpty());
+}
+
+// Alembic's default env.py commits a whole command at once; so does schemad
+// unless told otherwise.
+TEST_F(ExecutorTest, TheDefaultScopeIsAlembicsPerCommand) {
+  Load(Linear());
+  db_.FailOn("t_c", "42P07", "relation \"t_c\" already exists");
+  EXPECT_THAT(executor_->Upgrade(*session_, "heads"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("the 2 revision(s) run before it in the same transaction were "
+                                 "rolled back too")));
   EXPECT_THAT(db_.rows(), IsEmpty());
 }
 

@@ -223,9 +223,10 @@ TEST(LintTest, ConfigErrorsNameFileAndLine) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("c.conf:1: severity")));
   EXPECT_THAT(ParseLintConfig("c.conf", "truncate\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("c.conf:1: expected")));
-  EXPECT_THAT(ParseLintConfig("c.conf", "truncate = off\ntruncate = info\n"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("c.conf:2: rule 'truncate' "
-                                                                     "set twice")));
+  EXPECT_THAT(
+      ParseLintConfig("c.conf", "truncate = off\ntruncate = info\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("c.conf:2: 'truncate' set twice "
+                                                             "(first at line 1)")));
   EXPECT_THAT(ParseLintConfig("c.conf", std::string(70000, '#')),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
 }

@@ -64,8 +64,11 @@ class TempDir {
   std::string path_;
 };
 
-// Three revisions; `slow` makes r2 sleep (for cancel tests).
+// Three revisions; `slow` makes r2 sleep (for cancel tests). The set
+// declares (schemad.conf) that each revision commits on its own, so that a
+// site that fails at r3 stays at r2: what these tests look at.
 void WriteRevisions(const TempDir& dir, bool slow) {
+  dir.Write("fleet/schemad.conf", "transaction = per-revision\n");
   dir.Write("fleet/r1.sql",
             "-- revision: r1\n-- message: r1\n\n-- +upgrade\nCREATE TABLE t1 (a int);\n\n"
             "-- +downgrade\nDROP TABLE t1;\n");

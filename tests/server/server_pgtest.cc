@@ -31,6 +31,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -52,6 +53,14 @@ extern char** environ;
 
 namespace schemad {
 namespace {
+
+// An upgrade whose revisions each commit on their own (the default is per
+// command): for tests of what stops between two revisions.
+UpgradeRequest PerRevision() {
+  UpgradeRequest request;
+  request.transaction_mode = TransactionMode::kPerRevision;
+  return request;
+}
 
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
@@ -482,6 +491,57 @@ TEST_F(ServerTest, DroppedStreamDoesNotStopTheOperationAndWatchReplaysIt) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("op-0000000000000000")));
 }
 
+// Issue 14: the transaction scope is a setting of the migration set (its
+// directory's schemad.conf, overridden by the server's configuration), and a
+// request may name its own.
+TEST_F(ServerTest, TransactionScopeIsTheMigrationSetsUnlessTheRequestNamesOne) {
+  TestDatabase a;
+  TestDatabase b;
+  TestDatabase c;
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  dir_.Write("scoped/r1.sql", "-- revision: r1\n\n-- +upgrade\nCREATE TABLE t1 (id int);\n");
+  dir_.Write("scoped/r2.sql",
+             "-- revision: r2\n-- revises: r1\n\n-- +upgrade\nCREATE TABLE t2 (id int);\n");
+  dir_.Write("scoped/r3.sql",
+             "-- revision: r3\n-- revises: r2\n\n-- +upgrade\nCREATE TABLE t1 (id int);\n");
+  dir_.Write("scoped/schemad.conf", "# each revision on its own\ntransaction = per-revision\n");
+  const std::string yaml =
+      MakeConfig(dir_, {"scoped"}, {{"site-a", a.dsn(), "scoped"}, {"site-b", b.dsn(), "scoped"}});
+  ASSERT_OK_AND_ASSIGN(server_, StartServer(dir_, yaml));
+  client_ = Connect(ClientFor(server_->address()));
+  // The directory's per-revision: r1 and r2 stay after r3 failed.
+  EXPECT_THAT(client_->Upgrade("site-a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("r3")));
+  EXPECT_EQ(VersionRows(a.dsn()), (Rows{{"r2"}}));
+  // The request's per-command: everything rolled back.
+  UpgradeRequest per_command;
+  per_command.transaction_mode = TransactionMode::kPerCommand;
+  EXPECT_THAT(client_->Upgrade("site-b", per_command),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("rolled back too")));
+  EXPECT_EQ(VersionRows(b.dsn()), Rows{});
+  EXPECT_FALSE(TableExists(b.dsn(), "t1"));
+
+  // The server's configuration overrides the directory.
+  const std::string per_command_set =
+      absl::StrReplaceAll(MakeConfig(dir_, {"scoped"}, {{"site-c", c.dsn(), "scoped"}}),
+                          {{"directory: scoped}", "directory: scoped, transaction: per-command}"}});
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::SchemadServer> overridden,
+                       StartServer(dir_, per_command_set));
+  std::unique_ptr<Client> client = Connect(ClientFor(overridden->address()));
+  EXPECT_THAT(client->Upgrade("site-c"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("rolled back too")));
+  EXPECT_EQ(VersionRows(c.dsn()), Rows{});
+  // A bad value in either place is refused, naming where.
+  EXPECT_THAT(
+      StartServer(dir_, absl::StrReplaceAll(per_command_set, {{"per-command}", "per-statement}"}})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("migration_sets[0].transaction: must be per-command or "
+                         "per-revision")));
+  dir_.Write("scoped/schemad.conf", "transaction = sometimes\n");
+  EXPECT_THAT(StartServer(dir_, yaml),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("schemad.conf:1:")));
+}
+
 TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
@@ -492,7 +552,7 @@ TEST_F(ServerTest, CancelMidRevisionRollsItBack) {
   std::thread upgrade([&] {
     CallOptions call;
     call.on_event = log.Callback();
-    result = client_->Upgrade("site-a", {}, call);
+    result = client_->Upgrade("site-a", PerRevision(), call);
   });
   ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30)));
   const std::string sleeper = WaitForSleepingBackend(db);  // pg_sleep is running
@@ -1275,7 +1335,7 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   std::thread upgrade([&] {
     CallOptions call;
     call.on_event = log.Callback();
-    UpgradeRequest request;
+    UpgradeRequest request = PerRevision();
     request.target = "c3";
     result = client_->Upgrade("site-a", request, call);
   });
@@ -1617,7 +1677,7 @@ TEST_F(ServerTest, SigtermDuringAnUpgradeRollsBackAndReleasesTheLock) {
   std::thread upgrade([&] {
     CallOptions call;
     call.on_event = log.Callback();
-    result = client->Upgrade("site-a", {}, call);
+    result = client->Upgrade("site-a", PerRevision(), call);
   });
   ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
   EXPECT_EQ(AdvisoryLocks(db), 1);
@@ -1657,7 +1717,7 @@ TEST_F(ServerTest, SigtermLetsTheRunningRevisionFinishWithinTheGrace) {
   std::thread upgrade([&] {
     CallOptions call;
     call.on_event = log.Callback();
-    (void)client->Upgrade("site-a", {}, call);
+    (void)client->Upgrade("site-a", PerRevision(), call);
   });
   ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
   const absl::Time signalled = absl::Now();

@@ -112,9 +112,13 @@ enum class OperationKind {
   kFleet,  // FleetRun: one action over many databases
 };
 enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
-// kAll: per command, Alembic's default scope (see TRANSACTION_MODE_ALL in
-// proto/schemad/v1/schemad.proto).
-enum class TransactionMode { kPerRevision, kAll };
+// Transaction scope of an upgrade or downgrade (TransactionMode in
+// proto/schemad/v1/schemad.proto). kDefault: the migration set's own scope
+// (the server's configuration, else the directory's schemad.conf, else per
+// command). kPerCommand: Alembic's default, the command's transactional
+// revisions commit together. kPerRevision: each revision commits on its own.
+// kAll is kPerCommand's name before 0.2.
+enum class TransactionMode { kDefault, kPerCommand, kPerRevision, kAll = kPerCommand };
 
 const char* ToString(Direction direction);   // "up" / "down"
 const char* ToString(OperationKind kind);    // "upgrade", "ensure-head", ...
@@ -487,13 +491,13 @@ struct EnsureHeadOptions {
 struct UpgradeRequest {
   std::string target = "heads";
   bool allow_changed = false;
-  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  TransactionMode transaction_mode = TransactionMode::kDefault;
   std::optional<absl::Duration> lock_wait;
 };
 
 struct DowngradeRequest {
   std::string target;  // required
-  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  TransactionMode transaction_mode = TransactionMode::kDefault;
   std::optional<absl::Duration> lock_wait;
 };
 
@@ -511,7 +515,7 @@ struct PlanRequest {
   std::vector<std::string> from_rows;
   bool purge = false;
   bool sql = false;
-  TransactionMode transaction_mode = TransactionMode::kPerRevision;
+  TransactionMode transaction_mode = TransactionMode::kDefault;
 };
 
 struct ListDatabasesRequest {
