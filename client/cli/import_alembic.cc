@@ -246,7 +246,7 @@ absl::Status Capture(const Io& io, const ImportAlembicOptions& options, Driver& 
     apply.push_back(&own);
   }
 
-  if (!io.global.quiet) {
+  if (!io.global.quiet && !io.global.json) {
     io.err << "capturing the " << absl::StrJoin(directions, " and ") << " of " << revision.id
            << " (" << revision.path << ") on a scratch database of " << dev.display_name() << " ("
            << apply.size() << " revision(s) below it applied first)\n";
@@ -263,6 +263,7 @@ absl::Status Capture(const Io& io, const ImportAlembicOptions& options, Driver& 
   request["mode"] = "capture";
   request["config"] = options.config;
   request["name"] = options.name;
+  request["x"] = options.x;
   request["revision"] = revision.id;
   request["directions"] = directions;
   request["conninfo"] = db->dsn();
@@ -315,6 +316,7 @@ absl::StatusOr<int> Import(const Io& io, const ImportAlembicOptions& options) {
   request["mode"] = "render";
   request["config"] = options.config;
   request["name"] = options.name;
+  request["x"] = options.x;
   ASSIGN_OR_RETURN(const std::string answer, driver.Run(request));
   ASSIGN_OR_RETURN(DriverProject project, import_alembic::ParseRenderAnswer(answer));
 

@@ -42,6 +42,7 @@ namespace schemad::cli {
 struct ImportAlembicOptions {
   std::string config = "alembic.ini";  // -c/--config, ALEMBIC_CONFIG: the project's alembic.ini
   std::string name = "alembic";        // -n/--name: the section of it (Alembic's -n)
+  std::vector<std::string> x;          // -x KEY=VALUE: for env.py (Alembic's -x)
   std::string out;                     // --out: the directory the revision files go to
   // --scratch-dsn (SCHEMAD_SCRATCH_DSN): where steps that cannot render
   // offline run: "local" (a throwaway cluster) or a DSN whose role may

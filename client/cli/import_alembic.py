@@ -14,7 +14,7 @@ being one of no_alembic, config, env, step, capture, driver.
 
 Requests:
 
-  {"mode": "render", "config": "alembic.ini", "name": "alembic"}
+  {"mode": "render", "config": "alembic.ini", "name": "alembic", "x": ["key=value"]}
       Every revision of the project, oldest first (parents and dependencies
       before their children), each step rendered offline on its own, the way
       `alembic upgrade --sql A:B` renders it, through the project's env.py:
@@ -29,7 +29,7 @@ Requests:
       "version_table" (as env.py configures it) and
       "transaction_per_migration".
 
-  {"mode": "capture", "config", "name", "revision", "directions":
+  {"mode": "capture", "config", "name", "x", "revision", "directions":
    ["upgrade"] | ["downgrade"] | ["upgrade", "downgrade"], "conninfo"}
       Runs the revision's upgrade() and/or downgrade(), in that order, on the
       database of the libpq conninfo (a scratch database schemactl created
@@ -99,7 +99,7 @@ def describe(error):
     """`Type: message` of an exception, and the innermost frame outside
     Alembic, SQLAlchemy and this driver ("at versions/x.py:12")."""
     text = "".join(traceback.format_exception_only(type(error), error)).strip()
-    text = text.replace("\n", " ")
+    text = re.sub(r"\s+", " ", text)
     where = None
     for frame in traceback.extract_tb(error.__traceback__):
         name = os.path.abspath(frame.filename)
@@ -178,7 +178,11 @@ class Project:
         path = request["config"]
         if not os.path.isfile(path):
             raise Failure("config", "%s: no such file" % path)
-        self.config = Config(path, ini_section=request.get("name") or "alembic")
+        # `alembic -x KEY=VALUE`: env.py reads them with context.get_x_argument().
+        import argparse
+        cmd_opts = argparse.Namespace(x=list(request.get("x") or []) or None)
+        self.config = Config(path, ini_section=request.get("name") or "alembic",
+                             cmd_opts=cmd_opts)
         if not self.config.file_config.has_section(self.config.config_ini_section):
             raise Failure("config", "%s has no [%s] section" % (path, self.config.config_ini_section))
         try:
@@ -249,8 +253,12 @@ def listing(project):
     scripts = {}
 
     def collect(rev, context):
-        for script in project.script.walk_revisions():
-            scripts[script.revision] = script
+        try:
+            for script in project.script.walk_revisions():
+                scripts[script.revision] = script
+        except Exception as e:
+            raise Failure("config", "cannot load the Alembic revisions of %s: %s" % (
+                display_path(project.script.versions), describe(e)))
         return []
 
     try:

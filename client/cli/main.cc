@@ -549,6 +549,8 @@ int main(int argc, char** argv) {
           ->envname("ALEMBIC_CONFIG");
   import_cmd->add_option("-n,--name", import_alembic.name,
                          "Its section, as Alembic's -n (default alembic)");
+  import_cmd->add_option("-x", import_alembic.x,
+                         "KEY=VALUE for env.py's context.get_x_argument(), as Alembic's -x");
   import_cmd->add_option("--out", import_alembic.out, "Directory to write the revision files to")
       ->required();
   import_cmd
