@@ -170,7 +170,8 @@ class Driver {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(stopped ? 5 : 20));
     }
-    if (stopped) {
+    // Ctrl-C reaches the driver too (one process group): it may have ended first.
+    if (stopped || (cancelled_ != nullptr && cancelled_->load())) {
       return absl::CancelledError("import-alembic cancelled; nothing was written");
     }
     std::string answer = dir_.Read("answer.json");
