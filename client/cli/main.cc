@@ -37,6 +37,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
 #include "client/cli/help_formats.h"
+#include "client/cli/import_alembic.h"
 #include "client/cli/output.h"
 #include "client/cli/project_config.h"
 #include "client/cli/remote_commands.h"
@@ -78,6 +79,8 @@ const std::vector<std::pair<std::string, std::string>> kExamples = {
     {"The SQL for a review, without connecting",
      "schemactl upgrade --sql base:heads > upgrade.sql"},
     {"Has the database been changed by hand?", "schemactl drift"},
+    {"Move in from Alembic: its revisions as SQL files with the same ids",
+     "schemactl import-alembic --config alembic.ini --out migrations --scratch-dsn local"},
     {"Every site of a fleet through schemad, four at a time",
      "schemactl --server schemad:50051 --token-file ops.token fleet upgrade heads --parallel 4"},
 };
@@ -169,10 +172,9 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
-// When the command line names a verb schemactl does not have (the first
-// argument that is neither an option nor an option's value): "unknown
-// command 'upgrad'; did you mean 'upgrade'?". nullopt otherwise.
-std::optional<std::string> UnknownCommand(const CLI::App& app, int argc, char** argv) {
+// The verb of the command line: the first argument that is neither a global
+// option nor a global option's value; nullopt when there is none.
+std::optional<std::string> VerbOf(const CLI::App& app, int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--") {
@@ -186,26 +188,37 @@ std::optional<std::string> UnknownCommand(const CLI::App& app, int argc, char** 
       }
       continue;
     }
-    const std::vector<const CLI::App*> commands =
-        app.get_subcommands([](const CLI::App*) { return true; });
-    if (std::any_of(commands.begin(), commands.end(),
-                    [&](const CLI::App* command) { return command->get_name() == arg; })) {
-      return std::nullopt;
-    }
-    std::string best;
-    size_t best_distance = std::max<size_t>(2, arg.size() / 3) + 1;
-    for (const CLI::App* command : commands) {
-      const std::string& name = command->get_name();
-      const size_t distance = absl::StartsWith(name, arg) ? 0 : schemad::EditDistance(arg, name);
-      if (distance < best_distance) {
-        best = name;
-        best_distance = distance;
-      }
-    }
-    return absl::StrCat("unknown command '", arg, "'",
-                        best.empty() ? "" : absl::StrCat("; did you mean '", best, "'?"));
+    return std::string(arg);
   }
   return std::nullopt;
+}
+
+// When the command line names a verb schemactl does not have: "unknown
+// command 'upgrad'; did you mean 'upgrade'?". nullopt otherwise.
+std::optional<std::string> UnknownCommand(const CLI::App& app, int argc, char** argv) {
+  const std::optional<std::string> verb = VerbOf(app, argc, argv);
+  if (!verb.has_value()) {
+    return std::nullopt;
+  }
+  const std::string& arg = *verb;
+  const std::vector<const CLI::App*> commands =
+      app.get_subcommands([](const CLI::App*) { return true; });
+  if (std::any_of(commands.begin(), commands.end(),
+                  [&](const CLI::App* command) { return command->get_name() == arg; })) {
+    return std::nullopt;
+  }
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, arg.size() / 3) + 1;
+  for (const CLI::App* command : commands) {
+    const std::string& name = command->get_name();
+    const size_t distance = absl::StartsWith(name, arg) ? 0 : schemad::EditDistance(arg, name);
+    if (distance < best_distance) {
+      best = name;
+      best_distance = distance;
+    }
+  }
+  return absl::StrCat("unknown command '", arg, "'",
+                      best.empty() ? "" : absl::StrCat("; did you mean '", best, "'?"));
 }
 
 }  // namespace
@@ -522,6 +535,36 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--schema", verify.schema,
                          "The head schema must equal this desired state (.sql file or directory)");
 
+  // Moving in from Alembic (import_alembic.h). Its -c/--config is Alembic's
+  // (`alembic -c`), not the global one: main() does not read it as
+  // schemactl.ini.
+  ImportAlembicOptions import_alembic;
+  CLI::App* import_cmd = app.add_subcommand(
+      "import-alembic",
+      "Convert an Alembic project into revision files: same ids and graph, SQL from Alembic");
+  CLI::Option* import_config_opt =
+      import_cmd
+          ->add_option("-c,--config", import_alembic.config,
+                       "The project's alembic.ini (default alembic.ini; env ALEMBIC_CONFIG)")
+          ->envname("ALEMBIC_CONFIG");
+  import_cmd->add_option("-n,--name", import_alembic.name,
+                         "Its section, as Alembic's -n (default alembic)");
+  import_cmd->add_option("-x", import_alembic.x,
+                         "KEY=VALUE for env.py's context.get_x_argument(), as Alembic's -x");
+  import_cmd->add_option("--out", import_alembic.out, "Directory to write the revision files to")
+      ->required();
+  import_cmd
+      ->add_option("--scratch-dsn", import_alembic.scratch_dsn,
+                   "Where steps that cannot render offline run: local (a throwaway cluster), or "
+                   "a DSN whose role may create databases")
+      ->envname("SCHEMAD_SCRATCH_DSN");
+  import_cmd
+      ->add_option("--python", import_alembic.python,
+                   "The project's Python, with Alembic and what env.py imports (default python3)")
+      ->envname("SCHEMAD_PYTHON");
+  import_cmd->add_flag("--force", import_alembic.force,
+                       "Replace the revision files already in --out");
+
   // Completion scripts and the man page, from these definitions (help_formats.h).
   std::string completion_shell;
   CLI::App* completion_cmd =
@@ -571,7 +614,9 @@ int main(int argc, char** argv) {
   // Where each setting the file applied came from ("PATH:LINE"), for messages.
   std::map<std::string, std::string> from_file;
   {
-    std::string named = FlagValue(argc, argv, "--config").value_or("");
+    // import-alembic's --config names an alembic.ini, never schemactl.ini.
+    const bool importing = VerbOf(app, argc, argv) == std::optional<std::string>("import-alembic");
+    std::string named = importing ? "" : FlagValue(argc, argv, "--config").value_or("");
     if (named.empty() && EnvSet("SCHEMACTL_CONFIG")) named = std::getenv("SCHEMACTL_CONFIG");
     for (int i = 1; i < argc; ++i) g_json = g_json || absl::string_view(argv[i]) == "--json";
     std::error_code cwd_error;
@@ -744,11 +789,13 @@ int main(int argc, char** argv) {
   std::ostream& err = std::cerr;
   if (*completion_cmd || *man_cmd) {
     ValueHints hints;
-    hints.directories = {"--dir"};
-    hints.files = {"--config", "--token-file", "--tls-ca", "--tls-cert", "--tls-key", "--schema"};
+    hints.directories = {"--dir", "--out"};
+    hints.files = {"--config",  "--token-file", "--tls-ca", "--tls-cert",
+                   "--tls-key", "--schema",     "--python"};
     hints.choices = {
         {"--transaction", {"per-revision", "per-command"}},
         {"--dev-dsn", {"local"}},
+        {"--scratch-dsn", {"local"}},
         {"--color", {"auto", "always", "never"}},
         {"plan direction", {"upgrade", "downgrade"}},
         {"ops action", {"list", "watch", "cancel"}},
@@ -866,6 +913,15 @@ int main(int argc, char** argv) {
     if (*plan_cmd) {
       return RunRemotePlan(global, remote, plan, out, err);
     }
+  }
+  if (*import_cmd) {
+    // `schemactl --config alembic.ini import-alembic`: the global option took it.
+    if (import_config_opt->count() == 0) {
+      if (std::optional<std::string> given = FlagValue(argc, argv, "--config")) {
+        import_alembic.config = *given;
+      }
+    }
+    return RunImportAlembic(global, import_alembic, out, err);
   }
   if (*heads_cmd) {
     return RunHeads(global, heads, out, err);

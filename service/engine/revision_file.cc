@@ -662,8 +662,17 @@ std::string RenderRevisionFile(const NewRevisionSpec& spec) {
   if (!spec.transactional) {
     absl::StrAppend(&out, "-- transactional: false\n");
   }
+  if (!spec.notes.empty()) {
+    out += "--\n";
+    for (const std::string& note : spec.notes) {
+      absl::StrAppend(&out, "-- ", note, "\n");
+    }
+  }
   out += "\n";
   AppendSection(kUpgradeMarker, spec.upgrade_sql, "-- write the upgrade SQL here", out);
+  if (!spec.reversible) {
+    return out;
+  }
   out += "\n";
   AppendSection(kDowngradeMarker, spec.downgrade_sql,
                 "-- write the downgrade SQL here. Left empty, downgrading is a no-op;\n"

@@ -123,17 +123,27 @@ struct NewRevisionSpec {
   std::string created;
   bool transactional = true;
   std::string upgrade_sql, downgrade_sql;
+  // false: no `-- +downgrade` section at all (an irreversible revision);
+  // downgrade_sql is then ignored.
+  bool reversible = true;
+  // Comment lines written after the header keys, each as `-- LINE`, after a
+  // `--` line: what a reader of the file should know (`schemactl
+  // import-alembic` says where the revision came from). A line must not read
+  // as a header key (`word: text`) and holds no line break.
+  std::vector<std::string> notes;
 };
 
 // Writes a revision file for `spec`: the header (empty lists, message and
-// created are omitted; `transactional: false` only when false), then
-// `-- +upgrade` and `-- +downgrade` sections holding the given SQL or, when
-// it is empty, a placeholder comment (an empty downgrade section is a no-op;
-// the placeholder says how to make the revision irreversible instead).
+// created are omitted; `transactional: false` only when false), the notes,
+// then `-- +upgrade` and `-- +downgrade` sections holding the given SQL or,
+// when it is empty, a placeholder comment (an empty downgrade section is a
+// no-op; the placeholder says how to make the revision irreversible
+// instead); no downgrade section when the spec is not reversible.
 // ParseRevisionFile reads the result back to the same fields, provided the
 // spec is valid (ids as ParseRevisionFile requires them, message and created
-// without surrounding whitespace) and the SQL has no line that is a section
-// marker. Line breaks in message and created are written as spaces.
+// without surrounding whitespace, notes as above) and the SQL has no line
+// that is a section marker. Line breaks in message and created are written
+// as spaces.
 std::string RenderRevisionFile(const NewRevisionSpec& spec);
 
 // `<id>_<slug>.sql`, the slug being `message` lower-cased with each run of

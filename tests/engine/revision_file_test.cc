@@ -636,6 +636,27 @@ TEST(RenderRevisionFileTest, MinimalSpecWritesPlaceholdersAndOmitsEmptyKeys) {
   EXPECT_THAT(r.downgrade->statements, IsEmpty());
 }
 
+TEST(RenderRevisionFileTest, IrreversibleWithNotes) {
+  NewRevisionSpec spec;
+  spec.id = "a1b2c3d4e5f6";
+  spec.upgrade_sql = "CREATE TABLE t (x int);\n";
+  spec.downgrade_sql = "DROP TABLE t;";  // ignored: not reversible
+  spec.reversible = false;
+  spec.notes = {"Imported from Alembic (versions/a1.py).", "No downgrade - downgrade() raises."};
+  const std::string file = RenderRevisionFile(spec);
+  EXPECT_EQ(file,
+            "-- revision: a1b2c3d4e5f6\n"
+            "--\n"
+            "-- Imported from Alembic (versions/a1.py).\n"
+            "-- No downgrade - downgrade() raises.\n"
+            "\n"
+            "-- +upgrade\n"
+            "CREATE TABLE t (x int);\n");
+  ASSERT_OK_AND_ASSIGN(Revision r, ParseRevisionFile("x.sql", file));
+  EXPECT_FALSE(r.reversible());
+  EXPECT_THAT(Texts(*r.upgrade), ElementsAre("CREATE TABLE t (x int)"));
+}
+
 TEST(RenderRevisionFileTest, MessageLineBreaksBecomeSpaces) {
   NewRevisionSpec spec;
   spec.id = "a1";

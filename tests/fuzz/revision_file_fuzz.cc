@@ -89,6 +89,7 @@ void CheckRoundTrip(const Revision& parsed) {
   spec.transactional = parsed.transactional;
   spec.upgrade_sql = parsed.upgrade->body;
   spec.downgrade_sql = parsed.downgrade.has_value() ? parsed.downgrade->body : "";
+  spec.reversible = parsed.reversible();
   const std::string rendered = schemad::engine::RenderRevisionFile(spec);
   absl::StatusOr<Revision> again = schemad::engine::ParseRevisionFile(kPath, rendered);
   FUZZ_CHECK(again.ok()) << again.status() << "\n--- rendered:\n" << rendered;
@@ -100,6 +101,7 @@ void CheckRoundTrip(const Revision& parsed) {
   FUZZ_CHECK(again->created == parsed.created) << "'" << again->created << "'";
   FUZZ_CHECK(again->transactional == parsed.transactional);
   FUZZ_CHECK(Texts(again->upgrade) == Texts(parsed.upgrade)) << "\n--- rendered:\n" << rendered;
+  FUZZ_CHECK(again->reversible() == parsed.reversible());
   if (parsed.downgrade.has_value()) {
     FUZZ_CHECK(Texts(again->downgrade) == Texts(parsed.downgrade)) << "\n--- rendered:\n"
                                                                    << rendered;

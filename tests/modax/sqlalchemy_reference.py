@@ -3,6 +3,7 @@
 created on a database the way the guide's own (Alembic) setup would.
 
     sqlalchemy_reference.py DSN [--upto N] [--via models|alembic] [--echo]
+    sqlalchemy_reference.py --write-project DIR
 
 DSN is a libpq URL (postgresql://user:pass@host:port/db). The database should
 be empty; the script creates the schema that the guide's site has after the
@@ -31,6 +32,15 @@ Two independent ways to get there (--via):
            The database is what a site that followed the guide with Alembic
            looks like, alembic_version included, so it is also the starting
            point for adopting such a site with schemad.
+
+--write-project DIR writes the guide's Alembic project on disk instead, for
+`schemactl import-alembic` (tests/cli/import_alembic_test.sh): DIR/alembic.ini,
+DIR/alembic/env.py as the guide's "Step 5" (offline and online branches, the
+URL from $DATABASE_URL in place of the application's settings), DIR/models.py
+(the guide's models, from this file, copied beside it) and the five
+revisions, each with the downgrade the guide writes for its pattern (the
+data migration's is `pass`). Run Alembic on it with
+`python3 -m alembic -c DIR/alembic.ini upgrade REV` and DATABASE_URL set.
 
 Needs Debian's python3-sqlalchemy (1.4) and python3-psycopg2; --via alembic
 also python3-alembic. Run with /usr/bin/python3 (the system interpreter).
@@ -236,6 +246,25 @@ def alembic_upgrade(op, step):
             batch_op.create_index('ix_quality', ['quality'])
 
 
+def alembic_downgrade(op, step):
+    """The downgrade of step `step` (1-based), as the guide writes each
+    pattern's."""
+    if step == 1:
+        Base.metadata.drop_all(op.get_bind())
+    elif step == 2:
+        op.drop_column('sensor_data', 'quality_score')
+    elif step == 3:
+        with op.get_context().autocommit_block():
+            op.drop_index('ix_device_last_seen', table_name='devices',
+                          postgresql_concurrently=True)
+    elif step == 4:
+        pass  # Cannot reverse data changes
+    elif step == 5:
+        with op.batch_alter_table('sensor_data') as batch_op:
+            batch_op.drop_index('ix_quality')
+            batch_op.drop_column('quality')
+
+
 ENV_PY = """
 from alembic import context
 from sqlalchemy import engine_from_config, pool
@@ -268,6 +297,158 @@ def downgrade():
 """
 
 
+# --write-project: the guide's env.py ("Step 5: Configure Alembic
+# Environment"), with get_url() reading $DATABASE_URL (else sqlalchemy.url)
+# where the guide reads its application's settings.
+GUIDE_ENV_PY = '''"""Alembic environment configuration"""
+from logging.config import fileConfig
+from sqlalchemy import engine_from_config, pool
+from alembic import context
+import sys
+import os
+
+# Add parent directory to path
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+
+# Import models and config
+from models import Base
+
+# Alembic Config object
+config = context.config
+
+# Setup logging
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
+
+# Set target metadata
+target_metadata = Base.metadata
+
+# Get database URL from application config
+def get_url():
+    """Get database URL from application configuration"""
+    return os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+
+def run_migrations_offline() -> None:
+    """Run migrations in 'offline' mode"""
+    url = get_url()
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+
+    with context.begin_transaction():
+        context.run_migrations()
+
+def run_migrations_online() -> None:
+    """Run migrations in 'online' mode"""
+    configuration = config.get_section(config.config_ini_section)
+    configuration['sqlalchemy.url'] = get_url()
+
+    connectable = engine_from_config(
+        configuration,
+        prefix='sqlalchemy.',
+        poolclass=pool.NullPool,
+    )
+
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata
+        )
+
+        with context.begin_transaction():
+            context.run_migrations()
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+'''
+
+GUIDE_ALEMBIC_INI = """[alembic]
+script_location = %(here)s/alembic
+sqlalchemy.url = postgresql://modax:password@localhost:5432/modax
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+GUIDE_MODELS_PY = """# The guide's models package, from tests/modax/sqlalchemy_reference.py.
+from sqlalchemy_reference import Base, SensorData, SafetyStatus, Device, AIAnalysis  # noqa: F401
+"""
+
+GUIDE_VERSION_PY = '''"""{message}
+
+Revision ID: {revision}
+Revises: {down_revision_text}
+Create Date: {date}
+
+"""
+import sqlalchemy_reference as ref
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down_revision!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    ref.alembic_upgrade(op, {step})
+
+
+def downgrade():
+    ref.alembic_downgrade(op, {step})
+'''
+
+GUIDE_MESSAGES = ['Initial MODAX schema', 'Add sensor_data.quality_score',
+                  'Index devices.last_seen concurrently', 'Set device_type to ESP32 where NULL',
+                  'Add sensor_data.quality with its index']
+
+
+def write_project(root):
+    """--write-project: the guide's Alembic project, on disk."""
+    import shutil
+    versions = os.path.join(root, 'alembic', 'versions')
+    os.makedirs(versions, exist_ok=True)
+    shutil.copyfile(os.path.abspath(__file__), os.path.join(root, 'sqlalchemy_reference.py'))
+    with open(os.path.join(root, 'models.py'), 'w') as f:
+        f.write(GUIDE_MODELS_PY)
+    with open(os.path.join(root, 'alembic.ini'), 'w') as f:
+        f.write(GUIDE_ALEMBIC_INI)
+    with open(os.path.join(root, 'alembic', 'env.py'), 'w') as f:
+        f.write(GUIDE_ENV_PY)
+    for step, revision in enumerate(REVISIONS, start=1):
+        down = REVISIONS[step - 2] if step > 1 else None
+        message = GUIDE_MESSAGES[step - 1]
+        name = '%s_%s.py' % (revision, message.lower().replace(' ', '_').replace('.', '_'))
+        with open(os.path.join(versions, name), 'w') as f:
+            f.write(GUIDE_VERSION_PY.format(
+                message=message, revision=revision, down_revision=down,
+                down_revision_text=down or '', step=step,
+                date='2025-12-%02d 09:00:00.000000' % (8 + step)))
+
+
 def run_alembic(url, upto):
     """--via alembic: a real Alembic environment, `alembic upgrade REV`."""
     import tempfile
@@ -290,6 +471,9 @@ def run_alembic(url, upto):
 
 
 def main(argv):
+    if argv[:1] == ["--write-project"] and len(argv) == 2:
+        write_project(argv[1])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dsn")
     parser.add_argument("--upto", type=int, default=STEPS, choices=range(1, STEPS + 1))
