@@ -185,7 +185,7 @@ struct PlanOptions {
   // "REV,REV..." or "base". Unset: the database's rows with a DSN; without
   // one, base for upgrade and an error for downgrade.
   std::optional<std::string> from;
-  bool sql = false;         // print the offline SQL script
+  bool sql = false;              // print the offline SQL script
   std::string transaction = {};  // for --sql: per-command | per-revision; "": the set's
 };
 int RunPlan(const GlobalOptions& global, const PlanOptions& options, std::ostream& out,

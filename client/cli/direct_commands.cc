@@ -227,11 +227,10 @@ ProgressSink::Mode ProgressMode(const GlobalOptions& global) {
   return ProgressSink::Mode::kPlain;
 }
 
-std::unique_ptr<ProgressSink> MakeSink(const Io& io, const RevisionGraph& graph) {
+std::unique_ptr<ProgressSink> MakeSink(const Io& io) {
   ProgressSink::Options options;
   options.mode = ProgressMode(io.global);
   options.width = io.global.terminal_width;
-  options.graph = &graph;
   options.ticker = options.mode == ProgressSink::Mode::kLive;
   options.color = io.global.color_err;
   return std::make_unique<ProgressSink>(io.err, options);
@@ -306,7 +305,7 @@ Json NeedsAttentionJson(const std::optional<store::NeedsAttention>& marker) {
 template <typename Operation>
 absl::StatusOr<int> RunOperation(const Io& io, Direct& direct, absl::string_view name,
                                  Operation operation) {
-  std::unique_ptr<ProgressSink> sink = MakeSink(io, direct.graph);
+  std::unique_ptr<ProgressSink> sink = MakeSink(io);
   engine::CallControl control;
   control.sink = sink.get();
   control.cancelled = io.global.cancelled;

@@ -365,10 +365,18 @@ void ProgressSink::OnEvent(const Event& event) {
   }
 }
 
+std::string ProgressSink::MessageOf(const std::string& revision) const {
+  const auto it = messages_.find(revision);
+  return it == messages_.end() ? "" : it->second;
+}
+
 void ProgressSink::OnLiveEvent(const Event& event) {
   const absl::Time now = absl::Now();
   switch (event.kind) {
     case Event::Kind::kOperationStarted:
+      for (const engine::PlannedStep& step : event.plan) {
+        messages_[step.revision] = step.message;
+      }
       if (!event.plan.empty()) {
         out_ << event.operation << (event.target.empty() ? "" : " ") << event.target << ": "
              << event.plan.size() << (event.plan.size() == 1 ? " revision" : " revisions") << "\n";
@@ -413,13 +421,7 @@ void ProgressSink::OnLiveEvent(const Event& event) {
       std::string head =
           absl::StrCat("[", step_index_ + 1, "/", step_count_, "] ",
                        direction_ == engine::Direction::kDown ? "down " : "", revision_);
-      std::string message;
-      if (options_.graph != nullptr) {
-        const int index = options_.graph->IndexOf(revision_);
-        if (index >= 0) {
-          message = options_.graph->revision(index).message;
-        }
-      }
+      std::string message = MessageOf(revision_);
       std::string tail =
           event.status.ok() ? absl::StrCat("  ", statement_count_,
                                            statement_count_ == 1 ? " statement  " : " statements  ",
@@ -456,13 +458,7 @@ std::string ProgressSink::LiveLine(absl::Time now) const {
   }
   std::string head = absl::StrCat("[", step_index_ + 1, "/", step_count_, "] ",
                                   direction_ == engine::Direction::kDown ? "down " : "", revision_);
-  std::string message;
-  if (options_.graph != nullptr) {
-    const int index = options_.graph->IndexOf(revision_);
-    if (index >= 0) {
-      message = options_.graph->revision(index).message;
-    }
-  }
+  std::string message = MessageOf(revision_);
   std::string tail;
   if (statement_index_ >= 0) {
     absl::StrAppend(&tail, "  statement ", statement_index_ + 1, "/", statement_count_);

@@ -12,6 +12,7 @@
 #define SCHEMAD_CLIENT_CLI_OUTPUT_H_
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -131,8 +132,7 @@ class ProgressSink final : public engine::EventSink {
   };
   struct Options {
     Mode mode = Mode::kPlain;
-    int width = 0;                                 // terminal columns (kLive); 0: unknown
-    const engine::RevisionGraph* graph = nullptr;  // for messages; may be null
+    int width = 0;        // terminal columns (kLive); 0: unknown
     bool ticker = false;  // kLive: redraw the elapsed time every 250ms between events
     bool color = false;   // kLive: a failed revision in red, a finished one in green
   };
@@ -150,9 +150,10 @@ class ProgressSink final : public engine::EventSink {
 
  private:
   void OnLiveEvent(const engine::Event& event);
-  std::string LiveLine(absl::Time now) const;  // requires mu_
-  void Redraw(absl::Time now);                 // requires mu_
-  void ClearLine();                            // requires mu_
+  std::string LiveLine(absl::Time now) const;                // requires mu_
+  std::string MessageOf(const std::string& revision) const;  // requires mu_
+  void Redraw(absl::Time now);                               // requires mu_
+  void ClearLine();                                          // requires mu_
   void TickerLoop();
 
   std::ostream& out_;
@@ -166,6 +167,9 @@ class ProgressSink final : public engine::EventSink {
   Showing showing_ = Showing::kNothing;
   std::string lock_holder_;
   absl::Time lock_since_ = absl::InfinitePast();
+  // Each planned revision's message, from kOperationStarted's plan (the
+  // same in direct mode and through a server).
+  std::map<std::string, std::string> messages_;
   std::string revision_;
   engine::Direction direction_ = engine::Direction::kUp;
   int step_index_ = 0;

@@ -127,7 +127,8 @@ std::optional<engine::Event> ToEngineEvent(const OperationEvent& e, const std::s
       out.kind = engine::Event::Kind::kOperationStarted;
       for (const PlannedStep& step : e.plan) {
         out.plan.push_back(engine::PlannedStep{step.revision, ToEngine(step.direction), step.path,
-                                               step.statement_count, step.transactional});
+                                               step.statement_count, step.transactional,
+                                               step.message});
       }
       out.rows_before = e.rows_before;
       return out;

@@ -27,6 +27,7 @@ struct PlannedStep {
   std::string path;  // revision file
   int statement_count = 0;
   bool transactional = true;
+  std::string message;  // the revision's `message` header
 };
 
 struct Event {

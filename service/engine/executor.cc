@@ -100,7 +100,7 @@ std::vector<PlannedStep> DescribePlan(const RevisionGraph& graph, const Plan& pl
         step.direction == Direction::kUp ? rev.upgrade : rev.downgrade;
     steps.push_back(PlannedStep{rev.id, step.direction, rev.path,
                                 section ? static_cast<int>(section->statements.size()) : 0,
-                                rev.transactional});
+                                rev.transactional, rev.message});
   }
   return steps;
 }

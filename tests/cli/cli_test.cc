@@ -926,16 +926,6 @@ TEST(OutputTest, FitWidthKeepsUtf8Whole) {
   EXPECT_EQ(FitWidth("a\xc3\xa9z", 2), "a");  // é is two bytes
 }
 
-absl::StatusOr<engine::RevisionGraph> SmallGraph() {
-  std::vector<engine::Revision> revisions(2);
-  revisions[0].id = "a1a1a1a1a1a1";
-  revisions[0].message = "first";
-  revisions[1].id = "b2b2b2b2b2b2";
-  revisions[1].revises = {"a1a1a1a1a1a1"};
-  revisions[1].message = "add sensor table";
-  return engine::RevisionGraph::Build(std::move(revisions));
-}
-
 engine::Event MakeEvent(engine::Event::Kind kind) {
   engine::Event event;
   event.kind = kind;
@@ -949,11 +939,22 @@ engine::Event MakeEvent(engine::Event::Kind kind) {
   return event;
 }
 
+// What the executor (or, through a server, the operation's OperationStarted)
+// announces first: the plan, with each revision's message.
+engine::Event PlanStarted() {
+  engine::Event event = MakeEvent(engine::Event::Kind::kOperationStarted);
+  event.plan = {
+      engine::PlannedStep{"a1a1a1a1a1a1", engine::Direction::kUp, "a.sql", 1, true, "first"},
+      engine::PlannedStep{"b2b2b2b2b2b2", engine::Direction::kUp, "b.sql", 7, true,
+                          "add sensor table"}};
+  return event;
+}
+
 TEST(ProgressSinkTest, LiveLineIsRewrittenInPlace) {
-  ASSERT_OK_AND_ASSIGN(engine::RevisionGraph graph, SmallGraph());
   std::ostringstream out;
   {
-    ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, &graph, /*ticker=*/false});
+    ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, /*ticker=*/false});
+    sink.OnEvent(PlanStarted());
     sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
     engine::Event statement = MakeEvent(engine::Event::Kind::kStatementStarted);
     statement.statement_index = 2;
@@ -969,9 +970,9 @@ TEST(ProgressSinkTest, LiveLineIsRewrittenInPlace) {
 }
 
 TEST(ProgressSinkTest, LiveLineFitsTheTerminal) {
-  ASSERT_OK_AND_ASSIGN(engine::RevisionGraph graph, SmallGraph());
   std::ostringstream out;
-  ProgressSink sink(out, {ProgressSink::Mode::kLive, 40, &graph, false});
+  ProgressSink sink(out, {ProgressSink::Mode::kLive, 40, false});
+  sink.OnEvent(PlanStarted());
   engine::Event statement = MakeEvent(engine::Event::Kind::kRevisionStarted);
   sink.OnEvent(statement);
   const std::string text = out.str();
@@ -986,7 +987,7 @@ TEST(ProgressSinkTest, LiveLineFitsTheTerminal) {
 TEST(ProgressSinkTest, PlainAndJsonLines) {
   std::ostringstream plain;
   {
-    ProgressSink sink(plain, {ProgressSink::Mode::kPlain, 0, nullptr, false});
+    ProgressSink sink(plain, {ProgressSink::Mode::kPlain, 0, false});
     sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
     sink.OnEvent(MakeEvent(engine::Event::Kind::kStatementStarted));  // not printed
     sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionFinished));
@@ -996,7 +997,7 @@ TEST(ProgressSinkTest, PlainAndJsonLines) {
 
   std::ostringstream json;
   {
-    ProgressSink sink(json, {ProgressSink::Mode::kJsonLines, 0, nullptr, false});
+    ProgressSink sink(json, {ProgressSink::Mode::kJsonLines, 0, false});
     sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
     sink.OnEvent(MakeEvent(engine::Event::Kind::kStatementStarted));
   }
@@ -1010,7 +1011,7 @@ TEST(ProgressSinkTest, PlainAndJsonLines) {
 
   std::ostringstream none;
   {
-    ProgressSink sink(none, {ProgressSink::Mode::kNone, 0, nullptr, false});
+    ProgressSink sink(none, {ProgressSink::Mode::kNone, 0, false});
     sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
   }
   EXPECT_EQ(none.str(), "");
@@ -1057,10 +1058,9 @@ class CarriageReturnCounter : public std::streambuf {
 };
 
 TEST(ProgressSinkTest, TickerRedrawsAndStopsCleanly) {
-  ASSERT_OK_AND_ASSIGN(engine::RevisionGraph graph, SmallGraph());
   CarriageReturnCounter buffer;
   std::ostream out(&buffer);
-  ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, &graph, /*ticker=*/true});
+  ProgressSink sink(out, {ProgressSink::Mode::kLive, 80, /*ticker=*/true});
   sink.OnEvent(MakeEvent(engine::Event::Kind::kRevisionStarted));
   // The event draws the line once (one '\r'); then only the ticker (every
   // 250 ms) draws it: three '\r' mean two redraws without any event.

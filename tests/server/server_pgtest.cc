@@ -2565,6 +2565,24 @@ TEST_F(RemoteCliTest, DatabaseVerbsThroughTheServer) {
   EXPECT_THAT(run.out, HasSubstr("(cli-test)"));
 }
 
+// Issue 14: on a terminal, a revision's progress line through the server
+// shows its message, as in direct mode (the messages ride in the plan of
+// OperationStarted).
+TEST_F(RemoteCliTest, LiveProgressShowsRevisionMessages) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 0);
+  StartOver(db);
+  cli::GlobalOptions global = Global();
+  global.progress_is_terminal = true;
+  global.terminal_width = 120;
+  const Run run = Capture([&](std::ostream& out, std::ostream& err) {
+    return cli::RunRemoteUpgrade(global, Remote(), {}, out, err);
+  });
+  EXPECT_EQ(run.code, cli::kExitOk) << run.err;
+  EXPECT_THAT(run.err, AllOf(HasSubstr("[1/3] a1 revision a1"), HasSubstr("[3/3] c3 revision c3")));
+}
+
 // Issue 14: `history`, `history -v`, `current` and `current -v` through the
 // server print what direct mode prints on the same database and directory
 // (the log stays `history --log`).
