@@ -37,6 +37,7 @@
 #include "client/cli/import_alembic_py.h"
 #include "client/cli/output.h"
 #include "service/common/status_macros.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/revision_graph.h"
 #include "service/store/pq/dev_server.h"
 
@@ -423,8 +424,8 @@ absl::StatusOr<int> Import(const Io& io, const ImportAlembicOptions& options) {
   io.out << "Alembic's env.py runs "
          << (project.transaction_per_migration ? "each revision in its own transaction"
                                                : "a whole upgrade or downgrade in one transaction")
-         << ": `--transaction " << scope << "` (or `transaction = " << scope
-         << "` in schemactl.ini) keeps that.\n";
+         << ": so does the migration set (" << engine::kMigrationSetConfigFileName
+         << ": transaction = " << scope << ").\n";
   if (project.version_table != "alembic_version") {
     io.out << "env.py's version table is " << project.version_table << ": pass --version-table "
            << project.version_table << ".\n";

@@ -26,6 +26,7 @@
 #include "client/cli/import_alembic.h"
 #include "client/cli/output.h"
 #include "service/common/status_macros.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/revision_graph.h"
 #include "service/engine/sql_parser.h"
 
@@ -525,8 +526,11 @@ absl::Status WriteImport(const std::vector<ImportedRevision>& revisions,
   if (exists && !fs::is_directory(target, ec)) {
     return UsageError(absl::StrCat("--out ", dir, " is not a directory"));
   }
-  const std::vector<std::string> existing =
-      exists ? RevisionFilesIn(dir) : std::vector<std::string>{};
+  std::vector<std::string> existing = exists ? RevisionFilesIn(dir) : std::vector<std::string>{};
+  const std::string config_name(engine::kMigrationSetConfigFileName);
+  if (exists && fs::exists(target / config_name, ec)) {
+    existing.push_back(config_name);
+  }
   if (!existing.empty() && !force) {
     return UsageError(
         absl::StrCat("--out ", dir, " already holds revision files (",
@@ -567,6 +571,20 @@ absl::Status WriteImport(const std::vector<ImportedRevision>& revisions,
     RETURN_IF_ERROR(WriteFile((fs::path(staging.path()) / name).string(),
                               engine::RenderRevisionFile(revision->spec)));
   }
+  // The migration set's transaction scope is env.py's.
+  const engine::TransactionScope scope = project.transaction_per_migration
+                                             ? engine::TransactionScope::kPerRevision
+                                             : engine::TransactionScope::kPerCommand;
+  RETURN_IF_ERROR(WriteFile(
+      (fs::path(staging.path()) / config_name).string(),
+      absl::StrCat("# Settings of this migration set (docs/user-guide.md §5), from the Alembic\n"
+                   "# project's env.py by schemactl import-alembic.\n",
+                   "transaction = ", engine::TransactionScopeName(scope), "\n")));
+  absl::StatusOr<engine::MigrationSetConfig> declared =
+      engine::LoadMigrationSetConfig(staging.path());
+  if (!declared.ok() || declared->transaction != scope) {
+    return absl::InternalError(absl::StrCat("the written ", config_name, " does not read back"));
+  }
   // Loaded back as every verb loads a directory, and compared with Alembic.
   absl::StatusOr<std::vector<engine::Revision>> loaded =
       engine::LoadRevisionDirectory(staging.path());
@@ -596,6 +614,7 @@ absl::Status WriteImport(const std::vector<ImportedRevision>& revisions,
           absl::StrCat("cannot remove ", (target / name).string(), ": ", ec.message()));
     }
   }
+  to_write.emplace_back(config_name, nullptr);
   for (const auto& [name, revision] : to_write) {
     const fs::path from = fs::path(staging.path()) / name;
     if (std::rename(from.c_str(), (target / name).c_str()) != 0) {

@@ -21,6 +21,7 @@
 #include "client/cli/commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/engine/migration_set_config.h"
 #include "service/engine/revision_file.h"
 #include "tests/testing/status_matchers.h"
 
@@ -272,12 +273,25 @@ class WriteImportTest : public ::testing::Test {
 TEST_F(WriteImportTest, WritesFilesThatLoadAsAlembicsGraph) {
   const fs::path out = root_ / "new" / "migrations";
   ASSERT_OK(WriteImport(revisions_, project_, out.string(), false));
-  EXPECT_THAT(Entries(out), ElementsAre("a1_step.sql", "b1_step.sql"));
+  EXPECT_THAT(Entries(out), ElementsAre("a1_step.sql", "b1_step.sql", "schemad.conf"));
   EXPECT_THAT(Entries(root_ / "new"), ElementsAre("migrations"));  // no staging left
   ASSERT_OK_AND_ASSIGN(std::vector<engine::Revision> loaded,
                        engine::LoadRevisionDirectory(out.string()));
   ASSERT_EQ(loaded.size(), 2u);
   EXPECT_THAT(loaded[1].revises, ElementsAre("a1"));
+  // env.py's scope (Alembic's default here) becomes the set's.
+  ASSERT_OK_AND_ASSIGN(engine::MigrationSetConfig declared,
+                       engine::LoadMigrationSetConfig(out.string()));
+  EXPECT_EQ(declared.transaction, engine::TransactionScope::kPerCommand);
+}
+
+TEST_F(WriteImportTest, TransactionPerMigrationBecomesThePerRevisionScope) {
+  project_.transaction_per_migration = true;
+  const fs::path out = root_ / "m";
+  ASSERT_OK(WriteImport(revisions_, project_, out.string(), false));
+  ASSERT_OK_AND_ASSIGN(engine::MigrationSetConfig declared,
+                       engine::LoadMigrationSetConfig(out.string()));
+  EXPECT_EQ(declared.transaction, engine::TransactionScope::kPerRevision);
 }
 
 TEST_F(WriteImportTest, ExistingFilesNeedForceAndAreThenReplaced) {
@@ -291,7 +305,12 @@ TEST_F(WriteImportTest, ExistingFilesNeedForceAndAreThenReplaced) {
   EXPECT_EQ(ExitCodeFor(refused), kExitUsage);
   EXPECT_THAT(Entries(out), ElementsAre("README.md", "old.sql"));
   ASSERT_OK(WriteImport(revisions_, project_, out.string(), true));
-  EXPECT_THAT(Entries(out), ElementsAre("README.md", "a1_step.sql", "b1_step.sql"));
+  EXPECT_THAT(Entries(out), ElementsAre("README.md", "a1_step.sql", "b1_step.sql", "schemad.conf"));
+  // A schemad.conf of its own needs --force too.
+  fs::remove(out / "a1_step.sql");
+  fs::remove(out / "b1_step.sql");
+  EXPECT_THAT(WriteImport(revisions_, project_, out.string(), false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(schemad.conf)")));
 }
 
 TEST_F(WriteImportTest, AGraphThatDiffersFromAlembicsWritesNothing) {
@@ -317,7 +336,7 @@ TEST_F(WriteImportTest, TwoAlembicFilesOfOneNameGetTheirIds) {
   revisions_[1].file_name = revisions_[0].file_name;
   const fs::path out = root_ / "m";
   ASSERT_OK(WriteImport(revisions_, project_, out.string(), false));
-  EXPECT_THAT(Entries(out), ElementsAre("a1_step.sql", "a1_step_b1.sql"));
+  EXPECT_THAT(Entries(out), ElementsAre("a1_step.sql", "a1_step_b1.sql", "schemad.conf"));
 }
 
 // The verb with a stand-in interpreter that prints `answer` whatever it is
@@ -369,8 +388,10 @@ TEST_F(RunImportAlembicTest, AGoodAnswerIsWrittenAndReported) {
   const Output o = Run(Answer(kA1 + "," + kB1));
   ASSERT_EQ(o.code, kExitOk) << o.err;
   EXPECT_THAT(o.out, AllOf(HasSubstr("Imported 2 revisions from alembic into"),
-                           HasSubstr("a1_step.sql: offline"), HasSubstr("b1_step.sql: offline")));
-  EXPECT_THAT(Entries(root_ / "out"), ElementsAre("a1_step.sql", "b1_step.sql"));
+                           HasSubstr("a1_step.sql: offline"), HasSubstr("b1_step.sql: offline"),
+                           HasSubstr("so does the migration set (schemad.conf: transaction = "
+                                     "per-command)")));
+  EXPECT_THAT(Entries(root_ / "out"), ElementsAre("a1_step.sql", "b1_step.sql", "schemad.conf"));
 }
 
 TEST_F(RunImportAlembicTest, AStepThatNeedsTheDatabaseNeedsScratchDsn) {

@@ -177,7 +177,9 @@ for line in \
   "1 revision(s) captured on an empty database: review them"; do
   grep -qF -- "$line" "$work/gen_report" || fail "the report lacks '$line': $(cat "$work/gen_report")"
 done
-[ "$(ls "$work/gen_out" | wc -l)" -eq 8 ] || fail "import wrote $(ls "$work/gen_out" | wc -l) files, expected 8"
+[ "$(ls "$work/gen_out" | wc -l)" -eq 9 ] || fail "import wrote $(ls "$work/gen_out" | wc -l) files, expected 8 revisions and schemad.conf"
+grep -qx 'transaction = per-command' "$work/gen_out/schemad.conf" ||
+  fail "schemad.conf does not declare env.py's per-command scope: $(cat "$work/gen_out/schemad.conf")"
 f() { echo "$work/gen_out/$1"*.sql; }
 grep -q -- '-- +downgrade' "$(f 0a0000000000)" && fail "the irreversible revision has a downgrade section"
 grep -q -- '-- branch_labels: core' "$(f 0a0000000000)" || fail "0a0000000000 lost its label"
@@ -286,7 +288,7 @@ diff -u "$work/h_modax" "$work/h_imported" >"$work/diff" || {
 }
 pass "MODAX imported: the guide's env.py, the data migration captured, migrations/modax's graph"
 
-read -r mx my < <(step_by_step "$modax" "$work/modax_out" modax "${revs[@]}" -- -1 -1 -1 -1 -1) || exit 1
+read -r _ my < <(step_by_step "$modax" "$work/modax_out" modax "${revs[@]}" -- -1 -1 -1 -1 -1) || exit 1
 [ -n "${my:-}" ] || fail "the MODAX step-by-step run stopped"
 [ "$(sql "$my" 'SELECT count(*) FROM alembic_version')" = 0 ] || fail "MODAX: not at base after five downgrades"
 pass "MODAX: Alembic and schemactl agree at every step up (5) and down to base (5)"
