@@ -88,6 +88,10 @@ absl::StatusOr<std::optional<engine::TransactionScope>> GivenTransactionScope(
 absl::StatusOr<engine::TransactionScope> TransactionScopeFor(const GlobalOptions& global,
                                                              absl::string_view value);
 
+// Creates `path` (which must not exist: FAILED_PRECONDITION naming it) with
+// `text`; on a failed write the file is removed (INTERNAL).
+absl::Status WriteNewFile(const std::string& path, const std::string& text);
+
 // Offline `upgrade --sql` / `downgrade --sql`: `spec` is "[FROM:]TO".
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,
                                   bool from_required, absl::string_view transaction);

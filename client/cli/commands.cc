@@ -345,6 +345,22 @@ absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::st
   return kExitOk;
 }
 
+absl::Status WriteNewFile(const std::string& path, const std::string& text) {
+  std::FILE* file = std::fopen(path.c_str(), "wx");
+  if (file == nullptr) {
+    const int error = errno;
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", path, ": ", std::strerror(error)));
+  }
+  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
+  const bool closed = std::fclose(file) == 0;
+  if (!written || !closed) {
+    std::remove(path.c_str());
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace internal
 
 namespace {
@@ -544,18 +560,7 @@ absl::StatusOr<std::string> WriteRevision(const Io& io, const RevisionGraph& gra
   if (!with_new.ok()) {
     return WithExitCode(Annotate(with_new.status(), "the new revision would not fit"), kExitUsage);
   }
-  std::FILE* file = std::fopen(path.c_str(), "wx");
-  if (file == nullptr) {
-    const int error = errno;
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create ", path, ": ", std::strerror(error)));
-  }
-  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
-  const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) {
-    std::remove(path.c_str());
-    return absl::InternalError(absl::StrCat("cannot write ", path));
-  }
+  RETURN_IF_ERROR(internal::WriteNewFile(path, text));
   return path;
 }
 

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/cli/command_util.h"
 #include "client/cli/import_alembic.h"
 #include "client/cli/output.h"
 #include "service/common/status_macros.h"
@@ -455,21 +456,6 @@ absl::StatusOr<std::string> MakeStagingDir(const fs::path& parent, const std::st
   return pattern;
 }
 
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  std::FILE* file = std::fopen(path.c_str(), "wx");
-  if (file == nullptr) {
-    const int error = errno;
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create ", path, ": ", std::strerror(error)));
-  }
-  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
-  const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) {
-    return absl::InternalError(absl::StrCat("cannot write ", path));
-  }
-  return absl::OkStatus();
-}
-
 // The loaded graph must be Alembic's.
 absl::Status CompareGraph(const engine::RevisionGraph& graph, const DriverProject& project,
                           const std::map<std::string, std::string>& files) {
@@ -568,14 +554,14 @@ absl::Status WriteImport(const std::vector<ImportedRevision>& revisions,
     to_write.emplace_back(name, &revision);
   }
   for (const auto& [name, revision] : to_write) {
-    RETURN_IF_ERROR(WriteFile((fs::path(staging.path()) / name).string(),
-                              engine::RenderRevisionFile(revision->spec)));
+    RETURN_IF_ERROR(internal::WriteNewFile((fs::path(staging.path()) / name).string(),
+                                           engine::RenderRevisionFile(revision->spec)));
   }
   // The migration set's transaction scope is env.py's.
   const engine::TransactionScope scope = project.transaction_per_migration
                                              ? engine::TransactionScope::kPerRevision
                                              : engine::TransactionScope::kPerCommand;
-  RETURN_IF_ERROR(WriteFile(
+  RETURN_IF_ERROR(internal::WriteNewFile(
       (fs::path(staging.path()) / config_name).string(),
       absl::StrCat("# Settings of this migration set (docs/user-guide.md §5), from the Alembic\n"
                    "# project's env.py by schemactl import-alembic.\n",

@@ -308,18 +308,34 @@ class Executor::Run {
   absl::Status RunRevision(store::Transaction& tx, const Revision& rev,
                            const std::vector<SqlStatement>& statements, const PlanStep& step,
                            store::HistoryRecord history, const Event& base) {
-    const auto on_started = [&](int i) {
+    history.duration = absl::Now() - history.started;
+    int failed_index = -1;
+    store::StatementError error;
+    absl::Status done = tx.ExecuteRevision(
+        statements, step.version_changes, history, StatementProgress(base, statements),
+        [this]() { return Cancelled(); }, &failed_index, &error);
+    return RevisionOutcome(rev, statements, done, failed_index, error);
+  }
+
+  // The store's statement progress for a revision (ExecuteAndCommit,
+  // ExecuteRevision): a kStatementStarted event as each statement runs, and
+  // a cancel seen between two statements stops the one running. `base` and
+  // `statements` must outlive the store's call.
+  std::function<void(int)> StatementProgress(const Event& base,
+                                             const std::vector<SqlStatement>& statements) {
+    return [this, &base, &statements](int i) {
       EmitStatementStarted(base, i, statements[static_cast<size_t>(i)]);
       if (Cancelled()) {
         session_.Cancel();
       }
     };
-    history.duration = absl::Now() - history.started;
-    int failed_index = -1;
-    store::StatementError error;
-    absl::Status done = tx.ExecuteRevision(
-        statements, step.version_changes, history, on_started, [this]() { return Cancelled(); },
-        &failed_index, &error);
+  }
+
+  // What the caller is told of a revision the store ran: `done` itself, the
+  // failing statement named (StatementFailure), or CANCELLED when cancelled.
+  absl::Status RevisionOutcome(const Revision& rev, const std::vector<SqlStatement>& statements,
+                               const absl::Status& done, int failed_index,
+                               const store::StatementError& error) {
     if (done.ok()) {
       return done;
     }
@@ -375,23 +391,13 @@ class Executor::Run {
             absl::StrCat("cancelled before statement 1 of revision ", rev.id));
       }
       // The store sends the whole revision at once (statements, version row,
-      // history row, COMMIT) and reports each statement as it completes; a
-      // cancel seen between two statements stops the one running.
-      auto on_started = [&](int i) {
-        EmitStatementStarted(base, i, statements[static_cast<size_t>(i)]);
-        if (Cancelled()) {
-          session_.Cancel();
-        }
-      };
+      // history row, COMMIT) and reports each statement as it completes.
       history.duration = absl::Now() - started;
       int failed_index = -1;
       store::StatementError error;
       absl::Status done = tx->ExecuteAndCommit(
-          statements, step.version_changes, history, on_started, [this]() { return Cancelled(); },
-          &failed_index, &error);
-      if (done.ok()) {
-        return done;
-      }
+          statements, step.version_changes, history, StatementProgress(base, statements),
+          [this]() { return Cancelled(); }, &failed_index, &error);
       if (done.code() == absl::StatusCode::kUnknown) {
         return absl::UnknownError(absl::StrCat(
             "the commit of revision ", rev.id,
@@ -399,14 +405,7 @@ class Executor::Run {
             "(`schemactl current`) before doing anything else: ",
             done.message()));
       }
-      if (failed_index >= 0 && failed_index < static_cast<int>(statements.size())) {
-        return StatementFailure(rev, statements[static_cast<size_t>(failed_index)], done, error);
-      }
-      if (Cancelled()) {
-        return absl::CancelledError(
-            absl::StrCat("cancelled during revision ", rev.id, ": ", done.message()));
-      }
-      return done;
+      return RevisionOutcome(rev, statements, done, failed_index, error);
     }();
     if (!status.ok() && status.code() != absl::StatusCode::kUnknown &&
         status.code() != absl::StatusCode::kUnavailable) {

@@ -1996,6 +1996,12 @@ bool NeedsOwnRoundTrip(const std::string& text) {
   return kWords.count(word) > 0 || absl::StrContains(absl::AsciiStrToUpper(text), "COPY");
 }
 
+bool AnyNeedsOwnRoundTrip(absl::Span<const SqlStatement> statements) {
+  return std::any_of(statements.begin(), statements.end(), [](const SqlStatement& statement) {
+    return NeedsOwnRoundTrip(statement.text);
+  });
+}
+
 absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> statements,
                                              absl::Span<const VersionRowChange> changes,
                                              const HistoryRecord& history,
@@ -2004,10 +2010,8 @@ absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> stat
                                              int* failed_index, StatementError* error) {
   *failed_index = -1;
   RETURN_IF_ERROR(Usable());
-  const bool pipelinable =
-      work_ == nullptr && pending_changes_.empty() && pending_history_.empty() &&
-      std::none_of(statements.begin(), statements.end(),
-                   [](const SqlStatement& statement) { return NeedsOwnRoundTrip(statement.text); });
+  const bool pipelinable = work_ == nullptr && pending_changes_.empty() &&
+                           pending_history_.empty() && !AnyNeedsOwnRoundTrip(statements);
   if (!pipelinable) {
     return Transaction::ExecuteAndCommit(statements, changes, history, on_started, cancelled,
                                          failed_index, error);
@@ -2031,9 +2035,7 @@ absl::Status PqTransaction::ExecuteRevision(absl::Span<const SqlStatement> state
                                             int* failed_index, StatementError* error) {
   *failed_index = -1;
   RETURN_IF_ERROR(Usable());
-  const bool own_round_trips =
-      std::any_of(statements.begin(), statements.end(),
-                  [](const SqlStatement& statement) { return NeedsOwnRoundTrip(statement.text); });
+  const bool own_round_trips = AnyNeedsOwnRoundTrip(statements);
   if (work_ != nullptr || !pending_changes_.empty() || !pending_history_.empty() ||
       (own_round_trips && !raw_open_)) {
     // The statement-by-statement path (pqxx's transaction), as it began.
