@@ -100,6 +100,8 @@ OperationState FromProto(v1::OperationState state) {
       return OperationState::kFailed;
     case v1::OPERATION_STATE_CANCELLED:
       return OperationState::kCancelled;
+    case v1::OPERATION_STATE_ABANDONED:
+      return OperationState::kAbandoned;
     default:
       return OperationState::kUnspecified;
   }
@@ -348,6 +350,8 @@ OperationInfo FromProto(const v1::OperationInfo& p) {
   info.step_count = p.step_count();
   info.heads = Strings(p.heads());
   info.event_count = p.event_count();
+  info.replica = p.replica();
+  info.revisions_run = p.revisions_run();
   info.events_dropped = p.events_dropped();
   return info;
 }
@@ -490,6 +494,8 @@ const char* ToString(OperationState state) {
       return "failed";
     case OperationState::kCancelled:
       return "cancelled";
+    case OperationState::kAbandoned:
+      return "abandoned";
     case OperationState::kUnspecified:
       break;
   }

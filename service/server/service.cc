@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -706,11 +707,18 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
 EventWriter* SchemadService::WatchOperation(grpc::CallbackServerContext* context,
                                             const v1::WatchOperationRequest* request) {
   const ServiceDeps* deps = &deps_;
-  return RunStream(deps, context, Role::kReader, "WatchOperation",
-                   [deps, request](const Identity&) -> absl::StatusOr<std::shared_ptr<Operation>> {
-                     RETURN_IF_ERROR(CheckRequest(*request));
-                     return deps->operations->Find(request->operation_id());
-                   });
+  return RunStream(
+      deps, context, Role::kReader, "WatchOperation",
+      [deps, request](const Identity&) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
+        absl::StatusOr<std::shared_ptr<Operation>> op =
+            deps->operations->Find(request->operation_id());
+        if (op.status().code() == absl::StatusCode::kNotFound && deps->control != nullptr) {
+          // Another replica's, or one this replica no longer keeps.
+          return deps->control->Follow(request->operation_id());
+        }
+        return op;
+      });
 }
 
 // ------------------------------------------------------ unary operations
@@ -1094,25 +1102,64 @@ grpc::ServerUnaryReactor* SchemadService::Drift(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
                                                          const v1::ListOperationsRequest* request,
                                                          v1::ListOperationsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity,
-                     deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
-    RETURN_IF_ERROR(CheckRequest(*request));
+  const ServiceDeps* deps = &deps_;
+  const auto from_memory = [deps, request, response]() -> absl::Status {
     ASSIGN_OR_RETURN(
         OperationPage page,
-        deps_.operations->ListPage(request->database(), request->running_only(),
+        deps->operations->ListPage(request->database(), request->running_only(),
                                    request->limit() > 0 ? request->limit() : kDefaultOperationsPage,
                                    request->page_token()));
     for (const auto& op : page.operations) {
       *response->add_operations() = op->Info();
+      if (deps->control != nullptr) {
+        response->mutable_operations()->rbegin()->set_replica(deps->control->replica());
+      }
     }
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
-  }();
-  LogFailure(deps_.log, "ListOperations", status, context->peer());
-  FinishUnary(reactor, response, status);
-  return reactor;
+  };
+  if (deps->control == nullptr) {
+    // In memory only: answered on the reactor thread.
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    absl::Status status = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Identity identity,
+                       deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
+      RETURN_IF_ERROR(CheckRequest(*request));
+      response->set_mode(v1::OPERATIONS_MODE_MEMORY);
+      return from_memory();
+    }();
+    LogFailure(deps_.log, "ListOperations", status, context->peer());
+    FinishUnary(reactor, response, status);
+    return reactor;
+  }
+  // The control database is read on the rpc workers.
+  return RunUnary(deps, context, Role::kReader, "ListOperations",
+                  [deps, request, response, from_memory](const Identity&) -> absl::Status {
+                    RETURN_IF_ERROR(CheckRequest(*request));
+                    response->set_replica(deps->control->replica());
+                    std::string next_page_token;
+                    absl::StatusOr<std::vector<v1::OperationInfo>> page = deps->control->ListPage(
+                        request->database(), request->running_only(),
+                        request->limit() > 0 ? request->limit() : kDefaultOperationsPage,
+                        request->page_token(), &next_page_token);
+                    if (page.status().code() == absl::StatusCode::kUnavailable &&
+                        !absl::StartsWith(request->page_token(), "c")) {
+                      // Say so, and answer with what this replica knows.
+                      deps->log->warn(
+                          "ListOperations from memory: the control database did not answer "
+                          "error={}",
+                          LogValue(TruncateUtf8(page.status().message(), kMaxLoggedTextBytes)));
+                      response->set_mode(v1::OPERATIONS_MODE_CONTROL_DATABASE_UNREACHABLE);
+                      return from_memory();
+                    }
+                    RETURN_IF_ERROR(page.status());
+                    response->set_mode(v1::OPERATIONS_MODE_CONTROL_DATABASE);
+                    for (v1::OperationInfo& info : *page)
+                      *response->add_operations() = std::move(info);
+                    response->set_next_page_token(next_page_token);
+                    MakeWireSafe(response);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerContext* context,
@@ -1120,16 +1167,22 @@ grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerCo
                                                           v1::OperationInfo* response) {
   const ServiceDeps* deps = &deps_;
   // On the workers: cancelling the running statement talks to PostgreSQL.
-  return RunUnary(deps, context, Role::kAdmin, "CancelOperation",
-                  [=](const Identity& identity) -> absl::Status {
-                    RETURN_IF_ERROR(CheckRequest(*request));
-                    ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
-                                     deps->operations->Cancel(
-                                         request->operation_id(),
-                                         absl::StrCat("CancelOperation by ", identity.who)));
-                    *response = op->Info();
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      deps, context, Role::kAdmin, "CancelOperation",
+      [=](const Identity& identity) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(*request));
+        absl::StatusOr<std::shared_ptr<Operation>> op = deps->operations->Cancel(
+            request->operation_id(), absl::StrCat("CancelOperation by ", identity.who));
+        if (op.status().code() == absl::StatusCode::kNotFound && deps->control != nullptr) {
+          // Another replica's: recorded, and that replica cancels it.
+          ASSIGN_OR_RETURN(*response, deps->control->Cancel(request->operation_id()));
+          return absl::OkStatus();
+        }
+        RETURN_IF_ERROR(op.status());
+        *response = (*op)->Info();
+        if (deps->control != nullptr) response->set_replica(deps->control->replica());
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace schemad::server

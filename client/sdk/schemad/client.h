@@ -111,7 +111,17 @@ enum class OperationKind {
   kResolve,
   kFleet,  // FleetRun: one action over many databases
 };
-enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+// kAbandoned: its replica died before it finished (servers with a control
+// database; the database's own state says what committed).
+enum class OperationState {
+  kUnspecified,
+  kQueued,
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kCancelled,
+  kAbandoned
+};
 // kAll: per command, Alembic's default scope (see TRANSACTION_MODE_ALL in
 // proto/schemad/v1/schemad.proto).
 enum class TransactionMode { kPerRevision, kAll };
@@ -303,6 +313,8 @@ struct OperationInfo {
   std::vector<std::string> heads;
   int64_t event_count = 0;     // events emitted so far
   int64_t events_dropped = 0;  // of those, detail events not kept for replay
+  std::string replica;         // the replica running it (servers with a control database)
+  int revisions_run = 0;       // applied or reverted so far
 };
 
 // What a successful Reload changed (the server's configuration now).

@@ -1,0 +1,498 @@
+// Several schemad replicas sharing one control database (issue 10): real
+// `schemad` processes, real PostgreSQL (a control database and a site
+// database per test), the C++ SDK and the generated stub as clients.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemad/client.h"
+#include "schemad/v1/schemad.grpc.pb.h"
+#include "service/server/config.h"
+#include "service/server/server.h"
+#include "tests/testing/pg_fixture.h"
+#include "tests/testing/poll.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+
+namespace schemad {
+namespace {
+
+using ::schemad::testing::BackgroundProcess;
+using ::schemad::testing::PollUntil;
+using ::schemad::testing::Query;
+using ::schemad::testing::Rows;
+using ::schemad::testing::StatusIs;
+using ::schemad::testing::TestDatabase;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/schemad_control_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& content) const {
+    const std::string file = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
+    std::ofstream(file) << content;
+    std::filesystem::permissions(
+        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    return file;
+  }
+
+ private:
+  std::string path_;
+};
+
+// a1, then b2 that sleeps `sleep_seconds` between two statements, then c3.
+void WriteChain(const TempDir& dir, double sleep_seconds) {
+  const auto write = [&dir](const std::string& id, const std::string& revises,
+                            const std::string& up, const std::string& down) {
+    dir.Write(absl::StrCat("modax/", id, ".sql"),
+              absl::StrCat("-- revision: ", id, "\n",
+                           revises.empty() ? "" : absl::StrCat("-- revises: ", revises, "\n"),
+                           "\n-- +upgrade\n", up, "\n\n-- +downgrade\n", down, "\n"));
+  };
+  write("a1", "", "CREATE TABLE t_a1 (id int);", "DROP TABLE t_a1;");
+  write("b2", "a1",
+        absl::StrCat("CREATE TABLE t_b2 (id int);\nSELECT pg_sleep(", sleep_seconds,
+                     ");\nCREATE TABLE t_b2_after (id int);"),
+        "DROP TABLE t_b2_after;\nDROP TABLE t_b2;");
+  write("c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;");
+}
+
+// A configuration of one site over `site`, sharing the control database
+// `control` as replica `replica`.
+std::string MakeConfig(const TempDir& dir, const TestDatabase& site, const TestDatabase* control,
+                       const std::string& replica, const std::string& lease = "3s") {
+  dir.Write("secrets/site-a", site.dsn());
+  std::string yaml =
+      "listen: 127.0.0.1:0\n"
+      "timeouts: {lock_timeout: 0}\n"
+      "migration_sets:\n  - {name: modax, directory: modax}\n"
+      "databases:\n  - {name: site-a, migration_set: modax, dsn_file: secrets/site-a}\n";
+  if (control != nullptr) {
+    dir.Write("secrets/control", control->dsn());
+    absl::StrAppend(&yaml, "control_database: {dsn_file: secrets/control, lease: ", lease,
+                    "}\nreplica_name: ", replica, "\n");
+  }
+  return yaml;
+}
+
+// A `schemad` process with its own configuration file in `dir`.
+class Replica {
+ public:
+  Replica(const TempDir& dir, const std::string& name, const std::string& yaml)
+      : process_(
+            {SCHEMAD_BINARY, "--config", dir.Write(name + ".yaml", yaml), "--log-level", "debug"},
+            dir.path(), name) {}
+  // Waits until it serves; its address ("" when it did not start).
+  const std::string& WaitServing() {
+    if (address_.empty()) {
+      address_ = process_.WaitForOutput("schemad listening on ", absl::Seconds(60));
+    }
+    return address_;
+  }
+  std::unique_ptr<Client> Connect() const {
+    ClientOptions options;
+    options.target = address_;
+    options.retry.enabled = false;
+    options.who = "control_pgtest";
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+  std::unique_ptr<v1::Schemad::Stub> Stub() const {
+    return v1::Schemad::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+  BackgroundProcess& process() { return process_; }
+  std::string Log() const { return process_.Err(); }
+
+ private:
+  BackgroundProcess process_;
+  std::string address_;
+};
+
+// Collects a stream's events; lets a test wait for one.
+class EventLog {
+ public:
+  std::function<void(const OperationEvent&)> Callback() {
+    return [this](const OperationEvent& e) {
+      absl::MutexLock lock(&mu_);
+      events_.push_back(e);
+    };
+  }
+  bool WaitFor(const std::function<bool(const OperationEvent&)>& pred, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [&]() {
+      for (const OperationEvent& e : events_) {
+        if (pred(e)) return true;
+      }
+      return false;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+  std::vector<OperationEvent> events() const {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<OperationEvent> events_;
+};
+
+bool IsStatement(const OperationEvent& e, const std::string& revision, int index) {
+  return e.kind == OperationEvent::Kind::kStatementStarted && e.revision == revision &&
+         e.statement_index == index;
+}
+
+// The pid of the schemad backend of `db` sleeping in b2's pg_sleep, or "".
+std::string WaitForSleepingBackend(const TestDatabase& db) {
+  const std::string sql =
+      absl::StrCat("SELECT pid FROM pg_stat_activity WHERE datname = '", db.name(),
+                   "' AND application_name LIKE 'schemad op-%' AND wait_event = 'PgSleep'");
+  std::string pid;
+  PollUntil([&] {
+    const Rows rows = Query(testing::AdminDsn(), sql);
+    if (rows.size() == 1) pid = rows[0][0];
+    return !pid.empty();
+  });
+  return pid;
+}
+
+v1::ListOperationsResponse ListThroughStub(const Replica& replica) {
+  v1::ListOperationsResponse response;
+  grpc::ClientContext context;
+  v1::ListOperationsRequest request;
+  const grpc::Status status = replica.Stub()->ListOperations(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response;
+}
+
+// The operation `id` as `client` lists it, when it does.
+std::optional<OperationInfo> Listed(Client& client, const std::string& id) {
+  absl::StatusOr<std::vector<OperationInfo>> ops = client.ListOperations("site-a");
+  if (!ops.ok()) return std::nullopt;
+  for (const OperationInfo& op : *ops) {
+    if (op.operation_id == id) return op;
+  }
+  return std::nullopt;
+}
+
+// Started on A, listed, watched and cancelled through B.
+TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThroughAnother) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 60);
+  Replica a(dir, "replica-a", MakeConfig(dir, site, &control, "replica-a"));
+  Replica b(dir, "replica-b", MakeConfig(dir, site, &control, "replica-b"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+
+  EventLog upgrade_events;
+  absl::StatusOr<OperationResult> upgraded;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = upgrade_events.Callback();
+    upgraded = on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(upgrade_events.WaitFor(
+      [](const OperationEvent& e) { return IsStatement(e, "b2", 1); }, absl::Seconds(30)))
+      << a.Log();
+  ASSERT_FALSE(WaitForSleepingBackend(site).empty());
+  const std::string id = upgrade_events.events().front().operation_id;
+
+  // B lists A's operation, running inside b2, from the control database.
+  std::optional<OperationInfo> listed;
+  ASSERT_TRUE(PollUntil([&] {
+    listed = Listed(*on_b, id);
+    return listed.has_value() && listed->current_revision == "b2";
+  })) << b.Log();
+  EXPECT_EQ(listed->state, OperationState::kRunning);
+  EXPECT_EQ(listed->replica, "replica-a");
+  EXPECT_EQ(listed->kind, OperationKind::kUpgrade);
+  EXPECT_EQ(listed->revisions_run, 1);
+  EXPECT_EQ(listed->step_index, 1);
+  EXPECT_EQ(listed->step_count, 3);
+  const v1::ListOperationsResponse through_stub = ListThroughStub(b);
+  EXPECT_EQ(through_stub.mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE);
+  EXPECT_EQ(through_stub.replica(), "replica-b");
+
+  // B watches it: the events A kept (accepted, a1, b2's first statements),
+  // then live ones.
+  EventLog watched;
+  absl::StatusOr<OperationResult> watch_result;
+  std::thread watch([&] {
+    CallOptions call;
+    call.on_event = watched.Callback();
+    watch_result = on_b->WatchOperation(id, call);
+  });
+  ASSERT_TRUE(watched.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 1); },
+                              absl::Seconds(30)))
+      << b.Log();
+  {
+    const std::vector<OperationEvent> replayed = watched.events();
+    ASSERT_FALSE(replayed.empty());
+    EXPECT_EQ(replayed.front().kind, OperationEvent::Kind::kAccepted);
+    EXPECT_EQ(replayed.front().sequence, 0);
+    for (size_t i = 1; i < replayed.size(); ++i) {
+      EXPECT_EQ(replayed[i].sequence, replayed[i - 1].sequence + 1) << "a gap in the replay";
+    }
+  }
+
+  // B cancels it; A, which runs it, cancels its statement: b2 rolls back.
+  ASSERT_OK_AND_ASSIGN(OperationInfo cancelled, on_b->CancelOperation(id));
+  EXPECT_TRUE(cancelled.cancel_requested);
+  EXPECT_EQ(cancelled.replica, "replica-a");
+  upgrade.join();
+  watch.join();
+  EXPECT_THAT(upgraded, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  EXPECT_THAT(watch_result, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  // The watcher saw the live end: b2 failing, then `finished` CANCELLED.
+  const std::vector<OperationEvent> seen = watched.events();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(seen.back().state, OperationState::kCancelled);
+  EXPECT_EQ(seen.back().sequence, upgrade_events.events().back().sequence);
+  EXPECT_EQ(Query(site.dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"a1"}}));
+  EXPECT_EQ(Query(site.dsn(), "SELECT to_regclass('t_b2') IS NULL"), (Rows{{"t"}}));
+
+  // Both replicas tell the same story.
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    std::optional<OperationInfo> done;
+    ASSERT_TRUE(PollUntil([&] {
+      done = Listed(*client, id);
+      return done.has_value() && done->state == OperationState::kCancelled;
+    }));
+    EXPECT_EQ(done->replica, "replica-a");
+    EXPECT_TRUE(done->cancel_requested);
+    EXPECT_EQ(done->error.code(), absl::StatusCode::kCancelled);
+  }
+  // A cancel of a finished operation, through either replica.
+  EXPECT_THAT(on_b->CancelOperation(id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already finished")));
+  EXPECT_THAT(on_b->CancelOperation("op-0000000000000000"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(on_b->WatchOperation("op-0000000000000000"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  // The control database keeps the events schema-qualified, in order.
+  EXPECT_EQ(Query(control.dsn(),
+                  absl::StrCat("SELECT kind FROM schemad_control.events WHERE operation_id = '", id,
+                               "' ORDER BY sequence LIMIT 1")),
+            (Rows{{"accepted"}}));
+  EXPECT_THAT(a.Log() + b.Log(), Not(HasSubstr(control.cluster().password)));
+}
+
+// A replica killed mid-operation: once its lease runs out, another marks
+// its operation abandoned, saying how far it got; watchers see the end.
+TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 60);
+  Replica a(dir, "replica-a", MakeConfig(dir, site, &control, "replica-a"));
+  Replica b(dir, "replica-b", MakeConfig(dir, site, &control, "replica-b"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+
+  EventLog events;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = events.Callback();
+    (void)on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(events.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 1); },
+                             absl::Seconds(30)));
+  ASSERT_FALSE(WaitForSleepingBackend(site).empty());
+  const std::string id = events.events().front().operation_id;
+  ASSERT_TRUE(PollUntil([&] {
+    std::optional<OperationInfo> op = Listed(*on_b, id);
+    return op.has_value() && op->current_revision == "b2";
+  }));
+  EventLog watched;
+  absl::StatusOr<OperationResult> watch_result;
+  std::thread watch([&] {
+    CallOptions call;
+    call.on_event = watched.Callback();
+    watch_result = on_b->WatchOperation(id, call);
+  });
+  ASSERT_TRUE(watched.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 1); },
+                              absl::Seconds(30)));
+
+  const absl::Time killed = absl::Now();
+  a.process().Signal(SIGKILL);
+  EXPECT_EQ(a.process().Wait(absl::Seconds(30)), 128 + SIGKILL);
+  upgrade.join();
+
+  std::optional<OperationInfo> abandoned;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        abandoned = Listed(*on_b, id);
+        return abandoned.has_value() && abandoned->state == OperationState::kAbandoned;
+      },
+      absl::Seconds(30)))
+      << b.Log();
+  // Not before the lease (3s) could have run out.
+  EXPECT_GE(absl::Now() - killed, absl::Seconds(1));
+  EXPECT_EQ(abandoned->error.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(abandoned->error.message(),
+              AllOf(HasSubstr("replica replica-a stopped renewing its lease"),
+                    HasSubstr("had run 1 revision(s)"), HasSubstr("in revision b2 (step 2 of 3)")));
+  EXPECT_TRUE(abandoned->finished.has_value());
+  watch.join();
+  EXPECT_THAT(watch_result, StatusIs(absl::StatusCode::kAborted, HasSubstr("replica-a")));
+  ASSERT_FALSE(watched.events().empty());
+  EXPECT_EQ(watched.events().back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(watched.events().back().state, OperationState::kAbandoned);
+  EXPECT_THAT(b.Log(), HasSubstr(absl::StrCat("operation abandoned op=", id)));
+
+  // The site's own state is the truth: a1 committed, b2 did not; B says so.
+  ASSERT_OK_AND_ASSIGN(DatabaseStatus status, on_b->GetStatus("site-a"));
+  EXPECT_THAT(status.current_heads, ::testing::ElementsAre("a1"));
+  EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
+}
+
+// Three replicas started at once: the control schema's revision is applied
+// once (the engine's migration lock), each replica registered.
+TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 0);
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (const char* name : {"r1", "r2", "r3"}) {
+    replicas.push_back(std::make_unique<Replica>(dir, name, MakeConfig(dir, site, &control, name)));
+  }
+  for (auto& replica : replicas) {
+    ASSERT_FALSE(replica->WaitServing().empty()) << replica->Log();
+  }
+  EXPECT_EQ(Query(control.dsn(), "SELECT version_num FROM schemad_control.alembic_version"),
+            (Rows{{"control_0001"}}));
+  EXPECT_EQ(Query(control.dsn(),
+                  "SELECT revision, direction, outcome, count(*) FROM "
+                  "schemad_control.schemad_history GROUP BY 1, 2, 3"),
+            (Rows{{"control_0001", "up", "success", "1"}}));
+  EXPECT_EQ(Query(control.dsn(), "SELECT name FROM schemad_control.replicas ORDER BY 1"),
+            (Rows{{"r1"}, {"r2"}, {"r3"}}));
+  // Nothing of schemad's outside its schema.
+  EXPECT_EQ(Query(control.dsn(),
+                  "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                  "c.relnamespace WHERE n.nspname = 'public'"),
+            (Rows{{"0"}}));
+  // A restart of r1 under its name: a fresh registration, nothing abandoned.
+  replicas[0]->process().Signal(SIGTERM);
+  EXPECT_EQ(replicas[0]->process().Wait(absl::Seconds(30)), 0) << replicas[0]->Log();
+  Replica again(dir, "r1-again", MakeConfig(dir, site, &control, "r1"));
+  ASSERT_FALSE(again.WaitServing().empty()) << again.Log();
+  EXPECT_THAT(again.Log(), HasSubstr("abandoned_at_start=0"));
+  EXPECT_EQ(Query(control.dsn(), "SELECT count(*) FROM schemad_control.schemad_history"),
+            (Rows{{"1"}}));
+}
+
+// EnsureHead at head costs the control database nothing: with every
+// connection schemad held there terminated, fifty calls open none; an
+// EnsureHead that applies is recorded. Without a control database the
+// listing says it is this replica's memory.
+TEST(ControlDatabaseTest, EnsureHeadAtHeadCostsTheControlDatabaseNothing) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 0);
+  Replica a(dir, "replica-a", MakeConfig(dir, site, &control, "replica-a", "1h"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  std::unique_ptr<Client> client = a.Connect();
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult applied, client->EnsureHead("site-a"));
+  ASSERT_TRUE(applied.applied);
+  ASSERT_TRUE(PollUntil([&] {
+    return Query(control.dsn(),
+                 absl::StrCat("SELECT state, revisions_run FROM schemad_control.operations "
+                              "WHERE id = '",
+                              applied.operation_id, "'")) == Rows{{"succeeded", "3"}};
+  }));
+
+  const std::string control_backends =
+      absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '", control.name(),
+                   "' AND application_name LIKE 'schemad control%'");
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                             "datname = '",
+                             control.name(), "' AND application_name LIKE 'schemad control%'"));
+  ASSERT_TRUE(
+      PollUntil([&] { return Query(testing::AdminDsn(), control_backends) == Rows{{"0"}}; }));
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK_AND_ASSIGN(EnsureHeadResult head, client->EnsureHead("site-a"));
+    ASSERT_FALSE(head.applied);
+  }
+  EXPECT_EQ(Query(testing::AdminDsn(), control_backends), (Rows{{"0"}}));
+  EXPECT_EQ(Query(control.dsn(), "SELECT count(*) FROM schemad_control.operations"), (Rows{{"1"}}));
+  // The control database is back for what needs it (a reconnect).
+  ASSERT_OK_AND_ASSIGN(std::vector<OperationInfo> listed, client->ListOperations());
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].operation_id, applied.operation_id);
+  EXPECT_EQ(listed[0].state, OperationState::kSucceeded);
+
+  Replica alone(dir, "alone", MakeConfig(dir, site, nullptr, ""));
+  ASSERT_FALSE(alone.WaitServing().empty()) << alone.Log();
+  const v1::ListOperationsResponse memory = ListThroughStub(alone);
+  EXPECT_EQ(memory.mode(), v1::OPERATIONS_MODE_MEMORY);
+  EXPECT_EQ(memory.operations_size(), 0);
+}
+
+// --check-config checks the control database's settings without connecting.
+TEST(ControlDatabaseTest, CheckConfigValidatesTheControlDatabaseWithoutTouchingIt) {
+  TestDatabase site;
+  ASSERT_TRUE(site.ok());
+  TempDir dir;
+  WriteChain(dir, 0);
+  dir.Write("secrets/site-a", site.dsn());
+  dir.Write("secrets/control", "postgresql://u:s3cret@127.0.0.1:1/none");  // nothing listens
+  const std::string base =
+      "listen: 127.0.0.1:0\nmigration_sets:\n  - {name: modax, directory: modax}\n"
+      "databases:\n  - {name: site-a, migration_set: modax, dsn_file: secrets/site-a}\n";
+  const std::string good =
+      dir.Write("good.yaml", base + "control_database: {dsn_file: secrets/control, lease: 10s}\n");
+  testing::ProcessResult ok =
+      testing::RunProcess({SCHEMAD_BINARY, "--config", good, "--check-config"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  const std::string bad =
+      dir.Write("bad.yaml", base + "control_database: {dsn_file: secrets/control, lease: 1s}\n");
+  testing::ProcessResult refused =
+      testing::RunProcess({SCHEMAD_BINARY, "--config", bad, "--check-config"});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_THAT(refused.err, AllOf(HasSubstr("control_database.lease: 1s is out of range"),
+                                 Not(HasSubstr("s3cret"))));
+  // Serving needs it: an unreachable control database stops the start.
+  testing::ProcessResult unreachable = testing::RunProcess({SCHEMAD_BINARY, "--config", good});
+  EXPECT_EQ(unreachable.code, 3) << unreachable.err;
+  EXPECT_THAT(unreachable.err, AllOf(HasSubstr("control_database:"), Not(HasSubstr("s3cret"))));
+}
+
+}  // namespace
+}  // namespace schemad
