@@ -1407,10 +1407,16 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       request.action = FleetRequest::Action::kValidate;
     } else if (options.action == "drift") {
       request.action = FleetRequest::Action::kDrift;
+    } else if (options.action == "resume") {
+      if (options.targets.size() != 1) {
+        return UsageError(
+            "fleet resume needs the id of the abandoned fleet run (ops list shows it)");
+      }
+      request.resume = options.targets.front();
     } else if (options.action != "status") {
       return UsageError(absl::StrCat(
-          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate, drift or status, "
-          "got '",
+          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate, drift, status or "
+          "resume, got '",
           options.action, "'"));
     }
     if (options.parallel < 1) {

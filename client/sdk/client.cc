@@ -1155,6 +1155,7 @@ absl::StatusOr<FleetSummary> GrpcClientConnection::FleetRun(const FleetRequest& 
   request.set_canary_selector(fleet.canary_selector);
   request.set_continue_on_error(fleet.continue_on_error);
   request.set_allow_lint_errors(fleet.allow_lint_errors);
+  request.set_resume(fleet.resume);
   if (fleet.site_timeout > absl::ZeroDuration()) {
     ToProto(fleet.site_timeout, request.mutable_site_timeout());
   }

@@ -480,9 +480,9 @@ absl::Status ValidateControlDatabase(const ConfigSources& sources, LoadedConfig*
   const absl::Duration lease = FromProto(control.lease());
   if (lease < kMinControlLease || lease > kMaxControlLease) {
     return KeyError("control_database.lease",
-                    absl::StrCat(absl::FormatDuration(lease), " is out of range: ",
-                                 absl::FormatDuration(kMinControlLease), " to ",
-                                 absl::FormatDuration(kMaxControlLease)));
+                    absl::StrCat(absl::FormatDuration(lease),
+                                 " is out of range: ", absl::FormatDuration(kMinControlLease),
+                                 " to ", absl::FormatDuration(kMaxControlLease)));
   }
   return absl::OkStatus();
 }

@@ -171,7 +171,7 @@ void ControlPlane::Enqueue(const std::shared_ptr<const Operation>& op,
   pending.ticket = ++enqueued_;
 }
 
-store::ControlOperationWrite ControlPlane::MakeWrite(const Pending& pending) const {
+store::ControlOperationWrite ControlPlane::MakeWrite(const Pending& pending) {
   const v1::OperationInfo info = pending.op->Info();
   store::ControlOperationWrite write;
   store::ControlOperation& op = write.operation;
@@ -197,6 +197,14 @@ store::ControlOperationWrite ControlPlane::MakeWrite(const Pending& pending) con
   op.revisions_run = info.revisions_run();
   op.event_count = info.event_count();
   op.events_dropped = info.events_dropped();
+  op.request = pending.op->spec().request;
+  if (op.request.empty()) {
+    absl::MutexLock lock(&mu_);
+    if (auto it = resumed_requests_.find(op.id); it != resumed_requests_.end()) {
+      op.request = it->second;
+      if (IsFinalState(info.state())) resumed_requests_.erase(it);
+    }
+  }
   for (const v1::OperationEvent& event : pending.events) {
     store::ControlEvent& out = write.events.emplace_back();
     out.sequence = event.sequence();
@@ -536,6 +544,27 @@ absl::StatusOr<v1::OperationInfo> ControlPlane::Cancel(const std::string& id) {
   log_->info("operation cancel requested op={} db={} replica={} (through the control database)", id,
              LogValue(op->database), LogValue(op->replica));
   return ToInfo(*op);
+}
+
+absl::StatusOr<ControlPlane::Resumable> ControlPlane::ClaimResume(const std::string& id,
+                                                                  const std::string& by) {
+  ASSIGN_OR_RETURN(store::ControlOperation op, store_->ClaimResume(id, by));
+  Resumable out;
+  if (!out.request.ParseFromString(op.request) || op.request.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("fleet run ", id, " has no request stored to run again"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    resumed_requests_[by] = op.request;
+  }
+  ASSIGN_OR_RETURN(std::vector<store::ControlSiteResult> sites, store_->ReadSites(id));
+  for (const store::ControlSiteResult& site : sites) {
+    if (site.outcome == "succeeded") out.succeeded.insert(site.site);
+  }
+  log_->info("fleet run claimed for resume op={} resumed_by={} sites_succeeded={}", id, by,
+             out.succeeded.size());
+  return out;
 }
 
 void ControlPlane::Shutdown() {

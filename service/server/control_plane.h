@@ -48,6 +48,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +110,15 @@ class ControlPlane {
   // NOT_FOUND, FAILED_PRECONDITION when finished, UNAVAILABLE.
   absl::StatusOr<v1::OperationInfo> Cancel(const std::string& id);
 
+  // An abandoned fleet run claimed by `fleet resume`.
+  struct Resumable {
+    v1::FleetRunRequest request;      // as first run
+    std::set<std::string> succeeded;  // its sites that had succeeded
+  };
+  // Claims abandoned fleet run `id` for the resuming operation `by`
+  // (store::ControlStore::ClaimResume's errors) and reads what it needs.
+  absl::StatusOr<Resumable> ClaimResume(const std::string& id, const std::string& by);
+
   // Waits until what was queued before the call is written, up to
   // `deadline`; false when it was not.
   bool Flush(absl::Time deadline);
@@ -141,7 +151,7 @@ class ControlPlane {
 
   void Enqueue(const std::shared_ptr<const Operation>& op, const v1::OperationEvent* event,
                const v1::FleetSiteResult* site);
-  store::ControlOperationWrite MakeWrite(const Pending& pending) const;
+  store::ControlOperationWrite MakeWrite(const Pending& pending);
   void WriterLoop();
   void MaintenanceLoop();
   void PollFollowers();
@@ -166,6 +176,9 @@ class ControlPlane {
   uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;                   // tickets handed out
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;                    // every ticket <= it written
   std::map<std::string, Follower> followers_ ABSL_GUARDED_BY(mu_);
+  // The request a resuming fleet operation stores (the one it resumed),
+  // by operation id: so that it can be resumed in turn.
+  std::map<std::string, std::string> resumed_requests_ ABSL_GUARDED_BY(mu_);
   std::thread writer_;
   std::thread maintenance_;
 };

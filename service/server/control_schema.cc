@@ -79,11 +79,24 @@ DROP TABLE schemad_control.operations;
 DROP TABLE schemad_control.replicas;
 )sql";
 
+// Revision 2: which operation resumed an abandoned fleet run (fleet resume).
+constexpr char kRevision2[] = R"sql(-- revision: control_0002
+-- revises: control_0001
+-- message: operations resumed by another (fleet resume)
+
+-- +upgrade
+ALTER TABLE schemad_control.operations ADD COLUMN resumed_by text;
+
+-- +downgrade
+ALTER TABLE schemad_control.operations DROP COLUMN resumed_by;
+)sql";
+
 }  // namespace
 
 const std::vector<std::pair<std::string, std::string>>& ControlSchemaRevisionFiles() {
   static const auto* files = new std::vector<std::pair<std::string, std::string>>{
       {"control_0001_operations.sql", kRevision1},
+      {"control_0002_resumed_by.sql", kRevision2},
   };
   return *files;
 }

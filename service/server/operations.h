@@ -88,6 +88,10 @@ struct OperationSpec {
   // In the OperationAccepted event: error-level lint findings a fleet run
   // was allowed to run despite.
   std::vector<v1::LintFinding> lint_errors;
+  // Opaque: what running the operation again needs (a fleet run's
+  // serialized FleetRunRequest, for `fleet resume`); kept in the control
+  // database.
+  std::string request;
 };
 
 class Operation : public std::enable_shared_from_this<Operation> {

@@ -77,6 +77,9 @@ struct ControlOperation {
   // Opaque: what re-running the operation needs (a fleet run's request);
   // empty for others.
   std::string request;
+  // The operation that resumed this one (fleet resume); empty when none.
+  // Read only: ClaimResume sets it.
+  std::string resumed_by;
 };
 
 // One kept event of an operation.
@@ -176,6 +179,13 @@ class ControlStore {
   virtual absl::StatusOr<std::optional<ControlOperation>> RequestCancel(const std::string& id) = 0;
   // The queued or running operations of `replica` with a cancel request.
   virtual absl::StatusOr<std::vector<std::string>> CancelRequested(const std::string& replica) = 0;
+
+  // Claims abandoned fleet run `id` for the operation `by` that resumes it
+  // (once: the claim and the check are one statement) and returns it.
+  // NOT_FOUND when unknown; FAILED_PRECONDITION when it is not a fleet
+  // run, not abandoned, or claimed already (naming by which operation).
+  virtual absl::StatusOr<ControlOperation> ClaimResume(const std::string& id,
+                                                       const std::string& by) = 0;
 
   // Deletes finished operations (with their events and sites) that finished
   // before `finished_before`, and beyond the newest `max_retained` finished

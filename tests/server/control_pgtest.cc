@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <pqxx/pqxx>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -82,14 +83,18 @@ void WriteChain(const TempDir& dir, double sleep_seconds) {
 // `control` as replica `replica`.
 std::string MakeConfig(const TempDir& dir, const TestDatabase& site, const TestDatabase* control,
                        const std::string& replica, const std::string& lease = "3s") {
-  dir.Write("secrets/site-a", site.dsn());
+  // Written once: a replica started before may be reading them.
+  const auto write_once = [&dir](const std::string& name, const std::string& content) {
+    if (!std::filesystem::exists(dir.path() + "/" + name)) dir.Write(name, content);
+  };
+  write_once("secrets/site-a", site.dsn());
   std::string yaml =
       "listen: 127.0.0.1:0\n"
       "timeouts: {lock_timeout: 0}\n"
       "migration_sets:\n  - {name: modax, directory: modax}\n"
       "databases:\n  - {name: site-a, migration_set: modax, dsn_file: secrets/site-a}\n";
   if (control != nullptr) {
-    dir.Write("secrets/control", control->dsn());
+    write_once("secrets/control", control->dsn());
     absl::StrAppend(&yaml, "control_database: {dsn_file: secrets/control, lease: ", lease,
                     "}\nreplica_name: ", replica, "\n");
   }
@@ -377,8 +382,142 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
   EXPECT_EQ(status.state, DatabaseStatus::State::kBehind);
 }
 
-// Three replicas started at once: the control schema's revision is applied
-// once (the engine's migration lock), each replica registered.
+// A fleet run whose replica is killed mid-way: abandoned after the lease,
+// with the sites it had finished; resumed through another replica with
+// `schemactl fleet resume`, which skips them. Every site ends at head with
+// each revision applied once.
+TEST(ControlDatabaseTest, AnAbandonedFleetRunIsResumedThroughAnotherReplicaSkippingDoneSites) {
+  TestDatabase control;
+  std::vector<std::unique_ptr<TestDatabase>> sites;
+  for (int i = 0; i < 3; ++i) sites.push_back(std::make_unique<TestDatabase>());
+  ASSERT_TRUE(control.ok());
+  TempDir dir;
+  // b2 reads `gate`, which the test holds locked on site-2 only.
+  dir.Write("modax/a1.sql",
+            "-- revision: a1\n\n-- +upgrade\nCREATE TABLE t_a1 (id int);\n\n-- +downgrade\n"
+            "DROP TABLE t_a1;\n");
+  dir.Write("modax/b2.sql",
+            "-- revision: b2\n-- revises: a1\n\n-- +upgrade\nCREATE TABLE t_b2 (id int);\n"
+            "SELECT count(*) FROM gate;\n\n-- +downgrade\nDROP TABLE t_b2;\n");
+  dir.Write("modax/c3.sql",
+            "-- revision: c3\n-- revises: b2\n\n-- +upgrade\nCREATE TABLE t_c3 (id int);\n\n"
+            "-- +downgrade\nDROP TABLE t_c3;\n");
+  dir.Write("secrets/control", control.dsn());
+  std::string databases;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(sites[i]->ok());
+    testing::Exec(sites[i]->dsn(), "CREATE TABLE gate (id int)");
+    const std::string name = absl::StrCat("site-", i + 1);
+    dir.Write("secrets/" + name, sites[i]->dsn());
+    absl::StrAppend(&databases, "  - {name: ", name, ", migration_set: modax, dsn_file: secrets/",
+                    name, ", labels: {env: prod}}\n");
+  }
+  const auto config = [&](const std::string& replica) {
+    return absl::StrCat(
+        "listen: 127.0.0.1:0\ntimeouts: {lock_timeout: 0}\n"
+        "migration_sets:\n  - {name: modax, directory: modax}\ndatabases:\n",
+        databases,
+        "control_database: {dsn_file: secrets/control, lease: 3s}\nreplica_name: ", replica, "\n");
+  };
+  Replica a(dir, "replica-a", config("replica-a"));
+  Replica b(dir, "replica-b", config("replica-b"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+
+  pqxx::connection gatekeeper(sites[1]->dsn());
+  auto gate = std::make_unique<pqxx::work>(gatekeeper);
+  gate->exec("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE");
+  std::string fleet_id;
+  absl::Mutex id_mu;
+  std::thread fleet([&] {
+    FleetRequest request;
+    request.selector = "env=prod";
+    request.max_parallel = 1;
+    CallOptions call;
+    call.on_event = [&](const OperationEvent& e) {
+      absl::MutexLock lock(&id_mu);
+      if (fleet_id.empty()) fleet_id = e.operation_id;
+    };
+    (void)on_a->FleetRun(request, call);
+  });
+  // site-1 done (and written through), site-2 inside b2 at the gate.
+  ASSERT_TRUE(PollUntil([&] {
+    return Query(sites[1]->dsn(),
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                 "application_name LIKE 'schemad op-%' AND wait_event_type = 'Lock'") ==
+           Rows{{"1"}};
+  })) << a.Log();
+  ASSERT_TRUE(PollUntil([&] {
+    return Query(control.dsn(), "SELECT site, outcome FROM schemad_control.fleet_sites") ==
+           Rows{{"site-1", "succeeded"}};
+  }));
+  {
+    absl::MutexLock lock(&id_mu);
+    ASSERT_FALSE(fleet_id.empty());
+  }
+  a.process().Signal(SIGKILL);
+  EXPECT_EQ(a.process().Wait(absl::Seconds(30)), 128 + SIGKILL);
+  fleet.join();
+
+  std::optional<OperationInfo> abandoned;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<std::vector<OperationInfo>> ops = on_b->ListOperations();
+        abandoned.reset();
+        for (const OperationInfo& op : ops.ok() ? *ops : std::vector<OperationInfo>{}) {
+          if (op.operation_id == fleet_id) abandoned = op;
+        }
+        return abandoned.has_value() && abandoned->state == OperationState::kAbandoned;
+      },
+      absl::Seconds(30)))
+      << b.Log();
+  EXPECT_THAT(abandoned->error.message(), HasSubstr("1 site(s) had finished"));
+  // A's orphaned backend goes away; the gate opens.
+  gate->abort();
+  gate.reset();
+  ASSERT_TRUE(PollUntil([&] {
+    return Query(sites[1]->dsn(),
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                 "application_name LIKE 'schemad op-%'") == Rows{{"0"}};
+  }));
+  EXPECT_EQ(Query(sites[1]->dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"a1"}}));
+
+  testing::ProcessResult resumed = testing::RunProcess(
+      {SCHEMAD_SCHEMACTL, "--server", b.WaitServing(), "fleet", "resume", fleet_id});
+  EXPECT_EQ(resumed.code, 0) << resumed.out << resumed.err << b.Log();
+  EXPECT_THAT(resumed.out,
+              AllOf(HasSubstr("site-2"), HasSubstr("site-3"), Not(HasSubstr("site-1"))));
+  for (const auto& site : sites) {
+    EXPECT_EQ(Query(site->dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"c3"}}));
+    EXPECT_EQ(Query(site->dsn(),
+                    "SELECT revision, count(*) FROM schemad_history WHERE direction = 'up' AND "
+                    "outcome = 'success' GROUP BY 1 ORDER BY 1"),
+              (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
+  }
+  // Once only; and only fleet runs that were abandoned.
+  FleetRequest again;
+  again.resume = fleet_id;
+  EXPECT_THAT(on_b->FleetRun(again), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                              HasSubstr("was resumed already, by op-")));
+  // The resuming run itself finished (succeeded): nothing to resume.
+  FleetRequest not_abandoned;
+  not_abandoned.resume =
+      Query(control.dsn(), absl::StrCat("SELECT resumed_by FROM schemad_control.operations "
+                                        "WHERE id = '",
+                                        fleet_id, "'"))[0][0];
+  ASSERT_TRUE(PollUntil([&] {
+    return Query(control.dsn(),
+                 absl::StrCat("SELECT state FROM schemad_control.operations WHERE id = '",
+                              not_abandoned.resume, "'")) == Rows{{"succeeded"}};
+  }));
+  EXPECT_THAT(on_b->FleetRun(not_abandoned),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not abandoned")));
+}
+
+// Three replicas started at once: each of the control schema's revisions is
+// applied once (the engine's migration lock), each replica registered.
 TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
   TestDatabase control;
   TestDatabase site;
@@ -393,11 +532,11 @@ TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
     ASSERT_FALSE(replica->WaitServing().empty()) << replica->Log();
   }
   EXPECT_EQ(Query(control.dsn(), "SELECT version_num FROM schemad_control.alembic_version"),
-            (Rows{{"control_0001"}}));
+            (Rows{{"control_0002"}}));
   EXPECT_EQ(Query(control.dsn(),
                   "SELECT revision, direction, outcome, count(*) FROM "
-                  "schemad_control.schemad_history GROUP BY 1, 2, 3"),
-            (Rows{{"control_0001", "up", "success", "1"}}));
+                  "schemad_control.schemad_history GROUP BY 1, 2, 3 ORDER BY 1"),
+            (Rows{{"control_0001", "up", "success", "1"}, {"control_0002", "up", "success", "1"}}));
   EXPECT_EQ(Query(control.dsn(), "SELECT name FROM schemad_control.replicas ORDER BY 1"),
             (Rows{{"r1"}, {"r2"}, {"r3"}}));
   // Nothing of schemad's outside its schema.
@@ -412,7 +551,16 @@ TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
   ASSERT_FALSE(again.WaitServing().empty()) << again.Log();
   EXPECT_THAT(again.Log(), HasSubstr("abandoned_at_start=0"));
   EXPECT_EQ(Query(control.dsn(), "SELECT count(*) FROM schemad_control.schemad_history"),
-            (Rows{{"1"}}));
+            (Rows{{"2"}}));
+  // A control schema a newer schemad migrated (a revision this one does not
+  // know) stops the start, saying so.
+  testing::Exec(control.dsn(),
+                "UPDATE schemad_control.alembic_version SET version_num = 'control_9999'");
+  testing::ProcessResult newer = testing::RunProcess(
+      {SCHEMAD_BINARY, "--config", dir.Write("newer.yaml", MakeConfig(dir, site, &control, "r9"))});
+  EXPECT_EQ(newer.code, 2);
+  EXPECT_THAT(newer.err, AllOf(HasSubstr("control_database:"), HasSubstr("control_9999"),
+                               HasSubstr("a newer schemad migrated it")));
 }
 
 // EnsureHead at head costs the control database nothing: with every
@@ -437,6 +585,8 @@ TEST(ControlDatabaseTest, EnsureHeadAtHeadCostsTheControlDatabaseNothing) {
                               applied.operation_id, "'")) == Rows{{"succeeded", "3"}};
   }));
 
+  // Listing waits for this replica's queued writes: none is left to write.
+  ASSERT_OK(client->ListOperations().status());
   const std::string control_backends =
       absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE datname = '", control.name(),
                    "' AND application_name LIKE 'schemad control%'");

@@ -273,6 +273,10 @@ struct FleetRequest {
   bool allow_lint_errors = false;
   absl::Duration site_timeout = absl::ZeroDuration();  // zero: none
   std::optional<absl::Duration> lock_wait;
+  // `fleet resume`: the id of an abandoned fleet run (a server with a
+  // control database) to run again over the sites it had not finished; the
+  // other fields are then ignored. Admin.
+  std::string resume;
 };
 
 // The outcome of a finished operation.

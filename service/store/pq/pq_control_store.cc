@@ -102,7 +102,7 @@ constexpr char kOperationColumns[] =
     "(extract(epoch FROM o.started) * 1000000)::bigint, "
     "(extract(epoch FROM o.finished) * 1000000)::bigint, o.cancel_requested, o.error_code, "
     "o.error, o.heads, o.current_revision, o.step_index, o.step_count, o.revisions_run, "
-    "o.event_count, o.events_dropped, o.request";
+    "o.event_count, o.events_dropped, o.request, o.resumed_by";
 
 ControlOperation ReadOperationRow(const pqxx::row& row) {
   ControlOperation op;
@@ -127,6 +127,7 @@ ControlOperation ReadOperationRow(const pqxx::row& row) {
   op.event_count = row[18].as<int64_t>();
   op.events_dropped = row[19].as<int64_t>();
   if (!row[20].is_null()) op.request = pqxx::binarystring(row[20]).str();
+  op.resumed_by = Text(row[21]);
   return op;
 }
 
@@ -179,6 +180,8 @@ class PqControlStore final : public ControlStore {
   absl::StatusOr<std::vector<ControlSiteResult>> ReadSites(const std::string& id) override;
   absl::StatusOr<std::optional<ControlOperation>> RequestCancel(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> CancelRequested(const std::string& replica) override;
+  absl::StatusOr<ControlOperation> ClaimResume(const std::string& id,
+                                               const std::string& by) override;
   absl::Status Prune(absl::Time finished_before, int max_retained) override;
   std::string DisplayName() const override { return display_name_; }
 
@@ -497,6 +500,48 @@ absl::StatusOr<std::vector<std::string>> PqControlStore::CancelRequested(
     }
   }));
   return out;
+}
+
+absl::StatusOr<ControlOperation> PqControlStore::ClaimResume(const std::string& id,
+                                                             const std::string& by) {
+  std::optional<ControlOperation> claimed;
+  std::optional<ControlOperation> as_is;
+  RETURN_IF_ERROR(Run("claiming a fleet run to resume", [&](pqxx::connection& conn) {
+    pqxx::work tx(conn);
+    const pqxx::result r = tx.exec_params(
+        absl::StrCat("UPDATE ", Table("operations"),
+                     " o SET resumed_by = $2 WHERE o.id = $1 AND o.kind = 'fleet' AND o.state = "
+                     "'abandoned' AND o.resumed_by IS NULL RETURNING ",
+                     kOperationColumns),
+        id, by);
+    if (!r.empty()) {
+      claimed = ReadOperationRow(r[0]);
+    } else {
+      const pqxx::result row = tx.exec_params(absl::StrCat("SELECT ", kOperationColumns, " FROM ",
+                                                           Table("operations"), " o WHERE id = $1"),
+                                              id);
+      if (!row.empty()) as_is = ReadOperationRow(row[0]);
+    }
+    tx.commit();
+  }));
+  if (claimed.has_value()) return *std::move(claimed);
+  if (!as_is.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("operation \"", id, "\" is unknown to every replica (or has expired)"));
+  }
+  if (as_is->kind != "fleet") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("operation ", id, " is a", as_is->kind == "upgrade" ? "n " : " ", as_is->kind,
+                     " operation, not a fleet run: only fleet runs resume"));
+  }
+  if (!as_is->resumed_by.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("fleet run ", id, " was resumed already, by ", as_is->resumed_by));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("fleet run ", id, " is ", as_is->state,
+                   ", not abandoned: only a fleet run whose replica died resumes (run the "
+                   "fleet again for the sites it did not finish)"));
 }
 
 absl::Status PqControlStore::Prune(absl::Time finished_before, int max_retained) {
