@@ -310,6 +310,63 @@ TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThro
   EXPECT_THAT(a.Log() + b.Log(), Not(HasSubstr(control.cluster().password)));
 }
 
+// The control database drops every connection of both replicas (as in a
+// restart) while an operation runs: the operation goes on, its writes are
+// retried on new connections, and the other replica still lists, watches
+// and cancels it.
+TEST(ControlDatabaseTest, LosingTheControlConnectionsMidOperationLosesNothing) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 60);
+  Replica a(dir, "replica-a", MakeConfig(dir, site, &control, "replica-a"));
+  Replica b(dir, "replica-b", MakeConfig(dir, site, &control, "replica-b"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+
+  EventLog events;
+  absl::StatusOr<OperationResult> upgraded;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = events.Callback();
+    upgraded = on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(events.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 0); },
+                             absl::Seconds(30)));
+  const std::string id = events.events().front().operation_id;
+  const std::string terminate = absl::StrCat(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '",
+      control.name(), "' AND application_name LIKE 'schemad control%'");
+  ASSERT_NE(Query(testing::AdminDsn(), terminate), (Rows{{"0"}}));
+  // b2's next statement is written on a new connection; B sees it.
+  ASSERT_FALSE(WaitForSleepingBackend(site).empty());
+  std::optional<OperationInfo> listed;
+  ASSERT_TRUE(PollUntil([&] {
+    listed = Listed(*on_b, id);
+    return listed.has_value() && listed->current_revision == "b2" && listed->revisions_run == 1;
+  })) << a.Log()
+      << b.Log();
+  EXPECT_EQ(listed->state, OperationState::kRunning);
+  (void)Query(testing::AdminDsn(), terminate);  // once more, B's too
+  ASSERT_OK_AND_ASSIGN(OperationInfo cancelled, on_b->CancelOperation(id));
+  EXPECT_TRUE(cancelled.cancel_requested);
+  upgrade.join();
+  EXPECT_THAT(upgraded, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  // Nothing was lost: every event A kept is in the control database.
+  ASSERT_TRUE(PollUntil([&] {
+    std::optional<OperationInfo> done = Listed(*on_b, id);
+    return done.has_value() && done->state == OperationState::kCancelled;
+  }));
+  EXPECT_EQ(Query(control.dsn(),
+                  absl::StrCat("SELECT count(*) = max(sequence) + 1 FROM schemad_control.events "
+                               "WHERE operation_id = '",
+                               id, "'")),
+            (Rows{{"t"}}));
+}
+
 // A replica killed mid-operation: once its lease runs out, another marks
 // its operation abandoned, saying how far it got; watchers see the end.
 TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {

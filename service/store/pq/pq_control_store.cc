@@ -1,8 +1,10 @@
 // PostgreSQL control store (see control_store.h for the contract). Notes:
 //
 // - Connections: a call borrows one from a small free list (or opens one)
-//   and gives it back unless it broke; so a control database that restarted
-//   costs the calls in flight an UNAVAILABLE, and the next calls reconnect.
+//   and gives it back unless it broke. A borrowed idle connection that
+//   turns out closed (the control database restarted, or ended the backend)
+//   is replaced and the call made once more, so only calls in flight during
+//   a restart see UNAVAILABLE.
 // - Every statement names its tables schema-qualified (kControlSchema); the
 //   tables are the ones the schema's revisions create
 //   (service/server/control_schema.cc), which must agree with the columns
@@ -200,46 +202,55 @@ class PqControlStore final : public ControlStore {
 
 absl::Status PqControlStore::Run(absl::string_view context,
                                  const std::function<void(pqxx::connection&)>& fn) {
-  std::unique_ptr<pqxx::connection> conn;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!idle_.empty()) {
-      conn = std::move(idle_.back());
-      idle_.pop_back();
-    }
-  }
   const std::string where = absl::StrCat(context, " on the control database ", display_name_);
-  absl::Status status;
-  try {
-    if (conn == nullptr) conn = std::make_unique<pqxx::connection>(conninfo_);
-    fn(*conn);
-  } catch (const pqxx::broken_connection& e) {
-    status = absl::UnavailableError(absl::StrCat(where, ": ", OneLine(e.what())));
-  } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
-    absl::string_view message = absl::StripPrefix(OneLine(e.what()), "ERROR: ");
-    absl::StatusCode code = absl::StatusCode::kFailedPrecondition;
-    if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
-      code = absl::StatusCode::kUnavailable;
-    } else if (state == "28P01" || state == "28000" || state == "42501") {
-      code = absl::StatusCode::kPermissionDenied;
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<pqxx::connection> conn;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        conn = std::move(idle_.back());
+        idle_.pop_back();
+      }
     }
-    status = absl::Status(code, absl::StrCat(where, ": SQLSTATE ", state, ": ", message));
-  } catch (const std::exception& e) {
-    const std::string text = OneLine(e.what());
-    status = absl::UnavailableError(absl::StrCat(where, ": ", text));
-    if (text.find("authentication failed") != std::string::npos) {
-      status = absl::PermissionDeniedError(absl::StrCat(where, ": ", text));
+    const bool reused = conn != nullptr;
+    absl::Status status;
+    try {
+      if (conn == nullptr) conn = std::make_unique<pqxx::connection>(conninfo_);
+      fn(*conn);
+    } catch (const pqxx::broken_connection& e) {
+      status = absl::UnavailableError(absl::StrCat(where, ": ", OneLine(e.what())));
+    } catch (const pqxx::sql_error& e) {
+      const std::string state = e.sqlstate();
+      absl::string_view message = absl::StripPrefix(OneLine(e.what()), "ERROR: ");
+      absl::StatusCode code = absl::StatusCode::kFailedPrecondition;
+      if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
+        code = absl::StatusCode::kUnavailable;
+      } else if (state == "28P01" || state == "28000" || state == "42501") {
+        code = absl::StatusCode::kPermissionDenied;
+      }
+      status = absl::Status(code, absl::StrCat(where, ": SQLSTATE ", state, ": ", message));
+    } catch (const std::exception& e) {
+      const std::string text = OneLine(e.what());
+      status = absl::UnavailableError(absl::StrCat(where, ": ", text));
+      if (text.find("authentication failed") != std::string::npos) {
+        status = absl::PermissionDeniedError(absl::StrCat(where, ": ", text));
+      }
     }
-  }
-  if (!status.ok()) {
+    if (status.ok()) {
+      if (conn->is_open()) {
+        absl::MutexLock lock(&mu_);
+        if (static_cast<int>(idle_.size()) < max_idle_) idle_.push_back(std::move(conn));
+      }
+      return absl::OkStatus();
+    }
+    // An idle connection the server closed meanwhile (a restart, a
+    // terminated backend): once more on a new one. Every call here may run
+    // twice: writes are upserts, the rest reads or idempotent updates.
+    if (status.code() == absl::StatusCode::kUnavailable && reused && attempt == 0) {
+      continue;
+    }
     return absl::Status(status.code(), dsn_.Scrub(status.message()));
   }
-  if (conn != nullptr && conn->is_open()) {
-    absl::MutexLock lock(&mu_);
-    if (static_cast<int>(idle_.size()) < max_idle_) idle_.push_back(std::move(conn));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status PqControlStore::EnsureSchema() {
