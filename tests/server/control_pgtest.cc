@@ -4,8 +4,10 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -135,6 +137,35 @@ class Replica {
   std::string address_;
 };
 
+// The threads of a test that make calls to its replicas. When the test
+// ends early (a failed ASSERT) with some still running, the replicas are
+// killed first, so that those calls end and the threads can be joined
+// (a joinable std::thread would abort the test binary and leave the
+// schemad processes behind).
+class Calls {
+ public:
+  explicit Calls(std::vector<Replica*> replicas) : replicas_(std::move(replicas)) {}
+  ~Calls() {
+    bool running = false;
+    for (std::thread& t : threads_) running = running || t.joinable();
+    if (!running) return;
+    for (Replica* replica : replicas_) replica->process().Signal(SIGKILL);
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // Runs `fn` on a new thread; Join(index) waits for it.
+  size_t Start(std::function<void()> fn) {
+    threads_.emplace_back(std::move(fn));
+    return threads_.size() - 1;
+  }
+  void Join(size_t index) { threads_[index].join(); }
+
+ private:
+  std::vector<Replica*> replicas_;
+  std::deque<std::thread> threads_;
+};
+
 // Collects a stream's events; lets a test wait for one.
 class EventLog {
  public:
@@ -215,10 +246,15 @@ TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThro
   ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
   std::unique_ptr<Client> on_a = a.Connect();
   std::unique_ptr<Client> on_b = b.Connect();
-
+  // What the calls on other threads use, declared before them.
   EventLog upgrade_events;
   absl::StatusOr<OperationResult> upgraded;
-  std::thread upgrade([&] {
+  EventLog watched;
+  absl::StatusOr<OperationResult> watch_result;
+  std::string id;
+  Calls calls({&a, &b});
+
+  const size_t upgrade = calls.Start([&] {
     CallOptions call;
     call.on_event = upgrade_events.Callback();
     upgraded = on_a->Upgrade("site-a", {}, call);
@@ -227,7 +263,7 @@ TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThro
       [](const OperationEvent& e) { return IsStatement(e, "b2", 1); }, absl::Seconds(30)))
       << a.Log();
   ASSERT_FALSE(WaitForSleepingBackend(site).empty());
-  const std::string id = upgrade_events.events().front().operation_id;
+  id = upgrade_events.events().front().operation_id;
 
   // B lists A's operation, running inside b2, from the control database.
   std::optional<OperationInfo> listed;
@@ -247,9 +283,7 @@ TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThro
 
   // B watches it: the events A kept (accepted, a1, b2's first statements),
   // then live ones.
-  EventLog watched;
-  absl::StatusOr<OperationResult> watch_result;
-  std::thread watch([&] {
+  const size_t watch = calls.Start([&] {
     CallOptions call;
     call.on_event = watched.Callback();
     watch_result = on_b->WatchOperation(id, call);
@@ -271,8 +305,8 @@ TEST(ControlDatabaseTest, AnOperationOfOneReplicaIsListedWatchedAndCancelledThro
   ASSERT_OK_AND_ASSIGN(OperationInfo cancelled, on_b->CancelOperation(id));
   EXPECT_TRUE(cancelled.cancel_requested);
   EXPECT_EQ(cancelled.replica, "replica-a");
-  upgrade.join();
-  watch.join();
+  calls.Join(upgrade);
+  calls.Join(watch);
   EXPECT_THAT(upgraded, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
   EXPECT_THAT(watch_result, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
   // The watcher saw the live end: b2 failing, then `finished` CANCELLED.
@@ -326,10 +360,11 @@ TEST(ControlDatabaseTest, LosingTheControlConnectionsMidOperationLosesNothing) {
   ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
   std::unique_ptr<Client> on_a = a.Connect();
   std::unique_ptr<Client> on_b = b.Connect();
-
   EventLog events;
   absl::StatusOr<OperationResult> upgraded;
-  std::thread upgrade([&] {
+  Calls calls({&a, &b});
+
+  const size_t upgrade = calls.Start([&] {
     CallOptions call;
     call.on_event = events.Callback();
     upgraded = on_a->Upgrade("site-a", {}, call);
@@ -353,7 +388,7 @@ TEST(ControlDatabaseTest, LosingTheControlConnectionsMidOperationLosesNothing) {
   (void)Query(testing::AdminDsn(), terminate);  // once more, B's too
   ASSERT_OK_AND_ASSIGN(OperationInfo cancelled, on_b->CancelOperation(id));
   EXPECT_TRUE(cancelled.cancel_requested);
-  upgrade.join();
+  calls.Join(upgrade);
   EXPECT_THAT(upgraded, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
   // Nothing was lost: every event A kept is in the control database.
   ASSERT_TRUE(PollUntil([&] {
@@ -381,9 +416,13 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
   ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
   std::unique_ptr<Client> on_a = a.Connect();
   std::unique_ptr<Client> on_b = b.Connect();
-
   EventLog events;
-  std::thread upgrade([&] {
+  EventLog watched;
+  absl::StatusOr<OperationResult> watch_result;
+  std::string id;
+  Calls calls({&a, &b});
+
+  const size_t upgrade = calls.Start([&] {
     CallOptions call;
     call.on_event = events.Callback();
     (void)on_a->Upgrade("site-a", {}, call);
@@ -391,14 +430,12 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
   ASSERT_TRUE(events.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 1); },
                              absl::Seconds(30)));
   ASSERT_FALSE(WaitForSleepingBackend(site).empty());
-  const std::string id = events.events().front().operation_id;
+  id = events.events().front().operation_id;
   ASSERT_TRUE(PollUntil([&] {
     std::optional<OperationInfo> op = Listed(*on_b, id);
     return op.has_value() && op->current_revision == "b2";
   }));
-  EventLog watched;
-  absl::StatusOr<OperationResult> watch_result;
-  std::thread watch([&] {
+  const size_t watch = calls.Start([&] {
     CallOptions call;
     call.on_event = watched.Callback();
     watch_result = on_b->WatchOperation(id, call);
@@ -409,7 +446,7 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
   const absl::Time killed = absl::Now();
   a.process().Signal(SIGKILL);
   EXPECT_EQ(a.process().Wait(absl::Seconds(30)), 128 + SIGKILL);
-  upgrade.join();
+  calls.Join(upgrade);
 
   std::optional<OperationInfo> abandoned;
   ASSERT_TRUE(PollUntil(
@@ -426,7 +463,7 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
               AllOf(HasSubstr("replica replica-a stopped renewing its lease"),
                     HasSubstr("had run 1 revision(s)"), HasSubstr("in revision b2 (step 2 of 3)")));
   EXPECT_TRUE(abandoned->finished.has_value());
-  watch.join();
+  calls.Join(watch);
   EXPECT_THAT(watch_result, StatusIs(absl::StatusCode::kAborted, HasSubstr("replica-a")));
   ASSERT_FALSE(watched.events().empty());
   EXPECT_EQ(watched.events().back().kind, OperationEvent::Kind::kOperationFinished);
@@ -488,7 +525,8 @@ TEST(ControlDatabaseTest, AnAbandonedFleetRunIsResumedThroughAnotherReplicaSkipp
   gate->exec("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE");
   std::string fleet_id;
   absl::Mutex id_mu;
-  std::thread fleet([&] {
+  Calls calls({&a, &b});
+  const size_t fleet = calls.Start([&] {
     FleetRequest request;
     request.selector = "env=prod";
     request.max_parallel = 1;
@@ -516,7 +554,7 @@ TEST(ControlDatabaseTest, AnAbandonedFleetRunIsResumedThroughAnotherReplicaSkipp
   }
   a.process().Signal(SIGKILL);
   EXPECT_EQ(a.process().Wait(absl::Seconds(30)), 128 + SIGKILL);
-  fleet.join();
+  calls.Join(fleet);
 
   std::optional<OperationInfo> abandoned;
   ASSERT_TRUE(PollUntil(
