@@ -582,6 +582,8 @@ Json OperationInfoJson(const OperationInfo& op) {
   json["heads_after"] = StringListJson(op.heads);
   json["event_count"] = op.event_count;
   json["events_dropped"] = op.events_dropped;
+  json["revisions_run"] = op.revisions_run;
+  json["replica"] = op.replica.empty() ? Json(nullptr) : Json(op.replica);
   return json;
 }
 
@@ -595,7 +597,11 @@ void PrintOperationInfo(const OperationInfo& op, std::ostream& out) {
   if (op.cancel_requested && op.state == OperationState::kRunning) {
     out << " (cancel requested)";
   }
-  out << "  " << TimeText(op.created) << "  " << op.who << "\n";
+  out << "  " << TimeText(op.created) << "  " << op.who;
+  if (!op.replica.empty()) {
+    out << "  on " << op.replica;  // servers with a control database
+  }
+  out << "\n";
   if (!op.error.ok()) {
     out << "    error: " << op.error.message() << "\n";
   }

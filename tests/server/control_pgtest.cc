@@ -469,6 +469,11 @@ TEST(ControlDatabaseTest, AKilledReplicasOperationIsAbandonedAfterItsLease) {
   EXPECT_EQ(watched.events().back().kind, OperationEvent::Kind::kOperationFinished);
   EXPECT_EQ(watched.events().back().state, OperationState::kAbandoned);
   EXPECT_THAT(b.Log(), HasSubstr(absl::StrCat("operation abandoned op=", id)));
+  testing::ProcessResult listed =
+      testing::RunProcess({SCHEMAD_SCHEMACTL, "--server", b.WaitServing(), "ops", "list"});
+  EXPECT_EQ(listed.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, AllOf(HasSubstr(id), HasSubstr("abandoned"), HasSubstr("on replica-a"),
+                                HasSubstr("stopped renewing its lease")));
 
   // The site's own state is the truth: a1 committed, b2 did not; B says so.
   ASSERT_OK_AND_ASSIGN(DatabaseStatus status, on_b->GetStatus("site-a"));
