@@ -665,8 +665,9 @@ TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
 
 // EnsureHead at head costs the control database nothing: with every
 // connection schemad held there terminated, fifty calls open none; an
-// EnsureHead that applies is recorded. Without a control database the
-// listing says it is this replica's memory.
+// EnsureHead that applies is recorded. With the control database refusing
+// connections the listing comes from memory and says so; without a control
+// database it says it is this replica's memory.
 TEST(ControlDatabaseTest, EnsureHeadAtHeadCostsTheControlDatabaseNothing) {
   TestDatabase control;
   TestDatabase site;
@@ -707,6 +708,25 @@ TEST(ControlDatabaseTest, EnsureHeadAtHeadCostsTheControlDatabaseNothing) {
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].operation_id, applied.operation_id);
   EXPECT_EQ(listed[0].state, OperationState::kSucceeded);
+
+  // The control database refusing connections: the listing says so and
+  // answers from this replica's memory; EnsureHead does not notice.
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("ALTER DATABASE ", control.name(), " WITH ALLOW_CONNECTIONS false"));
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                             "datname = '",
+                             control.name(), "'"));
+  ASSERT_OK(client->EnsureHead("site-a").status());
+  const v1::ListOperationsResponse unreachable = ListThroughStub(a);
+  EXPECT_EQ(unreachable.mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE_UNREACHABLE);
+  ASSERT_EQ(unreachable.operations_size(), 1);
+  EXPECT_EQ(unreachable.operations(0).operation_id(), applied.operation_id);
+  EXPECT_EQ(unreachable.operations(0).replica(), "replica-a");
+  EXPECT_THAT(a.Log(), AllOf(HasSubstr("ListOperations from memory"),
+                             Not(HasSubstr(control.cluster().password))));
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("ALTER DATABASE ", control.name(), " WITH ALLOW_CONNECTIONS true"));
 
   Replica alone(dir, "alone", MakeConfig(dir, site, nullptr, ""));
   ASSERT_FALSE(alone.WaitServing().empty()) << alone.Log();
