@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
     }
     options.log_sinks.clear();
     options.listen_override = "127.0.0.1:0";
+    options.check_only = true;
   }
   absl::StatusOr<std::unique_ptr<schemad::server::SchemadServer>> server =
       schemad::server::SchemadServer::Start(*std::move(config), options);

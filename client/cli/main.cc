@@ -432,15 +432,16 @@ int main(int argc, char** argv) {
   CLI::App* fleet_cmd = app.add_subcommand(
       "fleet",
       "With --server: upgrade, downgrade, ensure-head, stamp or validate many databases at once, "
-      "or their status");
+      "their status, or resume an abandoned fleet run");
   fleet_cmd
       ->add_option("action", fleet.action,
-                   "upgrade, downgrade, ensure-head, stamp, validate or status")
+                   "upgrade, downgrade, ensure-head, stamp, validate, status or resume")
       ->required()
-      ->check(CLI::IsMember(
-          {"upgrade", "downgrade", "ensure-head", "stamp", "validate", "drift", "status"}));
+      ->check(CLI::IsMember({"upgrade", "downgrade", "ensure-head", "stamp", "validate", "drift",
+                             "status", "resume"}));
   fleet_cmd->add_option("target", fleet.targets,
-                        "upgrade/downgrade: the target; stamp: the revisions");
+                        "upgrade/downgrade: the target; stamp: the revisions; resume: the "
+                        "abandoned fleet run's operation id");
   fleet_cmd->add_option("--selector", fleet.selector,
                         "Databases: key=value, key!=value, key, !key, name=a|b (comma: and)");
   fleet_cmd->add_option("--parallel", fleet.parallel, "Sites at once (default 4)");

@@ -583,6 +583,8 @@ Json OperationInfoJson(const OperationInfo& op) {
   json["heads_after"] = StringListJson(op.heads);
   json["event_count"] = op.event_count;
   json["events_dropped"] = op.events_dropped;
+  json["revisions_run"] = op.revisions_run;
+  json["replica"] = op.replica.empty() ? Json(nullptr) : Json(op.replica);
   return json;
 }
 
@@ -596,7 +598,11 @@ void PrintOperationInfo(const OperationInfo& op, std::ostream& out) {
   if (op.cancel_requested && op.state == OperationState::kRunning) {
     out << " (cancel requested)";
   }
-  out << "  " << TimeText(op.created) << "  " << op.who << "\n";
+  out << "  " << TimeText(op.created) << "  " << op.who;
+  if (!op.replica.empty()) {
+    out << "  on " << op.replica;  // servers with a control database
+  }
+  out << "\n";
   if (!op.error.ok()) {
     out << "    error: " << op.error.message() << "\n";
   }
@@ -1424,10 +1430,16 @@ int RunRemoteFleet(const GlobalOptions& global, const RemoteOptions& remote,
       request.action = FleetRequest::Action::kValidate;
     } else if (options.action == "drift") {
       request.action = FleetRequest::Action::kDrift;
+    } else if (options.action == "resume") {
+      if (options.targets.size() != 1) {
+        return UsageError(
+            "fleet resume needs the id of the abandoned fleet run (ops list shows it)");
+      }
+      request.resume = options.targets.front();
     } else if (options.action != "status") {
       return UsageError(absl::StrCat(
-          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate, drift or status, "
-          "got '",
+          "fleet: expected upgrade, downgrade, ensure-head, stamp, validate, drift, status or "
+          "resume, got '",
           options.action, "'"));
     }
     if (options.parallel < 1) {

@@ -110,7 +110,7 @@ int RunRemoteOps(const GlobalOptions& global, const RemoteOptions& remote,
 // or was cancelled. `status` lists the selected databases' states (like
 // `dbs`, with the fleet selector) and counts them.
 struct FleetCliOptions {
-  std::string action;                // upgrade, downgrade, ensure-head, stamp, validate, status
+  std::string action;  // upgrade, downgrade, ensure-head, stamp, validate, status, resume
   std::vector<std::string> targets;  // upgrade/downgrade: at most one; stamp: the revisions
   std::string selector;              // --selector
   int parallel = 4;                  // --parallel

@@ -100,6 +100,8 @@ OperationState FromProto(v1::OperationState state) {
       return OperationState::kFailed;
     case v1::OPERATION_STATE_CANCELLED:
       return OperationState::kCancelled;
+    case v1::OPERATION_STATE_ABANDONED:
+      return OperationState::kAbandoned;
     default:
       return OperationState::kUnspecified;
   }
@@ -355,6 +357,8 @@ OperationInfo FromProto(const v1::OperationInfo& p) {
   info.step_count = p.step_count();
   info.heads = Strings(p.heads());
   info.event_count = p.event_count();
+  info.replica = p.replica();
+  info.revisions_run = p.revisions_run();
   info.events_dropped = p.events_dropped();
   return info;
 }
@@ -497,6 +501,8 @@ const char* ToString(OperationState state) {
       return "failed";
     case OperationState::kCancelled:
       return "cancelled";
+    case OperationState::kAbandoned:
+      return "abandoned";
     case OperationState::kUnspecified:
       break;
   }
@@ -1156,6 +1162,7 @@ absl::StatusOr<FleetSummary> GrpcClientConnection::FleetRun(const FleetRequest& 
   request.set_canary_selector(fleet.canary_selector);
   request.set_continue_on_error(fleet.continue_on_error);
   request.set_allow_lint_errors(fleet.allow_lint_errors);
+  request.set_resume(fleet.resume);
   if (fleet.site_timeout > absl::ZeroDuration()) {
     ToProto(fleet.site_timeout, request.mutable_site_timeout());
   }

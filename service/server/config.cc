@@ -6,9 +6,11 @@
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -454,6 +456,38 @@ absl::Status ValidateDevServer(const ConfigSources& sources, LoadedConfig* loade
   return absl::OkStatus();
 }
 
+absl::Status ValidateControlDatabase(const ConfigSources& sources, LoadedConfig* loaded) {
+  v1::ServerConfig& c = loaded->proto;
+  if (!c.replica_name().empty() &&
+      (!IsName(c.replica_name()) || c.replica_name().size() > kMaxReplicaNameBytes)) {
+    return KeyError("replica_name", absl::StrCat("must be 1 to ", kMaxReplicaNameBytes,
+                                                 " letters, digits, '_', '-' and '.'"));
+  }
+  if (!c.has_control_database()) return absl::OkStatus();
+  v1::ControlDatabaseConfig& control = *c.mutable_control_database();
+  if (control.dsn_env().empty() == control.dsn_file().empty()) {
+    return KeyError("control_database", "exactly one of dsn_env and dsn_file is required");
+  }
+  if (!control.dsn_env().empty()) {
+    ASSIGN_OR_RETURN(loaded->control_dsn, DsnFromEnv(sources, "control_database.dsn_env",
+                                                     control.dsn_env(), "the control database"));
+  } else {
+    control.set_dsn_file(Resolve(sources.base_dir, control.dsn_file()));
+    ASSIGN_OR_RETURN(loaded->control_dsn,
+                     DsnFromFile(c, "control_database.dsn_file", control.dsn_file(),
+                                 "the control database", &loaded->warnings));
+  }
+  SCHEMAD_DEFAULT_DURATION(control, lease, kDefaultControlLease);
+  const absl::Duration lease = FromProto(control.lease());
+  if (lease < kMinControlLease || lease > kMaxControlLease) {
+    return KeyError("control_database.lease",
+                    absl::StrCat(absl::FormatDuration(lease),
+                                 " is out of range: ", absl::FormatDuration(kMinControlLease),
+                                 " to ", absl::FormatDuration(kMaxControlLease)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
   v1::ServerConfig& c = loaded->proto;
   RETURN_IF_ERROR(ValidateListen("listen", c.listen()));
@@ -660,7 +694,8 @@ absl::Status Validate(const ConfigSources& sources, LoadedConfig* loaded) {
     RETURN_IF_ERROR(CheckDuration(Join(path, "statement_timeout"), db.statement_timeout(),
                                   kMaxStatementTimeout));
   }
-  return ValidateDevServer(sources, loaded);
+  RETURN_IF_ERROR(ValidateDevServer(sources, loaded));
+  return ValidateControlDatabase(sources, loaded);
 }
 
 }  // namespace
@@ -744,6 +779,23 @@ absl::StatusOr<LoadedConfig> LoadConfigFile(const std::string& path) {
   return loaded;
 }
 
+std::string ReplicaNameOf(const v1::ServerConfig& config) {
+  if (!config.replica_name().empty()) return config.replica_name();
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "schemad");
+  }
+  std::string name = absl::StrCat(host, "-", getpid());
+  for (char& ch : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' &&
+        ch != '.') {
+      ch = '-';
+    }
+  }
+  if (name.size() > kMaxReplicaNameBytes) name = name.substr(name.size() - kMaxReplicaNameBytes);
+  return name;
+}
+
 absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerConfig& reloaded) {
   static constexpr const char* kRestartOnly[] = {"listen",
                                                  "tls",
@@ -754,7 +806,9 @@ absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerCo
                                                  "shutdown_grace",
                                                  "operation_retention",
                                                  "max_retained_operations",
-                                                 "dev_server"};
+                                                 "dev_server",
+                                                 "control_database",
+                                                 "replica_name"};
   const google::protobuf::Descriptor* descriptor = v1::ServerConfig::descriptor();
   for (const char* name : kRestartOnly) {
     const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(name);

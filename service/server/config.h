@@ -50,6 +50,7 @@ inline constexpr int kDefaultRpcWorkers = 16;
 inline constexpr int kDefaultOperationWorkers = 8;
 inline constexpr absl::Duration kDefaultMetricsRefresh = absl::Seconds(30);
 inline constexpr absl::Duration kDefaultIdleSessionTimeout = absl::Minutes(10);
+inline constexpr absl::Duration kDefaultControlLease = absl::Seconds(15);
 
 // The configuration file and every file it names (tokens, TLS, DSN files)
 // are read only when they are regular files of at most this many bytes.
@@ -70,6 +71,9 @@ inline constexpr absl::Duration kMaxOperationRetention = absl::Hours(24 * 30);
 inline constexpr absl::Duration kMaxIdleSessionTimeout = absl::Hours(24 * 7);
 inline constexpr absl::Duration kMinMetricsRefresh = absl::Seconds(1);
 inline constexpr absl::Duration kMaxMetricsRefresh = absl::Hours(24);
+inline constexpr absl::Duration kMinControlLease = absl::Seconds(2);
+inline constexpr absl::Duration kMaxControlLease = absl::Hours(1);
+inline constexpr size_t kMaxReplicaNameBytes = 128;
 
 struct LoadedConfig {
   // Validated; every default filled in (timeouts, pools, grace, retention,
@@ -82,6 +86,9 @@ struct LoadedConfig {
   // The dev server of Drift: "local", a DSN (secret, as dsns), or "" when
   // none is configured.
   std::string dev_dsn;
+  // The DSN of control_database, or "" when none is configured (secret, as
+  // dsns).
+  std::string control_dsn;
   // What is accepted but worth a log line at start (a group-readable
   // secret file, say). Never holds a secret.
   std::vector<std::string> warnings;
@@ -117,10 +124,15 @@ absl::Status CheckListenExposure(const v1::ServerConfig& config, const std::stri
 // FAILED_PRECONDITION naming the first key whose value differs between the
 // running configuration and a reloaded one when only a restart can change
 // it: listen, tls, metrics, reflection, log_format, pools, shutdown_grace,
-// operation_retention, max_retained_operations. Everything else (migration
+// operation_retention, max_retained_operations, dev_server,
+// control_database, replica_name. Everything else (migration
 // sets, databases, tokens_file, timeouts, the secret-file and
 // unauthenticated-exposure switches) reloads.
 absl::Status CheckReloadable(const v1::ServerConfig& running, const v1::ServerConfig& reloaded);
+
+// `replica_name` when the configuration sets one, else `<hostname>-<pid>`
+// (characters a replica name may not hold become '-').
+std::string ReplicaNameOf(const v1::ServerConfig& config);
 
 // The duration grammar of configuration values (and of revision files'
 // lock_timeout): `<number><unit>` terms, units us, ms, s, min, m, h, d; `0`

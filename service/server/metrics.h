@@ -3,7 +3,7 @@
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics,
 //                    ServerMetrics::Start("0.0.0.0:9464", registry, log));
-//   op_options.observe_each = metrics->OperationObserverFactory();
+//   op_options.observe_each.push_back(metrics->OperationObserverFactory());
 //   builder.experimental().SetInterceptorCreators(...metrics->RpcInterceptorFactory()...);
 //   metrics->StartRefreshing(absl::Seconds(30));   // the per-database gauges
 //   ...

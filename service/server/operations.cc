@@ -16,7 +16,19 @@
 namespace schemad::server {
 namespace {
 
-const char* KindName(v1::OperationKind kind) {
+const char* KindName(v1::OperationKind kind) { return OperationKindName(kind); }
+const char* StateName(v1::OperationState state) { return OperationStateName(state); }
+bool IsFinal(v1::OperationState state) { return IsFinalState(state); }
+
+// Text in log lines is bounded (a database error can be megabytes).
+constexpr size_t kMaxLoggedTextBytes = 1024;
+
+// ListPage's tokens: "p" + the serial of the last operation of the page.
+constexpr absl::string_view kPageTokenPrefix = "p";
+
+}  // namespace
+
+const char* OperationKindName(v1::OperationKind kind) {
   switch (kind) {
     case v1::OPERATION_KIND_ENSURE_HEAD:
       return "ensure-head";
@@ -38,7 +50,7 @@ const char* KindName(v1::OperationKind kind) {
   return "unknown";
 }
 
-const char* StateName(v1::OperationState state) {
+const char* OperationStateName(v1::OperationState state) {
   switch (state) {
     case v1::OPERATION_STATE_QUEUED:
       return "queued";
@@ -50,24 +62,18 @@ const char* StateName(v1::OperationState state) {
       return "failed";
     case v1::OPERATION_STATE_CANCELLED:
       return "cancelled";
+    case v1::OPERATION_STATE_ABANDONED:
+      return "abandoned";
     default:
       break;
   }
   return "unknown";
 }
 
-// Text in log lines is bounded (a database error can be megabytes).
-constexpr size_t kMaxLoggedTextBytes = 1024;
-
-// ListPage's tokens: "p" + the serial of the last operation of the page.
-constexpr absl::string_view kPageTokenPrefix = "p";
-
-bool IsFinal(v1::OperationState state) {
+bool IsFinalState(v1::OperationState state) {
   return state == v1::OPERATION_STATE_SUCCEEDED || state == v1::OPERATION_STATE_FAILED ||
-         state == v1::OPERATION_STATE_CANCELLED;
+         state == v1::OPERATION_STATE_CANCELLED || state == v1::OPERATION_STATE_ABANDONED;
 }
-
-}  // namespace
 
 bool IsDetailEvent(const v1::OperationEvent& event) {
   switch (event.event_case()) {
@@ -122,6 +128,43 @@ void Operation::Subscribe(std::shared_ptr<OperationObserver> observer) {
   observer->OnDone(status, result);
 }
 
+std::shared_ptr<Operation> Operation::Mirror(std::string id, std::shared_ptr<spdlog::logger> log) {
+  auto op = std::make_shared<Operation>(std::move(id), OperationSpec{}, std::move(log));
+  absl::MutexLock lock(&op->mu_);
+  op->state_ = v1::OPERATION_STATE_RUNNING;
+  return op;
+}
+
+void Operation::AppendMirrored(v1::OperationEvent event) {
+  absl::MutexLock lock(&mu_);
+  if (IsFinal(state_)) return;
+  emitted_ = std::max(emitted_, event.sequence() + 1);
+  events_.push_back(std::move(event));
+  for (const std::shared_ptr<OperationObserver>& observer : observers_) {
+    observer->OnEvent(events_.back());
+  }
+}
+
+void Operation::FinishMirrored(const absl::Status& status) {
+  std::vector<std::shared_ptr<OperationObserver>> observers;
+  {
+    absl::MutexLock lock(&mu_);
+    if (IsFinal(state_)) return;
+    state_ = status.ok() ? v1::OPERATION_STATE_SUCCEEDED : v1::OPERATION_STATE_FAILED;
+    status_ = status;
+    finished_at_ = absl::Now();
+    observers.swap(observers_);
+  }
+  for (const std::shared_ptr<OperationObserver>& observer : observers) {
+    observer->OnDone(status, v1::OperationResult());
+  }
+}
+
+int Operation::observer_count() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(observers_.size());
+}
+
 void Operation::Unsubscribe(const OperationObserver* observer) {
   absl::MutexLock lock(&mu_);
   observers_.erase(std::remove_if(observers_.begin(), observers_.end(),
@@ -161,6 +204,8 @@ v1::OperationInfo Operation::Info() const {
   }
   info.set_event_count(emitted_);
   info.set_events_dropped(dropped_events_);
+  info.set_revisions_run(state_ == v1::OPERATION_STATE_SUCCEEDED ? result_.revisions_run()
+                                                                 : revisions_done_);
   MakeWireSafe(&info);
   return info;
 }
@@ -470,8 +515,8 @@ absl::StatusOr<std::shared_ptr<Operation>> OperationRegistry::StartLocked(Operat
   PruneLocked(absl::Now());
   auto op = std::make_shared<Operation>(engine::NewOperationId(), std::move(spec), log_,
                                         next_serial_++, options_.max_kept_detail_events);
-  if (options_.observe_each) {
-    op->Subscribe(options_.observe_each(*op));
+  for (const auto& observe : options_.observe_each) {
+    op->Subscribe(observe(*op));
   }
   v1::OperationEvent accepted;
   accepted.mutable_accepted()->set_kind(op->spec().kind);

@@ -66,6 +66,14 @@ class OperationObserver {
 // statement started, waiting for lock, and a fleet site's own such events.
 bool IsDetailEvent(const v1::OperationEvent& event);
 
+// Names in logs and in the control database: "ensure-head", "upgrade", ...,
+// "fleet"; "queued", "running", "succeeded", "failed", "cancelled",
+// "abandoned". "unknown" for anything else.
+const char* OperationKindName(v1::OperationKind kind);
+const char* OperationStateName(v1::OperationState state);
+// SUCCEEDED, FAILED, CANCELLED or ABANDONED.
+bool IsFinalState(v1::OperationState state);
+
 // What the body of an operation returns.
 struct OperationOutcome {
   engine::OperationResult result;
@@ -80,6 +88,10 @@ struct OperationSpec {
   // In the OperationAccepted event: error-level lint findings a fleet run
   // was allowed to run despite.
   std::vector<v1::LintFinding> lint_errors;
+  // Opaque: what running the operation again needs (a fleet run's
+  // serialized FleetRunRequest, for `fleet resume`); kept in the control
+  // database.
+  std::string request;
 };
 
 class Operation : public std::enable_shared_from_this<Operation> {
@@ -92,6 +104,16 @@ class Operation : public std::enable_shared_from_this<Operation> {
   const std::string& id() const { return id_; }
   const OperationSpec& spec() const { return spec_; }
   uint64_t serial() const { return serial_; }
+
+  // A stand-in for an operation another replica runs, fed from the control
+  // database (ControlPlane): AppendMirrored delivers events as they were
+  // stored (their own sequence numbers), FinishMirrored ends it. No body
+  // runs; Info() is not meaningful for it.
+  static std::shared_ptr<Operation> Mirror(std::string id, std::shared_ptr<spdlog::logger> log);
+  void AppendMirrored(v1::OperationEvent event);
+  void FinishMirrored(const absl::Status& status);
+  // Observers subscribed now.
+  int observer_count() const;
 
   // Events emitted so far, and how many of them are kept for replay.
   int64_t emitted_events() const;
@@ -187,10 +209,11 @@ struct OperationRegistryOptions {
   int max_retained = 1000;                     // and at most this many
   int max_kept_detail_events = 256;            // per operation (see the top of this file)
   absl::Duration cancel_repeat = absl::Milliseconds(100);
-  // When set, called for each new operation before its first event; the
+  // Each is called for each new operation before its first event; the
   // observer it returns is subscribed for the operation's whole life
-  // (metrics). Called with the registry's lock held: must not block.
-  std::function<std::shared_ptr<OperationObserver>(const Operation&)> observe_each;
+  // (metrics, the control database). Called with the registry's lock held:
+  // must not block.
+  std::vector<std::function<std::shared_ptr<OperationObserver>(const Operation&)>> observe_each;
 };
 
 // One page of OperationRegistry::ListPage.

@@ -189,6 +189,7 @@ absl::Status CheckRequest(const v1::FleetRunRequest& r) {
   RETURN_IF_ERROR(f.Range("max_parallel", r.max_parallel(), kMaxFleetParallel));
   RETURN_IF_ERROR(f.Range("canary_count", r.canary_count(), kMaxCanaryCount));
   RETURN_IF_ERROR(f.Duration("site_timeout", r.has_site_timeout(), r.site_timeout()));
+  RETURN_IF_ERROR(f.Text("resume", r.resume(), kMaxOperationIdBytes));
   return f.Duration("lock_wait", r.has_lock_wait(), r.lock_wait());
 }
 

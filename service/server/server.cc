@@ -15,9 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "service/common/status_macros.h"
+#include "service/server/control_schema.h"
 #include "service/server/proto_time.h"
 #include "service/server/request_limits.h"
 #include "service/server/resource_limits.h"
+#include "service/store/pq/pq_control_store.h"
+#include "service/store/pq/pq_database.h"
 
 namespace schemad::server {
 namespace {
@@ -92,6 +95,48 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, const Server
 // connections, log and config files, the metrics endpoint.
 constexpr uint64_t kDescriptorsBesidePools = 256;
 
+// Migrates the control schema and starts the control plane.
+absl::StatusOr<std::unique_ptr<ControlPlane>> StartControlPlane(const LoadedConfig& config,
+                                                                const ServerOptions& options) {
+  const v1::ServerConfig& c = config.proto;
+  const std::string replica = ReplicaNameOf(c);
+  const auto annotate = [](const absl::Status& status) {
+    return absl::Status(status.code(), absl::StrCat("control_database: ", status.message()));
+  };
+  store::PqControlOptions control_options;
+  control_options.application_name = absl::StrCat("schemad control ", replica);
+  control_options.connect_timeout = FromProto(c.timeouts().connect_timeout());
+  absl::StatusOr<std::unique_ptr<store::ControlStore>> store =
+      store::OpenPqControlStore(config.control_dsn, control_options);
+  if (!store.ok()) return annotate(store.status());
+  store::PqOptions engine_options;
+  engine_options.tables.schema = store::kControlSchema;
+  engine_options.application_name = absl::StrCat("schemad control ", replica);
+  engine_options.connect_timeout = control_options.connect_timeout;
+  absl::StatusOr<std::unique_ptr<store::Database>> database =
+      store::OpenPqDatabase(config.control_dsn, engine_options);
+  if (!database.ok()) return annotate(database.status());
+  // The engine applies the schema's revisions as it applies any: under the
+  // migration lock, so replicas starting together apply each once.
+  absl::StatusOr<engine::OperationResult> migrated = MigrateControlSchema(
+      **store, **database, absl::StrCat("schemad ", SCHEMAD_VERSION, " replica ", replica));
+  if (!migrated.ok()) {
+    // An unreachable control database is UNAVAILABLE (exit 3), the rest exit 2.
+    return annotate(migrated.status());
+  }
+  std::shared_ptr<spdlog::logger> log = MakeLogger("control", options);
+  if (migrated->revisions_run > 0) {
+    log->info("control database schema migrated revisions_run={} heads={}", migrated->revisions_run,
+              absl::StrJoin(migrated->rows_after, ","));
+  }
+  ControlPlaneOptions plane;
+  plane.replica = replica;
+  plane.lease = FromProto(c.control_database().lease());
+  plane.retention = FromProto(c.operation_retention());
+  plane.max_retained = c.max_retained_operations();
+  return ControlPlane::Start(*std::move(store), plane, std::move(log));
+}
+
 }  // namespace
 
 std::string HealthServiceName(const std::string& migration_set) {
@@ -156,15 +201,24 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
                                       c.metrics().listen(), [state] { return state->registry(); },
                                       MakeLogger("metrics", options)));
   }
+  if (c.has_control_database() && !options.check_only) {
+    ASSIGN_OR_RETURN(s->control_, StartControlPlane(s->config_, options));
+  }
   OperationRegistryOptions op_options;
   if (s->metrics_ != nullptr) {
-    op_options.observe_each = s->metrics_->OperationObserverFactory();
+    op_options.observe_each.push_back(s->metrics_->OperationObserverFactory());
+  }
+  if (s->control_ != nullptr) {
+    op_options.observe_each.push_back(s->control_->ObserverFactory());
   }
   op_options.workers = c.pools().operation_workers();
   op_options.retention = FromProto(c.operation_retention());
   op_options.max_retained = c.max_retained_operations();
   s->operations_ =
       std::make_unique<OperationRegistry>(op_options, MakeLogger("operations", options));
+  if (s->control_ != nullptr) {
+    s->control_->Attach(s->operations_.get());
+  }
 
   ServerMetrics* metrics = s->metrics_.get();
   s->drift_ = std::make_unique<DriftChecker>(
@@ -176,6 +230,7 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   deps.state = s->state_.get();
   deps.drift = s->drift_.get();
   deps.operations = s->operations_.get();
+  deps.control = s->control_.get();
   deps.rpc_workers = s->rpc_workers_.get();
   deps.reload_worker = s->reload_worker_.get();
   deps.log = MakeLogger("rpc", options);
@@ -277,6 +332,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
     if (operations_ != nullptr) {
       operations_->Shutdown(absl::ZeroDuration(), kOperationDrain);
     }
+    if (control_ != nullptr) {
+      control_->Shutdown();
+    }
     {
       absl::MutexLock reload_lock(&reload_mu_);
       if (pool_warmer_ != nullptr) {
@@ -302,6 +360,9 @@ void SchemadServer::Shutdown(absl::Duration grace) {
              operations_->running());
   health()->Shutdown();  // every service NOT_SERVING
   clean_ = operations_->Shutdown(grace, kOperationDrain);
+  if (control_ != nullptr) {
+    control_->Shutdown();  // writes what the operations left, ends the lease
+  }
   log_->debug("shutdown: operations done, stopping the gRPC server");
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(kCallDrain));
   log_->debug("shutdown: gRPC server stopped");

@@ -10,6 +10,11 @@
 //   ...
 //   server->Shutdown();   // on SIGTERM
 //
+// With control_database in the configuration, Start also migrates the
+// control schema (MigrateControlSchema) and starts the ControlPlane before
+// it serves; a control database that cannot be reached stops the start
+// (UNAVAILABLE).
+//
 // Health (grpc.health.v1): service "" (overall), "schemad.v1.Schemad" and
 // "schemad.v1.Schemad/<migration set>" are SERVING once started (every
 // migration set loaded, or the start fails); all turn NOT_SERVING when
@@ -35,6 +40,7 @@
 #include "absl/time/time.h"
 #include "service/server/auth.h"
 #include "service/server/config.h"
+#include "service/server/control_plane.h"
 #include "service/server/log_format.h"
 #include "service/server/metrics.h"
 #include "service/server/operations.h"
@@ -59,6 +65,9 @@ struct ServerOptions {
   // Where log lines go; empty: nowhere (tests).
   std::vector<spdlog::sink_ptr> log_sinks;
   spdlog::level::level_enum log_level = spdlog::level::info;
+  // schemad --check-config: the configuration is checked as at start, but
+  // the control database is neither connected to nor migrated.
+  bool check_only = false;
 };
 
 // "schemad.v1.Schemad/<set>", the health service name of a migration set.
@@ -134,6 +143,9 @@ class SchemadServer {
   std::unique_ptr<PoolWarmer> pool_warmer_
       ABSL_GUARDED_BY(reload_mu_);  // replaced by reloads; stopped before rpc_workers_
   std::unique_ptr<IdleSessionReaper> idle_reaper_;  // null: idle_session_timeout 0
+  // Null without control_database; its observers are the operations': it
+  // outlives operations_.
+  std::unique_ptr<ControlPlane> control_;
   std::unique_ptr<OperationRegistry> operations_;
   std::unique_ptr<SchemadService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -716,11 +717,18 @@ EventWriter* SchemadService::Merge(grpc::CallbackServerContext* context,
 EventWriter* SchemadService::WatchOperation(grpc::CallbackServerContext* context,
                                             const v1::WatchOperationRequest* request) {
   const ServiceDeps* deps = &deps_;
-  return RunStream(deps, context, Role::kReader, "WatchOperation",
-                   [deps, request](const Identity&) -> absl::StatusOr<std::shared_ptr<Operation>> {
-                     RETURN_IF_ERROR(CheckRequest(*request));
-                     return deps->operations->Find(request->operation_id());
-                   });
+  return RunStream(
+      deps, context, Role::kReader, "WatchOperation",
+      [deps, request](const Identity&) -> absl::StatusOr<std::shared_ptr<Operation>> {
+        RETURN_IF_ERROR(CheckRequest(*request));
+        absl::StatusOr<std::shared_ptr<Operation>> op =
+            deps->operations->Find(request->operation_id());
+        if (op.status().code() == absl::StatusCode::kNotFound && deps->control != nullptr) {
+          // Another replica's, or one this replica no longer keeps.
+          return deps->control->Follow(request->operation_id());
+        }
+        return op;
+      });
 }
 
 // ------------------------------------------------------ unary operations
@@ -1105,25 +1113,64 @@ grpc::ServerUnaryReactor* SchemadService::Drift(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* SchemadService::ListOperations(grpc::CallbackServerContext* context,
                                                          const v1::ListOperationsRequest* request,
                                                          v1::ListOperationsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Identity identity,
-                     deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
-    RETURN_IF_ERROR(CheckRequest(*request));
+  const ServiceDeps* deps = &deps_;
+  const auto from_memory = [deps, request, response]() -> absl::Status {
     ASSIGN_OR_RETURN(
         OperationPage page,
-        deps_.operations->ListPage(request->database(), request->running_only(),
+        deps->operations->ListPage(request->database(), request->running_only(),
                                    request->limit() > 0 ? request->limit() : kDefaultOperationsPage,
                                    request->page_token()));
     for (const auto& op : page.operations) {
       *response->add_operations() = op->Info();
+      if (deps->control != nullptr) {
+        response->mutable_operations()->rbegin()->set_replica(deps->control->replica());
+      }
     }
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
-  }();
-  LogFailure(deps_.log, "ListOperations", status, context->peer());
-  FinishUnary(reactor, response, status);
-  return reactor;
+  };
+  if (deps->control == nullptr) {
+    // In memory only: answered on the reactor thread.
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    absl::Status status = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Identity identity,
+                       deps_.state->auth()->Authorize(*context, Role::kReader, "ListOperations"));
+      RETURN_IF_ERROR(CheckRequest(*request));
+      response->set_mode(v1::OPERATIONS_MODE_MEMORY);
+      return from_memory();
+    }();
+    LogFailure(deps_.log, "ListOperations", status, context->peer());
+    FinishUnary(reactor, response, status);
+    return reactor;
+  }
+  // The control database is read on the rpc workers.
+  return RunUnary(deps, context, Role::kReader, "ListOperations",
+                  [deps, request, response, from_memory](const Identity&) -> absl::Status {
+                    RETURN_IF_ERROR(CheckRequest(*request));
+                    response->set_replica(deps->control->replica());
+                    std::string next_page_token;
+                    absl::StatusOr<std::vector<v1::OperationInfo>> page = deps->control->ListPage(
+                        request->database(), request->running_only(),
+                        request->limit() > 0 ? request->limit() : kDefaultOperationsPage,
+                        request->page_token(), &next_page_token);
+                    if (page.status().code() == absl::StatusCode::kUnavailable &&
+                        !absl::StartsWith(request->page_token(), "c")) {
+                      // Say so, and answer with what this replica knows.
+                      deps->log->warn(
+                          "ListOperations from memory: the control database did not answer "
+                          "error={}",
+                          LogValue(TruncateUtf8(page.status().message(), kMaxLoggedTextBytes)));
+                      response->set_mode(v1::OPERATIONS_MODE_CONTROL_DATABASE_UNREACHABLE);
+                      return from_memory();
+                    }
+                    RETURN_IF_ERROR(page.status());
+                    response->set_mode(v1::OPERATIONS_MODE_CONTROL_DATABASE);
+                    for (v1::OperationInfo& info : *page)
+                      *response->add_operations() = std::move(info);
+                    response->set_next_page_token(next_page_token);
+                    MakeWireSafe(response);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerContext* context,
@@ -1131,16 +1178,22 @@ grpc::ServerUnaryReactor* SchemadService::CancelOperation(grpc::CallbackServerCo
                                                           v1::OperationInfo* response) {
   const ServiceDeps* deps = &deps_;
   // On the workers: cancelling the running statement talks to PostgreSQL.
-  return RunUnary(deps, context, Role::kAdmin, "CancelOperation",
-                  [=](const Identity& identity) -> absl::Status {
-                    RETURN_IF_ERROR(CheckRequest(*request));
-                    ASSIGN_OR_RETURN(std::shared_ptr<Operation> op,
-                                     deps->operations->Cancel(
-                                         request->operation_id(),
-                                         absl::StrCat("CancelOperation by ", identity.who)));
-                    *response = op->Info();
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      deps, context, Role::kAdmin, "CancelOperation",
+      [=](const Identity& identity) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(*request));
+        absl::StatusOr<std::shared_ptr<Operation>> op = deps->operations->Cancel(
+            request->operation_id(), absl::StrCat("CancelOperation by ", identity.who));
+        if (op.status().code() == absl::StatusCode::kNotFound && deps->control != nullptr) {
+          // Another replica's: recorded, and that replica cancels it.
+          ASSIGN_OR_RETURN(*response, deps->control->Cancel(request->operation_id()));
+          return absl::OkStatus();
+        }
+        RETURN_IF_ERROR(op.status());
+        *response = (*op)->Info();
+        if (deps->control != nullptr) response->set_replica(deps->control->replica());
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace schemad::server
@@ -1489,133 +1542,198 @@ absl::Status LintErrorsRefusal(const std::vector<v1::LintFinding>& errors) {
       "(schemactl lint shows each with its reason)"));
 }
 
+// A fleet run ready to start: its sites, plan and runner, from one snapshot.
+struct PreparedFleet {
+  std::shared_ptr<const Registry> registry;  // the whole run serves from it
+  FleetPlan plan;
+  engine::FleetRunner runner{engine::FleetOptions{}};
+  std::vector<engine::FleetSite> sites;
+  std::vector<v1::LintFinding> lint_errors;
+};
+
+// Checks `request` and selects its sites in the current snapshot.
+absl::StatusOr<PreparedFleet> PrepareFleet(const ServiceDeps& deps,
+                                           const v1::FleetRunRequest& request) {
+  PreparedFleet out;
+  FleetPlan& plan = out.plan;
+  plan.action = request.action();
+  plan.drift = deps.drift;
+  switch (plan.action) {
+    case v1::FLEET_ACTION_UPGRADE:
+      plan.target = request.target().empty() ? "heads" : request.target();
+      break;
+    case v1::FLEET_ACTION_DOWNGRADE:
+      if (request.target().empty()) {
+        return absl::InvalidArgumentError(
+            "a fleet downgrade needs a target (e.g. -1, base or a revision id)");
+      }
+      plan.target = request.target();
+      break;
+    case v1::FLEET_ACTION_STAMP:
+      if (request.targets().empty()) {
+        return absl::InvalidArgumentError("a fleet stamp needs targets");
+      }
+      plan.targets.assign(request.targets().begin(), request.targets().end());
+      break;
+    case v1::FLEET_ACTION_ENSURE_HEAD:
+    case v1::FLEET_ACTION_VALIDATE:
+      break;
+    case v1::FLEET_ACTION_DRIFT:
+      RETURN_IF_ERROR(deps.drift->Available());
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "fleet action must be upgrade, downgrade, ensure-head, stamp, validate or drift");
+  }
+  if (request.has_lock_wait()) {
+    plan.has_lock_wait = true;
+    plan.lock_wait = FromProto(request.lock_wait());
+  }
+  ASSIGN_OR_RETURN(engine::LabelSelector selector,
+                   engine::LabelSelector::Parse(request.selector()));
+  std::vector<engine::FleetSite> all;
+  // The whole fleet run serves from this snapshot (reloads meanwhile
+  // change nothing for it).
+  out.registry = deps.state->registry();
+  for (const std::unique_ptr<DatabaseEntry>& db : out.registry->databases()) {
+    engine::FleetSite site;
+    site.name = db->name();
+    for (const auto& [key, value] : db->config().labels()) {
+      site.labels[key] = value;
+    }
+    all.push_back(std::move(site));
+  }
+  out.sites = selector.Filter(all);
+  if (out.sites.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("selector \"", request.selector(), "\" selects no database"));
+  }
+  engine::FleetOptions options;
+  options.max_parallel = request.max_parallel() > 0 ? request.max_parallel() : 4;
+  options.canary_count = std::max(0, request.canary_count());
+  options.canary_selector = request.canary_selector();
+  // A drift check changes nothing: one site's drift is no reason to
+  // leave the others unchecked.
+  options.continue_on_error = request.continue_on_error() || plan.action == v1::FLEET_ACTION_DRIFT;
+  if (request.has_site_timeout()) {
+    options.site_timeout = FromProto(request.site_timeout());
+  }
+  out.runner = engine::FleetRunner(options);
+  RETURN_IF_ERROR(out.runner.Validate(out.sites));
+  if (plan.action == v1::FLEET_ACTION_UPGRADE || plan.action == v1::FLEET_ACTION_ENSURE_HEAD) {
+    ASSIGN_OR_RETURN(out.lint_errors, LintErrorsOf(*out.registry, out.sites));
+    if (!out.lint_errors.empty() && !request.allow_lint_errors()) {
+      return LintErrorsRefusal(out.lint_errors);
+    }
+  }
+  return out;
+}
+
+// What a fleet operation's body does: runs the sites of `fleet`.
+absl::StatusOr<OperationOutcome> RunPreparedFleet(Operation& op, const PreparedFleet& fleet,
+                                                  const Identity& identity) {
+  const Registry* registry = fleet.registry.get();
+  FleetOperationSink sink(&op, registry);
+  const engine::CallControl control = op.control();
+  const FleetPlan& plan = fleet.plan;
+  engine::FleetSummary summary = fleet.runner.Run(
+      fleet.sites,
+      [registry, &plan, &identity](const engine::FleetSite& site,
+                                   engine::SiteContext& ctx) -> absl::StatusOr<engine::SiteResult> {
+        ASSIGN_OR_RETURN(DatabaseEntry * db, registry->GetDatabase(site.name));
+        return RunFleetSite(*db, plan, identity, ctx);
+      },
+      &sink, control.cancelled);
+  OperationOutcome outcome;
+  for (const engine::SiteResult& r : summary.sites) {
+    outcome.result.revisions_run += r.revisions_run;
+  }
+  if (control.cancelled != nullptr && control.cancelled->load()) {
+    return absl::CancelledError(absl::StrCat("fleet cancelled: ", summary.succeeded, " succeeded, ",
+                                             summary.failed, " failed, ", summary.cancelled,
+                                             " cancelled, ", summary.skipped, " skipped"));
+  }
+  if (!summary.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        summary.failed, " of ", summary.sites.size(), " site(s) failed (", summary.succeeded,
+        " succeeded, ", summary.skipped, " skipped, ", summary.cancelled, " cancelled)"));
+  }
+  return outcome;
+}
+
+// The body of `fleet resume OP`: claims the abandoned run OP in the control
+// database, then runs its request again over the sites that had not
+// succeeded (each site's advisory lock and version table make a site that
+// did finish, or one that finished meanwhile, a no-op anyway).
+absl::StatusOr<OperationOutcome> ResumeFleet(const ServiceDeps& deps, Operation& op,
+                                             const std::string& abandoned_id,
+                                             const Identity& identity) {
+  ASSIGN_OR_RETURN(ControlPlane::Resumable resumable,
+                   deps.control->ClaimResume(abandoned_id, op.id()));
+  absl::StatusOr<PreparedFleet> fleet = PrepareFleet(deps, resumable.request);
+  if (!fleet.ok()) {
+    return Annotate(fleet.status(), absl::StrCat("resuming ", abandoned_id));
+  }
+  std::vector<engine::FleetSite> remaining;
+  for (engine::FleetSite& site : fleet->sites) {
+    if (resumable.succeeded.count(site.name) == 0) remaining.push_back(std::move(site));
+  }
+  deps.log->info("fleet resume op={} resumes={} sites_done={} sites_to_run={}", op.id(),
+                 abandoned_id, resumable.succeeded.size(), remaining.size());
+  if (remaining.empty()) {
+    return OperationOutcome{};
+  }
+  fleet->sites = std::move(remaining);
+  return RunPreparedFleet(op, *fleet, identity);
+}
+
 }  // namespace
 
 EventWriter* SchemadService::FleetRun(grpc::CallbackServerContext* context,
                                       const v1::FleetRunRequest* request) {
   const ServiceDeps* deps = &deps_;
-  const Role role =
-      request->action() == v1::FLEET_ACTION_DOWNGRADE || request->action() == v1::FLEET_ACTION_STAMP
-          ? Role::kAdmin
-          : Role::kMigrator;
+  const Role role = !request->resume().empty() || request->action() == v1::FLEET_ACTION_DOWNGRADE ||
+                            request->action() == v1::FLEET_ACTION_STAMP
+                        ? Role::kAdmin
+                        : Role::kMigrator;
   return RunStream(
       deps, context, role, "FleetRun",
       [deps, request](const Identity& identity) -> absl::StatusOr<std::shared_ptr<Operation>> {
         RETURN_IF_ERROR(CheckRequest(*request));
-        FleetPlan plan;
-        plan.action = request->action();
-        plan.drift = deps->drift;
-        switch (plan.action) {
-          case v1::FLEET_ACTION_UPGRADE:
-            plan.target = request->target().empty() ? "heads" : request->target();
-            break;
-          case v1::FLEET_ACTION_DOWNGRADE:
-            if (request->target().empty()) {
-              return absl::InvalidArgumentError(
-                  "a fleet downgrade needs a target (e.g. -1, base or a revision id)");
-            }
-            plan.target = request->target();
-            break;
-          case v1::FLEET_ACTION_STAMP:
-            if (request->targets().empty()) {
-              return absl::InvalidArgumentError("a fleet stamp needs targets");
-            }
-            plan.targets.assign(request->targets().begin(), request->targets().end());
-            break;
-          case v1::FLEET_ACTION_ENSURE_HEAD:
-          case v1::FLEET_ACTION_VALIDATE:
-            break;
-          case v1::FLEET_ACTION_DRIFT:
-            RETURN_IF_ERROR(deps->drift->Available());
-            break;
-          default:
-            return absl::InvalidArgumentError(
-                "fleet action must be upgrade, downgrade, ensure-head, stamp, validate or drift");
-        }
-        if (request->has_lock_wait()) {
-          plan.has_lock_wait = true;
-          plan.lock_wait = FromProto(request->lock_wait());
-        }
-        ASSIGN_OR_RETURN(engine::LabelSelector selector,
-                         engine::LabelSelector::Parse(request->selector()));
-        std::vector<engine::FleetSite> all;
-        // The whole fleet run serves from this snapshot (reloads meanwhile
-        // change nothing for it).
-        std::shared_ptr<const Registry> registry = deps->state->registry();
-        for (const std::unique_ptr<DatabaseEntry>& db : registry->databases()) {
-          engine::FleetSite site;
-          site.name = db->name();
-          for (const auto& [key, value] : db->config().labels()) {
-            site.labels[key] = value;
+        if (!request->resume().empty()) {
+          if (deps->control == nullptr) {
+            return absl::FailedPreconditionError(
+                "fleet resume needs a control database (control_database in the "
+                "configuration): without one a fleet run lives in its replica's memory only");
           }
-          all.push_back(std::move(site));
+          // What to resume is read from the control database by the body,
+          // on an operation worker (not on gRPC's thread).
+          OperationSpec spec;
+          spec.kind = v1::OPERATION_KIND_FLEET;
+          spec.database = "fleet:resume";
+          spec.target = absl::StrCat("resume ", request->resume());
+          spec.who = identity.who;
+          return deps->operations->Start(std::move(spec),
+                                         [deps, abandoned_id = request->resume(), identity](
+                                             Operation& op) -> absl::StatusOr<OperationOutcome> {
+                                           return ResumeFleet(*deps, op, abandoned_id, identity);
+                                         });
         }
-        std::vector<engine::FleetSite> sites = selector.Filter(all);
-        if (sites.empty()) {
-          return absl::NotFoundError(
-              absl::StrCat("selector \"", request->selector(), "\" selects no database"));
-        }
-        engine::FleetOptions options;
-        options.max_parallel = request->max_parallel() > 0 ? request->max_parallel() : 4;
-        options.canary_count = std::max(0, request->canary_count());
-        options.canary_selector = request->canary_selector();
-        // A drift check changes nothing: one site's drift is no reason to
-        // leave the others unchecked.
-        options.continue_on_error =
-            request->continue_on_error() || plan.action == v1::FLEET_ACTION_DRIFT;
-        if (request->has_site_timeout()) {
-          options.site_timeout = FromProto(request->site_timeout());
-        }
-        engine::FleetRunner runner(options);
-        RETURN_IF_ERROR(runner.Validate(sites));
-        std::vector<v1::LintFinding> lint_errors;
-        if (plan.action == v1::FLEET_ACTION_UPGRADE ||
-            plan.action == v1::FLEET_ACTION_ENSURE_HEAD) {
-          ASSIGN_OR_RETURN(lint_errors, LintErrorsOf(*registry, sites));
-          if (!lint_errors.empty() && !request->allow_lint_errors()) {
-            return LintErrorsRefusal(lint_errors);
-          }
-        }
-
+        ASSIGN_OR_RETURN(PreparedFleet fleet, PrepareFleet(*deps, *request));
         OperationSpec spec;
-        spec.lint_errors = std::move(lint_errors);
+        spec.lint_errors = fleet.lint_errors;
         spec.kind = v1::OPERATION_KIND_FLEET;
         spec.database = absl::StrCat("fleet:", request->selector());
-        spec.target = absl::StrCat(FleetActionName(plan.action), plan.target.empty() ? "" : " ",
-                                   plan.target, absl::StrJoin(plan.targets, ","));
+        spec.target =
+            absl::StrCat(FleetActionName(fleet.plan.action), fleet.plan.target.empty() ? "" : " ",
+                         fleet.plan.target, absl::StrJoin(fleet.plan.targets, ","));
         spec.who = identity.who;
-        return deps->operations->Start(
-            std::move(spec),
-            [registry, runner, sites = std::move(sites), plan = std::move(plan),
-             identity](Operation& op) -> absl::StatusOr<OperationOutcome> {
-              FleetOperationSink sink(&op, registry.get());
-              const engine::CallControl control = op.control();
-              engine::FleetSummary summary = runner.Run(
-                  sites,
-                  [registry, &plan, &identity](
-                      const engine::FleetSite& site,
-                      engine::SiteContext& ctx) -> absl::StatusOr<engine::SiteResult> {
-                    ASSIGN_OR_RETURN(DatabaseEntry * db, registry->GetDatabase(site.name));
-                    return RunFleetSite(*db, plan, identity, ctx);
-                  },
-                  &sink, control.cancelled);
-              OperationOutcome outcome;
-              for (const engine::SiteResult& r : summary.sites) {
-                outcome.result.revisions_run += r.revisions_run;
-              }
-              if (control.cancelled != nullptr && control.cancelled->load()) {
-                return absl::CancelledError(absl::StrCat(
-                    "fleet cancelled: ", summary.succeeded, " succeeded, ", summary.failed,
-                    " failed, ", summary.cancelled, " cancelled, ", summary.skipped, " skipped"));
-              }
-              if (!summary.ok()) {
-                return absl::FailedPreconditionError(
-                    absl::StrCat(summary.failed, " of ", summary.sites.size(), " site(s) failed (",
-                                 summary.succeeded, " succeeded, ", summary.skipped, " skipped, ",
-                                 summary.cancelled, " cancelled)"));
-              }
-              return outcome;
-            });
+        spec.request = request->SerializeAsString();  // what a resume runs again
+        return deps->operations->Start(std::move(spec),
+                                       [fleet = std::move(fleet), identity](
+                                           Operation& op) -> absl::StatusOr<OperationOutcome> {
+                                         return RunPreparedFleet(op, fleet, identity);
+                                       });
       });
 }
 

@@ -20,6 +20,7 @@
 
 #include "schemad/v1/schemad.grpc.pb.h"
 #include "service/server/auth.h"
+#include "service/server/control_plane.h"
 #include "service/server/drift_checker.h"
 #include "service/server/log_format.h"
 #include "service/server/operations.h"
@@ -41,6 +42,8 @@ struct ServiceDeps {
   ThreadPool* reload_worker = nullptr;
   // Drift checks; never null (an unconfigured checker refuses clearly).
   DriftChecker* drift = nullptr;
+  // The control database; null without one (operations in memory only).
+  ControlPlane* control = nullptr;
   std::shared_ptr<spdlog::logger> log;
 };
 

@@ -238,6 +238,72 @@ TEST_F(ConfigTest, DevServerIsLocalOrADsnAndNeverQuoted) {
   EXPECT_THAT(missing.status().message(), HasSubstr("dev_server.dsn_file"));
 }
 
+TEST_F(ConfigTest, ControlDatabaseIsADsnWithABoundedLeaseAndNeverQuoted) {
+  auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
+  ASSERT_OK_AND_ASSIGN(LoadedConfig none, Parse(kMinimal));
+  EXPECT_EQ(none.control_dsn, "");
+  EXPECT_FALSE(none.proto.has_control_database());
+  env_["CONTROL_DSN"] = "postgresql://ctl:ctl-s3cret@control.example/schemad";
+  ASSERT_OK_AND_ASSIGN(LoadedConfig env, Parse(with("control_database: {dsn_env: CONTROL_DSN}\n"
+                                                     "replica_name: replica-a.eu_1\n")));
+  EXPECT_EQ(env.control_dsn, env_["CONTROL_DSN"]);
+  EXPECT_EQ(FromProto(env.proto.control_database().lease()), kDefaultControlLease);
+  EXPECT_EQ(ReplicaNameOf(env.proto), "replica-a.eu_1");
+  dir_.Write("secrets/control", "host=control.example user=ctl password=ctl-s3cret\n");
+  ASSERT_OK_AND_ASSIGN(LoadedConfig file,
+                       Parse(with("control_database: {dsn_file: secrets/control, lease: 5s}\n")));
+  EXPECT_EQ(file.control_dsn, "host=control.example user=ctl password=ctl-s3cret");
+  EXPECT_EQ(file.proto.control_database().dsn_file(), dir_.path() + "/secrets/control");
+  EXPECT_EQ(FromProto(file.proto.control_database().lease()), absl::Seconds(5));
+  // Without replica_name: hostname-pid, a valid name.
+  const std::string fallback = ReplicaNameOf(file.proto);
+  EXPECT_THAT(fallback, HasSubstr(absl::StrCat("-", getpid())));
+  EXPECT_OK(Parse(with(absl::StrCat("replica_name: ", fallback, "\n"))).status());
+
+  EXPECT_THAT(Parse(with("control_database: {}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("control_database: exactly one of dsn_env and dsn_file")));
+  EXPECT_THAT(
+      Parse(with("control_database: {dsn_env: CONTROL_DSN, dsn_file: secrets/control}\n")),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+  EXPECT_THAT(Parse(with("control_database: {dsn_env: NO_SUCH_VAR}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("control_database.dsn_env"), HasSubstr("NO_SUCH_VAR"))));
+  EXPECT_THAT(Parse(with("control_database: {dsn_env: CONTROL_DSN, lease: 1s}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("control_database.lease: 1s is out of range: 2s to 1h")));
+  EXPECT_THAT(Parse(with("control_database: {dsn_env: CONTROL_DSN, lease: 2h}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("control_database.lease: 2h is out of range")));
+  EXPECT_THAT(Parse(with("replica_name: \"a b\"\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("replica_name: must be")));
+  EXPECT_THAT(Parse(with(absl::StrCat("replica_name: ", std::string(129, 'r'), "\n"))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("replica_name")));
+  env_["BAD_CONTROL_DSN"] = "postgresql://ctl:ctl-s3cret@control.example:notaport/x";
+  absl::StatusOr<LoadedConfig> bad = Parse(with("control_database: {dsn_env: BAD_CONTROL_DSN}\n"));
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                            AllOf(HasSubstr("the DSN of the control database"),
+                                  Not(HasSubstr("ctl-s3cret")))));
+  std::filesystem::permissions(dir_.path() + "/secrets/control",
+                               std::filesystem::perms::owner_read |
+                                   std::filesystem::perms::owner_write |
+                                   std::filesystem::perms::others_read);
+  EXPECT_THAT(Parse(with("control_database: {dsn_file: secrets/control}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("control_database.dsn_file"),
+                             HasSubstr("readable by other users"))));
+
+  // Only a restart changes it.
+  EXPECT_THAT(CheckReloadable(file.proto, env.proto),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("control_database cannot change on reload")));
+  v1::ServerConfig renamed = file.proto;
+  renamed.set_replica_name("other");
+  EXPECT_THAT(CheckReloadable(file.proto, renamed),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("replica_name cannot change on reload")));
+}
+
 TEST_F(ConfigTest, ZeroIdleSessionsIsAChoiceAndIdleSessionsTimeOut) {
   const auto with = [](const std::string& extra) { return std::string(kMinimal) + extra; };
   ASSERT_OK_AND_ASSIGN(LoadedConfig config, Parse(kMinimal));

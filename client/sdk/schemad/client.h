@@ -111,7 +111,17 @@ enum class OperationKind {
   kResolve,
   kFleet,  // FleetRun: one action over many databases
 };
-enum class OperationState { kUnspecified, kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+// kAbandoned: its replica died before it finished (servers with a control
+// database; the database's own state says what committed).
+enum class OperationState {
+  kUnspecified,
+  kQueued,
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kCancelled,
+  kAbandoned
+};
 // Transaction scope of an upgrade or downgrade (TransactionMode in
 // proto/schemad/v1/schemad.proto). kDefault: the migration set's own scope
 // (the server's configuration, else the directory's schemad.conf, else per
@@ -267,6 +277,10 @@ struct FleetRequest {
   bool allow_lint_errors = false;
   absl::Duration site_timeout = absl::ZeroDuration();  // zero: none
   std::optional<absl::Duration> lock_wait;
+  // `fleet resume`: the id of an abandoned fleet run (a server with a
+  // control database) to run again over the sites it had not finished; the
+  // other fields are then ignored. Admin.
+  std::string resume;
 };
 
 // The outcome of a finished operation.
@@ -307,6 +321,8 @@ struct OperationInfo {
   std::vector<std::string> heads;
   int64_t event_count = 0;     // events emitted so far
   int64_t events_dropped = 0;  // of those, detail events not kept for replay
+  std::string replica;         // the replica running it (servers with a control database)
+  int revisions_run = 0;       // applied or reverted so far
 };
 
 // What a successful Reload changed (the server's configuration now).
