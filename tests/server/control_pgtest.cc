@@ -65,7 +65,10 @@ class TempDir {
 };
 
 // a1, then b2 that sleeps `sleep_seconds` between two statements, then c3.
+// The set commits each revision on its own (schemad.conf), so that what a
+// replica finished before it stopped stays: what these tests look at.
 void WriteChain(const TempDir& dir, double sleep_seconds) {
+  dir.Write("modax/schemad.conf", "transaction = per-revision\n");
   const auto write = [&dir](const std::string& id, const std::string& revises,
                             const std::string& up, const std::string& down) {
     dir.Write(absl::StrCat("modax/", id, ".sql"),
@@ -491,7 +494,9 @@ TEST(ControlDatabaseTest, AnAbandonedFleetRunIsResumedThroughAnotherReplicaSkipp
   for (int i = 0; i < 3; ++i) sites.push_back(std::make_unique<TestDatabase>());
   ASSERT_TRUE(control.ok());
   TempDir dir;
-  // b2 reads `gate`, which the test holds locked on site-2 only.
+  // b2 reads `gate`, which the test holds locked on site-2 only. Each
+  // revision commits on its own (the default is per command).
+  dir.Write("modax/schemad.conf", "transaction = per-revision\n");
   dir.Write("modax/a1.sql",
             "-- revision: a1\n\n-- +upgrade\nCREATE TABLE t_a1 (id int);\n\n-- +downgrade\n"
             "DROP TABLE t_a1;\n");
