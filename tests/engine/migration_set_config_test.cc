@@ -13,9 +13,9 @@
 namespace schemad::engine {
 namespace {
 
+using ::schemad::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Optional;
-using ::schemad::testing::StatusIs;
 
 TEST(MigrationSetConfigTest, DeclaresTheTransactionScope) {
   ASSERT_OK_AND_ASSIGN(MigrationSetConfig config,

@@ -245,7 +245,7 @@ TEST_F(ConfigTest, ControlDatabaseIsADsnWithABoundedLeaseAndNeverQuoted) {
   EXPECT_FALSE(none.proto.has_control_database());
   env_["CONTROL_DSN"] = "postgresql://ctl:ctl-s3cret@control.example/schemad";
   ASSERT_OK_AND_ASSIGN(LoadedConfig env, Parse(with("control_database: {dsn_env: CONTROL_DSN}\n"
-                                                     "replica_name: replica-a.eu_1\n")));
+                                                    "replica_name: replica-a.eu_1\n")));
   EXPECT_EQ(env.control_dsn, env_["CONTROL_DSN"]);
   EXPECT_EQ(FromProto(env.proto.control_database().lease()), kDefaultControlLease);
   EXPECT_EQ(ReplicaNameOf(env.proto), "replica-a.eu_1");
@@ -263,9 +263,8 @@ TEST_F(ConfigTest, ControlDatabaseIsADsnWithABoundedLeaseAndNeverQuoted) {
   EXPECT_THAT(Parse(with("control_database: {}\n")),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("control_database: exactly one of dsn_env and dsn_file")));
-  EXPECT_THAT(
-      Parse(with("control_database: {dsn_env: CONTROL_DSN, dsn_file: secrets/control}\n")),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+  EXPECT_THAT(Parse(with("control_database: {dsn_env: CONTROL_DSN, dsn_file: secrets/control}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
   EXPECT_THAT(Parse(with("control_database: {dsn_env: NO_SUCH_VAR}\n")),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("control_database.dsn_env"), HasSubstr("NO_SUCH_VAR"))));
@@ -288,10 +287,10 @@ TEST_F(ConfigTest, ControlDatabaseIsADsnWithABoundedLeaseAndNeverQuoted) {
                                std::filesystem::perms::owner_read |
                                    std::filesystem::perms::owner_write |
                                    std::filesystem::perms::others_read);
-  EXPECT_THAT(Parse(with("control_database: {dsn_file: secrets/control}\n")),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("control_database.dsn_file"),
-                             HasSubstr("readable by other users"))));
+  EXPECT_THAT(
+      Parse(with("control_database: {dsn_file: secrets/control}\n")),
+      StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("control_database.dsn_file"),
+                                                         HasSubstr("readable by other users"))));
 
   // Only a restart changes it.
   EXPECT_THAT(CheckReloadable(file.proto, env.proto),
