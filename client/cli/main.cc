@@ -413,6 +413,9 @@ int main(int argc, char** argv) {
   CLI::App* health_cmd = app.add_subcommand(
       "health", "With --server: SERVING (exit 0) or NOT_SERVING (exit 1); needs no token");
   health_cmd->add_option("--set", health.migration_set, "One migration set's health");
+  health_cmd->add_flag("--ready", health.ready,
+                       "Readiness: can the server take operations (not stopping; with a control "
+                       "database, that database answers)");
 
   CLI::App* reload_cmd = app.add_subcommand(
       "reload", "With --server: the server re-reads its configuration (admin; as SIGHUP)");

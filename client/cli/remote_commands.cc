@@ -1146,14 +1146,20 @@ int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
                     const HealthOptions& options, std::ostream& out, std::ostream& err) {
   const Io io{global, out, err};
   return FinishRemote(io, [&]() -> absl::StatusOr<int> {
+    if (options.ready && !options.migration_set.empty()) {
+      return UsageError("health: --ready is the server's readiness; it takes no --set");
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Open(global, remote));
-    ASSIGN_OR_RETURN(const bool serving, client->CheckHealth(options.migration_set));
+    ASSIGN_OR_RETURN(const bool serving, options.ready
+                                             ? client->CheckReady()
+                                             : client->CheckHealth(options.migration_set));
     const char* status = serving ? "SERVING" : "NOT_SERVING";
     if (io.global.json) {
       Json json;
       json["status"] = status;
       json["migration_set"] =
           options.migration_set.empty() ? Json(nullptr) : Json(options.migration_set);
+      json["check"] = options.ready ? "readiness" : "liveness";
       io.out << JsonText(json) << "\n";
     } else {
       io.out << status << "\n";

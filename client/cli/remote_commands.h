@@ -82,6 +82,7 @@ int RunRemoteDbs(const GlobalOptions& global, const RemoteOptions& remote,
 // service needs none (container healthchecks and probes).
 struct HealthOptions {
   std::string migration_set;  // --set; empty: the server as a whole
+  bool ready = false;         // --ready: readiness instead (Client::CheckReady)
 };
 int RunRemoteHealth(const GlobalOptions& global, const RemoteOptions& remote,
                     const HealthOptions& options, std::ostream& out, std::ostream& err);

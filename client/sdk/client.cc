@@ -881,6 +881,8 @@ class GrpcClientConnection final : public ClientConnection {
   absl::StatusOr<ReloadResult> Reload(const CallOptions& call) override;
   absl::StatusOr<bool> CheckHealth(const std::string& migration_set,
                                    const CallOptions& call) override;
+  absl::StatusOr<bool> CheckServiceHealth(const std::string& service,
+                                          const CallOptions& call) override;
 
  private:
   const ClientOptions options_;  // before impl_, which refers to it
@@ -1067,6 +1069,16 @@ absl::StatusOr<OperationInfo> Client::CancelOperation(const std::string& operati
 
 absl::StatusOr<ReloadResult> Client::Reload(const CallOptions& call) {
   return connection_->Reload(call);
+}
+
+absl::StatusOr<bool> ClientConnection::CheckServiceHealth(const std::string& service,
+                                                          const CallOptions&) {
+  return absl::UnimplementedError(
+      absl::StrCat("this connection cannot check the health service ", service));
+}
+
+absl::StatusOr<bool> Client::CheckReady(const CallOptions& call) {
+  return connection_->CheckServiceHealth(kReadinessHealthService, call);
 }
 
 absl::StatusOr<bool> Client::CheckHealth(const std::string& migration_set,
@@ -1638,10 +1650,16 @@ absl::StatusOr<ReloadResult> GrpcClientConnection::Reload(const CallOptions& cal
 
 absl::StatusOr<bool> GrpcClientConnection::CheckHealth(const std::string& migration_set,
                                                        const CallOptions& call) {
+  return CheckServiceHealth(
+      migration_set.empty() ? ""
+                            : absl::StrCat(v1::Schemad::service_full_name(), "/", migration_set),
+      call);
+}
+
+absl::StatusOr<bool> GrpcClientConnection::CheckServiceHealth(const std::string& service,
+                                                              const CallOptions& call) {
   grpc::health::v1::HealthCheckRequest request;
-  if (!migration_set.empty()) {
-    request.set_service(absl::StrCat(v1::Schemad::service_full_name(), "/", migration_set));
-  }
+  request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
   absl::Status status = impl_->Unary(call, false, [&](grpc::ClientContext* context) {
     return impl_->health_->Check(context, request, &response);

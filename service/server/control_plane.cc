@@ -384,8 +384,38 @@ void ControlPlane::PollCancels() {
   }
 }
 
+bool ControlPlane::Reachable() const {
+  absl::MutexLock lock(&reach_mu_);
+  return reachable_;
+}
+
+void ControlPlane::OnReachability(std::function<void(bool reachable)> listener) {
+  absl::MutexLock lock(&reach_mu_);
+  reach_listener_ = std::move(listener);
+  if (reach_listener_) {
+    reach_listener_(reachable_);
+  }
+}
+
+void ControlPlane::SetReachable(bool reachable) {
+  absl::MutexLock lock(&reach_mu_);
+  if (reachable == reachable_) {
+    return;
+  }
+  reachable_ = reachable;
+  if (reachable) {
+    log_->info("control database answers again: this replica is ready");
+  } else {
+    log_->warn("control database does not answer: this replica is not ready");
+  }
+  if (reach_listener_) {
+    reach_listener_(reachable);
+  }
+}
+
 void ControlPlane::RenewAndSweep() {
   absl::StatusOr<bool> ours = store_->RenewLease(self_, options_.lease);
+  SetReachable(ours.ok());
   if (!ours.ok()) {
     log_->warn("control database: lease not renewed error={}", LogValue(ours.status().message()));
     return;

@@ -123,6 +123,15 @@ class ControlPlane {
   // `deadline`; false when it was not.
   bool Flush(absl::Time deadline);
 
+  // Whether the control database answered this replica's last lease
+  // renewal (true from Start until a renewal fails, true again on the first
+  // that works): what the replica's readiness reflects.
+  bool Reachable() const;
+  // Calls `listener` with Reachable() now, then on each change, from the
+  // maintenance thread; nullptr stops the calls (when it returns, no call
+  // is running).
+  void OnReachability(std::function<void(bool reachable)> listener);
+
   // Writes what is queued (for up to a few seconds), ends this replica's
   // lease, ends the mirrors and stops the threads. Idempotent.
   void Shutdown();
@@ -157,6 +166,7 @@ class ControlPlane {
   void PollFollowers();
   void PollCancels();
   void RenewAndSweep();
+  void SetReachable(bool reachable);
   bool Stopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; }
   bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || !pending_.empty();
@@ -167,6 +177,9 @@ class ControlPlane {
   const std::shared_ptr<spdlog::logger> log_;
   store::ControlReplica self_;
   absl::Time last_prune_ = absl::InfinitePast();  // maintenance thread only
+  mutable absl::Mutex reach_mu_;
+  bool reachable_ ABSL_GUARDED_BY(reach_mu_) = true;
+  std::function<void(bool)> reach_listener_ ABSL_GUARDED_BY(reach_mu_);
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -269,6 +269,13 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
   for (const auto& set : registry.migration_sets()) {
     health->SetServingStatus(HealthServiceName(set->name), true);
   }
+  health->SetServingStatus(kReadinessServiceName, true);
+  if (s->control_ != nullptr) {
+    // After health()->Shutdown() (the first step of Shutdown) further
+    // statuses are ignored; control_ stops calling before server_ goes.
+    s->control_->OnReachability(
+        [health](bool reachable) { health->SetServingStatus(kReadinessServiceName, reachable); });
+  }
   std::vector<SessionPool*> pools;
   for (const auto& db : registry.databases()) {
     pools.push_back(&db->pool());

@@ -73,6 +73,13 @@ struct ServerOptions {
 // "schemad.v1.Schemad/<set>", the health service name of a migration set.
 std::string HealthServiceName(const std::string& migration_set);
 
+// The health service name of readiness: SERVING while this replica can take
+// operations (it is not stopping and, with a control database, that
+// database answers its lease renewals); "" and "schemad.v1.Schemad" stay
+// SERVING meanwhile (liveness: EnsureHead at head needs no control
+// database). The SDK's kReadinessHealthService is the same name.
+inline constexpr char kReadinessServiceName[] = "schemad.ready";
+
 class SchemadServer {
  public:
   // Loads the migration sets, opens the databases (without connecting),

@@ -673,6 +673,49 @@ TEST(ControlDatabaseTest, ReplicasStartingTogetherCreateTheControlSchemaOnce) {
 // EnsureHead that applies is recorded. With the control database refusing
 // connections the listing comes from memory and says so; without a control
 // database it says it is this replica's memory.
+// Readiness (health service "schemad.ready") follows the control database:
+// NOT_SERVING once a lease renewal fails, SERVING again once one works;
+// liveness ("") and EnsureHead at head are not affected meanwhile.
+TEST(ControlDatabaseTest, ReadinessFollowsTheControlDatabase) {
+  TestDatabase control;
+  TestDatabase site;
+  ASSERT_TRUE(control.ok() && site.ok());
+  TempDir dir;
+  WriteChain(dir, 0);
+  Replica a(dir, "replica-a", MakeConfig(dir, site, &control, "replica-a", "2s"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  std::unique_ptr<Client> client = a.Connect();
+  ASSERT_OK_AND_ASSIGN(bool ready, client->CheckReady());
+  EXPECT_TRUE(ready);
+  ASSERT_OK(client->EnsureHead("site-a").status());
+
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("ALTER DATABASE ", control.name(), " WITH ALLOW_CONNECTIONS false"));
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                             "datname = '",
+                             control.name(), "'"));
+  // A renewal every lease/3: within a few seconds one fails.
+  EXPECT_TRUE(PollUntil([&] {
+    absl::StatusOr<bool> now = client->CheckReady();
+    return now.ok() && !*now;
+  })) << a.Log();
+  ASSERT_OK_AND_ASSIGN(bool live, client->CheckHealth());
+  EXPECT_TRUE(live);
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult head, client->EnsureHead("site-a"));
+  EXPECT_FALSE(head.applied);
+
+  testing::Exec(testing::AdminDsn(),
+                absl::StrCat("ALTER DATABASE ", control.name(), " WITH ALLOW_CONNECTIONS true"));
+  EXPECT_TRUE(PollUntil([&] {
+    absl::StatusOr<bool> now = client->CheckReady();
+    return now.ok() && *now;
+  })) << a.Log();
+  EXPECT_THAT(a.Log(),
+              AllOf(HasSubstr("this replica is not ready"), HasSubstr("this replica is ready"),
+                    Not(HasSubstr(control.cluster().password))));
+}
+
 TEST(ControlDatabaseTest, EnsureHeadAtHeadCostsTheControlDatabaseNothing) {
   TestDatabase control;
   TestDatabase site;

@@ -1329,6 +1329,20 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
   EXPECT_EQ(printed, "SERVING\n");
   EXPECT_EQ(cli_health("modax", &printed), 0) << printed;
   EXPECT_EQ(cli_health("nosuchset", &printed), 1) << printed;
+  // Readiness, without a control database: ready while serving.
+  EXPECT_STREQ(server::kReadinessServiceName, kReadinessHealthService);
+  ASSERT_OK_AND_ASSIGN(serving, client_->CheckReady());
+  EXPECT_TRUE(serving);
+  {
+    cli::HealthOptions ready;
+    ready.ready = true;
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(cli::RunRemoteHealth(global, remote, ready, out, err), 0) << err.str();
+    EXPECT_EQ(out.str(), "SERVING\n");
+    ready.migration_set = "modax";
+    EXPECT_EQ(cli::RunRemoteHealth(global, remote, ready, out, err), cli::kExitUsage);
+  }
 
   EventLog log;
   absl::StatusOr<OperationResult> result;
@@ -1349,6 +1363,9 @@ TEST_F(ServerTest, HealthTurnsNotServingWhenShutdownBegins) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_TRUE(saw_not_serving);
+  // Not ready either (a stopping replica takes no new operations).
+  absl::StatusOr<bool> ready = client_->CheckReady();
+  EXPECT_TRUE(!ready.ok() || !*ready);
   absl::StatusOr<bool> set_health = client_->CheckHealth("modax");
   EXPECT_TRUE(set_health.ok() && !*set_health);
   EXPECT_EQ(cli_health("", &printed), 1) << printed;

@@ -113,6 +113,9 @@ enum class OperationKind {
 };
 // kAbandoned: its replica died before it finished (servers with a control
 // database; the database's own state says what committed).
+// The grpc.health.v1 service name of a server's readiness (Client::CheckReady).
+inline constexpr char kReadinessHealthService[] = "schemad.ready";
+
 enum class OperationState {
   kUnspecified,
   kQueued,
@@ -616,6 +619,10 @@ class ClientConnection {
   virtual absl::StatusOr<ReloadResult> Reload(const CallOptions& call) = 0;
   virtual absl::StatusOr<bool> CheckHealth(const std::string& migration_set,
                                            const CallOptions& call) = 0;
+  // grpc.health.v1 Check of the health service `service` as named (e.g.
+  // kReadinessHealthService). The default answers UNIMPLEMENTED.
+  virtual absl::StatusOr<bool> CheckServiceHealth(const std::string& service,
+                                                  const CallOptions& call);
 };
 
 // ------------------------------------------------------------------ client
@@ -710,6 +717,11 @@ class Client {
   // set's name) is SERVING. Not retried.
   absl::StatusOr<bool> CheckHealth(const std::string& migration_set = "",
                                    const CallOptions& call = {});
+
+  // Readiness (kReadinessHealthService): true while the server can take
+  // operations — it is not stopping and, with a control database, that
+  // database answers. CheckHealth("") is liveness. Not retried.
+  absl::StatusOr<bool> CheckReady(const CallOptions& call = {});
 
  private:
   ClientOptions options_;

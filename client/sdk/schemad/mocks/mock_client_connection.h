@@ -72,6 +72,8 @@ class MockClientConnection : public schemad::ClientConnection {
               (override));
   MOCK_METHOD(absl::StatusOr<bool>, CheckHealth, (const std::string&, const schemad::CallOptions&),
               (override));
+  MOCK_METHOD(absl::StatusOr<bool>, CheckServiceHealth,
+              (const std::string&, const schemad::CallOptions&), (override));
 };
 
 }  // namespace schemad_mocks
