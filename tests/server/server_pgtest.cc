@@ -1751,6 +1751,33 @@ TEST_F(ServerTest, SigtermLetsTheRunningRevisionFinishWithinTheGrace) {
   EXPECT_FALSE(TableExists(db.dsn(), "t_c3"));
 }
 
+// Per command (the default), the unit a graceful stop lets finish is the
+// running transaction: a1, b2 and c3 commit together, then the server stops.
+TEST_F(ServerTest, SigtermLetsTheRunningTransactionFinishWithinTheGrace) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  WriteChain(dir_, "modax", 1);
+  SchemadProcess schemad(
+      dir_, MakeConfig(dir_, {"modax"}, {{"site-a", db.dsn()}}, "shutdown_grace: 30s"));
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  std::unique_ptr<Client> client = Connect(ClientFor(schemad.address()));
+  EventLog log;
+  absl::StatusOr<OperationResult> result;
+  std::thread upgrade([&] {
+    CallOptions call;
+    call.on_event = log.Callback();
+    result = client->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(log.WaitFor(StatementOf("b2", 1), absl::Seconds(30))) << schemad.Log();
+  schemad.Signal(SIGTERM);
+  upgrade.join();
+  client.reset();
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+  EXPECT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"c3"}}));
+  EXPECT_TRUE(TableExists(db.dsn(), "t_c3"));
+}
+
 // A datagram socket standing in for systemd's NOTIFY_SOCKET.
 class NotifySocket {
  public:
