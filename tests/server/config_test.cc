@@ -20,36 +20,16 @@
 #include "service/server/proto_time.h"
 #include "service/server/registry.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace schemad::server {
 namespace {
 
 using ::schemad::testing::StatusIs;
+using ::schemad::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/schemad_config_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file) << content;
-    // Owner-only, as schemad wants its secret files (DSNs, tokens).
-    std::filesystem::permissions(
-        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-    return file;
-  }
-
- private:
-  std::string path_;
-};
 
 constexpr char kSecretDsn[] = "postgresql://app:s3cr3t-pw@db.example:5432/site_a";
 

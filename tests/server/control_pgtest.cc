@@ -29,6 +29,7 @@
 #include "tests/testing/poll.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace schemad {
 namespace {
@@ -38,31 +39,11 @@ using ::schemad::testing::PollUntil;
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
 using ::schemad::testing::StatusIs;
+using ::schemad::testing::TempDir;
 using ::schemad::testing::TestDatabase;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/schemad_control_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file) << content;
-    std::filesystem::permissions(
-        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-    return file;
-  }
-
- private:
-  std::string path_;
-};
 
 // a1, then b2 that sleeps `sleep_seconds` between two statements, then c3.
 // The set commits each revision on its own (schemad.conf), so that what a

@@ -32,6 +32,7 @@
 #include "tests/testing/pg_fixture.h"
 #include "tests/testing/poll.h"
 #include "tests/testing/ports.h"
+#include "tests/testing/temp_dir.h"
 
 namespace schemad {
 namespace {
@@ -39,30 +40,10 @@ namespace {
 using ::schemad::testing::PollUntil;
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
+using ::schemad::testing::TempDir;
 using ::schemad::testing::TestDatabase;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/schemad_fleet_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  void Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file) << content;
-    // Owner-only, as schemad wants its secret files (DSNs, tokens).
-    std::filesystem::permissions(
-        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
-
- private:
-  std::string path_;
-};
 
 // Three revisions; `slow` makes r2 sleep (for cancel tests). The set
 // declares (schemad.conf) that each revision commits on its own, so that a

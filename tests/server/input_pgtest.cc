@@ -29,6 +29,7 @@
 #include "spdlog/sinks/ostream_sink.h"
 #include "tests/testing/pg_fixture.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace schemad {
 namespace {
@@ -37,6 +38,7 @@ using ::schemad::testing::Exec;
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
 using ::schemad::testing::StatusIs;
+using ::schemad::testing::TempDir;
 using ::schemad::testing::TestDatabase;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -47,27 +49,6 @@ using ::testing::Not;
 using ::testing::SizeIs;
 
 constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/schemad_input_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  void Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file, std::ios::binary) << content;
-    // Owner-only, as schemad wants its secret files (DSNs, tokens).
-    std::filesystem::permissions(
-        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
-
- private:
-  std::string path_;
-};
 
 // A database with SQL_ASCII encoding: PostgreSQL stores and returns bytes as
 // they come, so a revision can make it send text that is not UTF-8 (as a

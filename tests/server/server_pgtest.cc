@@ -48,6 +48,7 @@
 #include "tests/testing/poll.h"
 #include "tests/testing/ports.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 extern char** environ;
 
@@ -65,6 +66,7 @@ UpgradeRequest PerRevision() {
 using ::schemad::testing::Query;
 using ::schemad::testing::Rows;
 using ::schemad::testing::StatusIs;
+using ::schemad::testing::TempDir;
 using ::schemad::testing::TestDatabase;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -72,34 +74,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // ------------------------------------------------------------------ helpers
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/schemad_server_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file) << content;
-    // Owner-only, as schemad wants its secret files (DSNs, tokens).
-    std::filesystem::permissions(
-        file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-    return file;
-  }
-  std::string Read(const std::string& name) const {
-    std::ifstream in(path_ + "/" + name);
-    std::stringstream content;
-    content << in.rdbuf();
-    return content.str();
-  }
-
- private:
-  std::string path_;
-};
 
 struct Rev {
   std::string id;
