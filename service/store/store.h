@@ -15,7 +15,7 @@
 //   RETURN_IF_ERROR(session->FinishRun());
 //
 // Where the bookkeeping lives: a session resolves the schema of the version
-// table once, when it connects (TableNames::schema "" means the schema the
+// table once, before its first statement (TableNames::schema "" means the schema the
 // unqualified name finds on the search_path, or the first existing schema of
 // the search_path when there is no such table yet: Alembic's default), and
 // from then on every statement schemad sends names the tables
@@ -330,9 +330,11 @@ class Session {
 class Database {
  public:
   virtual ~Database() = default;
-  // A new session; it resolves where the bookkeeping lives (see above).
-  // FAILED_PRECONDITION when the version table's schema cannot be resolved
-  // (no such table and no existing schema on the search_path).
+  // A new session; it resolves where the bookkeeping lives (see above)
+  // with its first call, which is FAILED_PRECONDITION when the version
+  // table's schema cannot be resolved (no such table and no existing schema
+  // on the search_path). The session's methods other than ResetState and
+  // Cancel resolve before anything else.
   virtual absl::StatusOr<std::unique_ptr<Session>> Connect() = 0;
   // A name safe to show: database name, host and port, never the password.
   virtual std::string DisplayName() const = 0;

@@ -1496,11 +1496,50 @@ TEST_F(PqDatabaseTest, UnqualifiedNameResolvesOnceThroughTheSearchPath) {
 TEST_F(PqDatabaseTest, NoSchemaToPutTheVersionTableInIsAClearError) {
   const std::string dsn = db_.dsn() + "?options=-csearch_path%3Dno_such_schema";
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> database, OpenPqDatabase(dsn, options_));
-  EXPECT_THAT(
-      database->Connect().status(),
+  // Connect sends no query: the session's first call resolves, and says why
+  // it cannot.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, database->Connect());
+  const auto clear_error =
       StatusIs(absl::StatusCode::kFailedPrecondition,
                AllOf(HasSubstr("alembic_version"), HasSubstr("search_path"),
-                     HasSubstr("schema.alembic_version"), Not(HasSubstr(db_.cluster().password)))));
+                     HasSubstr("schema.alembic_version"), Not(HasSubstr(db_.cluster().password))));
+  EXPECT_THAT(session->ReadState().status(), clear_error);
+  EXPECT_THAT(session->EnsureTables(), clear_error);
+  EXPECT_THAT(session->Begin().status(), clear_error);
+  EXPECT_EQ(Q("SELECT count(*) FROM pg_tables WHERE tablename = 'alembic_version'"), Rows({{"0"}}));
+}
+
+// A session's first state read assumes the schema the database's previous
+// session resolved, and checks it in the same query: when the unqualified
+// name now finds another table, the session reads that one.
+TEST_F(PqDatabaseTest, TheFirstStateReadFollowsTheSearchPathNotTheLastSession) {
+  Exec(db_.dsn(),
+       "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); "
+       "INSERT INTO alembic_version VALUES ('in_public')");
+  ASSERT_OK_AND_ASSIGN(DatabaseState first, session_->ReadState());
+  EXPECT_THAT(first.rows, ElementsAre("in_public"));
+
+  Exec(db_.dsn(), absl::StrCat("CREATE SCHEMA site; "
+                               "CREATE TABLE site.alembic_version (version_num varchar(32) "
+                               "PRIMARY KEY); INSERT INTO site.alembic_version VALUES ('in_site'); "
+                               "ALTER DATABASE ",
+                               db_.name(), " SET search_path = site, public"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> moved, database_->Connect());
+  ASSERT_OK_AND_ASSIGN(DatabaseState second, moved->ReadState());
+  EXPECT_THAT(second.rows, ElementsAre("in_site"));
+  // And the names it resolved are the ones it writes under.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, moved->Begin());
+  ASSERT_OK(tx->ApplyVersionChanges({Update("in_site", "in_site2")}));
+  ASSERT_OK(tx->Commit());
+  EXPECT_EQ(Q("SELECT version_num FROM site.alembic_version"), Rows({{"in_site2"}}));
+  EXPECT_EQ(Q("SELECT version_num FROM public.alembic_version"), Rows({{"in_public"}}));
+
+  // The table the last session used is gone: the unqualified name finds
+  // the next one on the search_path.
+  Exec(db_.dsn(), "DROP TABLE site.alembic_version");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> third, database_->Connect());
+  ASSERT_OK_AND_ASSIGN(DatabaseState after_drop, third->ReadState());
+  EXPECT_THAT(after_drop.rows, ElementsAre("in_public"));
 }
 
 // -------------------------------------------- one table, one lock, one mark

@@ -11,9 +11,15 @@
 //   connection policy, libpqxx's extension point) so that PostgreSQL's
 //   PG_DIAG_STATEMENT_POSITION reaches StatementError::position; libpqxx's
 //   sql_error does not carry it. Everything else goes through libpqxx.
-// - Names: each session resolves the version table's schema when it
-//   connects (one round trip, together with client_connection_check_interval)
-//   and names every table it touches schema-qualified from then on (Names).
+// - Names: each session resolves the version table's schema on its first
+//   call, together with client_connection_check_interval, and names every
+//   table it touches schema-qualified from then on (Names). Connect itself
+//   sends no query. When the first call is ReadState (EnsureHead, status),
+//   the resolution rides on the state read: that read assumes the schema the
+//   database's last session resolved and checks, in the same query, that
+//   the unqualified name still points there (to_regclass, no catalog table
+//   read); only when it does not does the session resolve and read again.
+//   So a fresh session answers "where is this database" in one round trip.
 // - Migration lock key: the int64 whose bits are FNV-1a 64 of "schemad:" +
 //   the resolved "schema.table". When the bare table name resolves to the same
 //   table (or is what was configured), the key of "schemad:" + the bare name
@@ -373,6 +379,26 @@ class PqConnection final : public pqxx::connection_base {
 
 // ------------------------------------------------------------------- config
 
+// Shared by the sessions of one database (Config::last_bare_schema).
+class LastBareSchema {
+ public:
+  // The last schema seen, else `fallback`.
+  std::string GetOr(const std::string& fallback) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return known_ ? schema_ : fallback;
+  }
+  void Set(const std::string& schema) {
+    std::lock_guard<std::mutex> lock(mu_);
+    schema_ = schema;
+    known_ = true;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::string schema_;
+  bool known_ = false;
+};
+
 struct Config {
   std::string display_name;      // "dbname on host:port"
   std::string user;              // for messages
@@ -388,10 +414,14 @@ struct Config {
   std::string ensure_key;          // decimal int64
   // client_connection_check_interval for sessions, "" to leave it alone.
   std::string check_interval;
+  // The schema the unqualified version-table name found when a session of
+  // this database last resolved it: the next session's first state read
+  // assumes it and checks the assumption in the same query (ReadState).
+  std::shared_ptr<LastBareSchema> last_bare_schema = std::make_shared<LastBareSchema>();
 };
 
 // Where one session finds the bookkeeping: the configuration's names with
-// the version table's schema resolved when the session connected.
+// the version table's schema resolved by the session's first call.
 struct Names {
   std::string schema;         // resolved
   std::string version_table;  // quoted, qualified
@@ -802,11 +832,10 @@ class PqTransaction final : public Transaction {
 
 class PqSession final : public Session {
  public:
-  PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn, Names names,
+  PqSession(std::shared_ptr<const Config> config, std::unique_ptr<PqConnection> conn,
             std::string application_name)
       : config_(std::move(config)),
         conn_(std::move(conn)),
-        names_(std::move(names)),
         application_name_(std::move(application_name)) {
     cancel_ = PQgetCancel(conn_->pgconn());
     backend_pid_ = PQbackendPID(conn_->pgconn());
@@ -843,6 +872,7 @@ class PqSession final : public Session {
 
   // For PqTransaction.
   const Config& config() const { return *config_; }
+  // Valid once Resolve() succeeded (Begin resolves).
   const Names& names() const { return names_; }
   // Runs `fn` (which may throw pqxx exceptions) as a cancellable statement
   // and turns exceptions into a status annotated with `context`. With a
@@ -938,6 +968,18 @@ class PqSession final : public Session {
     }
     return absl::OkStatus();
   }
+  // Makes names_ valid: on the session's first call, one round trip that
+  // sets client_connection_check_interval and resolves the version table's
+  // schema (ResolveNames); after that, nothing. Every method that names a
+  // table or runs SQL of the caller's calls it first.
+  absl::Status Resolve();
+  // The first ReadState of a session, in one round trip: the connection
+  // check's SET, and the state read under the names of the schema the
+  // database's last session resolved (else the configured schema, else
+  // "public"), with a row that says whether the unqualified name still
+  // resolves there. nullopt when it does not, or a table is missing: the
+  // caller resolves and reads again.
+  absl::StatusOr<std::optional<DatabaseState>> ReadStateAssumingLastSchema();
   absl::Status ReadStateFallback(DatabaseState* state);
   static void AddStateRow(const pqxx::row& row, DatabaseState* state);
   // Starts watching for blockers when `lock_timeout` > 0; returns whether it did.
@@ -945,7 +987,8 @@ class PqSession final : public Session {
 
   std::shared_ptr<const Config> config_;
   std::unique_ptr<PqConnection> conn_;
-  const Names names_;
+  Names names_;  // valid when resolved_
+  bool resolved_ = false;
   const std::string application_name_;  // as connected
   std::string check_interval_sql_;      // "" where the server has no such setting
   bool broken_ = false;
@@ -1215,20 +1258,124 @@ constexpr absl::string_view kStateColumns =
     "revision, direction, statements_done, statements_total, error, operation_id, "
     "(extract(epoch FROM started) * 1000000)::bigint";
 
+// The statement that finds where the unqualified version-table name points:
+// the schema of the table it finds on the search_path, else the first
+// existing schema of the search_path, where CREATE TABLE would put it.
+std::string BareSchemaSql(const Config& c, PqConnection& conn) {
+  return absl::StrCat(
+      "SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class r JOIN "
+      "pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = "
+      "pg_catalog.to_regclass(",
+      conn.quote(QuoteIdent(c.tables.version_table)), ")), pg_catalog.current_schema())");
+}
+
+// An expression true when the unqualified version-table name points to
+// `schema` (as BareSchemaSql would find it), without reading a catalog table.
+std::string BareSchemaIsSql(const Config& c, PqConnection& conn, const std::string& schema) {
+  const std::string bare = conn.quote(QuoteIdent(c.tables.version_table));
+  return absl::StrCat(
+      "CASE WHEN pg_catalog.to_regclass(", bare, ") IS NOT NULL THEN pg_catalog.to_regclass(", bare,
+      ") = pg_catalog.to_regclass(", conn.quote(Qualified(schema, c.tables.version_table)),
+      ") ELSE pg_catalog.current_schema() IS NOT DISTINCT FROM ", conn.quote(schema), " END");
+}
+
+// The state read: rows 'v' (version rows) and 's' (the needs-attention
+// mark) under `n`; `keys` is n.read_keys as a parameter or a literal.
+std::string StateSql(const Names& n, absl::string_view keys) {
+  return absl::StrCat(
+      "SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, "
+      "NULL::bigint FROM ",
+      n.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ", n.state_table,
+      " WHERE version_table = ANY (", keys, "::text[])");
+}
+
+absl::Status PqSession::Resolve() {
+  if (resolved_) {
+    return absl::OkStatus();
+  }
+  const Config& c = *config_;
+  std::string bare_schema;
+  RETURN_IF_ERROR(Run("setting up the session", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    std::string sql = check_interval_sql_;
+    if (!sql.empty()) {
+      sql += "; ";
+    }
+    sql += BareSchemaSql(c, *conn_);
+    bare_schema = FieldText(tx.exec1(sql)[0]);
+    return absl::OkStatus();
+  }));
+  ASSIGN_OR_RETURN(names_, ResolveNames(c, bare_schema));
+  c.last_bare_schema->Set(bare_schema);
+  resolved_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<DatabaseState>> PqSession::ReadStateAssumingLastSchema() {
+  const Config& c = *config_;
+  const std::string assumed =
+      c.last_bare_schema->GetOr(c.tables.schema.empty() ? "public" : c.tables.schema);
+  absl::StatusOr<Names> names = ResolveNames(c, assumed);
+  if (!names.ok()) {
+    return std::nullopt;
+  }
+  std::optional<DatabaseState> state;
+  RETURN_IF_ERROR(Run("reading the version table", [&]() -> absl::Status {
+    pqxx::nontransaction tx(*conn_);
+    std::string sql = check_interval_sql_;
+    if (!sql.empty()) {
+      sql += "; ";
+    }
+    // The check row first: a simple query's SELECT ... UNION ALL returns
+    // its branches in order.
+    absl::StrAppend(&sql, "SELECT 'n', (", BareSchemaIsSql(c, *conn_, assumed),
+                    ")::text, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, "
+                    "NULL::bigint UNION ALL ",
+                    StateSql(*names, tx.quote(names->read_keys)));
+    pqxx::result result;
+    try {
+      result = tx.exec(sql);
+    } catch (const pqxx::sql_error& e) {
+      if (!IsSqlState(e, "42P01")) {
+        throw;
+      }
+      return absl::OkStatus();  // a table is missing: resolve, then the fallback
+    }
+    if (result.empty() || FieldText(result[0][0]) != "n" || FieldText(result[0][1]) != "true") {
+      return absl::OkStatus();  // the name points elsewhere now
+    }
+    DatabaseState read;
+    for (pqxx::result::size_type i = 1; i < result.size(); ++i) {
+      AddStateRow(result[i], &read);
+    }
+    read.version_table_exists = true;
+    state = std::move(read);
+    return absl::OkStatus();
+  }));
+  if (state.has_value()) {
+    names_ = *std::move(names);
+    resolved_ = true;
+  }
+  return state;
+}
+
 absl::StatusOr<DatabaseState> PqSession::ReadState() {
   RETURN_IF_ERROR(NoTransactionOpen());
+  if (!resolved_) {
+    ASSIGN_OR_RETURN(std::optional<DatabaseState> first, ReadStateAssumingLastSchema());
+    if (first.has_value()) {
+      std::sort(first->rows.begin(), first->rows.end());
+      return *std::move(first);
+    }
+    RETURN_IF_ERROR(Resolve());
+  }
   const Names& n = names_;
   DatabaseState state;
   bool missing_table = false;
   absl::Status status = Run("reading the version table", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
     try {
-      const pqxx::result result = tx.exec_params(
-          absl::StrCat("SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, "
-                       "NULL::text, NULL::text, NULL::bigint FROM ",
-                       n.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ",
-                       n.state_table, " WHERE version_table = ANY ($1::text[])"),
-          n.read_keys);
+      const pqxx::result result = tx.exec_params(StateSql(n, "$1"), n.read_keys);
       for (const pqxx::row& row : result) {
         AddStateRow(row, &state);
       }
@@ -1279,6 +1426,7 @@ absl::Status PqSession::ReadStateFallback(DatabaseState* state) {
 
 absl::Status PqSession::EnsureTables() {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   const Config& c = *config_;
   const Names& n = names_;
   bool all_exist = false;
@@ -1360,6 +1508,7 @@ absl::Status PqSession::EnsureTables() {
 
 absl::StatusOr<std::unique_ptr<Transaction>> PqSession::Begin() {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   if (broken_) {
     return Lost();
   }
@@ -1371,6 +1520,7 @@ absl::StatusOr<std::unique_ptr<Transaction>> PqSession::Begin() {
 absl::Status PqSession::ExecuteAutocommit(const SqlStatement& statement, const Timeouts& timeouts,
                                           StatementError* error) {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   ASSIGN_OR_RETURN(const std::string lock_timeout,
                    TimeoutSetting(timeouts.lock_timeout, "lock_timeout"));
   ASSIGN_OR_RETURN(const std::string statement_timeout,
@@ -1429,6 +1579,7 @@ constexpr absl::string_view kRunColumns =
 
 absl::StatusOr<std::optional<UnfinishedRun>> PqSession::ReadUnfinishedRun() {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   const Names& n = names_;
   std::optional<UnfinishedRun> out;
   RETURN_IF_ERROR(Run("reading the record of an earlier run", [&]() -> absl::Status {
@@ -1495,6 +1646,7 @@ absl::Status PqSession::FinishRun() {
   if (run_operation_id_.empty()) {
     return ResetState();
   }
+  RETURN_IF_ERROR(Resolve());
   const Names& n = names_;
   const std::string operation_id = run_operation_id_;
   run_tag_.clear();  // ResetSql without the tag: back to the name we connected with
@@ -1529,6 +1681,7 @@ std::string AppliedValueQuery(const Names& n, absl::string_view column) {
 absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedValues(
     absl::string_view column, const char* activity) {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   std::map<std::string, std::string> values;
   RETURN_IF_ERROR(Run(activity, [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
@@ -1564,6 +1717,7 @@ absl::StatusOr<std::map<std::string, std::string>> PqSession::ReadAppliedFingerp
 
 absl::StatusOr<std::vector<HistoryRecord>> PqSession::ReadHistory(int limit) {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   const Names& n = names_;
   std::vector<HistoryRecord> records;
   const std::string limit_text = limit > 0 ? absl::StrCat(limit) : std::string();
@@ -1640,6 +1794,7 @@ void LeaveOutBookkeepingSchema(const std::string& name, schema::DatabaseSchema* 
 
 absl::StatusOr<schema::DatabaseSchema> PqSession::InspectSchema() {
   RETURN_IF_ERROR(NoTransactionOpen());
+  RETURN_IF_ERROR(Resolve());
   const TableNames& t = config_->tables;
   InspectOptions options;
   options.excluded_tables = {"alembic_version", t.version_table, t.history_table, t.state_table,
@@ -2475,6 +2630,7 @@ absl::StatusOr<std::unique_ptr<PqConnection>> Open(const Config& c, const std::s
 
 absl::StatusOr<std::unique_ptr<MigrationLock>> PqSession::AcquireLock(
     absl::Duration wait, const LockWaitCallback& on_wait, const std::function<bool()>& cancelled) {
+  RETURN_IF_ERROR(Resolve());
   const Config& c = *config_;
   wait = std::max(wait, absl::ZeroDuration());
   const absl::Time start = absl::Now();
@@ -2583,35 +2739,12 @@ class PqDatabase final : public Database {
 absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
   const Config& c = *config_;
   ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c, c.conninfo));
-  // One round trip: the connection check (where the server has it) and where
-  // the unqualified version-table name points: the schema of the table it
-  // finds on the search_path, else the first existing schema of the
-  // search_path, where CREATE TABLE would put it.
-  std::string bare_schema;
-  std::string application_name;
-  try {
-    pqxx::nontransaction tx(*conn);
-    std::string sql = CheckIntervalSql(c, *conn);
-    if (!sql.empty()) {
-      sql += "; ";
-    }
-    absl::StrAppend(&sql,
-                    "SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class r JOIN "
-                    "pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = "
-                    "pg_catalog.to_regclass(",
-                    tx.quote(QuoteIdent(c.tables.version_table)),
-                    ")), pg_catalog.current_schema()), "
-                    "pg_catalog.current_setting('application_name')");
-    const pqxx::row row = tx.exec1(sql);
-    bare_schema = FieldText(row[0]);
-    application_name = FieldText(row[1]);
-  } catch (...) {
-    return Annotate(StatusFromCurrentException(),
-                    absl::StrCat("setting up the session on ", c.display_name));
-  }
-  ASSIGN_OR_RETURN(Names names, ResolveNames(c, bare_schema));
-  return std::unique_ptr<Session>(std::make_unique<PqSession>(
-      config_, std::move(conn), std::move(names), std::move(application_name)));
+  // The server reports application_name at login (a GUC_REPORT setting):
+  // no query. The session's setup rides on its first call (Resolve).
+  const char* reported = PQparameterStatus(conn->pgconn(), "application_name");
+  std::string application_name = reported != nullptr ? reported : "";
+  return std::unique_ptr<Session>(
+      std::make_unique<PqSession>(config_, std::move(conn), std::move(application_name)));
 }
 
 }  // namespace
