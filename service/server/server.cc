@@ -137,6 +137,17 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> StartControlPlane(const LoadedConf
   return ControlPlane::Start(*std::move(store), plane, std::move(log));
 }
 
+// The directories of the migration sets with `watch: true`.
+std::vector<std::string> WatchedDirectories(const v1::ServerConfig& config) {
+  std::vector<std::string> directories;
+  for (const v1::MigrationSetConfig& set : config.migration_sets()) {
+    if (set.watch()) {
+      directories.push_back(set.directory());
+    }
+  }
+  return directories;
+}
+
 }  // namespace
 
 std::string HealthServiceName(const std::string& migration_set) {
@@ -177,6 +188,9 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
     s->log_->info("authentication on tokens={}", snapshot->auth->token_count());
   }
 
+  // Watched before the sets load, so that a change made while they load is
+  // reported.
+  RETURN_IF_ERROR(Annotate(s->UpdateWatches(WatchedDirectories(c)), "migration_sets[].watch"));
   ASSIGN_OR_RETURN(snapshot->registry,
                    Registry::Create(s->config_, MakeLogger("registry", options)));
   s->state_ = std::make_unique<ServingState>(std::move(snapshot));
@@ -287,6 +301,9 @@ absl::StatusOr<std::unique_ptr<SchemadServer>> SchemadServer::Start(LoadedConfig
         std::clamp(idle_timeout / 2, absl::Seconds(1), absl::Minutes(1)));
   }
   s->StartPoolWarmer(registry);
+  if (s->watcher_ != nullptr) {
+    s->StartWatcher();
+  }
   if (s->metrics_ != nullptr) {
     s->metrics_->StartRefreshing(FromProto(c.metrics().refresh_interval()),
                                  std::max(1, c.pools().rpc_workers() / 4));
@@ -322,6 +339,32 @@ void SchemadServer::StartPoolWarmer(const Registry& registry) {
       std::make_unique<PoolWarmer>(std::move(targets), warm_options, *rpc_workers_, log_);
 }
 
+absl::Status SchemadServer::UpdateWatches(const std::vector<std::string>& directories) {
+  if (watcher_ == nullptr && !directories.empty()) {
+    if (options_.check_only) {
+      return absl::OkStatus();
+    }
+    if (options_.config_path.empty()) {
+      log_->warn("watch: true has no effect: this server has no configuration file to reload");
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(watcher_, DirectoryWatcher::Create(DirectoryWatcher::Options{},
+                                                        MakeLogger("watch", options_)));
+  }
+  if (watcher_ != nullptr) {
+    watcher_->Watch(directories);
+  }
+  return absl::OkStatus();
+}
+
+void SchemadServer::StartWatcher() {
+  watcher_->Start([this](const std::vector<std::string>& changed) {
+    log_->info("migration set directory changed, reloading directories={}",
+               LogValue(absl::StrJoin(changed, ",")));
+    (void)Reload();  // logs and counts its outcome itself; a failure keeps the running config
+  });
+}
+
 void SchemadServer::Shutdown() { Shutdown(shutdown_grace_); }
 
 void SchemadServer::Shutdown(absl::Duration grace) {
@@ -334,6 +377,16 @@ void SchemadServer::Shutdown(absl::Duration grace) {
   if (already_started) {
     shutdown_done_.WaitForNotification();
     return;
+  }
+  // First: its thread reloads. A reload running now finishes, later ones
+  // are refused.
+  std::unique_ptr<DirectoryWatcher> watcher;
+  {
+    absl::MutexLock reload_lock(&reload_mu_);
+    watcher = std::move(watcher_);
+  }
+  if (watcher != nullptr) {
+    watcher->Stop();
   }
   if (server_ == nullptr) {  // Start failed part way
     if (operations_ != nullptr) {
@@ -409,6 +462,9 @@ absl::StatusOr<v1::ReloadResponse> SchemadServer::Reload() {
                                  "\nSTATUS=reloading the configuration"));
   }
   absl::StatusOr<v1::ReloadResponse> result = ReloadLocked();
+  // What the configuration served says (only the one tried may have
+  // added directories).
+  (void)UpdateWatches(WatchedDirectories(config_.proto));
   if (metrics_ != nullptr) {
     metrics_->RecordConfigReload(result.ok());
   }
@@ -462,6 +518,17 @@ absl::StatusOr<v1::ReloadResponse> SchemadServer::ReloadLocked() {
   RETURN_IF_ERROR(Annotate(CheckReloadable(config_.proto, next.proto), path));
   if (!options_.listen_override.empty()) {
     RETURN_IF_ERROR(Annotate(CheckListenExposure(next.proto, listen_), path));
+  }
+  // The directories of both configurations are watched while the new one
+  // loads: a change made meanwhile is reported whichever is served after.
+  std::vector<std::string> watch = WatchedDirectories(config_.proto);
+  for (std::string& directory : WatchedDirectories(next.proto)) {
+    watch.push_back(std::move(directory));
+  }
+  const bool had_watcher = watcher_ != nullptr;
+  RETURN_IF_ERROR(Annotate(UpdateWatches(watch), absl::StrCat(path, ": migration_sets[].watch")));
+  if (!had_watcher && watcher_ != nullptr) {
+    StartWatcher();
   }
   auto snapshot = std::make_shared<ServingSnapshot>();
   if (next.proto.tokens_file().empty()) {

@@ -15,6 +15,11 @@
 // it serves; a control database that cannot be reached stops the start
 // (UNAVAILABLE).
 //
+// Migration sets with `watch: true` are reloaded (Reload, as on SIGHUP) when
+// their directory changes: one DirectoryWatcher thread for all of them,
+// watching what the configuration served now says (it follows reloads).
+// Only with options.config_path (what Reload reads) and not check_only.
+//
 // Health (grpc.health.v1): service "" (overall), "schemad.v1.Schemad" and
 // "schemad.v1.Schemad/<migration set>" are SERVING once started (every
 // migration set loaded, or the start fails); all turn NOT_SERVING when
@@ -41,6 +46,7 @@
 #include "service/server/auth.h"
 #include "service/server/config.h"
 #include "service/server/control_plane.h"
+#include "service/server/directory_watcher.h"
 #include "service/server/log_format.h"
 #include "service/server/metrics.h"
 #include "service/server/operations.h"
@@ -115,7 +121,9 @@ class SchemadServer {
   // databases configured alike keep their pools. On error the running
   // configuration stays and the error names the file and key. Either way
   // logged and counted in schemad_config_reload_total. Reloads run one at a
-  // time; FAILED_PRECONDITION once Shutdown has begun.
+  // time; FAILED_PRECONDITION once Shutdown has begun. Afterwards the
+  // directories watched are those of the sets with `watch: true` in the
+  // configuration served.
   absl::StatusOr<v1::ReloadResponse> Reload();
 
   // Cancels every running operation now (a second SIGTERM).
@@ -136,6 +144,15 @@ class SchemadServer {
   absl::StatusOr<v1::ReloadResponse> ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   // Starts a warmer over the pools of `registry` (Start, and each reload).
   void StartPoolWarmer(const Registry& registry);
+  // Watches exactly `directories` (none: nothing). The first time there
+  // are some, makes watcher_, not started yet (StartWatcher), unless this
+  // server cannot reload (no config_path, or check_only): then nothing is
+  // watched. RESOURCE_EXHAUSTED / INTERNAL when no inotify instance can be
+  // made.
+  absl::Status UpdateWatches(const std::vector<std::string>& directories)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Starts watcher_'s thread, whose callback calls Reload.
+  void StartWatcher() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
 
   ServerOptions options_;
   std::string listen_;  // what Start bound (the override or the config's)
@@ -150,6 +167,9 @@ class SchemadServer {
   std::unique_ptr<PoolWarmer> pool_warmer_
       ABSL_GUARDED_BY(reload_mu_);  // replaced by reloads; stopped before rpc_workers_
   std::unique_ptr<IdleSessionReaper> idle_reaper_;  // null: idle_session_timeout 0
+  // Null until a configuration has a set with `watch: true`; stopped first
+  // by Shutdown (its thread calls Reload).
+  std::unique_ptr<DirectoryWatcher> watcher_ ABSL_GUARDED_BY(reload_mu_);
   // Null without control_database; its observers are the operations': it
   // outlives operations_.
   std::unique_ptr<ControlPlane> control_;

@@ -302,6 +302,31 @@ TEST_F(ConfigTest, ZeroIdleSessionsIsAChoiceAndIdleSessionsTimeOut) {
                        HasSubstr("pools.idle_session_timeout: 192h is out of range")));
 }
 
+TEST_F(ConfigTest, WatchIsAnOptionalBooleanPerMigrationSet) {
+  ASSERT_OK_AND_ASSIGN(LoadedConfig unwatched, Parse(kMinimal));
+  EXPECT_FALSE(unwatched.proto.migration_sets(0).watch());
+  const auto with_watch = [](const std::string& value) {
+    return absl::StrCat(R"(
+listen: 127.0.0.1:1
+migration_sets:
+  - {name: modax, directory: migrations/modax}
+  - {name: other, directory: migrations/modax, watch: )",
+                        value, R"(}
+databases:
+  - {name: a, migration_set: modax, dsn_env: SITE_A_DSN}
+)");
+  };
+  ASSERT_OK_AND_ASSIGN(LoadedConfig watched, Parse(with_watch("true")));
+  EXPECT_FALSE(watched.proto.migration_sets(0).watch());
+  EXPECT_TRUE(watched.proto.migration_sets(1).watch());
+  EXPECT_THAT(Parse(with_watch("yes")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("migration_sets[1].watch: expected true or false, got \"yes\"")));
+  EXPECT_THAT(Parse(with_watch("[true]")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("migration_sets[1].watch: expected true or false, got a list")));
+}
+
 TEST_F(ConfigTest, MissingEnvironmentVariableNamesKeyAndVariable) {
   EXPECT_THAT(Parse(R"(
 listen: 127.0.0.1:1

@@ -2892,6 +2892,111 @@ TEST_F(ReloadTest, SighupReloadsTheSchemadProcessAndTellsSystemd) {
   EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
 }
 
+// `watch: true` on the set of `yaml` (MakeConfig's "modax").
+std::string Watched(const std::string& yaml) {
+  return absl::StrReplaceAll(yaml, {{"directory: modax}", "directory: modax, watch: true}"}});
+}
+
+// A revision file written into a watched set's directory is served without
+// SIGHUP or Reload; a half-written one is refused (counted, logged) and the
+// running configuration kept, and the finished file is then picked up.
+TEST_F(ReloadTest, AWatchedSetReloadsWhenItsDirectoryChangesAndSurvivesAHalfWrittenFile) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "CREATE TABLE t_a1 (id int);"});
+  const std::string metrics = "metrics: {listen: \"127.0.0.1:0\", refresh_interval: 1h}";
+  ASSERT_NO_FATAL_FAILURE(
+      StartFromFile(Watched(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}, metrics))));
+  ASSERT_OK(client_->EnsureHead("site-a").status());
+  const auto counted = [&](const std::string& outcome, int n) {
+    return absl::StrContains(
+        HttpGet(server_->metrics_port(), "/metrics"),
+        absl::StrCat("schemad_config_reload_total{outcome=\"", outcome, "\"} ", n, "\n"));
+  };
+  const auto pending = [&] {
+    absl::StatusOr<DatabaseStatus> status = client_->GetStatus("site-a");
+    return status.ok() ? status->pending : -1;
+  };
+
+  WriteRevision(dir_, "modax", {"b2", "a1", "CREATE TABLE t_b2 (id int);"});
+  ASSERT_TRUE(testing::PollUntil([&] { return Heads() == std::vector<std::string>{"b2"}; }));
+  EXPECT_EQ(pending(), 1);
+  EXPECT_TRUE(testing::PollUntil([&] { return counted("success", 1); }));
+
+  // What a sync caught mid-write leaves: the file cut inside its header
+  // (no `-- +upgrade` yet).
+  dir_.Write("modax/c3.sql", "-- revision: c3\n-- revises: b");
+  ASSERT_TRUE(testing::PollUntil([&] { return counted("failure", 1); }));
+  EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});  // still serving
+  EXPECT_EQ(pending(), 1);
+
+  WriteRevision(dir_, "modax", {"c3", "b2", "CREATE TABLE t_c3 (id int);"});
+  ASSERT_TRUE(testing::PollUntil([&] { return Heads() == std::vector<std::string>{"c3"}; }));
+  EXPECT_EQ(pending(), 2);
+  EXPECT_TRUE(testing::PollUntil([&] { return counted("success", 2); }));
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult applied, client_->EnsureHead("site-a"));
+  EXPECT_EQ(applied.heads, std::vector<std::string>{"c3"});
+}
+
+// The watch set follows reloads: a set that loses `watch` is not reloaded
+// on a change any more, one that gains it is.
+TEST_F(ReloadTest, TheWatchedDirectoriesFollowTheReloadedConfiguration) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "SELECT 1;"});
+  const std::string unwatched = MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}});
+  ASSERT_NO_FATAL_FAILURE(StartFromFile(unwatched));
+  WriteRevision(dir_, "modax", {"b2", "a1", "SELECT 2;"});
+  // Watching from this reload on (it loads b2 itself).
+  ASSERT_OK_AND_ASSIGN(ReloadResult watching, Reload(Watched(unwatched)));
+  EXPECT_EQ(watching.generation, 1);
+  EXPECT_EQ(Heads(), std::vector<std::string>{"b2"});
+  WriteRevision(dir_, "modax", {"c3", "b2", "SELECT 3;"});
+  ASSERT_TRUE(testing::PollUntil([&] { return Heads() == std::vector<std::string>{"c3"}; }));
+
+  // Not watched any more: d4 is not served within four settle times (the
+  // watcher would have reloaded after one), only after a reload by hand.
+  ASSERT_OK_AND_ASSIGN(ReloadResult unwatching, Reload(unwatched));
+  WriteRevision(dir_, "modax", {"d4", "c3", "SELECT 4;"});
+  EXPECT_FALSE(testing::PollUntil([&] { return Heads() == std::vector<std::string>{"d4"}; },
+                                  absl::Seconds(2)));
+  ASSERT_OK_AND_ASSIGN(ReloadResult by_hand, client_->Reload());
+  EXPECT_EQ(by_hand.generation, unwatching.generation + 1);
+  EXPECT_EQ(Heads(), std::vector<std::string>{"d4"});
+}
+
+// The schemad binary: --check-config accepts `watch` and refuses a value
+// that is not a boolean, naming the key; a running schemad serves a
+// revision written into a watched directory without a signal and stops
+// cleanly (its watcher thread included) on SIGTERM.
+TEST_F(ReloadTest, SchemadWatchesASetWithoutASignalAndCheckConfigValidatesWatch) {
+  TestDatabase a;
+  ASSERT_TRUE(a.ok());
+  WriteRevision(dir_, "modax", {"a1", "", "SELECT 1;"});
+  const std::string yaml = Watched(MakeConfig(dir_, {"modax"}, {{"site-a", a.dsn()}}));
+  {
+    SchemadProcess check(dir_, yaml, {"--check-config"}, "check");
+    EXPECT_EQ(check.Wait(absl::Seconds(30)), 0) << check.Log();
+    EXPECT_THAT(check.Out(), HasSubstr("configuration OK"));
+  }
+  {
+    SchemadProcess bad(dir_, absl::StrReplaceAll(yaml, {{"watch: true", "watch: often"}}),
+                       {"--check-config"}, "bad");
+    EXPECT_EQ(bad.Wait(absl::Seconds(30)), 2) << bad.Log();
+    EXPECT_THAT(bad.Log(), HasSubstr("migration_sets[0].watch: expected true or false, got "
+                                     "\"often\""));
+  }
+  SchemadProcess schemad(dir_, yaml);
+  ASSERT_FALSE(schemad.address().empty()) << schemad.Log();
+  client_ = Connect(ClientFor(schemad.address()));
+  WriteRevision(dir_, "modax", {"b2", "a1", "SELECT 2;"});
+  ASSERT_TRUE(testing::PollUntil([&] { return Heads() == std::vector<std::string>{"b2"}; }))
+      << schemad.Log();
+  EXPECT_THAT(schemad.Log(), HasSubstr("migration set directory changed, reloading"));
+  schemad.Signal(SIGTERM);
+  EXPECT_EQ(schemad.Wait(absl::Seconds(30)), 0) << schemad.Log();
+}
+
 }  // namespace
 }  // namespace schemad
 
