@@ -11,6 +11,8 @@
 
 #include <array>
 #include <exception>
+#include <map>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -32,6 +34,10 @@
 
 namespace schemad::server {
 namespace {
+
+// schemad_fleet_sites's states; all but the first two are outcomes.
+constexpr const char* kFleetSiteStates[] = {"queued", "running",   "succeeded",
+                                            "failed", "cancelled", "skipped"};
 
 // A refresh waits this long for a pooled session (all of them busy running
 // operations means reachable; the gauges keep their values).
@@ -193,9 +199,25 @@ class ServerMetrics::Impl {
         config_reload_(prometheus::BuildCounter()
                            .Name("schemad_config_reload_total")
                            .Help("Configuration reloads (SIGHUP, Reload), by outcome")
-                           .Register(*prom_)) {
+                           .Register(*prom_)),
+        fleet_sites_(prometheus::BuildGauge()
+                         .Name("schemad_fleet_sites")
+                         .Help("Sites of the fleet runs running on this replica, by state "
+                               "(queued, running, succeeded, failed, cancelled, skipped)")
+                         .Register(*prom_)),
+        fleet_sites_done_(prometheus::BuildCounter()
+                              .Name("schemad_fleet_sites_done_total")
+                              .Help("Sites that fleet runs on this replica finished with, by "
+                                    "outcome (succeeded, failed, cancelled, skipped)")
+                              .Register(*prom_)) {
     for (const char* outcome : {"success", "failure"}) {
       config_reload_.Add({{"outcome", outcome}});
+    }
+    for (const char* state : kFleetSiteStates) {
+      fleet_sites_.Add({{"state", state}});
+      if (absl::string_view(state) != "queued" && absl::string_view(state) != "running") {
+        fleet_sites_done_.Add({{"outcome", state}});
+      }
     }
     for (const auto& db : registry_()->databases()) {
       AddDatabase(*db);
@@ -227,6 +249,20 @@ class ServerMetrics::Impl {
     }
     for (const auto& db : after.databases()) {
       AddDatabase(*db);  // Add returns the existing series when there is one
+    }
+  }
+
+  // A fleet site of a running run moved from state `from` ("" when it was
+  // not counted yet) to `to` ("" when the run ended and forgets it).
+  void MoveFleetSite(absl::string_view from, absl::string_view to) {
+    if (!from.empty()) {
+      fleet_sites_.Add({{"state", std::string(from)}}).Decrement();
+    }
+    if (!to.empty()) {
+      fleet_sites_.Add({{"state", std::string(to)}}).Increment();
+      if (to != "queued" && to != "running") {
+        fleet_sites_done_.Add({{"outcome", std::string(to)}}).Increment();
+      }
     }
   }
 
@@ -388,6 +424,8 @@ class ServerMetrics::Impl {
   prometheus::Histogram& lock_wait_;
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
   prometheus::Family<prometheus::Counter>& config_reload_;
+  prometheus::Family<prometheus::Gauge>& fleet_sites_;
+  prometheus::Family<prometheus::Counter>& fleet_sites_done_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 
   mutable absl::Mutex mu_;
@@ -412,18 +450,58 @@ class OperationMetricsObserver final : public OperationObserver {
     if (event.has_lock_acquired()) {
       metrics_->RecordLockWait(FromProto(event.lock_acquired().waited()));
     }
+    if (event.has_fleet()) {
+      OnFleetEvent(event.fleet());
+    }
   }
 
   void OnDone(const absl::Status& status, const v1::OperationResult&) override {
     running_.Decrement();
     metrics_->RecordOperation(kind_, OperationOutcomeLabel(status), absl::Now() - accepted_);
+    // The run's sites leave schemad_fleet_sites with it.
+    for (const auto& [site, state] : site_states_) {
+      metrics_->RecordFleetSite(state, "");
+    }
+    site_states_.clear();
   }
 
  private:
+  // A site's state from the fleet events: queued, then running, then how it
+  // ended (a site skipped before it started goes straight from queued).
+  void OnFleetEvent(const v1::FleetEvent& fleet) {
+    const char* to = nullptr;
+    switch (fleet.kind()) {
+      case v1::FleetEvent::KIND_SITE_QUEUED:
+        to = "queued";
+        break;
+      case v1::FleetEvent::KIND_SITE_STARTED:
+        to = "running";
+        break;
+      case v1::FleetEvent::KIND_SITE_FINISHED:
+        to = "succeeded";
+        break;
+      case v1::FleetEvent::KIND_SITE_FAILED:
+        to = fleet.result().outcome() == v1::FleetSiteResult::OUTCOME_CANCELLED ? "cancelled"
+                                                                                : "failed";
+        break;
+      case v1::FleetEvent::KIND_SITE_SKIPPED:
+        to = "skipped";
+        break;
+      default:
+        return;
+    }
+    std::string& state = site_states_[fleet.site()];
+    metrics_->RecordFleetSite(state, to);
+    state = to;
+  }
+
   ServerMetrics* metrics_;
   prometheus::Gauge& running_;
   const v1::OperationKind kind_;
   const absl::Time accepted_;
+  // Fleet runs: each site's state as last counted in schemad_fleet_sites.
+  // Events and OnDone come one at a time (OperationObserver).
+  std::map<std::string, std::string> site_states_;
 };
 
 class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
@@ -503,6 +581,10 @@ void ServerMetrics::OnReload(const Registry& before, const Registry& after) {
 }
 
 void ServerMetrics::RecordConfigReload(bool success) { impl_->RecordConfigReload(success); }
+
+void ServerMetrics::RecordFleetSite(absl::string_view from, absl::string_view to) {
+  impl_->MoveFleetSite(from, to);
+}
 
 std::function<std::shared_ptr<OperationObserver>(const Operation&)>
 ServerMetrics::OperationObserverFactory() {

@@ -21,6 +21,8 @@
 //   schemad_rpc_duration_seconds{method,code}                    histogram
 //   schemad_sessions{database,state}                             gauge (idle, in_use)
 //   schemad_config_reload_total{outcome}                         counter (success, failure)
+//   schemad_fleet_sites{state}                                   gauge (sites of running fleet
+//   runs) schemad_fleet_sites_done_total{outcome}                      counter
 // Label values are bounded: databases and migration sets come from the
 // config, kinds and codes from enums, methods from the services schemad
 // serves (any other method is "other").
@@ -84,6 +86,11 @@ class ServerMetrics {
   void OnReload(const Registry& before, const Registry& after);
   // Counts a reload attempt in schemad_config_reload_total{outcome}.
   void RecordConfigReload(bool success);
+  // A site of a running fleet run moved from state `from` ("" when it was
+  // not counted yet) to `to` ("" when its run ended): schemad_fleet_sites
+  // follows; a `to` that is an outcome counts in
+  // schemad_fleet_sites_done_total. The operation observers call it.
+  void RecordFleetSite(absl::string_view from, absl::string_view to);
 
   // For OperationRegistryOptions::observe_each: an observer per operation
   // that counts it running, then records its outcome, duration (accepted to

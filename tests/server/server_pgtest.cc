@@ -2086,6 +2086,53 @@ TEST_F(MetricsTest, OperationsRpcsAndLockWaitsAreCountedByOutcome) {
       1);
 }
 
+// schemad_fleet_sites follows a running fleet run site by site, and its
+// sites leave the gauge with it; schemad_fleet_sites_done_total keeps their
+// outcomes.
+TEST_F(MetricsTest, FleetSitesAreGaugedWhileTheRunRunsAndCountedByOutcome) {
+  TestDatabase db;
+  ASSERT_TRUE(db.ok());
+  // a1 waits for an advisory lock the test holds: site-a stays running.
+  WriteRevision(dir_, "modax",
+                {"a1", "", "SELECT pg_advisory_xact_lock(4242);\nCREATE TABLE t_a1 (id int);",
+                 "DROP TABLE t_a1;"});
+  StartWithMetrics(db);
+  pqxx::connection holder(db.dsn());
+  auto holding = std::make_unique<pqxx::work>(holder);
+  holding->exec("SELECT pg_advisory_xact_lock(4242)");
+
+  FleetRequest request;
+  request.max_parallel = 2;
+  request.continue_on_error = true;
+  absl::StatusOr<FleetSummary> summary;
+  std::thread run([&] { summary = client_->FleetRun(request); });
+  // site-down fails at once (nothing listens); site-a waits on the lock.
+  std::string body;
+  EXPECT_TRUE(testing::PollUntil([&] {
+    body = Scrape();
+    return Sample(body, R"(schemad_fleet_sites{state="running"})") == 1 &&
+           Sample(body, R"(schemad_fleet_sites{state="failed"})") == 1;
+  })) << body;
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites{state="queued"})"), 0);
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites{state="succeeded"})"), 0);
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites_done_total{outcome="failed"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_operations_running{kind="fleet"})"), 1);
+
+  holding->abort();
+  run.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  body = Scrape();
+  for (const char* state : {"queued", "running", "succeeded", "failed", "cancelled", "skipped"}) {
+    EXPECT_EQ(Sample(body, absl::StrCat(R"(schemad_fleet_sites{state=")", state, R"("})")), 0)
+        << state;
+  }
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites_done_total{outcome="succeeded"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites_done_total{outcome="failed"})"), 1);
+  EXPECT_EQ(Sample(body, R"(schemad_fleet_sites_done_total{outcome="skipped"})"), 0);
+  EXPECT_EQ(Sample(body, R"(schemad_operations_total{kind="fleet",outcome="failed"})"), 1);
+  EXPECT_EQ(VersionRows(db.dsn()), (Rows{{"a1"}}));
+}
+
 TEST_F(MetricsTest, AMethodSchemadDoesNotServeIsOneSeries) {
   TestDatabase db;
   ASSERT_TRUE(db.ok());
