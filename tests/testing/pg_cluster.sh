@@ -30,7 +30,8 @@ as_owner() {
 # process's connect() or bind(0) is handed it before postgres binds it (as
 # tests/testing/ports.h does for the C++ tests). $1, when given and free,
 # comes first: a cluster started again keeps its port (and its clients'
-# DSNs), as a restarted server does.
+# DSNs), as a restarted server does. That one is tried with SO_REUSEADDR,
+# as postgres binds: the connections the stop ended leave it in TIME_WAIT.
 free_port() {
   python3 -c '
 import random, socket, sys
@@ -39,6 +40,8 @@ high = low if low > 11000 else 32768
 preferred = [int(sys.argv[1])] if len(sys.argv) > 1 and sys.argv[1].isdigit() else []
 for port in preferred + random.sample(range(10000, high), 200):
     s = socket.socket()
+    if port in preferred:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:
