@@ -929,9 +929,9 @@ void ExpectWholeReplay(Client& client, const std::string& id, OperationState sta
 
 // The control database in a cluster of its own, stopped and started again
 // on its port while two replicas idle: readiness follows it on both,
-// liveness and EnsureHead at head do not notice, and once it is back an
-// operation of one replica (and one from before the restart) is listed and
-// watched through the other.
+// liveness and EnsureHead at head do not notice, an operation run while it
+// is down is written once it is back, and then an operation of one replica
+// is listed and watched (live) through the other, as are the earlier ones.
 TEST(ControlDatabaseRestartTest, AnIdleRestartTurnsReadinessOffAndOnAndLosesNothing) {
   OwnCluster cluster;
   ASSERT_TRUE(cluster.ok());
@@ -939,7 +939,7 @@ TEST(ControlDatabaseRestartTest, AnIdleRestartTurnsReadinessOffAndOnAndLosesNoth
   TestDatabase site;
   ASSERT_TRUE(site.ok());
   TempDir dir;
-  WriteChain(dir, 0);
+  WriteChain(dir, 2);
   const std::string control = cluster.Dsn("control");
   Replica a(dir, "replica-a",
             MakeConfigFor(dir, site, control, "secrets/control", "replica-a", "2s"));
@@ -975,6 +975,10 @@ TEST(ControlDatabaseRestartTest, AnIdleRestartTurnsReadinessOffAndOnAndLosesNoth
   EXPECT_EQ(from_memory.mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE_UNREACHABLE);
   ASSERT_EQ(from_memory.operations_size(), 1);
   EXPECT_EQ(from_memory.operations(0).operation_id(), before.operation_id);
+  // Operations run meanwhile; their writes wait.
+  DowngradeRequest down;
+  down.target = "a1";
+  ASSERT_OK_AND_ASSIGN(OperationResult downgraded, on_a->Downgrade("site-a", down, {}));
 
   ASSERT_TRUE(cluster.Start());
   for (Client* client : {on_a.get(), on_b.get()}) {
@@ -984,21 +988,49 @@ TEST(ControlDatabaseRestartTest, AnIdleRestartTurnsReadinessOffAndOnAndLosesNoth
   EXPECT_EQ(liveness.failures(), 0) << "of " << liveness.checks() << " liveness checks";
   EXPECT_GT(liveness.checks(), 0);
 
-  // An operation started on A now, and A's from before, through B.
-  DowngradeRequest down;
-  down.target = "a1";
-  ASSERT_OK_AND_ASSIGN(OperationResult downgraded, on_a->Downgrade("site-a", down, {}));
-  for (const std::string& id : {before.operation_id, downgraded.operation_id}) {
+  // Started on A now: B lists it running, inside b2, and watches it to its
+  // end.
+  EventLog upgrade_events;
+  absl::StatusOr<OperationResult> upgraded;
+  Calls calls({&a, &b});
+  const size_t upgrade = calls.Start([&] {
+    CallOptions call;
+    call.on_event = upgrade_events.Callback();
+    upgraded = on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(upgrade_events.WaitFor(
+      [](const OperationEvent& e) { return IsStatement(e, "b2", 1); }, absl::Seconds(30)))
+      << a.Log();
+  const std::string id = upgrade_events.events().front().operation_id;
+  ASSERT_TRUE(PollUntil([&] {
+    std::optional<OperationInfo> listed = Listed(*on_b, id);
+    return listed.has_value() && listed->state == OperationState::kRunning &&
+           listed->current_revision == "b2";
+  })) << b.Log();
+  EventLog watched;
+  CallOptions watch_call;
+  watch_call.on_event = watched.Callback();
+  EXPECT_OK(on_b->WatchOperation(id, watch_call).status());
+  calls.Join(upgrade);
+  ASSERT_OK(upgraded.status());
+  ASSERT_FALSE(watched.events().empty());
+  EXPECT_EQ(watched.events().back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(watched.events().back().state, OperationState::kSucceeded);
+  EXPECT_EQ(watched.events().back().sequence, upgrade_events.events().back().sequence);
+  EXPECT_EQ(Query(site.dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"c3"}}));
+
+  // And, replayed whole through B: the one from before the restart, the one
+  // run while the control database was down, this one.
+  for (const std::string& op : {before.operation_id, downgraded.operation_id, id}) {
     std::optional<OperationInfo> listed;
     ASSERT_TRUE(PollUntil([&] {
-      listed = Listed(*on_b, id);
+      listed = Listed(*on_b, op);
       return listed.has_value() && listed->state == OperationState::kSucceeded;
     })) << b.Log();
     EXPECT_EQ(listed->replica, "replica-a");
-    ExpectWholeReplay(*on_b, id, OperationState::kSucceeded);
+    ExpectWholeReplay(*on_b, op, OperationState::kSucceeded);
   }
   EXPECT_EQ(ListThroughStub(b).mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE);
-  EXPECT_EQ(Query(site.dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"a1"}}));
   EXPECT_THAT(a.Log() + b.Log(),
               AllOf(HasSubstr("this replica is not ready"), HasSubstr("this replica is ready"),
                     Not(HasSubstr(cluster.password()))));
