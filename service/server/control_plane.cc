@@ -162,10 +162,12 @@ void ControlPlane::Attach(OperationRegistry* operations) {
 }
 
 void ControlPlane::Enqueue(const std::shared_ptr<const Operation>& op,
-                           const v1::OperationEvent* event, const v1::FleetSiteResult* site) {
+                           const v1::OperationEvent* event, const v1::FleetSiteResult* site,
+                           bool over_mark) {
   absl::MutexLock lock(&mu_);
   Pending& pending = pending_[op->id()];
   pending.op = op;
+  pending.over_mark = pending.over_mark || over_mark;
   if (event != nullptr) pending.events.push_back(*event);
   if (site != nullptr) pending.sites.push_back(*site);
   pending.ticket = ++enqueued_;
@@ -197,6 +199,7 @@ store::ControlOperationWrite ControlPlane::MakeWrite(const Pending& pending) {
   op.revisions_run = info.revisions_run();
   op.event_count = info.event_count();
   op.events_dropped = info.events_dropped();
+  write.drop_marks = pending.over_mark;
   op.request = pending.op->spec().request;
   if (op.request.empty()) {
     absl::MutexLock lock(&mu_);
@@ -274,6 +277,7 @@ void ControlPlane::WriterLoop() {
       Pending& newer = it->second;
       pending.events.insert(pending.events.end(), newer.events.begin(), newer.events.end());
       pending.sites.insert(pending.sites.end(), newer.sites.begin(), newer.sites.end());
+      newer.over_mark = newer.over_mark || pending.over_mark;
       newer.events = std::move(pending.events);
       newer.sites = std::move(pending.sites);
     }
@@ -425,6 +429,8 @@ void ControlPlane::RenewAndSweep() {
         "control database: another schemad registered replica_name={} since this one did; "
         "replica names must be unique",
         LogValue(self_.name));
+  } else {
+    RewriteMarked();
   }
   absl::StatusOr<std::vector<store::ControlOperation>> abandoned = store_->AbandonExpired();
   if (!abandoned.ok()) {
@@ -463,6 +469,25 @@ void ControlPlane::RenewAndSweep() {
   if (absl::Now() - last_prune_ > kPruneEvery) {
     last_prune_ = absl::Now();
     (void)store_->Prune(absl::Now() - options_.retention, options_.max_retained);
+  }
+}
+
+void ControlPlane::RewriteMarked() {
+  OperationRegistry* operations = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    operations = operations_;
+  }
+  if (operations == nullptr || operations->running() == 0) return;
+  for (const std::shared_ptr<Operation>& op : operations->List("", /*running_only=*/true, 0)) {
+    absl::StatusOr<std::optional<store::ControlOperation>> row = store_->ReadOperation(op->id());
+    if (!row.ok()) return;  // the next renewal looks again
+    if (!row->has_value() || (**row).state != "abandoned") continue;
+    log_->warn(
+        "operation marked abandoned by another replica while this one was cut off from the "
+        "control database; writing its true state over the mark op={} db={}",
+        op->id(), LogValue(op->spec().database));
+    Enqueue(op, nullptr, nullptr, /*over_mark=*/true);
   }
 }
 

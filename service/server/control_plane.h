@@ -33,7 +33,11 @@
 //   replicas whose lease expired (appending a `finished` event to each, so
 //   watchers end), and prunes finished operations past the retention.
 //   Start registers the replica and marks abandoned what an earlier process
-//   of the same name left running.
+//   of the same name left running. After each renewal, while this replica
+//   runs operations, those of them another replica marked abandoned (this
+//   replica's lease had run out while it was cut off from the control
+//   database) get their true state written over the mark, and the mark's
+//   `finished` event is deleted.
 // - The control database down: operations run and finish as without one;
 //   their writes wait in memory (bounded as the operations' own events are)
 //   and are retried every second; ListPage fails UNAVAILABLE (the service
@@ -145,7 +149,8 @@ class ControlPlane {
     std::shared_ptr<const Operation> op;
     std::vector<v1::OperationEvent> events;
     std::vector<v1::FleetSiteResult> sites;
-    uint64_t ticket = 0;  // the newest enqueue it holds
+    uint64_t ticket = 0;     // the newest enqueue it holds
+    bool over_mark = false;  // written over another replica's abandonment mark
   };
   struct Follower {
     std::shared_ptr<Operation> mirror;
@@ -159,13 +164,14 @@ class ControlPlane {
                std::shared_ptr<spdlog::logger> log);
 
   void Enqueue(const std::shared_ptr<const Operation>& op, const v1::OperationEvent* event,
-               const v1::FleetSiteResult* site);
+               const v1::FleetSiteResult* site, bool over_mark = false);
   store::ControlOperationWrite MakeWrite(const Pending& pending);
   void WriterLoop();
   void MaintenanceLoop();
   void PollFollowers();
   void PollCancels();
   void RenewAndSweep();
+  void RewriteMarked();
   void SetReachable(bool reachable);
   bool Stopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; }
   bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -106,6 +106,12 @@ struct ControlOperationWrite {
   ControlOperation operation;
   std::vector<ControlEvent> events;
   std::vector<ControlSiteResult> sites;
+  // Set when another replica marked the operation abandoned while it ran on
+  // (this replica's lease had expired, cut off from the control database):
+  // before `events` are written, the `finished` events stored for it are
+  // deleted (the mark's), except its own (sequence event_count - 1) when
+  // `operation.state` is final.
+  bool drop_marks = false;
 };
 
 // Which operations ListOperations returns: newest first (by created, then

@@ -2,7 +2,7 @@
 """Offline checks of deploy/k8s: renders the example overlay (and the base)
 with `kubectl kustomize` and checks the result without a cluster: Pod
 Security "restricted" on every container and init container, resources,
-three distinct probes, PodDisruptionBudget, NetworkPolicy, tokens over TLS
+three distinct probes (readiness: schemad's own, over TLS), PodDisruptionBudget, NetworkPolicy, tokens over TLS
 with a cert-manager Certificate, a control layer that waits for head, and
 Secrets holding placeholders only. (No kubeconform or kubeval in Debian 12:
 these are field checks, not an OpenAPI schema validation.)
@@ -98,8 +98,9 @@ for name, probe in probes.items():
 probes = {k: v or {} for k, v in probes.items()}
 c.expect(len({yaml.safe_dump(p) for p in probes.values()}) == 3, "schemad: two probes are identical")
 readiness = probes["readinessProbe"].get("exec", {}).get("command", [])
-c.expect(readiness[:1] == ["schemactl"] and "--token-file" in readiness and "--tls-ca" in readiness,
-         f"schemad: readiness {readiness} is not an authenticated TLS call through schemactl")
+c.expect(readiness[:1] == ["schemactl"] and "--tls-ca" in readiness and "--server" in readiness
+         and readiness[-2:] == ["health", "--ready"],
+         f"schemad: readiness {readiness} is not schemad's readiness over TLS (schemactl --server ... health --ready)")
 liveness = probes["livenessProbe"]
 c.expect(liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3) >= 60,
          "schemad: liveness gives up in under a minute")

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -65,10 +67,12 @@ void WriteChain(const TempDir& dir, double sleep_seconds) {
   write("c3", "b2", "CREATE TABLE t_c3 (id int);", "DROP TABLE t_c3;");
 }
 
-// A configuration of one site over `site`, sharing the control database
-// `control` as replica `replica`.
-std::string MakeConfig(const TempDir& dir, const TestDatabase& site, const TestDatabase* control,
-                       const std::string& replica, const std::string& lease = "3s") {
+// A configuration of one site over `site`, sharing the control database at
+// `control_dsn` (none when "") as replica `replica`; the DSN is kept in the
+// secret file `control_secret`.
+std::string MakeConfigFor(const TempDir& dir, const TestDatabase& site,
+                          const std::string& control_dsn, const std::string& control_secret,
+                          const std::string& replica, const std::string& lease) {
   // Written once: a replica started before may be reading them.
   const auto write_once = [&dir](const std::string& name, const std::string& content) {
     if (!std::filesystem::exists(dir.path() + "/" + name)) dir.Write(name, content);
@@ -79,12 +83,20 @@ std::string MakeConfig(const TempDir& dir, const TestDatabase& site, const TestD
       "timeouts: {lock_timeout: 0}\n"
       "migration_sets:\n  - {name: modax, directory: modax}\n"
       "databases:\n  - {name: site-a, migration_set: modax, dsn_file: secrets/site-a}\n";
-  if (control != nullptr) {
-    write_once("secrets/control", control->dsn());
-    absl::StrAppend(&yaml, "control_database: {dsn_file: secrets/control, lease: ", lease,
+  if (!control_dsn.empty()) {
+    write_once(control_secret, control_dsn);
+    absl::StrAppend(&yaml, "control_database: {dsn_file: ", control_secret, ", lease: ", lease,
                     "}\nreplica_name: ", replica, "\n");
   }
   return yaml;
+}
+
+// A configuration of one site over `site`, sharing the control database
+// `control` (none when nullptr) as replica `replica`.
+std::string MakeConfig(const TempDir& dir, const TestDatabase& site, const TestDatabase* control,
+                       const std::string& replica, const std::string& lease = "3s") {
+  return MakeConfigFor(dir, site, control == nullptr ? "" : control->dsn(), "secrets/control",
+                       replica, lease);
 }
 
 // A `schemad` process with its own configuration file in `dir`.
@@ -791,6 +803,350 @@ TEST(ControlDatabaseTest, CheckConfigValidatesTheControlDatabaseWithoutTouchingI
   testing::ProcessResult unreachable = testing::RunProcess({SCHEMAD_BINARY, "--config", good});
   EXPECT_EQ(unreachable.code, 3) << unreachable.err;
   EXPECT_THAT(unreachable.err, AllOf(HasSubstr("control_database:"), Not(HasSubstr("s3cret"))));
+}
+
+// A PostgreSQL cluster of the test's own (tests/testing/pg_cluster.sh),
+// apart from the one holding the sites, for a control database that the
+// test stops (fast shutdown: every backend ended, connections refused) and
+// starts again on the same port, as a restart of the control database's
+// server. Stopped when it goes.
+class OwnCluster {
+ public:
+  OwnCluster() : ok_(Run("start")) {
+    port_ = std::string(absl::StripAsciiWhitespace(dir_.Read("port")));
+    password_ = std::string(absl::StripAsciiWhitespace(dir_.Read("password")));
+    ok_ = ok_ && !port_.empty() && !password_.empty();
+  }
+  ~OwnCluster() { (void)Run("stop"); }
+  OwnCluster(const OwnCluster&) = delete;
+  OwnCluster& operator=(const OwnCluster&) = delete;
+
+  bool ok() const { return ok_; }
+  const std::string& password() const { return password_; }
+  // `dbname` as `user` (the superuser `postgres` by default).
+  std::string Dsn(const std::string& dbname, const std::string& user = "postgres",
+                  const std::string& password = "") const {
+    return absl::StrCat("postgresql://", user, ":", password.empty() ? password_ : password,
+                        "@127.0.0.1:", port_, "/", dbname);
+  }
+  // Stops it; true once it refuses connections.
+  bool Stop() { return Run("stop") && !Accepts(); }
+  // Starts it again; true once it is back on its port.
+  bool Start() {
+    return Run("start") && std::string(absl::StripAsciiWhitespace(dir_.Read("port"))) == port_ &&
+           Accepts();
+  }
+
+ private:
+  bool Run(const std::string& command) {
+    const testing::ProcessResult run =
+        testing::RunProcess({SCHEMAD_PG_CLUSTER, command, dir_.path()});
+    EXPECT_EQ(run.code, 0) << "pg_cluster.sh " << command << ": " << run.out << run.err;
+    return run.code == 0;
+  }
+  bool Accepts() const {
+    try {
+      pqxx::connection conn(Dsn("postgres"));
+      return conn.is_open();
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  TempDir dir_;
+  bool ok_ = false;
+  std::string port_;
+  std::string password_;
+};
+
+// Whether `client`'s replica answers readiness (schemad.ready) with `ready`.
+bool ReadyIs(Client& client, bool ready) {
+  absl::StatusOr<bool> now = client.CheckReady();
+  return now.ok() && *now == ready;
+}
+
+// Liveness of some replicas, checked from a thread of its own every 50 ms
+// until Stop() (or its end): how many checks, and how many were not SERVING.
+class LivenessMonitor {
+ public:
+  explicit LivenessMonitor(const std::vector<Replica*>& replicas) {
+    for (Replica* replica : replicas) clients_.push_back(replica->Connect());
+    thread_ = std::thread([this] {
+      (void)PollUntil(
+          [this] {
+            for (const std::unique_ptr<Client>& client : clients_) {
+              absl::StatusOr<bool> live = client->CheckHealth();
+              ++checks_;
+              if (!live.ok() || !*live) ++failures_;
+            }
+            return stop_.load();
+          },
+          absl::Minutes(2), absl::Milliseconds(50));
+    });
+  }
+  ~LivenessMonitor() { Stop(); }
+  LivenessMonitor(const LivenessMonitor&) = delete;
+  LivenessMonitor& operator=(const LivenessMonitor&) = delete;
+
+  // Ends the checks (waits for the one running).
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int checks() const { return checks_; }
+  int failures() const { return failures_; }
+
+ private:
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> checks_{0};
+  std::atomic<int> failures_{0};
+  std::thread thread_;
+};
+
+// The events of a finished operation as replayed through `client`: from
+// sequence 0 without a gap, a single `finished` event last.
+void ExpectWholeReplay(Client& client, const std::string& id, OperationState state) {
+  EventLog replayed;
+  CallOptions call;
+  call.on_event = replayed.Callback();
+  const absl::StatusOr<OperationResult> watched = client.WatchOperation(id, call);
+  EXPECT_EQ(watched.ok(), state == OperationState::kSucceeded) << watched.status();
+  const std::vector<OperationEvent> events = replayed.events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.front().kind, OperationEvent::Kind::kAccepted);
+  EXPECT_EQ(events.front().sequence, 0);
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence, events[i - 1].sequence + 1) << "a gap in the replay";
+    if (i + 1 < events.size()) {
+      EXPECT_NE(events[i].kind, OperationEvent::Kind::kOperationFinished)
+          << "a `finished` event at sequence " << events[i].sequence << " before the end";
+    }
+  }
+  EXPECT_EQ(events.back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(events.back().state, state);
+}
+
+// The control database in a cluster of its own, stopped and started again
+// on its port while two replicas idle: readiness follows it on both,
+// liveness and EnsureHead at head do not notice, an operation run while it
+// is down is written once it is back, and then an operation of one replica
+// is listed and watched (live) through the other, as are the earlier ones.
+TEST(ControlDatabaseRestartTest, AnIdleRestartTurnsReadinessOffAndOnAndLosesNothing) {
+  OwnCluster cluster;
+  ASSERT_TRUE(cluster.ok());
+  testing::Exec(cluster.Dsn("postgres"), "CREATE DATABASE control");
+  TestDatabase site;
+  ASSERT_TRUE(site.ok());
+  TempDir dir;
+  WriteChain(dir, 2);
+  const std::string control = cluster.Dsn("control");
+  Replica a(dir, "replica-a",
+            MakeConfigFor(dir, site, control, "secrets/control", "replica-a", "2s"));
+  Replica b(dir, "replica-b",
+            MakeConfigFor(dir, site, control, "secrets/control", "replica-b", "2s"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+  ASSERT_OK_AND_ASSIGN(EnsureHeadResult before, on_a->EnsureHead("site-a"));
+  ASSERT_TRUE(before.applied);
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    ASSERT_TRUE(ReadyIs(*client, true));
+  }
+  LivenessMonitor liveness({&a, &b});
+
+  ASSERT_TRUE(cluster.Stop());
+  // A renewal every lease/3: each replica turns not ready within one.
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    EXPECT_TRUE(PollUntil([&] { return ReadyIs(*client, false); })) << a.Log() << b.Log();
+  }
+  testing::ProcessResult health =
+      testing::RunProcess({SCHEMAD_SCHEMACTL, "--server", a.WaitServing(), "health", "--ready"});
+  EXPECT_EQ(health.code, 1) << health.out << health.err;
+  EXPECT_THAT(health.out, HasSubstr("NOT_SERVING"));
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    ASSERT_OK_AND_ASSIGN(EnsureHeadResult head, client->EnsureHead("site-a"));
+    EXPECT_FALSE(head.applied);
+    EXPECT_THAT(head.heads, ::testing::ElementsAre("c3"));
+  }
+  // Listing answers from the replica's memory, saying so.
+  const v1::ListOperationsResponse from_memory = ListThroughStub(a);
+  EXPECT_EQ(from_memory.mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE_UNREACHABLE);
+  ASSERT_EQ(from_memory.operations_size(), 1);
+  EXPECT_EQ(from_memory.operations(0).operation_id(), before.operation_id);
+  // Operations run meanwhile; their writes wait.
+  DowngradeRequest down;
+  down.target = "a1";
+  ASSERT_OK_AND_ASSIGN(OperationResult downgraded, on_a->Downgrade("site-a", down, {}));
+
+  ASSERT_TRUE(cluster.Start());
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    EXPECT_TRUE(PollUntil([&] { return ReadyIs(*client, true); })) << a.Log() << b.Log();
+  }
+  liveness.Stop();
+  EXPECT_EQ(liveness.failures(), 0) << "of " << liveness.checks() << " liveness checks";
+  EXPECT_GT(liveness.checks(), 0);
+
+  // Started on A now: B lists it running, inside b2, and watches it to its
+  // end.
+  EventLog upgrade_events;
+  absl::StatusOr<OperationResult> upgraded;
+  Calls calls({&a, &b});
+  const size_t upgrade = calls.Start([&] {
+    CallOptions call;
+    call.on_event = upgrade_events.Callback();
+    upgraded = on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(upgrade_events.WaitFor(
+      [](const OperationEvent& e) { return IsStatement(e, "b2", 1); }, absl::Seconds(30)))
+      << a.Log();
+  const std::string id = upgrade_events.events().front().operation_id;
+  ASSERT_TRUE(PollUntil([&] {
+    std::optional<OperationInfo> listed = Listed(*on_b, id);
+    return listed.has_value() && listed->state == OperationState::kRunning &&
+           listed->current_revision == "b2";
+  })) << b.Log();
+  EventLog watched;
+  CallOptions watch_call;
+  watch_call.on_event = watched.Callback();
+  EXPECT_OK(on_b->WatchOperation(id, watch_call).status());
+  calls.Join(upgrade);
+  ASSERT_OK(upgraded.status());
+  ASSERT_FALSE(watched.events().empty());
+  EXPECT_EQ(watched.events().back().kind, OperationEvent::Kind::kOperationFinished);
+  EXPECT_EQ(watched.events().back().state, OperationState::kSucceeded);
+  EXPECT_EQ(watched.events().back().sequence, upgrade_events.events().back().sequence);
+  EXPECT_EQ(Query(site.dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"c3"}}));
+
+  // And, replayed whole through B: the one from before the restart, the one
+  // run while the control database was down, this one.
+  for (const std::string& op : {before.operation_id, downgraded.operation_id, id}) {
+    std::optional<OperationInfo> listed;
+    ASSERT_TRUE(PollUntil([&] {
+      listed = Listed(*on_b, op);
+      return listed.has_value() && listed->state == OperationState::kSucceeded;
+    })) << b.Log();
+    EXPECT_EQ(listed->replica, "replica-a");
+    ExpectWholeReplay(*on_b, op, OperationState::kSucceeded);
+  }
+  EXPECT_EQ(ListThroughStub(b).mode(), v1::OPERATIONS_MODE_CONTROL_DATABASE);
+  EXPECT_THAT(a.Log() + b.Log(),
+              AllOf(HasSubstr("this replica is not ready"), HasSubstr("this replica is ready"),
+                    Not(HasSubstr(cluster.password()))));
+}
+
+// The control database's cluster stopped while A runs an upgrade (inside
+// b2's pg_sleep) and started again. A is kept out a little longer (its
+// role may not log in), so that B, finding A's lease expired, marks the
+// operation abandoned; A, once back, writes the true state over the mark
+// while b2 still runs. The upgrade completes on the site, each revision
+// once, and B lists it succeeded and replays it whole.
+TEST(ControlDatabaseRestartTest, ARestartMidOperationLosesNothingAndTheTruthOverwritesTheMark) {
+  OwnCluster cluster;
+  ASSERT_TRUE(cluster.ok());
+  testing::Exec(cluster.Dsn("postgres"), "CREATE DATABASE control");
+  testing::Exec(cluster.Dsn("postgres"),
+                "CREATE ROLE replica_a LOGIN SUPERUSER PASSWORD 'replica-a-secret'");
+  TestDatabase site;
+  ASSERT_TRUE(site.ok());
+  TempDir dir;
+  WriteChain(dir, 12);
+  Replica a(dir, "replica-a",
+            MakeConfigFor(dir, site, cluster.Dsn("control", "replica_a", "replica-a-secret"),
+                          "secrets/control-a", "replica-a", "2s"));
+  Replica b(
+      dir, "replica-b",
+      MakeConfigFor(dir, site, cluster.Dsn("control"), "secrets/control-b", "replica-b", "2s"));
+  ASSERT_FALSE(a.WaitServing().empty()) << a.Log();
+  ASSERT_FALSE(b.WaitServing().empty()) << b.Log();
+  std::unique_ptr<Client> on_a = a.Connect();
+  std::unique_ptr<Client> on_b = b.Connect();
+  EventLog events;
+  absl::StatusOr<OperationResult> upgraded;
+  Calls calls({&a, &b});
+
+  const size_t upgrade = calls.Start([&] {
+    CallOptions call;
+    call.on_event = events.Callback();
+    upgraded = on_a->Upgrade("site-a", {}, call);
+  });
+  ASSERT_TRUE(events.WaitFor([](const OperationEvent& e) { return IsStatement(e, "b2", 1); },
+                             absl::Seconds(30)))
+      << a.Log();
+  const std::string sleeping = WaitForSleepingBackend(site);
+  ASSERT_FALSE(sleeping.empty());
+  const std::string id = events.events().front().operation_id;
+  ASSERT_TRUE(PollUntil([&] {
+    std::optional<OperationInfo> op = Listed(*on_b, id);
+    return op.has_value() && op->current_revision == "b2";
+  })) << b.Log();
+  const auto still_sleeping = [&] {
+    return Query(testing::AdminDsn(),
+                 absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ", sleeping,
+                              " AND wait_event = 'PgSleep'")) == Rows{{"1"}};
+  };
+
+  // Its sessions go on until the stop ends them; after, it may not log in.
+  testing::Exec(cluster.Dsn("postgres"), "ALTER ROLE replica_a NOLOGIN");
+  ASSERT_TRUE(cluster.Stop());
+  for (Client* client : {on_a.get(), on_b.get()}) {
+    EXPECT_TRUE(PollUntil([&] { return ReadyIs(*client, false); })) << a.Log() << b.Log();
+  }
+  ASSERT_TRUE(cluster.Start());
+  EXPECT_TRUE(PollUntil([&] { return ReadyIs(*on_b, true); })) << b.Log();
+  // B marks A's operation abandoned once A's lease (2s) has run out.
+  std::optional<OperationInfo> marked;
+  ASSERT_TRUE(PollUntil([&] {
+    marked = Listed(*on_b, id);
+    return marked.has_value() && marked->state == OperationState::kAbandoned;
+  })) << b.Log();
+  EXPECT_THAT(marked->error.message(), HasSubstr("replica replica-a stopped renewing its lease"));
+  ASSERT_TRUE(still_sleeping()) << "b2's sleep ended before the mark: make it longer";
+  EXPECT_TRUE(ReadyIs(*on_a, false));
+
+  // A is let back in: it is ready again and writes the truth over the
+  // mark while b2 still sleeps.
+  testing::Exec(cluster.Dsn("postgres"), "ALTER ROLE replica_a LOGIN");
+  EXPECT_TRUE(PollUntil([&] { return ReadyIs(*on_a, true); })) << a.Log();
+  std::optional<OperationInfo> rewritten;
+  EXPECT_TRUE(PollUntil([&] {
+    rewritten = Listed(*on_b, id);
+    return rewritten.has_value() && rewritten->state == OperationState::kRunning;
+  })) << a.Log();
+  EXPECT_TRUE(still_sleeping()) << "the mark stayed until b2's next statement";
+  if (rewritten.has_value()) {
+    EXPECT_EQ(rewritten->current_revision, "b2");
+    EXPECT_FALSE(rewritten->finished.has_value());
+  }
+
+  calls.Join(upgrade);
+  ASSERT_OK(upgraded.status());
+  EXPECT_EQ(upgraded->revisions_run, 3);
+  EXPECT_EQ(Query(site.dsn(), "SELECT version_num FROM alembic_version"), (Rows{{"c3"}}));
+  EXPECT_EQ(Query(site.dsn(),
+                  "SELECT revision, count(*) FROM schemad_history WHERE direction = 'up' GROUP BY "
+                  "1 ORDER BY 1"),
+            (Rows{{"a1", "1"}, {"b2", "1"}, {"c3", "1"}}));
+  std::optional<OperationInfo> done;
+  ASSERT_TRUE(PollUntil([&] {
+    done = Listed(*on_b, id);
+    return done.has_value() && done->state == OperationState::kSucceeded;
+  })) << a.Log();
+  EXPECT_EQ(done->replica, "replica-a");
+  EXPECT_EQ(done->revisions_run, 3);
+  EXPECT_EQ(done->error.code(), absl::StatusCode::kOk);
+  EXPECT_EQ(done->event_count, events.events().back().sequence + 1);
+  ExpectWholeReplay(*on_b, id, OperationState::kSucceeded);
+  // Every event A streamed is in the control database, once, in order.
+  EXPECT_EQ(Query(cluster.Dsn("control"),
+                  absl::StrCat("SELECT count(*), max(sequence), count(*) FILTER (WHERE kind = "
+                               "'finished') FROM schemad_control.events WHERE operation_id = '",
+                               id, "'")),
+            (Rows{{absl::StrCat(events.events().size()),
+                   absl::StrCat(events.events().back().sequence), "1"}}));
+  EXPECT_THAT(a.Log() + b.Log(),
+              AllOf(Not(HasSubstr(cluster.password())), Not(HasSubstr("replica-a-secret"))));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "service/server/operations.h"
 #include "spdlog/sinks/null_sink.h"
+#include "tests/testing/poll.h"
 
 namespace schemad::server {
 namespace {
@@ -74,7 +75,14 @@ class FakeControlStore final : public store::ControlStore {
       const bool cancel = op.cancel_requested;
       op = w.operation;
       op.cancel_requested = op.cancel_requested || cancel;
-      for (const store::ControlEvent& e : w.events) events_[w.operation.id][e.sequence] = e;
+      std::map<int64_t, store::ControlEvent>& events = events_[w.operation.id];
+      const bool running = op.state == "queued" || op.state == "running";
+      for (auto it = events.begin(); it != events.end();) {
+        const bool mark = w.drop_marks && it->second.kind == "finished" &&
+                          (running || it->first != op.event_count - 1);
+        it = mark ? events.erase(it) : std::next(it);
+      }
+      for (const store::ControlEvent& e : w.events) events[e.sequence] = e;
       for (const store::ControlSiteResult& s : w.sites) sites_[w.operation.id][s.site] = s;
     }
     ++writes_;
@@ -178,6 +186,24 @@ class FakeControlStore final : public store::ControlStore {
   std::map<std::string, store::ControlSiteResult> Sites(const std::string& id) {
     absl::MutexLock lock(&mu_);
     return sites_[id];
+  }
+  // What another replica's sweep does to operation `id` when its replica's
+  // lease has expired: abandoned, with a `finished` event.
+  void MarkAbandoned(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    store::ControlOperation& op = operations_[id];
+    op.state = "abandoned";
+    op.error_code = static_cast<int>(absl::StatusCode::kAborted);
+    op.error = absl::StrCat("abandoned: replica ", op.replica, " stopped renewing its lease");
+    v1::OperationEvent event;
+    event.set_operation_id(id);
+    event.set_sequence(op.event_count);
+    event.mutable_finished()->set_state(v1::OPERATION_STATE_ABANDONED);
+    store::ControlEvent& stored = events_[id][op.event_count];
+    stored.sequence = op.event_count;
+    stored.kind = "finished";
+    stored.payload = event.SerializeAsString();
+    ++op.event_count;
   }
   void SetAvailable(bool available) {
     absl::MutexLock lock(&mu_);
@@ -466,6 +492,46 @@ TEST_F(ControlPlaneTest, AnExpiredReplicasOperationsGetAFinishedEventForTheirWat
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events.back().finished().state(), v1::OPERATION_STATE_ABANDONED);
   EXPECT_EQ(store_->Get(op.id)->event_count, 5);
+}
+
+// Another replica marked this replica's running operation abandoned (this
+// replica's lease had run out while it was cut off from the control
+// database): the next renewal writes the true state over the mark and
+// drops the mark's `finished` event; the operation ends with its own.
+TEST_F(ControlPlaneTest, ARunningOperationMarkedAbandonedElsewhereGetsItsTrueStateBack) {
+  absl::Notification release;
+  std::shared_ptr<Operation> op = StartFleet(1, &release);
+  ASSERT_NE(op, nullptr);
+  // Written through up to where it waits: running, its site finished.
+  ASSERT_TRUE(testing::PollUntil([&] {
+    std::optional<store::ControlOperation> row = store_->Get(op->id());
+    return row.has_value() && row->state == "running" && store_->Sites(op->id()).size() == 1;
+  }));
+  const int64_t written = store_->Get(op->id())->event_count;
+  store_->MarkAbandoned(op->id());
+  ASSERT_EQ(store_->Get(op->id())->state, "abandoned");
+
+  // A renewal every lease / 3 (100 ms).
+  EXPECT_TRUE(testing::PollUntil([&] { return store_->Get(op->id())->state == "running"; }));
+  EXPECT_EQ(store_->Get(op->id())->event_count, written);
+  EXPECT_EQ(store_->Get(op->id())->error, "");
+  for (const v1::OperationEvent& event : store_->Events(op->id())) {
+    EXPECT_FALSE(event.has_finished()) << event.ShortDebugString();
+  }
+
+  release.Notify();
+  auto recorder = std::make_shared<Recorder>();
+  op->Subscribe(recorder);
+  ASSERT_TRUE(recorder->WaitDone(absl::Seconds(10)));
+  ASSERT_TRUE(control_->Flush(absl::Now() + absl::Seconds(10)));
+  EXPECT_EQ(store_->Get(op->id())->state, "succeeded");
+  const std::vector<v1::OperationEvent> events = store_->Events(op->id());
+  ASSERT_EQ(static_cast<int64_t>(events.size()), store_->Get(op->id())->event_count);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i));
+    EXPECT_EQ(events[i].has_finished(), i + 1 == events.size()) << events[i].ShortDebugString();
+  }
+  EXPECT_EQ(events.back().finished().state(), v1::OPERATION_STATE_SUCCEEDED);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 # Throwaway PostgreSQL 15 cluster for tests, benchmarks and the local runner.
 #
 #   tests/testing/pg_cluster.sh start DIR   # initdb (once) + start on a free loopback port
+#                                           # (the port it had, when DIR had one that is free)
 #   tests/testing/pg_cluster.sh stop DIR    # fast shutdown
 #   tests/testing/pg_cluster.sh dsn DIR     # prints the superuser DSN
 #
@@ -27,14 +28,20 @@ as_owner() {
 
 # A free loopback port below the kernel's ephemeral range, where no other
 # process's connect() or bind(0) is handed it before postgres binds it (as
-# tests/testing/ports.h does for the C++ tests).
+# tests/testing/ports.h does for the C++ tests). $1, when given and free,
+# comes first: a cluster started again keeps its port (and its clients'
+# DSNs), as a restarted server does. That one is tried with SO_REUSEADDR,
+# as postgres binds: the connections the stop ended leave it in TIME_WAIT.
 free_port() {
   python3 -c '
-import random, socket
+import random, socket, sys
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 high = low if low > 11000 else 32768
-for port in random.sample(range(10000, high), 200):
+preferred = [int(sys.argv[1])] if len(sys.argv) > 1 and sys.argv[1].isdigit() else []
+for port in preferred + random.sample(range(10000, high), 200):
     s = socket.socket()
+    if port in preferred:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:
@@ -45,7 +52,7 @@ for port in random.sample(range(10000, high), 200):
     break
 else:
     raise SystemExit("no free loopback port between 10000 and %d" % high)
-'
+' "$@"
 }
 
 case "$cmd" in
@@ -69,7 +76,8 @@ case "$cmd" in
     if as_owner "$pgbin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       exit 0
     fi
-    port=$(free_port)
+    previous=$(cat "$dir/port" 2>/dev/null || true)
+    port=$(free_port ${previous:+"$previous"})
     echo "$port" > "$dir/port"
     as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=400 -c fsync=off \

@@ -385,6 +385,13 @@ absl::Status PqControlStore::Write(const std::vector<ControlOperationWrite>& wri
           op.current_revision.empty() ? nullptr : op.current_revision.c_str(), op.step_index,
           op.step_count, op.revisions_run, op.event_count, op.events_dropped,
           pqxx::binarystring(op.request));
+      if (w.drop_marks) {
+        const bool running = op.state == "queued" || op.state == "running";
+        tx.exec_params(absl::StrCat("DELETE FROM ", Table("events"),
+                                    " WHERE operation_id = $1 AND kind = 'finished' AND "
+                                    "sequence <> $2"),
+                       op.id, running ? int64_t{-1} : op.event_count - 1);
+      }
       for (const ControlEvent& event : w.events) {
         tx.exec_params(absl::StrCat("INSERT INTO ", Table("events"),
                                     " (operation_id, sequence, kind, payload) VALUES ($1, $2, "
