@@ -90,7 +90,7 @@ timed() {
   t1=$(date +%s%N)
   if [ "$rc" -ne 0 ]; then
     echo "bench: FAILED (exit $rc): $*" >&2
-    tail -20 "$log" "$log.err" >&2
+    tail -n 20 "$log" "$log.err" >&2
     exit 1
   fi
   BENCH_US=$(( (t1 - t0) / 1000 ))

@@ -175,7 +175,7 @@ run_pair() {  # run_pair N ROUND
   wait "$watcher_pid" || rc=$?
   watcher_pid=
   stop_sampler
-  [ "$rc" -eq 0 ] || { echo "bench: FAILED: B's ops watch exited $rc:" >&2; tail -20 "$work/watch.out" >&2; exit 1; }
+  [ "$rc" -eq 0 ] || { echo "bench: FAILED: B's ops watch exited $rc:" >&2; tail -n 20 "$work/watch.out" >&2; exit 1; }
   op=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["operation_id"])' "$BENCH_LOG")
   expect_eq "the operation B watched" "$(cat "$work/watched")" "$op"
   echo "$(( ($(cat "$work/watch.end") - a_end) / 1000 ))" >> "$work/lag.$1"
