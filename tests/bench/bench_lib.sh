@@ -20,6 +20,22 @@
 # summary FILE          prints "median min max" of the numbers in FILE
 # ms_summary FILE       the same, microseconds -> "median ms (min–max)"
 # ratio_summary FILE    ratios -> "median× (min–max)"
+#
+# The fleet benchmarks' sites (fleet_bench.sh, fleet_replicas_bench.sh); they
+# need $work, $admin and $psql_bin:
+# fleet_revisions N     writes N revisions r01..rN (each `CREATE TABLE` +
+#                       100-row `INSERT`) to $work/set and the psql floor's
+#                       script (per revision BEGIN, statements,
+#                       alembic_version statement, COMMIT) to $work/floor.sql;
+#                       sets $fleet_revisions and $head_rev
+# fleet_sites N         creates databases site_1..site_N (zero-padded) in one
+#                       psql session; sets $fleet_base (the DSN without the
+#                       database) and $fleet_sites; writes their DSNs to
+#                       $work/dsns (one a line)
+# fleet_reset           empties every site (DROP SCHEMA public CASCADE), one
+#                       psql process visiting them all
+# fleet_check WHAT      fails the benchmark (naming WHAT) unless every site
+#                       is at $head_rev with all its tables
 
 # schemad_address FILE PID SECONDS: tests/testing/schemad_address.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../testing/schemad_address.sh"
@@ -74,7 +90,7 @@ timed() {
   t1=$(date +%s%N)
   if [ "$rc" -ne 0 ]; then
     echo "bench: FAILED (exit $rc): $*" >&2
-    tail -20 "$log" "$log.err" >&2
+    tail -n 20 "$log" "$log.err" >&2
     exit 1
   fi
   BENCH_US=$(( (t1 - t0) / 1000 ))
@@ -100,4 +116,58 @@ ms_summary() {
 
 ratio_summary() {
   summary "$1" | awk '{ printf "%.2f× (%.2f–%.2f)", $1, $2, $3 }'
+}
+
+fleet_revisions() {
+  local i parent='' create insert version
+  fleet_revisions=$1
+  mkdir -p "$work/set"
+  echo "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));" > "$work/floor.sql"
+  for i in $(seq -w 1 "$1"); do
+    create="CREATE TABLE t_r$i (id int PRIMARY KEY, v text);"
+    insert="INSERT INTO t_r$i SELECT g, md5(g::text) FROM generate_series(1, 100) g;"
+    {
+      echo "-- revision: r$i"
+      [ -n "$parent" ] && echo "-- revises: $parent"
+      printf '\n-- +upgrade\n%s\n%s\n\n-- +downgrade\nDROP TABLE t_r%s;\n' "$create" "$insert" "$i"
+    } > "$work/set/r$i.sql"
+    if [ -z "$parent" ]; then
+      version="INSERT INTO alembic_version (version_num) VALUES ('r$i');"
+    else
+      version="UPDATE alembic_version SET version_num='r$i' WHERE alembic_version.version_num = '$parent';"
+    fi
+    printf 'BEGIN;\n%s\n%s\n%s\nCOMMIT;\n' "$create" "$insert" "$version" >> "$work/floor.sql"
+    parent=r$i
+  done
+  head_rev=$parent
+}
+
+fleet_sites() {
+  local i
+  fleet_sites=$1
+  fleet_base=${admin%/postgres}
+  : > "$work/reset.psql"
+  : > "$work/check.psql"
+  : > "$work/dsns"
+  for i in $(seq -w 1 "$1"); do
+    echo "CREATE DATABASE site_$i;"
+    echo "$fleet_base/site_$i" >> "$work/dsns"
+    printf '\\c %s\nDROP SCHEMA public CASCADE; CREATE SCHEMA public;\n' "$fleet_base/site_$i" >> "$work/reset.psql"
+    printf '\\c %s\nSELECT current_database() || %s || (SELECT string_agg(version_num, %s) FROM alembic_version) || %s || (SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE %s);\n' \
+      "$fleet_base/site_$i" "' '" "','" "' '" "'public'" "'t\\_%'" >> "$work/check.psql"
+  done | "$psql_bin" -X -q -v ON_ERROR_STOP=1 "$admin" >/dev/null
+}
+
+fleet_reset() {
+  "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$work/reset.psql" "$admin" >/dev/null 2>&1 ||
+    { echo "bench: FAILED to reset the sites" >&2; exit 1; }
+}
+
+fleet_check() {
+  local bad
+  bad=$("$psql_bin" -X -qAt -v ON_ERROR_STOP=1 -f "$work/check.psql" "$admin" 2>&1 |
+        awk -v want="$head_rev $fleet_revisions" -v sites="$fleet_sites" '
+          { n++; sub(/^[^ ]+ /, ""); if ($0 != want) bad++ }
+          END { if (n != sites || bad) print "sites checked " n ", wrong " bad + 0 }')
+  [ -z "$bad" ] || { echo "bench: FAILED: $1: $bad" >&2; exit 1; }
 }

@@ -5,6 +5,7 @@
 //   ensure_head_bench --admin-dsn postgresql://postgres:pw@127.0.0.1:5432/postgres
 //       [--calls 10000] [--concurrency 64] [--per-caller 300] [--rounds 5]
 //       [--server 127.0.0.1:50051 --database site-a --dsn DSN]
+//       [--server-b 127.0.0.1:50052 --name-a A --name-b B]
 //
 // Without --server it creates a database, a small migration set and an
 // in-process schemad (so client and server share the machine's cores, as
@@ -16,6 +17,14 @@
 // p50, p99 and throughput, with min-max, and the SDK/floor ratio of p50 and
 // of throughput taken round by round. Any failed call fails the benchmark.
 // tests/bench/ensure_head_bench.sh runs it against the `schemad` binary.
+//
+// With --server-b (and --server, --database, --dsn) it compares two servers
+// serving the same database (e.g. one without and one with a control
+// database): each round measures the floor, then A and B in turn (which goes
+// first alternates), sequentially and with --concurrency callers on the
+// server's one channel; prints each one's p50, p99 and throughput and the
+// B/A ratios of p50 and p99 taken round by round.
+// tests/bench/ensure_head_control_bench.sh runs it so.
 #include <libpq-fe.h>
 #include <unistd.h>
 
@@ -46,6 +55,9 @@ struct Args {
   std::string server;
   std::string database = "bench";
   std::string dsn;
+  std::string server_b;  // compare mode (see above)
+  std::string name_a = "A";
+  std::string name_b = "B";
   int calls = 10000;
   int concurrency = 64;
   int per_caller = 300;
@@ -218,6 +230,73 @@ Stats Sdk(schemad::Client& client, const std::string& database, int threads, int
   });
 }
 
+absl::StatusOr<std::unique_ptr<schemad::Client>> Connect(const std::string& target) {
+  schemad::ClientOptions options;
+  options.target = target;
+  return schemad::Client::Connect(options);
+}
+
+// Compare mode (--server-b): see the top of the file. Returns the exit code.
+int Compare(const Args& args) {
+  absl::StatusOr<std::unique_ptr<schemad::Client>> a = Connect(args.server);
+  absl::StatusOr<std::unique_ptr<schemad::Client>> b = Connect(args.server_b);
+  if (!a.ok() || !b.ok()) {
+    std::cerr << (a.ok() ? b.status() : a.status()) << "\n";
+    return 1;
+  }
+  // Bring the database to head through A, then warm both channels and pools.
+  for (schemad::Client* client : {a->get(), b->get()}) {
+    absl::StatusOr<schemad::EnsureHeadResult> first = client->EnsureHead(args.database);
+    if (!first.ok()) {
+      std::cerr << "EnsureHead: " << first.status() << "\n";
+      return 1;
+    }
+  }
+  (void)Sdk(**a, args.database, 1, 500);
+  (void)Sdk(**b, args.database, 1, 500);
+  (void)Floor(args.dsn, 1, 500);
+
+  const int per_round = std::max(1, args.calls / args.rounds);
+  std::cout << absl::StrFormat(
+      "EnsureHead at head, A: %s (%s), B: %s (%s); %d rounds, each: %d sequential calls, "
+      "%d concurrent callers x %d\n",
+      args.name_a, args.server, args.name_b, args.server_b, args.rounds, per_round,
+      args.concurrency, args.per_caller);
+  Series floor_seq{"floor: libpq SELECT version_num, sequential", {}};
+  Series a_seq{absl::StrCat("A ", args.name_a, ": EnsureHead, sequential"), {}};
+  Series b_seq{absl::StrCat("B ", args.name_b, ": EnsureHead, sequential"), {}};
+  Series a_par{absl::StrCat("A ", args.name_a, ": ", args.concurrency, " callers"), {}};
+  Series b_par{absl::StrCat("B ", args.name_b, ": ", args.concurrency, " callers"), {}};
+  for (int round = 0; round < args.rounds; ++round) {
+    floor_seq.rounds.push_back(Floor(args.dsn, 1, per_round));
+    const bool a_first = round % 2 == 0;
+    for (int k = 0; k < 2; ++k) {
+      const bool is_a = (k == 0) == a_first;
+      schemad::Client& client = is_a ? **a : **b;
+      (is_a ? a_seq : b_seq).rounds.push_back(Sdk(client, args.database, 1, per_round));
+    }
+    for (int k = 0; k < 2; ++k) {
+      const bool is_a = (k == 0) == a_first;
+      schemad::Client& client = is_a ? **a : **b;
+      (is_a ? a_par : b_par)
+          .rounds.push_back(Sdk(client, args.database, args.concurrency, args.per_caller));
+    }
+  }
+  std::cout << "median (min-max) over the rounds:\n";
+  for (const Series* series : {&floor_seq, &a_seq, &b_seq, &a_par, &b_par}) {
+    Print(*series);
+  }
+  PrintRatio("p50 B / A, sequential", b_seq, a_seq, &Stats::p50_us);
+  PrintRatio("p99 B / A, sequential", b_seq, a_seq, &Stats::p99_us);
+  PrintRatio(absl::StrCat("p50 B / A, ", args.concurrency, " callers"), b_par, a_par,
+             &Stats::p50_us);
+  PrintRatio(absl::StrCat("p99 B / A, ", args.concurrency, " callers"), b_par, a_par,
+             &Stats::p99_us);
+  PrintRatio("p50 A / floor, sequential", a_seq, floor_seq, &Stats::p50_us);
+  PrintRatio("p50 B / floor, sequential", b_seq, floor_seq, &Stats::p50_us);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -233,6 +312,12 @@ int main(int argc, char** argv) {
       args.database = value;
     } else if (flag == "--dsn") {
       args.dsn = value;
+    } else if (flag == "--server-b") {
+      args.server_b = value;
+    } else if (flag == "--name-a") {
+      args.name_a = value;
+    } else if (flag == "--name-b") {
+      args.name_b = value;
     } else if (flag == "--calls") {
       args.calls = std::atoi(value.c_str());
     } else if (flag == "--concurrency") {
@@ -245,6 +330,14 @@ int main(int argc, char** argv) {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
     }
+  }
+
+  if (!args.server_b.empty()) {
+    if (args.server.empty() || args.dsn.empty()) {
+      std::cerr << "--server-b needs --server, --database and --dsn\n";
+      return 2;
+    }
+    return Compare(args);
   }
 
   std::unique_ptr<schemad::server::SchemadServer> server;

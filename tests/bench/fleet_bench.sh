@@ -43,46 +43,19 @@ bench_before_exit() {
 bench_cluster fleetbench
 base=${admin%/postgres}
 
-mkdir -p "$work/set" "$work/dsn"
-echo "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));" > "$work/floor.sql"
-parent=
-for i in $(seq -w 1 "$revisions"); do
-  create="CREATE TABLE t_r$i (id int PRIMARY KEY, v text);"
-  insert="INSERT INTO t_r$i SELECT g, md5(g::text) FROM generate_series(1, 100) g;"
-  {
-    echo "-- revision: r$i"
-    [ -n "$parent" ] && echo "-- revises: $parent"
-    printf '\n-- +upgrade\n%s\n%s\n\n-- +downgrade\nDROP TABLE t_r%s;\n' "$create" "$insert" "$i"
-  } > "$work/set/r$i.sql"
-  if [ -z "$parent" ]; then
-    version="INSERT INTO alembic_version (version_num) VALUES ('r$i');"
-  else
-    version="UPDATE alembic_version SET version_num='r$i' WHERE alembic_version.version_num = '$parent';"
-  fi
-  printf 'BEGIN;\n%s\n%s\n%s\nCOMMIT;\n' "$create" "$insert" "$version" >> "$work/floor.sql"
-  parent=r$i
-done
-head_rev=$parent
-
+fleet_revisions "$revisions"
+fleet_sites "$sites"
+mkdir -p "$work/dsn"
 {
   echo "listen: 127.0.0.1:0"
   echo "pools: {max_sessions_per_database: 2, min_idle_sessions: 1}"
   echo "migration_sets: [{name: fleet, directory: set}]"
   echo "databases:"
+  for i in $(seq -w 1 "$sites"); do
+    (umask 077; echo "$base/site_$i" > "$work/dsn/site_$i")  # owner-only, as schemad wants
+    echo "  - {name: site-$i, migration_set: fleet, dsn_file: dsn/site_$i, labels: {env: bench}}"
+  done
 } > "$work/schemad.yaml"
-: > "$work/reset.psql"
-: > "$work/check.psql"
-: > "$work/dsns"
-for i in $(seq -w 1 "$sites"); do
-  "$psql_bin" -X "$admin" -qc "CREATE DATABASE site_$i"
-  (umask 077; echo "$base/site_$i" > "$work/dsn/site_$i")  # owner-only, as schemad wants
-  echo "$base/site_$i" >> "$work/dsns"
-  echo "  - {name: site-$i, migration_set: fleet, dsn_file: dsn/site_$i, labels: {env: bench}}" >> "$work/schemad.yaml"
-  # One psql process visits every site (\c) to reset or to check it.
-  printf '\\c %s\nDROP SCHEMA public CASCADE; CREATE SCHEMA public;\n' "$base/site_$i" >> "$work/reset.psql"
-  printf '\\c %s\nSELECT current_database() || %s || (SELECT string_agg(version_num, %s) FROM alembic_version) || %s || (SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE %s);\n' \
-    "$base/site_$i" "' '" "','" "' '" "'public'" "'t\\_%'" >> "$work/check.psql"
-done
 
 "$build/service/schemad" --config "$work/schemad.yaml" --log-level warn > "$work/out" 2> "$work/err" &
 schemad_pid=$!
@@ -96,19 +69,6 @@ backends() {
 # the background after start-up; wait for them (deadline 60 s).
 for _ in $(seq 600); do [ "$(backends)" -ge "$sites" ] && break; sleep 0.1; done
 expect_eq "warm pool sessions" "$(backends)" "$sites"
-
-reset_sites() {
-  "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$work/reset.psql" "$admin" >/dev/null 2>&1 ||
-    { echo "bench: FAILED to reset the sites" >&2; exit 1; }
-}
-# Every site at the last revision with all its tables.
-check_sites() {
-  local bad
-  bad=$("$psql_bin" -X -qAt -v ON_ERROR_STOP=1 -f "$work/check.psql" "$admin" 2>&1 |
-        awk -v want="$head_rev $revisions" '{ n++; sub(/^[^ ]+ /, ""); if ($0 != want) bad++ }
-          END { if (n != '"$sites"' || bad) print "sites checked " n ", wrong " bad + 0 }')
-  [ -z "$bad" ] || { echo "bench: FAILED: $1: $bad" >&2; exit 1; }
-}
 
 # The sampler: one backend counting schemad's backends every 20 ms in a
 # server-side loop (a psql process every 20 ms would load the two cores it
@@ -129,7 +89,7 @@ stop_sampler() {
 }
 
 run_schemactl() {  # run_schemactl N ROUND
-  reset_sites
+  fleet_reset
   warm=$(backends)
   start_sampler
   timed "$build/client/schemactl" --server "$address" --json fleet upgrade --selector env=bench \
@@ -138,19 +98,19 @@ run_schemactl() {  # run_schemactl N ROUND
   echo "$BENCH_US" >> "$work/wall.$1"
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["succeeded"]==int(sys.argv[2]), d; print(d["duration_ms"]*1000)' \
     "$BENCH_LOG" "$sites" >> "$work/fleet.$1"
-  check_sites "schemactl fleet upgrade --parallel $1, round $2"
+  fleet_check "schemactl fleet upgrade --parallel $1, round $2"
   peak=$(sort -n "$work/samples" | tail -1)
   echo "$peak" >> "$work/peak.$1"
   echo "$((peak - warm))" >> "$work/above.$1"
 }
 
 run_floor() {  # run_floor N ROUND
-  reset_sites
+  fleet_reset
   start_sampler
   timed xargs -P "$1" -I{} "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$work/floor.sql" {} < "$work/dsns"
   stop_sampler
   echo "$BENCH_US" >> "$work/floor.$1"
-  check_sites "psql floor, $1 at a time, round $2"
+  fleet_check "psql floor, $1 at a time, round $2"
 }
 
 echo "# sites=$sites revisions=$revisions rounds=$rounds build=$build (CMAKE_BUILD_TYPE=$(bench_build_type "$build"))" | tee "$out_file"

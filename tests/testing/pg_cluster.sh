@@ -5,6 +5,7 @@
 #                                           # (the port it had, when DIR had one that is free)
 #   tests/testing/pg_cluster.sh stop DIR    # fast shutdown
 #   tests/testing/pg_cluster.sh dsn DIR     # prints the superuser DSN
+#   PG_CLUSTER_OPTS='-c max_connections=1200' ... start DIR   # more server options (they win)
 #
 # DIR holds the data directory, the socket, the log, and two files the tests
 # read: `port` and `password`. Password authentication (scram-sha-256) is on for
@@ -81,7 +82,7 @@ case "$cmd" in
     echo "$port" > "$dir/port"
     as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=400 -c fsync=off \
-          -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB" >/dev/null \
+          -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB ${PG_CLUSTER_OPTS:-}" >/dev/null \
       || { tail -20 "$dir/postgres.log" >&2; exit 1; }
     ;;
   stop)
