@@ -22,13 +22,16 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -392,12 +395,30 @@ absl::Status PqControlStore::Write(const std::vector<ControlOperationWrite>& wri
                                     "sequence <> $2"),
                        op.id, running ? int64_t{-1} : op.event_count - 1);
       }
-      for (const ControlEvent& event : w.events) {
-        tx.exec_params(absl::StrCat("INSERT INTO ", Table("events"),
-                                    " (operation_id, sequence, kind, payload) VALUES ($1, $2, "
-                                    "$3, $4) ON CONFLICT (operation_id, sequence) DO UPDATE SET "
-                                    "kind = EXCLUDED.kind, payload = EXCLUDED.payload"),
-                       op.id, event.sequence, event.kind, pqxx::binarystring(event.payload));
+      if (!w.events.empty()) {
+        // One statement for all of the operation's events (a fleet run's
+        // batch holds hundreds), the last of each sequence number winning
+        // (ON CONFLICT cannot touch a row twice in one statement); payloads
+        // go hex-encoded in a text[] (no escaping to get wrong).
+        std::map<int64_t, const ControlEvent*> by_sequence;
+        for (const ControlEvent& event : w.events) by_sequence[event.sequence] = &event;
+        std::vector<std::string> sequences, kinds, payloads;
+        for (const auto& [sequence, event] : by_sequence) {
+          sequences.push_back(absl::StrCat(sequence));
+          kinds.push_back(event->kind);
+          payloads.push_back(absl::BytesToHexString(event->payload));
+        }
+        tx.exec_params(
+            absl::StrCat(
+                "INSERT INTO ", Table("events"),
+                " (operation_id, sequence, kind, payload) SELECT $1, e.sequence, e.kind, "
+                "pg_catalog.decode(e.payload, 'hex') FROM ROWS FROM "
+                "(pg_catalog.unnest($2::bigint[]), "
+                "pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[])) AS "
+                "e(sequence, kind, payload) ON CONFLICT (operation_id, sequence) DO UPDATE "
+                "SET kind = EXCLUDED.kind, payload = EXCLUDED.payload"),
+            op.id, TextArrayLiteral(sequences), TextArrayLiteral(kinds),
+            TextArrayLiteral(payloads));
       }
       for (const ControlSiteResult& site : w.sites) {
         tx.exec_params(
