@@ -295,11 +295,7 @@ absl::StatusOr<std::optional<engine::TransactionScope>> GivenTransactionScope(
 absl::StatusOr<engine::TransactionScope> TransactionScopeFor(const GlobalOptions& global,
                                                              absl::string_view value) {
   ASSIGN_OR_RETURN(std::optional<engine::TransactionScope> given, GivenTransactionScope(value));
-  if (given.has_value()) {
-    return *given;
-  }
-  ASSIGN_OR_RETURN(engine::MigrationSetConfig declared, engine::LoadMigrationSetConfig(global.dir));
-  return declared.transaction.value_or(engine::kDefaultTransactionScope);
+  return engine::ResolveTransactionScope(global.dir, given);
 }
 
 absl::StatusOr<int> RunOfflineSql(const Io& io, absl::string_view verb, absl::string_view spec,

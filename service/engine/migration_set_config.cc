@@ -54,4 +54,11 @@ absl::StatusOr<MigrationSetConfig> LoadMigrationSetConfig(const std::string& dir
   return ParseMigrationSetConfig(path, *content);
 }
 
+absl::StatusOr<TransactionScope> ResolveTransactionScope(const std::string& dir,
+                                                         std::optional<TransactionScope> given) {
+  // Read even when `given` decides: a broken file is an error either way.
+  ASSIGN_OR_RETURN(MigrationSetConfig declared, LoadMigrationSetConfig(dir));
+  return given.value_or(declared.transaction.value_or(kDefaultTransactionScope));
+}
+
 }  // namespace schemad::engine

@@ -53,6 +53,13 @@ absl::StatusOr<MigrationSetConfig> ParseMigrationSetConfig(absl::string_view pat
 // DIR/schemad.conf parsed, or nothing declared when there is none.
 absl::StatusOr<MigrationSetConfig> LoadMigrationSetConfig(const std::string& dir);
 
+// The scope a command on the set in `dir` runs with: `given` (by the
+// command or a configuration), else what DIR/schemad.conf declares, else
+// kDefaultTransactionScope. Errors as LoadMigrationSetConfig's, also when
+// `given` decides.
+absl::StatusOr<TransactionScope> ResolveTransactionScope(const std::string& dir,
+                                                         std::optional<TransactionScope> given);
+
 }  // namespace schemad::engine
 
 #endif  // SCHEMAD_SERVICE_ENGINE_MIGRATION_SET_CONFIG_H_

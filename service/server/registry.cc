@@ -62,14 +62,12 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const LoadedConfig& c
       return Annotate(lint_config.status(), context);
     }
     entry->lint_findings = engine::LintGraph(entry->graph, *lint_config);
-    absl::StatusOr<engine::MigrationSetConfig> declared =
-        engine::LoadMigrationSetConfig(entry->directory);
-    if (!declared.ok()) {
-      return Annotate(declared.status(), context);
+    absl::StatusOr<engine::TransactionScope> scope = engine::ResolveTransactionScope(
+        entry->directory, engine::ParseTransactionScope(set_config.transaction()));
+    if (!scope.ok()) {
+      return Annotate(scope.status(), context);
     }
-    entry->transaction_scope =
-        engine::ParseTransactionScope(set_config.transaction())
-            .value_or(declared->transaction.value_or(engine::kDefaultTransactionScope));
+    entry->transaction_scope = *scope;
     const auto count_of = [&](engine::LintSeverity severity) {
       return std::count_if(
           entry->lint_findings.begin(), entry->lint_findings.end(),

@@ -67,6 +67,26 @@ TEST(MigrationSetConfigTest, LoadsTheDirectorysFileOrNothing) {
   fs::remove_all(dir);
 }
 
+TEST(MigrationSetConfigTest, TheGivenScopeWinsThenTheFileThenTheDefault) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("schemad-set-scope-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  ASSERT_OK_AND_ASSIGN(TransactionScope scope, ResolveTransactionScope(dir.string(), std::nullopt));
+  EXPECT_EQ(scope, kDefaultTransactionScope);
+  std::ofstream(dir / "schemad.conf") << "transaction = per-revision\n";
+  ASSERT_OK_AND_ASSIGN(scope, ResolveTransactionScope(dir.string(), std::nullopt));
+  EXPECT_EQ(scope, TransactionScope::kPerRevision);
+  ASSERT_OK_AND_ASSIGN(scope, ResolveTransactionScope(dir.string(), TransactionScope::kPerCommand));
+  EXPECT_EQ(scope, TransactionScope::kPerCommand);
+  // A broken file is an error even when the given scope decides.
+  std::ofstream(dir / "schemad.conf") << "transaction = sometimes\n";
+  EXPECT_THAT(ResolveTransactionScope(dir.string(), TransactionScope::kPerCommand),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("schemad.conf:1:")));
+  fs::remove_all(dir);
+}
+
 TEST(MigrationSetConfigTest, ScopeNamesRoundTrip) {
   for (TransactionScope scope : {TransactionScope::kPerCommand, TransactionScope::kPerRevision}) {
     EXPECT_THAT(ParseTransactionScope(TransactionScopeName(scope)), Optional(scope));
