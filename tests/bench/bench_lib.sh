@@ -118,6 +118,23 @@ ratio_summary() {
   summary "$1" | awk '{ printf "%.2f× (%.2f–%.2f)", $1, $2, $3 }'
 }
 
+# ensure_head_set WORK DSN: the EnsureHead benchmarks' migration set, five
+# revisions r0..r4 (one CREATE TABLE each) in WORK/set, and WORK/dsn holding
+# DSN (mode 600: schemad refuses secret files others can read).
+ensure_head_set() {
+  local work=$1 dsn=$2 parent="" i
+  mkdir -p "$work/set"
+  for i in 0 1 2 3 4; do
+    {
+      echo "-- revision: r$i"
+      [ -n "$parent" ] && echo "-- revises: $parent"
+      printf '\n-- +upgrade\nCREATE TABLE t_r%s (id int);\n\n-- +downgrade\nDROP TABLE t_r%s;\n' "$i" "$i"
+    } > "$work/set/r$i.sql"
+    parent=r$i
+  done
+  (umask 077; echo "$dsn" > "$work/dsn")
+}
+
 fleet_revisions() {
   local i parent='' create insert version
   fleet_revisions=$1

@@ -42,17 +42,7 @@ dsn=$base/bench
 "$psql_bin" -X "$admin" -qc 'CREATE DATABASE bench' -c 'CREATE DATABASE control' \
   -c "ALTER DATABASE control SET log_statement = 'all'"
 
-mkdir -p "$work/set"
-parent=
-for i in 0 1 2 3 4; do
-  {
-    echo "-- revision: r$i"
-    [ -n "$parent" ] && echo "-- revises: $parent"
-    printf '\n-- +upgrade\nCREATE TABLE t_r%s (id int);\n\n-- +downgrade\nDROP TABLE t_r%s;\n' "$i" "$i"
-  } > "$work/set/r$i.sql"
-  parent=r$i
-done
-(umask 077; echo "$dsn" > "$work/dsn")  # schemad refuses secret files others can read
+ensure_head_set "$work" "$dsn"
 cat > "$work/a.yaml" <<YAML
 listen: 127.0.0.1:0
 migration_sets: [{name: bench, directory: set}]
