@@ -1740,15 +1740,22 @@ absl::Status WaitForHead(Client& client, const std::string& database, absl::Dura
     if (result.ok()) {
       return absl::OkStatus();
     }
-    last = result.status();
-    switch (last.code()) {
+    const absl::Status& status = result.status();
+    switch (status.code()) {
       case absl::StatusCode::kUnavailable:        // schemad or the database unreachable
       case absl::StatusCode::kAborted:            // lock_timeout, deadlock: try again
       case absl::StatusCode::kResourceExhausted:  // server overloaded
       case absl::StatusCode::kDeadlineExceeded:   // lock wait or this attempt ran out
         break;
       default:
-        return last;
+        return status;
+    }
+    // An attempt cut short by this wait's own deadline says less than the
+    // error before it (e.g. UNAVAILABLE: nobody listens).
+    const bool cut_short =
+        status.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() >= end;
+    if (last.ok() || !cut_short) {
+      last = status;
     }
     const absl::Duration sleep = std::min(Jittered(backoff, policy.jitter),
                                           std::max(end - absl::Now(), absl::ZeroDuration()));

@@ -117,6 +117,24 @@ TEST(WaitForHeadTest, DoesNotAskAnUnreachableServerWhatStillRuns) {
                              Not(HasSubstr("still running")))));
 }
 
+// The last attempt, cut short by the wait's own deadline while it connected,
+// does not hide why the attempts before it failed.
+TEST(WaitForHeadTest, AnAttemptCutShortByTheDeadlineKeepsTheErrorBeforeIt) {
+  auto mock = std::make_shared<StrictMock<MockClientConnection>>();
+  EXPECT_CALL(*mock, EnsureHead("site-a", _, _))
+      .WillOnce(Return(absl::UnavailableError("connection refused")))
+      .WillRepeatedly([](const std::string&, const EnsureHeadOptions&,
+                         const CallOptions& call) -> absl::StatusOr<EnsureHeadResult> {
+        absl::SleepFor(call.deadline);  // the whole remaining deadline
+        return absl::DeadlineExceededError("Deadline Exceeded");
+      });
+  Client client(mock, FastRetries());
+  EXPECT_THAT(WaitForHead(client, "site-a", absl::Milliseconds(50)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       AllOf(HasSubstr("last error: UNAVAILABLE: connection refused"),
+                             Not(HasSubstr("still running")))));
+}
+
 TEST(ClientTest, ForwardsEachCallToItsConnectionWithItsArguments) {
   auto mock = std::make_shared<StrictMock<MockClientConnection>>();
   CallOptions call;

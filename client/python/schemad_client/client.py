@@ -232,7 +232,12 @@ class Client:
             except SchemadError as error:
                 if error.code not in _RETRYABLE:
                     raise
-                last = error
+                # A call cut short by this wait's own deadline says less than
+                # the error before it (e.g. UNAVAILABLE: nobody listens).
+                cut_short = (error.code == grpc.StatusCode.DEADLINE_EXCEEDED
+                             and time.monotonic() >= end)
+                if last is None or not cut_short:
+                    last = error
             sleep = backoff * random.uniform(1 - _JITTER, 1 + _JITTER)
             time.sleep(max(0.0, min(sleep, end - time.monotonic())))
             backoff = min(backoff * _MULTIPLIER, _MAX_BACKOFF)
