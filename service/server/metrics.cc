@@ -38,6 +38,7 @@ namespace {
 // schemad_fleet_sites's states; all but the first two are outcomes.
 constexpr const char* kFleetSiteStates[] = {"queued", "running",   "succeeded",
                                             "failed", "cancelled", "skipped"};
+bool IsFleetOutcome(absl::string_view state) { return state != "queued" && state != "running"; }
 
 // A refresh waits this long for a pooled session (all of them busy running
 // operations means reachable; the gauges keep their values).
@@ -215,7 +216,7 @@ class ServerMetrics::Impl {
     }
     for (const char* state : kFleetSiteStates) {
       fleet_sites_.Add({{"state", state}});
-      if (absl::string_view(state) != "queued" && absl::string_view(state) != "running") {
+      if (IsFleetOutcome(state)) {
         fleet_sites_done_.Add({{"outcome", state}});
       }
     }
@@ -260,7 +261,7 @@ class ServerMetrics::Impl {
     }
     if (!to.empty()) {
       fleet_sites_.Add({{"state", std::string(to)}}).Increment();
-      if (to != "queued" && to != "running") {
+      if (IsFleetOutcome(to)) {
         fleet_sites_done_.Add({{"outcome", std::string(to)}}).Increment();
       }
     }

@@ -973,6 +973,12 @@ class PqSession final : public Session {
   // schema (ResolveNames); after that, nothing. Every method that names a
   // table or runs SQL of the caller's calls it first.
   absl::Status Resolve();
+  // `sql` preceded by the session's setup (the connection check's SET, where
+  // there is one) in one simple query.
+  std::string WithSessionSetup(absl::string_view sql) const {
+    return check_interval_sql_.empty() ? std::string(sql)
+                                       : absl::StrCat(check_interval_sql_, "; ", sql);
+  }
   // The first ReadState of a session, in one round trip: the connection
   // check's SET, and the state read under the names of the schema the
   // database's last session resolved (else the configured schema, else
@@ -1257,6 +1263,9 @@ void PqSession::AddStateRow(const pqxx::row& row, DatabaseState* state) {
 constexpr absl::string_view kStateColumns =
     "revision, direction, statements_done, statements_total, error, operation_id, "
     "(extract(epoch FROM started) * 1000000)::bigint";
+// kStateColumns' place in the rows that are not a mark ('v', 'n').
+constexpr absl::string_view kNoStateColumns =
+    "NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, NULL::bigint";
 
 // The statement that finds where the unqualified version-table name points:
 // the schema of the table it finds on the search_path, else the first
@@ -1282,11 +1291,9 @@ std::string BareSchemaIsSql(const Config& c, PqConnection& conn, const std::stri
 // The state read: rows 'v' (version rows) and 's' (the needs-attention
 // mark) under `n`; `keys` is n.read_keys as a parameter or a literal.
 std::string StateSql(const Names& n, absl::string_view keys) {
-  return absl::StrCat(
-      "SELECT 'v', version_num::text, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, "
-      "NULL::bigint FROM ",
-      n.version_table, " UNION ALL SELECT 's', ", kStateColumns, " FROM ", n.state_table,
-      " WHERE version_table = ANY (", keys, "::text[])");
+  return absl::StrCat("SELECT 'v', version_num::text, ", kNoStateColumns, " FROM ", n.version_table,
+                      " UNION ALL SELECT 's', ", kStateColumns, " FROM ", n.state_table,
+                      " WHERE version_table = ANY (", keys, "::text[])");
 }
 
 absl::Status PqSession::Resolve() {
@@ -1297,12 +1304,7 @@ absl::Status PqSession::Resolve() {
   std::string bare_schema;
   RETURN_IF_ERROR(Run("setting up the session", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
-    std::string sql = check_interval_sql_;
-    if (!sql.empty()) {
-      sql += "; ";
-    }
-    sql += BareSchemaSql(c, *conn_);
-    bare_schema = FieldText(tx.exec1(sql)[0]);
+    bare_schema = FieldText(tx.exec1(WithSessionSetup(BareSchemaSql(c, *conn_)))[0]);
     return absl::OkStatus();
   }));
   ASSIGN_OR_RETURN(names_, ResolveNames(c, bare_schema));
@@ -1322,16 +1324,11 @@ absl::StatusOr<std::optional<DatabaseState>> PqSession::ReadStateAssumingLastSch
   std::optional<DatabaseState> state;
   RETURN_IF_ERROR(Run("reading the version table", [&]() -> absl::Status {
     pqxx::nontransaction tx(*conn_);
-    std::string sql = check_interval_sql_;
-    if (!sql.empty()) {
-      sql += "; ";
-    }
     // The check row first: a simple query's SELECT ... UNION ALL returns
     // its branches in order.
-    absl::StrAppend(&sql, "SELECT 'n', (", BareSchemaIsSql(c, *conn_, assumed),
-                    ")::text, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, "
-                    "NULL::bigint UNION ALL ",
-                    StateSql(*names, tx.quote(names->read_keys)));
+    const std::string sql = WithSessionSetup(
+        absl::StrCat("SELECT 'n', (", BareSchemaIsSql(c, *conn_, assumed), ")::text, ",
+                     kNoStateColumns, " UNION ALL ", StateSql(*names, tx.quote(names->read_keys))));
     pqxx::result result;
     try {
       result = tx.exec(sql);
