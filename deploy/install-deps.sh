@@ -22,6 +22,7 @@ build_packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev libsystemd-dev
   prometheus-cpp-dev  # /metrics
   libpg-query-dev   # PostgreSQL 15's own parser (libpg_query): the SQL front end
+  nettle-dev        # SHA-256 of revisions without OpenSSL's start-up cost
 )
 
 packages=("${build_packages[@]}")

@@ -1,9 +1,8 @@
 #include "service/engine/checksum.h"
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
-#include <cstdio>
-#include <cstdlib>
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,16 +72,16 @@ bool AppendMeaning(const SqlSection& section, std::string& out) {
 }  // namespace
 
 std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &digest_size, EVP_sha256(), nullptr) != 1) {
-    std::fputs("schemad: OpenSSL failed to compute SHA-256\n", stderr);
-    std::abort();
-  }
+  // Nettle, not OpenSSL: see service/CMakeLists.txt.
+  sha256_ctx context;
+  sha256_init(&context);
+  sha256_update(&context, data.size(), reinterpret_cast<const uint8_t*>(data.data()));
+  uint8_t digest[SHA256_DIGEST_SIZE];
+  sha256_digest(&context, SHA256_DIGEST_SIZE, digest);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(2 * digest_size);
-  for (unsigned int i = 0; i < digest_size; ++i) {
+  hex.reserve(2 * SHA256_DIGEST_SIZE);
+  for (size_t i = 0; i < SHA256_DIGEST_SIZE; ++i) {
     hex.push_back(kHex[digest[i] >> 4]);
     hex.push_back(kHex[digest[i] & 0x0f]);
   }
