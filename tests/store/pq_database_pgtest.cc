@@ -8,6 +8,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -898,6 +899,51 @@ TEST_F(PqDatabaseTest, ExecuteRevisionRunsStatementsThatNeedTheirOwnRoundTripInT
   EXPECT_THAT(tx->Execute(Sql("EXECUTE add_item"), nullptr),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("prepared statement \"add_item\" does not exist")));
+}
+
+TEST_F(PqDatabaseTest, ExecuteRevisionRecordsEachRevisionsOwnDurationAtCommit) {
+  ASSERT_OK(session_->EnsureTables());
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    const std::vector<std::tuple<std::string, std::string, VersionRowChange>> revisions = {
+        {"a1", "CREATE TABLE d_a1 (id int)", Insert("a1")},
+        {"a2", "SELECT pg_sleep(0.3)", Update("a1", "a2")},
+        {"a3", "CREATE TABLE d_a3 (id int)", Update("a2", "a3")}};
+    for (const auto& [id, sql, change] : revisions) {
+      int failed_index = 7;
+      ASSERT_OK(tx->ExecuteRevision({Sql(sql)}, {change}, UpRecord(id), nullptr, nullptr,
+                                    &failed_index, nullptr));
+    }
+    ASSERT_OK(tx->Commit());
+  }
+  // a3 began 300 ms after the transaction did; its row says how long a3 took.
+  EXPECT_EQ(Q("SELECT revision, duration_ms >= 300, duration_ms < 250 FROM schemad_history "
+              "ORDER BY id"),
+            (Rows{{"a1", "f", "t"}, {"a2", "t", "f"}, {"a3", "f", "t"}}));
+}
+
+TEST_F(PqDatabaseTest, ExecuteRevisionHistoryFailingAtCommitRollsBackEveryRevision) {
+  ASSERT_OK(session_->EnsureTables());
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    int failed_index = 7;
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE kept_until_commit (id int)")},
+                                  {Insert("a1")}, UpRecord("a1"), nullptr, nullptr,
+                                  &failed_index, nullptr));
+    // A revision that takes the history table away: the rows written with
+    // COMMIT cannot go in, and COMMIT does not run.
+    ASSERT_OK(tx->ExecuteRevision({Sql("ALTER TABLE schemad_history RENAME TO history_gone")},
+                                  {Update("a1", "a2")}, UpRecord("a2"), nullptr, nullptr,
+                                  &failed_index, nullptr));
+    EXPECT_THAT(tx->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                       AllOf(HasSubstr("committing"), HasSubstr("42P01"))));
+  }
+  EXPECT_EQ(Q("SELECT to_regclass('kept_until_commit') IS NULL, to_regclass('history_gone') IS "
+              "NULL, (SELECT count(*) FROM schemad_history)"),
+            (Rows{{"t", "t", "0"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, IsEmpty());
+  CommitVersionChanges({Insert("b1")});  // the session left the failed transaction
 }
 
 TEST_F(PqDatabaseTest, ExecuteAndCommitStillRefusesStatementsThatEndTheTransaction) {

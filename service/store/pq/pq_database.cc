@@ -52,6 +52,10 @@
 //   statement alone. The bookkeeping statement checks the version-row counts
 //   itself (BookkeepingSql). Revisions with COPY or transaction control
 //   (NeedsOwnRoundTrip) keep the statement-by-statement path.
+// - Several revisions in one transaction (Transaction::ExecuteRevision, the
+//   per-command scope) are one pipeline each, as above but without COMMIT,
+//   and without their history rows: those wait, with the durations measured
+//   here, and go as one INSERT in front of COMMIT, in its round trip.
 // - EnsureTables serialises creators with pg_advisory_xact_lock on FNV-1a 64 of
 //   "schemad:ensure_tables" (one key per database: the history and state tables
 //   are shared by every version table of the database).
@@ -778,10 +782,12 @@ class PqTransaction final : public Transaction {
   absl::Status EnsureWork();
   // ExecuteAndCommit (`commit`) or ExecuteRevision in one pipeline (see
   // there). `reset_session`: send the session reset even when `statements`
-  // is empty (they ran before, one by one).
+  // is empty (they ran before, one by one). `history`: the revision's
+  // history row, written in the pipeline; nullptr when the caller writes it
+  // later (ExecuteRevision: with COMMIT).
   absl::Status PipelineRevision(absl::Span<const SqlStatement> statements,
                                 absl::Span<const VersionRowChange> changes,
-                                const HistoryRecord& history,
+                                const HistoryRecord* history,
                                 const std::function<void(int)>& on_started,
                                 const std::function<bool()>& cancelled, int* failed_index,
                                 StatementError* error, bool commit, bool reset_session);
@@ -792,7 +798,8 @@ class PqTransaction final : public Transaction {
                                 const std::function<void(int)>& on_started,
                                 const std::function<bool()>& cancelled, int* failed_index,
                                 StatementError* error);
-  // COMMIT of the transaction a pipeline opened.
+  // COMMIT of the transaction a pipeline opened, in one round trip with the
+  // history rows of the revisions ExecuteRevision ran (history_at_commit_).
   absl::Status CommitRaw();
   // ROLLBACK of the transaction a pipeline opened (errors ignored: the
   // session is lost then, or the transaction is gone either way).
@@ -821,6 +828,12 @@ class PqTransaction final : public Transaction {
   std::vector<std::string> pending_settings_;
   std::vector<VersionRowChange> pending_changes_;
   std::vector<HistoryRecord> pending_history_;
+  // The history rows of the revisions ExecuteRevision sent in pipelines, with
+  // the durations this process measured, written by CommitRaw in front of
+  // COMMIT: one INSERT for the whole transaction instead of one a revision,
+  // and each row's duration the revision's own (the server's clock would
+  // only give the time since the transaction, which began with the first).
+  std::vector<HistoryRecord> history_at_commit_;
   absl::Duration lock_timeout_ = absl::ZeroDuration();  // as last set by SetTimeouts
   bool timeouts_set_ = false;                           // a SET LOCAL was sent
   bool revision_state_ = false;           // revision statements ran since the last reset prefix
@@ -2168,7 +2181,7 @@ absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> stat
     return Transaction::ExecuteAndCommit(statements, changes, history, on_started, cancelled,
                                          failed_index, error);
   }
-  absl::Status status = PipelineRevision(statements, changes, history, on_started, cancelled,
+  absl::Status status = PipelineRevision(statements, changes, &history, on_started, cancelled,
                                          failed_index, error, /*commit=*/true,
                                          /*reset_session=*/false);
   if (status.ok()) {
@@ -2194,22 +2207,28 @@ absl::Status PqTransaction::ExecuteRevision(absl::Span<const SqlStatement> state
     return Transaction::ExecuteRevision(statements, changes, history, on_started, cancelled,
                                         failed_index, error);
   }
+  const absl::Time start = absl::Now();
   absl::Status status;
   if (own_round_trips) {
     // The pipeline's transaction is open: its statements one by one, then
-    // the reset and the bookkeeping as a pipeline.
+    // the reset and the version rows as a pipeline.
     status = RunStatementsRaw(statements, on_started, cancelled, failed_index, error);
     if (status.ok()) {
-      status = PipelineRevision({}, changes, history, nullptr, nullptr, failed_index, error,
+      status = PipelineRevision({}, changes, nullptr, nullptr, nullptr, failed_index, error,
                                 /*commit=*/false, /*reset_session=*/true);
     }
   } else {
-    status = PipelineRevision(statements, changes, history, on_started, cancelled, failed_index,
+    status = PipelineRevision(statements, changes, nullptr, on_started, cancelled, failed_index,
                               error, /*commit=*/false, /*reset_session=*/false);
   }
   if (!status.ok()) {
     failed_ = true;
+    return status;
   }
+  // As Transaction::ExecuteRevision: the caller's time before, and this call's.
+  HistoryRecord record = history;
+  record.duration += absl::Now() - start;
+  history_at_commit_.push_back(std::move(record));
   return status;
 }
 
@@ -2252,7 +2271,30 @@ absl::Status PqTransaction::RunStatementsRaw(absl::Span<const SqlStatement> stat
 
 absl::Status PqTransaction::CommitRaw() {
   raw_open_ = false;
-  absl::Status committed = Annotate(session_->RunRaw("COMMIT", nullptr), "committing");
+  std::string commit = "COMMIT";
+  if (!history_at_commit_.empty()) {
+    const std::vector<HistoryRecord> history = std::move(history_at_commit_);
+    history_at_commit_.clear();
+    absl::Status quoted = session_->Run("quoting the history", [&]() -> absl::Status {
+      commit = absl::StrCat(
+          BookkeepingSql(
+              session_->config(), session_->names(), {}, history,
+              [&](const std::string& value) { return session_->connection().quote(value); },
+              /*in_pipeline=*/false),
+          "; COMMIT");
+      return absl::OkStatus();
+    });
+    if (!quoted.ok()) {
+      RollbackRaw();
+      return quoted;
+    }
+  }
+  absl::Status committed = Annotate(session_->RunRaw(commit, nullptr), "committing");
+  if (!committed.ok() && session_->TransactionStatus() == PQTRANS_INERROR) {
+    // The history INSERT failed: COMMIT did not run.
+    RollbackRaw();
+    return committed;
+  }
   if (committed.code() == absl::StatusCode::kUnavailable) {
     // The connection broke with COMMIT possibly sent: nobody knows.
     return absl::UnknownError(committed.message());
@@ -2268,6 +2310,7 @@ absl::Status PqTransaction::CommitRaw() {
 
 void PqTransaction::RollbackRaw() {
   raw_open_ = false;
+  history_at_commit_.clear();
   session_->RunRaw("ROLLBACK", nullptr).IgnoreError();
 }
 
@@ -2279,7 +2322,7 @@ void PqTransaction::RollbackRaw() {
 // and ROLLBACK ends it (the revision's state then stays until ResetState).
 absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> statements,
                                              absl::Span<const VersionRowChange> changes,
-                                             const HistoryRecord& history,
+                                             const HistoryRecord* history,
                                              const std::function<void(int)>& on_started,
                                              const std::function<bool()>& cancelled,
                                              int* failed_index, StatementError* error, bool commit,
@@ -2330,10 +2373,11 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
     };
     for (size_t b = 0; b < batches.size(); ++b) {
       const bool last = b + 1 == batches.size();
-      commands.push_back(BookkeepingSql(
-          c, n, batches[b],
-          last ? absl::Span<const HistoryRecord>(&history, 1) : absl::Span<const HistoryRecord>(),
-          quote, /*in_pipeline=*/true));
+      commands.push_back(BookkeepingSql(c, n, batches[b],
+                                        last && history != nullptr
+                                            ? absl::Span<const HistoryRecord>(history, 1)
+                                            : absl::Span<const HistoryRecord>(),
+                                        quote, /*in_pipeline=*/true));
     }
     return absl::OkStatus();
   });
