@@ -507,11 +507,13 @@ absl::StatusOr<Names> ResolveNames(const Config& c, const std::string& bare_sche
 // set_config(..., false), cursors, prepared statements, LISTEN, session
 // advisory locks, cached plans, temporary tables and sequence caches. Inside
 // a transaction the settings part is undone by a ROLLBACK, like the
-// revision's own SETs were; the rest is not transactional.
+// revision's own SETs were; the rest is not transactional. The advisory
+// locks go last, in the SELECT that also puts back schemad's own settings
+// (PqSession::ResetStatements): one command fewer for each of them.
 constexpr absl::string_view kDiscardSql =
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
-    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; "
-    "DISCARD SEQUENCES";
+    "DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+constexpr absl::string_view kUnlockAdvisorySql = "SELECT pg_catalog.pg_advisory_unlock_all()";
 
 // ------------------------------------------------------------ lock waits
 
@@ -740,11 +742,13 @@ std::string WithBlockers(std::string message, const std::string& blockers) {
 
 // The statement that sets a session's client_connection_check_interval, or
 // "" when the configuration leaves it alone or the server (before 14) lacks it.
-std::string CheckIntervalSql(const Config& config, PqConnection& conn) {
+// client_connection_check_interval's value quoted, or "" where the server
+// has no such setting.
+std::string CheckIntervalLiteral(const Config& config, PqConnection& conn) {
   if (config.check_interval.empty() || PQserverVersion(conn.pgconn()) < 140000) {
     return "";
   }
-  return absl::StrCat("SET client_connection_check_interval = ", conn.quote(config.check_interval));
+  return conn.quote(config.check_interval);
 }
 
 class PqSession;
@@ -852,7 +856,7 @@ class PqSession final : public Session {
         application_name_(std::move(application_name)) {
     cancel_ = PQgetCancel(conn_->pgconn());
     backend_pid_ = PQbackendPID(conn_->pgconn());
-    check_interval_sql_ = CheckIntervalSql(*config_, *conn_);
+    check_interval_ = CheckIntervalLiteral(*config_, *conn_);
   }
   ~PqSession() override {
     {
@@ -910,9 +914,10 @@ class PqSession final : public Session {
       run_tag_ = run->application_name;
     }
   }
-  // The statements that discard revision state: kDiscardSql, then what
-  // schemad sets on its sessions (the connection check, the run's tag); one
-  // SQL command each (ResetStatements) or joined with "; " (ResetSql).
+  // The statements that discard revision state: kDiscardSql, then one
+  // SELECT that releases the advisory locks and sets again what schemad sets
+  // on its sessions (the connection check, the run's tag); one SQL command
+  // each (ResetStatements) or joined with "; " (ResetSql).
   std::vector<std::string> ResetStatements() const;
   std::string ResetSql() const { return absl::StrJoin(ResetStatements(), "; "); }
   // application_name while `operation_id` runs: "schemactl op-0123...".
@@ -989,8 +994,10 @@ class PqSession final : public Session {
   // `sql` preceded by the session's setup (the connection check's SET, where
   // there is one) in one simple query.
   std::string WithSessionSetup(absl::string_view sql) const {
-    return check_interval_sql_.empty() ? std::string(sql)
-                                       : absl::StrCat(check_interval_sql_, "; ", sql);
+    return check_interval_.empty()
+               ? std::string(sql)
+               : absl::StrCat("SET client_connection_check_interval = ", check_interval_, "; ",
+                              sql);
   }
   // The first ReadState of a session, in one round trip: the connection
   // check's SET, and the state read under the names of the schema the
@@ -1009,7 +1016,7 @@ class PqSession final : public Session {
   Names names_;  // valid when resolved_
   bool resolved_ = false;
   const std::string application_name_;  // as connected
-  std::string check_interval_sql_;      // "" where the server has no such setting
+  std::string check_interval_;          // quoted; "" where the server has no such setting
   bool broken_ = false;
   bool transaction_open_ = false;
   bool dirty_ = false;            // revision statements ran since the last reset
@@ -1025,12 +1032,17 @@ class PqSession final : public Session {
 
 std::vector<std::string> PqSession::ResetStatements() const {
   std::vector<std::string> statements = absl::StrSplit(kDiscardSql, "; ");
-  if (!check_interval_sql_.empty()) {
-    statements.push_back(check_interval_sql_);
+  // After RESET ALL: the advisory locks, and schemad's settings back, in one command.
+  std::string last(kUnlockAdvisorySql);
+  if (!check_interval_.empty()) {
+    absl::StrAppend(&last, ", pg_catalog.set_config('client_connection_check_interval', ",
+                    check_interval_, ", false)");
   }
   if (!run_tag_.empty()) {
-    statements.push_back(absl::StrCat("SET application_name = ", conn_->quote(run_tag_)));
+    absl::StrAppend(&last, ", pg_catalog.set_config('application_name', ", conn_->quote(run_tag_),
+                    ", false)");
   }
+  statements.push_back(std::move(last));
   return statements;
 }
 
