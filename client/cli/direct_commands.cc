@@ -54,6 +54,10 @@ struct Direct {
 struct ExecutorTweaks {
   bool allow_changed = false;
   std::string transaction;  // --transaction; "": the migration set's (TransactionScopeFor)
+  // The command takes the migration lock unless there is nothing to do
+  // (upgrade, downgrade, stamp, resolve): its connection logs in beside the
+  // session's (Session::PrepareLock).
+  bool takes_lock = false;
 };
 
 // --version-table through the one validator the server's configuration uses.
@@ -147,9 +151,12 @@ absl::StatusOr<std::unique_ptr<Direct>> OpenDirect(const GlobalOptions& global,
     std::unique_ptr<store::Session> session;
   };
   std::future<absl::StatusOr<Opened>> opening =
-      std::async(std::launch::async, [&global]() -> absl::StatusOr<Opened> {
+      std::async(std::launch::async, [&global, &tweaks]() -> absl::StatusOr<Opened> {
         Opened opened;
         ASSIGN_OR_RETURN(opened.database, OpenDatabase(global));
+        if (tweaks.takes_lock) {
+          opened.database->PrepareLock();  // its login beside the session's
+        }
         ASSIGN_OR_RETURN(opened.session, Connect(*opened.database));
         return opened;
       });
@@ -360,9 +367,9 @@ absl::StatusOr<int> Upgrade(const Io& io, const UpgradeOptions& options) {
         "FROM:TO targets are for --sql only; online upgrade starts from the "
         "database's version rows");
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<Direct> direct,
-      OpenDirect(io.global, ExecutorTweaks{options.allow_changed, options.transaction}));
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{options.allow_changed, options.transaction,
+                                                        /*takes_lock=*/true}));
   return RunOperation(io, *direct, "upgrade", [&](const engine::CallControl& control) {
     return direct->executor->Upgrade(*direct->session, options.target, control);
   });
@@ -384,7 +391,8 @@ absl::StatusOr<int> Downgrade(const Io& io, const DowngradeOptions& options) {
   }
   ASSIGN_OR_RETURN(
       std::unique_ptr<Direct> direct,
-      OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, options.transaction}));
+      OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, options.transaction,
+                                           /*takes_lock=*/true}));
   return RunOperation(io, *direct, "downgrade", [&](const engine::CallControl& control) {
     return direct->executor->Downgrade(*direct->session, options.target, control);
   });
@@ -394,7 +402,9 @@ absl::StatusOr<int> Stamp(const Io& io, const StampOptions& options) {
   if (options.revisions.empty()) {
     return UsageError("stamp: name the revision(s) to stamp (REV..., heads, base)");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, /*transaction=*/"",
+                                                        /*takes_lock=*/true}));
   return RunOperation(io, *direct, "stamp", [&](const engine::CallControl& control) {
     return direct->executor->Stamp(*direct->session, options.revisions, options.purge, control);
   });
@@ -423,7 +433,9 @@ absl::StatusOr<int> Resolve(const Io& io, const ResolveOptions& options) {
         "resolve: pass exactly one of --applied (the interrupted revision is complete) or "
         "--rolled-back (its effects were undone)");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct, OpenDirect(io.global));
+  ASSIGN_OR_RETURN(std::unique_ptr<Direct> direct,
+                   OpenDirect(io.global, ExecutorTweaks{/*allow_changed=*/false, /*transaction=*/"",
+                                                        /*takes_lock=*/true}));
   const engine::Executor::Resolution resolution = options.applied
                                                       ? engine::Executor::Resolution::kApplied
                                                       : engine::Executor::Resolution::kRolledBack;

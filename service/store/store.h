@@ -336,6 +336,14 @@ class Database {
   // on the search_path). The session's methods other than ResetState and
   // Cancel resolve before anything else.
   virtual absl::StatusOr<std::unique_ptr<Session>> Connect() = 0;
+  // For a caller whose next session will take the migration lock: starts
+  // the login of the lock's dedicated connection in the background, so that
+  // it overlaps the session's own login in the next Connect, which hands it
+  // to that session's AcquireLock. Unused, it is closed with the session (or
+  // with the database when no Connect follows). A failure is not reported
+  // here: AcquireLock then connects again and reports its own. Optional: by
+  // default nothing.
+  virtual void PrepareLock() {}
   // A name safe to show: database name, host and port, never the password.
   virtual std::string DisplayName() const = 0;
 };

@@ -8,8 +8,8 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
-#include <tuple>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -927,9 +927,8 @@ TEST_F(PqDatabaseTest, ExecuteRevisionHistoryFailingAtCommitRollsBackEveryRevisi
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
     int failed_index = 7;
-    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE kept_until_commit (id int)")},
-                                  {Insert("a1")}, UpRecord("a1"), nullptr, nullptr,
-                                  &failed_index, nullptr));
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE kept_until_commit (id int)")}, {Insert("a1")},
+                                  UpRecord("a1"), nullptr, nullptr, &failed_index, nullptr));
     // A revision that takes the history table away: the rows written with
     // COMMIT cannot go in, and COMMIT does not run.
     ASSERT_OK(tx->ExecuteRevision({Sql("ALTER TABLE schemad_history RENAME TO history_gone")},
@@ -1233,6 +1232,44 @@ TEST_F(PqDatabaseTest, LockIsReleasedWhenTheGuardDies) {
                             app_name_, " lock'"),
                Rows{{"0"}}),
       (Rows{{"0"}}));
+}
+
+TEST_F(PqDatabaseTest, APreparedLockConnectionIsTheOneTheNextSessionLocksWith) {
+  const std::string lock_backends = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = '", app_name_, " lock'");
+  database_->PrepareLock();
+  // It logs in beside the session's own login, before any lock is asked for.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, database_->Connect());
+  EXPECT_EQ(PollRows(db_.dsn(), lock_backends, Rows{{"1"}}), (Rows{{"1"}}));
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<MigrationLock> lock,
+                         session->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+    // The lock is held on that connection: no second one.
+    EXPECT_EQ(Q(lock_backends), (Rows{{"1"}}));
+    EXPECT_THAT(session_->AcquireLock(absl::ZeroDuration(), nullptr, nullptr).status(),
+                StatusIs(absl::StatusCode::kDeadlineExceeded, _));
+  }
+  EXPECT_EQ(PollRows(db_.dsn(), lock_backends, Rows{{"0"}}), (Rows{{"0"}}));
+  // Only the next Connect takes it: the one after opens its own at AcquireLock.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> later, database_->Connect());
+  EXPECT_EQ(Q(lock_backends), (Rows{{"0"}}));
+  EXPECT_OK(later->AcquireLock(absl::Seconds(1), nullptr, nullptr));
+}
+
+TEST_F(PqDatabaseTest, APreparedLockConnectionNeverUsedIsClosedWithItsSession) {
+  const std::string lock_backends = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = '", app_name_, " lock'");
+  database_->PrepareLock();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session, database_->Connect());
+  ASSERT_OK(session->ReadState().status());
+  session.reset();
+  EXPECT_EQ(PollRows(db_.dsn(), lock_backends, Rows{{"0"}}), (Rows{{"0"}}));
+  // Prepared with no Connect after it: closed with the database.
+  database_->PrepareLock();
+  EXPECT_EQ(PollRows(db_.dsn(), lock_backends, Rows{{"1"}}), (Rows{{"1"}}));
+  session_.reset();
+  database_.reset();
+  EXPECT_EQ(PollRows(db_.dsn(), lock_backends, Rows{{"0"}}), (Rows{{"0"}}));
 }
 
 TEST_F(PqDatabaseTest, LockWaitCanBeCancelled) {

@@ -81,6 +81,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -753,6 +754,9 @@ std::string CheckIntervalLiteral(const Config& config, PqConnection& conn) {
 
 class PqSession;
 
+// A connection being opened on another thread (std::async over Open).
+using PreparedConnection = std::future<absl::StatusOr<std::unique_ptr<PqConnection>>>;
+
 class PqTransaction final : public Transaction {
  public:
   explicit PqTransaction(PqSession* session) : session_(session) {}
@@ -879,6 +883,8 @@ class PqSession final : public Session {
   absl::StatusOr<std::unique_ptr<MigrationLock>> AcquireLock(
       absl::Duration wait, const LockWaitCallback& on_wait,
       const std::function<bool()>& cancelled) override;
+  // A lock connection PqDatabase::PrepareLock began to open, for AcquireLock.
+  void AdoptPreparedLock(PreparedConnection prepared) { prepared_lock_ = std::move(prepared); }
   absl::StatusOr<std::optional<UnfinishedRun>> ReadUnfinishedRun() override;
   absl::Status FinishRun() override;
   absl::StatusOr<std::map<std::string, std::string>> ReadAppliedChecksums() override;
@@ -1024,6 +1030,10 @@ class PqSession final : public Session {
   std::string run_tag_;           // its application_name
   int backend_pid_ = 0;
   std::unique_ptr<BlockerMonitor> monitor_;  // created by the first statement with a lock_timeout
+  // The lock connection PqDatabase::PrepareLock is opening, for the next
+  // AcquireLock; invalid when none (a destroyed session waits for it and
+  // closes it).
+  PreparedConnection prepared_lock_;
 
   std::mutex cancel_mu_;
   bool running_ ABSL_GUARDED_BY(cancel_mu_) = false;
@@ -2697,7 +2707,16 @@ absl::StatusOr<std::unique_ptr<MigrationLock>> PqSession::AcquireLock(
   const Config& c = *config_;
   wait = std::max(wait, absl::ZeroDuration());
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c, c.lock_conninfo));
+  std::unique_ptr<PqConnection> conn;
+  if (prepared_lock_.valid()) {
+    absl::StatusOr<std::unique_ptr<PqConnection>> prepared = prepared_lock_.get();
+    if (prepared.ok()) {
+      conn = *std::move(prepared);
+    }
+  }
+  if (conn == nullptr) {
+    ASSIGN_OR_RETURN(conn, Open(c, c.lock_conninfo));
+  }
   // Every key at once or none (a partial hold is given back in the same
   // statement), so that waiters never hold one key while polling the other.
   std::vector<std::string> keys;
@@ -2793,21 +2812,40 @@ class PqDatabase final : public Database {
 
   // Database:
   absl::StatusOr<std::unique_ptr<Session>> Connect() override;
+  void PrepareLock() override;
   std::string DisplayName() const override { return config_->display_name; }
 
  private:
   std::shared_ptr<const Config> config_;
+  std::mutex prepared_mu_;
+  PreparedConnection prepared_lock_;  // for the next Connect's session
 };
+
+void PqDatabase::PrepareLock() {
+  std::lock_guard<std::mutex> lock(prepared_mu_);
+  if (!prepared_lock_.valid()) {
+    prepared_lock_ = std::async(
+        std::launch::async, [config = config_]() { return Open(*config, config->lock_conninfo); });
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Session>> PqDatabase::Connect() {
   const Config& c = *config_;
+  PreparedConnection prepared_lock;
+  {
+    std::lock_guard<std::mutex> lock(prepared_mu_);
+    prepared_lock = std::move(prepared_lock_);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<PqConnection> conn, Open(c, c.conninfo));
   // The server reports application_name at login (a GUC_REPORT setting):
   // no query. The session's setup rides on its first call (Resolve).
   const char* reported = PQparameterStatus(conn->pgconn(), "application_name");
   std::string application_name = reported != nullptr ? reported : "";
-  return std::unique_ptr<Session>(
-      std::make_unique<PqSession>(config_, std::move(conn), std::move(application_name)));
+  auto session = std::make_unique<PqSession>(config_, std::move(conn), std::move(application_name));
+  if (prepared_lock.valid()) {
+    session->AdoptPreparedLock(std::move(prepared_lock));
+  }
+  return std::unique_ptr<Session>(std::move(session));
 }
 
 }  // namespace
