@@ -708,6 +708,33 @@ TEST_F(PqDatabaseTest, ExecuteAndCommitRefusesAVersionRowThatMovedAndAppliesNoth
   EXPECT_THAT(state.rows, ElementsAre("a1"));
 }
 
+TEST_F(PqDatabaseTest, ExecuteRevisionRefusesAVersionRowThatMovedAndRollsBackTheTransaction) {
+  ASSERT_OK(session_->EnsureTables());
+  CommitVersionChanges({Insert("a1")});
+  int failed_index = 7;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Transaction> tx, session_->Begin());
+    ASSERT_OK(tx->ExecuteRevision({Sql("CREATE TABLE first_made (id int)")}, {Update("a1", "b1")},
+                                  UpRecord("b1"), nullptr, nullptr, &failed_index, nullptr));
+    // A merge's two changes, the second naming a row that is not there: the
+    // first one's row was right, and still nothing of the transaction stays.
+    const absl::Status status = tx->ExecuteRevision(
+        {Sql("CREATE TABLE second_made (id int)")}, {Update("b1", "c1"), Delete("zz")},
+        UpRecord("c1"), nullptr, nullptr, &failed_index, nullptr);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("Online migration expected to match one row when "
+                                           "deleting 'zz' in 'alembic_version'; 0 found")));
+    EXPECT_EQ(failed_index, -1);
+    EXPECT_THAT(tx->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  }
+  EXPECT_EQ(Q("SELECT to_regclass('first_made') IS NULL, to_regclass('second_made') IS NULL, "
+              "(SELECT count(*) FROM schemad_history)"),
+            (Rows{{"t", "t", "0"}}));
+  ASSERT_OK_AND_ASSIGN(DatabaseState state, session_->ReadState());
+  EXPECT_THAT(state.rows, ElementsAre("a1"));
+  CommitVersionChanges({Update("a1", "a2")});  // the session left the rolled-back transaction
+}
+
 TEST_F(PqDatabaseTest, ExecuteAndCommitReportsEachStatementWhileItRuns) {
   ASSERT_OK(session_->EnsureTables());
   const std::string sleeping =

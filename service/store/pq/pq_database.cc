@@ -2023,60 +2023,37 @@ std::string MismatchMessage(const Config& c, const VersionRowChange& change,
                       "' to '", change.to, "' in '", c.version_table_name, "'; ", found, " found");
 }
 
-// Marks the error a pipelined bookkeeping statement raises on a mismatch.
-constexpr absl::string_view kMismatchMarker = "schemad-mismatch: ";
+using Quote = std::function<std::string(const std::string&)>;
 
-// The statement that applies `changes` and inserts `history` (data-modifying
-// CTEs; a statement's CTEs cannot see each other's rows, so no row may be
-// named twice), naming the tables as the session resolved them (`n`).
-// `quote` quotes a literal. Without `in_pipeline` its one row
-// holds each change's row count, for the caller to check. With
-// `in_pipeline` (its result is read with the others, after everything
-// was sent) the statement itself fails when a count is not 1 — casting
-// kMismatchMarker + the message to int, so SQLSTATE 22P02 with the message
-// quoted — and the history rows' duration_ms adds the time since the
-// transaction began (by the server's clock).
-std::string BookkeepingSql(const Config& c, const Names& n,
-                           const std::vector<VersionRowChange>& changes,
-                           absl::Span<const HistoryRecord> history,
-                           const std::function<std::string(const std::string&)>& q,
-                           bool in_pipeline) {
+// The statement of one version-row change, naming the table as the session
+// resolved it (`n`); `quote` quotes a literal. Its command tag counts the
+// rows it touched: exactly one is right.
+std::string VersionRowSql(const Names& n, const VersionRowChange& change, const Quote& q) {
+  switch (change.kind) {
+    case VersionRowChange::Kind::kInsert:
+      return absl::StrCat("INSERT INTO ", n.version_table, " (version_num) VALUES (", q(change.to),
+                          ")");
+    case VersionRowChange::Kind::kDelete:
+      return absl::StrCat("DELETE FROM ", n.version_table, " WHERE version_num = ", q(change.from));
+    case VersionRowChange::Kind::kUpdate:
+      break;
+  }
+  return absl::StrCat("UPDATE ", n.version_table, " SET version_num = ", q(change.to),
+                      " WHERE version_num = ", q(change.from));
+}
+
+// One INSERT of the (non-empty) `history` rows: ids follow their order.
+// With `server_clock` (the statement is sent before the revision's results
+// are in) each row's duration_ms adds the time since the transaction began,
+// by the server's clock: for a transaction of one revision, that revision's
+// time. The columns EnsureTables adds to an older history table are named
+// only when a row fills them (rows with a fingerprint are written after it
+// ran).
+std::string HistoryInsertSql(const Names& n, absl::Span<const HistoryRecord> history,
+                             const Quote& q, bool server_clock) {
   auto q_or_null = [&](const std::string& value) {
     return value.empty() ? std::string("NULL") : q(value);
   };
-  std::vector<std::string> ctes;
-  std::vector<std::string> counts;
-  std::vector<std::string> checks;
-  for (size_t i = 0; i < changes.size(); ++i) {
-    const VersionRowChange& change = changes[i];
-    std::string body;
-    switch (change.kind) {
-      case VersionRowChange::Kind::kInsert:
-        body = absl::StrCat("INSERT INTO ", n.version_table, " (version_num) VALUES (",
-                            q(change.to), ") RETURNING 1");
-        break;
-      case VersionRowChange::Kind::kDelete:
-        body = absl::StrCat("DELETE FROM ", n.version_table,
-                            " WHERE version_num = ", q(change.from), " RETURNING 1");
-        break;
-      case VersionRowChange::Kind::kUpdate:
-        body = absl::StrCat("UPDATE ", n.version_table, " SET version_num = ", q(change.to),
-                            " WHERE version_num = ", q(change.from), " RETURNING 1");
-        break;
-    }
-    ctes.push_back(absl::StrCat("v", i, " AS (", body, ")"));
-    const std::string count = absl::StrCat("(SELECT pg_catalog.count(*) FROM v", i, ")");
-    counts.push_back(count);
-    // "<marker><message up to the count>" || count || " found"
-    const std::string message = MismatchMessage(c, change, "\x01");
-    const size_t cut = message.find('\x01');
-    checks.push_back(absl::StrCat("WHEN ", count, " <> 1 THEN (",
-                                  q(absl::StrCat(kMismatchMarker, message.substr(0, cut))), " || ",
-                                  count, " || ", q(message.substr(cut + 1)), ")::int"));
-  }
-  // One INSERT for all history rows: ids follow the order of the VALUES.
-  // The columns EnsureTables adds to an older history table are named only
-  // when a row fills them (rows with a fingerprint are written after it ran).
   bool fingerprints = false;
   for (const HistoryRecord& record : history) {
     fingerprints = fingerprints || !record.fingerprint.empty() || record.direction == "repair";
@@ -2085,10 +2062,10 @@ std::string BookkeepingSql(const Config& c, const Names& n,
   for (const HistoryRecord& record : history) {
     const std::string started = TimeToMicros(record.started);
     const std::string duration =
-        in_pipeline ? absl::StrCat(absl::ToInt64Microseconds(record.duration),
-                                   " / 1000.0 + extract(epoch FROM pg_catalog.clock_timestamp() - "
-                                   "pg_catalog.transaction_timestamp()) * 1000")
-                    : absl::StrCat(absl::ToInt64Microseconds(record.duration), " / 1000.0");
+        server_clock ? absl::StrCat(absl::ToInt64Microseconds(record.duration),
+                                    " / 1000.0 + extract(epoch FROM pg_catalog.clock_timestamp() - "
+                                    "pg_catalog.transaction_timestamp()) * 1000")
+                     : absl::StrCat(absl::ToInt64Microseconds(record.duration), " / 1000.0");
     rows.push_back(absl::StrCat(
         "(", q(record.revision), ", ", q(record.direction), ", ",
         q(TextArrayLiteral(record.rows_before)), "::text[], ",
@@ -2104,22 +2081,32 @@ std::string BookkeepingSql(const Config& c, const Names& n,
                      : std::string(),
         ")"));
   }
-  if (!rows.empty()) {
-    ctes.push_back(absl::StrCat(
-        "h AS (INSERT INTO ", n.history_table,
-        " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
-        "outcome, error, who, operation_id, schemad_version, version_table",
-        fingerprints ? ", fingerprint, previous_checksum" : "", ") VALUES ",
-        absl::StrJoin(rows, ", "), " RETURNING 1)"));
+  return absl::StrCat(
+      "INSERT INTO ", n.history_table,
+      " (revision, direction, rows_before, rows_after, checksum, started, duration_ms, "
+      "outcome, error, who, operation_id, schemad_version, version_table",
+      fingerprints ? ", fingerprint, previous_checksum" : "", ") VALUES ",
+      absl::StrJoin(rows, ", "));
+}
+
+// One statement that applies `changes` and inserts `history` (data-modifying
+// CTEs; a statement's CTEs cannot see each other's rows, so no row may be
+// named twice), its one row holding each change's row count, for the caller
+// to check.
+std::string BookkeepingSql(const Names& n, const std::vector<VersionRowChange>& changes,
+                           absl::Span<const HistoryRecord> history, const Quote& q) {
+  std::vector<std::string> ctes;
+  std::vector<std::string> counts;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    ctes.push_back(absl::StrCat("v", i, " AS (", VersionRowSql(n, changes[i], q), " RETURNING 1)"));
+    counts.push_back(absl::StrCat("(SELECT pg_catalog.count(*) FROM v", i, ")"));
+  }
+  if (!history.empty()) {
+    ctes.push_back(absl::StrCat("h AS (", HistoryInsertSql(n, history, q, /*server_clock=*/false),
+                                " RETURNING 1)"));
   }
   if (ctes.empty()) {
     return "SELECT 0";
-  }
-  if (in_pipeline) {
-    return absl::StrCat("WITH ", absl::StrJoin(ctes, ", "), " SELECT ",
-                        checks.empty()
-                            ? std::string("0")
-                            : absl::StrCat("CASE ", absl::StrJoin(checks, " "), " ELSE 0 END"));
   }
   if (counts.empty()) {
     counts.push_back("0");
@@ -2136,10 +2123,9 @@ absl::Status PqTransaction::WriteBookkeeping(const std::vector<VersionRowChange>
   const Names& n = session_->names();
   return Run("updating the version table and history", [&]() -> absl::Status {
     const pqxx::result result = work_->exec(absl::StrCat(
-        TakeResetPrefix(),
-        BookkeepingSql(
-            c, n, changes, history, [&](const std::string& value) { return work_->quote(value); },
-            /*in_pipeline=*/false)));
+        TakeResetPrefix(), BookkeepingSql(n, changes, history, [&](const std::string& value) {
+          return work_->quote(value);
+        })));
     for (size_t i = 0; i < changes.size(); ++i) {
       const long found = result[0][static_cast<int>(i)].as<long>();
       if (found != 1) {
@@ -2307,10 +2293,10 @@ absl::Status PqTransaction::CommitRaw() {
     history_at_commit_.clear();
     absl::Status quoted = session_->Run("quoting the history", [&]() -> absl::Status {
       commit = absl::StrCat(
-          BookkeepingSql(
-              session_->config(), session_->names(), {}, history,
+          HistoryInsertSql(
+              session_->names(), history,
               [&](const std::string& value) { return session_->connection().quote(value); },
-              /*in_pipeline=*/false),
+              /*server_clock=*/false),
           "; COMMIT");
       return absl::OkStatus();
     });
@@ -2383,35 +2369,25 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
       commands.push_back(std::move(reset));
     }
   }
-  // Like FlushBookkeeping: a row named twice needs a statement of its own.
-  std::vector<std::vector<VersionRowChange>> batches(1);
-  std::set<std::string> touched;
-  for (const VersionRowChange& change : changes) {
-    if ((!change.from.empty() && touched.count(change.from) > 0) ||
-        (!change.to.empty() && touched.count(change.to) > 0)) {
-      batches.emplace_back();
-      touched.clear();
-    }
-    touched.insert(change.from);
-    touched.insert(change.to);
-    batches.back().push_back(change);
-  }
+  // The bookkeeping: each version-row change as a plain statement of its
+  // own, its command tag checked here (one row, or the transaction is rolled
+  // back: COMMIT only goes after every result is in), then the history row.
   const int first_bookkeeping = static_cast<int>(commands.size());
   absl::Status quoted = session_->Run("quoting the bookkeeping", [&]() -> absl::Status {
     const auto quote = [&](const std::string& value) {
       return session_->connection().quote(value);
     };
-    for (size_t b = 0; b < batches.size(); ++b) {
-      const bool last = b + 1 == batches.size();
-      commands.push_back(BookkeepingSql(c, n, batches[b],
-                                        last && history != nullptr
-                                            ? absl::Span<const HistoryRecord>(history, 1)
-                                            : absl::Span<const HistoryRecord>(),
-                                        quote, /*in_pipeline=*/true));
+    for (const VersionRowChange& change : changes) {
+      commands.push_back(VersionRowSql(n, change, quote));
+    }
+    if (history != nullptr) {
+      commands.push_back(HistoryInsertSql(n, absl::Span<const HistoryRecord>(history, 1), quote,
+                                          /*server_clock=*/true));
     }
     return absl::OkStatus();
   });
   RETURN_IF_ERROR(quoted);
+  const int change_count = static_cast<int>(changes.size());
   // COMMIT is not pipelined: it goes once every result is in, so that a
   // client that dies mid-revision (killed, connection lost) never has its
   // revision committed by a backend that carries on without it, behind the
@@ -2420,6 +2396,8 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
 
   int failed = -1;  // the command that failed
   StatementError failure;
+  int mismatched = -1;  // the first change that did not touch one row
+  std::string mismatch_found;
   const auto on_result = [&](int k, const PGresult* result) {
     const ExecStatusType kind = PQresultStatus(result);
     const bool ok =
@@ -2427,6 +2405,12 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
     if (!ok && failed < 0) {
       failed = k;
       failure = StatementErrorOf(result);
+    }
+    const int change = k - first_bookkeeping;
+    if (ok && change >= 0 && change < change_count && mismatched < 0 &&
+        absl::string_view(PQcmdTuples(const_cast<PGresult*>(result))) != "1") {
+      mismatched = change;
+      mismatch_found = PQcmdTuples(const_cast<PGresult*>(result));
     }
     // Statement i done: statement i + 1 runs.
     const int i = k - first_statement;
@@ -2469,21 +2453,20 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
       *error = failure;
       return SqlStatus(failure.sqlstate, failure.message);
     }
-    if (failed >= first_bookkeeping && failure.sqlstate == "22P02") {
-      const size_t at = absl::string_view(failure.message).find(kMismatchMarker);
-      if (at != std::string::npos) {
-        std::string message = failure.message.substr(at + kMismatchMarker.size());
-        const size_t quote = message.rfind('"');
-        if (quote != std::string::npos) {
-          message.resize(quote);
-        }
-        return absl::FailedPreconditionError(message);
-      }
+    if (mismatched >= 0 && mismatched + first_bookkeeping < failed) {
+      return absl::FailedPreconditionError(
+          MismatchMessage(c, changes[static_cast<size_t>(mismatched)], mismatch_found));
     }
     return Annotate(SqlStatus(failure.sqlstate, failure.message),
                     failed < first_statement     ? "beginning a transaction"
                     : failed < first_bookkeeping ? "resetting the session"
                                                  : "updating the version table and history");
+  }
+  if (mismatched >= 0) {
+    // A version row was not where the plan said: nothing of the revision stays.
+    RollbackRaw();
+    return absl::FailedPreconditionError(
+        MismatchMessage(c, changes[static_cast<size_t>(mismatched)], mismatch_found));
   }
   if (session_->TransactionStatus() != PQTRANS_INTRANS) {
     RollbackRaw();
