@@ -20,6 +20,12 @@
 #               each revision as ONE simple query (`BEGIN\; body\;
 #               version-row statement\; COMMIT` on one line), one round trip
 #               per revision
+#   1-RT 1-tx   the same one round trip per revision, all revisions in ONE
+#               transaction (BEGIN, then `body\; version-row statement` a
+#               line, COMMIT): the floor of schemactl's default scope,
+#               per-command, which runs a whole upgrade in one transaction as
+#               Alembic does; PostgreSQL itself pays more for a transaction of
+#               thousands of DDL statements than for as many small ones
 # With BEFORE set, a fourth contender `before` (that schemactl binary, e.g.
 # one built from the parent commit) runs in the same rotation, and its rows
 # are printed beside schemactl's, for a before/after comparison under the
@@ -68,10 +74,12 @@ gen() {  # gen N DIR: revision files in DIR, floor scripts beside them
   local n=$1 dir=$2 prev="" i id below create index version
   mkdir -p "$dir"
   local up=$dir.up.sql up1=$dir.up1.sql down=$dir.down.sql down1=$dir.down1.sql
+  local up1tx=$dir.up1tx.sql down1tx=$dir.down1tx.sql
   local table_ddl="CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
   echo "$table_ddl" >"$up"
   echo "$table_ddl" >"$up1"
-  : >"$down"; : >"$down1"
+  printf '%s\nBEGIN;\n' "$table_ddl" >"$up1tx"
+  : >"$down"; : >"$down1"; echo 'BEGIN;' >"$down1tx"
   for i in $(seq 1 "$n"); do
     id=$(printf 'b%011x' "$i")
     create="CREATE TABLE t_$i (id bigserial primary key, device_id varchar(50) not null, ts timestamptz not null, v double precision[]);"
@@ -95,8 +103,10 @@ gen() {  # gen N DIR: revision files in DIR, floor scripts beside them
     fi
     printf 'BEGIN;\n%s\n%s\n%s\nCOMMIT;\n' "$create" "$index" "$version" >>"$up"
     echo "BEGIN\\; ${create%;}\\; ${index%;}\\; ${version%;}\\; COMMIT;" >>"$up1"
+    echo "${create%;}\\; ${index%;}\\; $version" >>"$up1tx"
     prev=$id
   done
+  echo 'COMMIT;' >>"$up1tx"
   for i in $(seq "$n" -1 1); do  # children first
     id=$(printf 'b%011x' "$i")
     below=""; [ "$i" -gt 1 ] && below=$(printf 'b%011x' $((i - 1)))
@@ -107,7 +117,9 @@ gen() {  # gen N DIR: revision files in DIR, floor scripts beside them
     fi
     printf 'BEGIN;\nDROP TABLE t_%s;\n%s\nCOMMIT;\n' "$i" "$version" >>"$down"
     echo "BEGIN\\; DROP TABLE t_$i\\; ${version%;}\\; COMMIT;" >>"$down1"
+    echo "DROP TABLE t_$i\\; $version" >>"$down1tx"
   done
+  echo 'COMMIT;' >>"$down1tx"
   head_id=$prev
 }
 
@@ -121,17 +133,18 @@ run_tool() {
     before/down) timed "$BEFORE" --quiet --no-progress --dsn "$dsn" --dir "$dir" downgrade base ;;
     psqlf/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.$direction.sql" "$dsn" ;;
     onert/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.${direction}1.sql" "$dsn" ;;
+    onetx/*) timed "$psql_bin" -X -q -v ON_ERROR_STOP=1 -f "$dir.${direction}1tx.sql" "$dsn" ;;
   esac
 }
 
 # pair_ratios A B OUT: OUT gets A[i] / B[i] for each round i
 pair_ratios() { paste "$1" "$2" | awk '{ printf "%.4f\n", $1 / $2 }' >"$3"; }
 
-tools=(schemactl psqlf onert)
-[ -z "${BEFORE:-}" ] || tools=(schemactl before psqlf onert)
+tools=(schemactl psqlf onert onetx)
+[ -z "${BEFORE:-}" ] || tools=(schemactl before psqlf onert onetx)
 ntools=${#tools[@]}
-printf '\n| N | measurement | schemactl | psql -f floor | ratio | one-round-trip floor | ratio |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '\n| N | measurement | schemactl | psql -f floor | ratio | one-round-trip floor | ratio | 1-RT, one transaction | ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
   dir=$work/m$n
   gen "$n" "$dir"
@@ -162,9 +175,11 @@ for n in "${sizes[@]}"; do
     [ -z "${NOOP_ONLY:-}" ] || break
     pair_ratios "$r/$direction.schemactl" "$r/$direction.psqlf" "$r/$direction.ratio_f"
     pair_ratios "$r/$direction.schemactl" "$r/$direction.onert" "$r/$direction.ratio_1"
+    pair_ratios "$r/$direction.schemactl" "$r/$direction.onetx" "$r/$direction.ratio_t"
     if [ -n "${BEFORE:-}" ]; then
       pair_ratios "$r/$direction.before" "$r/$direction.psqlf" "$r/$direction.bratio_f"
       pair_ratios "$r/$direction.before" "$r/$direction.onert" "$r/$direction.bratio_1"
+      pair_ratios "$r/$direction.before" "$r/$direction.onetx" "$r/$direction.bratio_t"
     fi
   done
 
@@ -204,31 +219,34 @@ for n in "${sizes[@]}"; do
   fi
 
   [ -n "${NOOP_ONLY:-}" ] ||
-  printf '| %s | upgrade base → head | %s | %s | %s | %s | %s |\n' "$n" \
+  printf '| %s | upgrade base → head | %s | %s | %s | %s | %s | %s | %s |\n' "$n" \
     "$(ms_summary "$r/up.schemactl")" "$(ms_summary "$r/up.psqlf")" "$(ratio_summary "$r/up.ratio_f")" \
-    "$(ms_summary "$r/up.onert")" "$(ratio_summary "$r/up.ratio_1")"
+    "$(ms_summary "$r/up.onert")" "$(ratio_summary "$r/up.ratio_1")" \
+    "$(ms_summary "$r/up.onetx")" "$(ratio_summary "$r/up.ratio_t")"
   [ -n "${NOOP_ONLY:-}" ] ||
-  printf '| %s | downgrade head → base | %s | %s | %s | %s | %s |\n' "$n" \
+  printf '| %s | downgrade head → base | %s | %s | %s | %s | %s | %s | %s |\n' "$n" \
     "$(ms_summary "$r/down.schemactl")" "$(ms_summary "$r/down.psqlf")" "$(ratio_summary "$r/down.ratio_f")" \
-    "$(ms_summary "$r/down.onert")" "$(ratio_summary "$r/down.ratio_1")"
+    "$(ms_summary "$r/down.onert")" "$(ratio_summary "$r/down.ratio_1")" \
+    "$(ms_summary "$r/down.onetx")" "$(ratio_summary "$r/down.ratio_t")"
   if [ -n "${BEFORE:-}" ] && [ -z "${NOOP_ONLY:-}" ]; then
     for direction in up down; do
-      printf '| %s | %s (before) | %s | %s | %s | %s | %s |\n' "$n" "$direction" \
+      printf '| %s | %s (before) | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$direction" \
         "$(ms_summary "$r/$direction.before")" "$(ms_summary "$r/$direction.psqlf")" \
         "$(ratio_summary "$r/$direction.bratio_f")" "$(ms_summary "$r/$direction.onert")" \
-        "$(ratio_summary "$r/$direction.bratio_1")"
+        "$(ratio_summary "$r/$direction.bratio_1")" "$(ms_summary "$r/$direction.onetx")" \
+        "$(ratio_summary "$r/$direction.bratio_t")"
     done
   fi
-  printf '| %s | `ensure-head` at head | %s | %s (`select 1`) | %s | | |\n' "$n" \
+  printf '| %s | `ensure-head` at head | %s | %s (`select 1`) | %s | | | | |\n' "$n" \
     "$(ms_summary "$r/noop.ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_e")"
-  printf '| %s | `current` | %s | %s (`select 1`) | %s | | |\n' "$n" \
+  printf '| %s | `current` | %s | %s (`select 1`) | %s | | | | |\n' "$n" \
     "$(ms_summary "$r/noop.current")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.ratio_c")"
-  printf '| %s | `--version` (process start) | %s | %s (`psql --version`) | %s | | |\n' "$n" \
+  printf '| %s | `--version` (process start) | %s | %s (`psql --version`) | %s | | | | |\n' "$n" \
     "$(ms_summary "$r/noop.version")" "$(ms_summary "$r/noop.psql_version")" "$(ratio_summary "$r/noop.ratio_v")"
   if [ -n "${BEFORE:-}" ]; then
-    printf '| %s | `ensure-head` at head (before) | %s | %s (`select 1`) | %s | | |\n' "$n" \
+    printf '| %s | `ensure-head` at head (before) | %s | %s (`select 1`) | %s | | | | |\n' "$n" \
       "$(ms_summary "$r/noop.before_ensure")" "$(ms_summary "$r/noop.select")" "$(ratio_summary "$r/noop.bratio_e")"
-    printf '| %s | `--version` (before) | %s | %s (`psql --version`) | %s | | |\n' "$n" \
+    printf '| %s | `--version` (before) | %s | %s (`psql --version`) | %s | | | | |\n' "$n" \
       "$(ms_summary "$r/noop.before_version")" "$(ms_summary "$r/noop.psql_version")" "$(ratio_summary "$r/noop.bratio_v")"
   fi
 done
