@@ -56,7 +56,9 @@ struct ExecutorTweaks {
   std::string transaction;  // --transaction; "": the migration set's (TransactionScopeFor)
   // The command takes the migration lock unless there is nothing to do
   // (upgrade, downgrade, stamp, resolve): its connection logs in beside the
-  // session's (Session::PrepareLock).
+  // session's (Database::PrepareLock), also when it then finds nothing to do
+  // (one login more for a no-op, against one login less of waiting for the
+  // others).
   bool takes_lock = false;
 };
 

@@ -1,6 +1,7 @@
 #include "service/engine/checksum.h"
 
 #include <nettle/sha2.h>
+#include <nettle/version.h>
 
 #include <cstdint>
 #include <vector>
@@ -77,7 +78,11 @@ std::string Sha256Hex(absl::string_view data) {
   sha256_init(&context);
   sha256_update(&context, data.size(), reinterpret_cast<const uint8_t*>(data.data()));
   uint8_t digest[SHA256_DIGEST_SIZE];
+#if NETTLE_VERSION_MAJOR >= 4
+  sha256_digest(&context, digest);  // Nettle 4 dropped the length argument
+#else
   sha256_digest(&context, SHA256_DIGEST_SIZE, digest);
+#endif
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   hex.reserve(2 * SHA256_DIGEST_SIZE);

@@ -258,7 +258,9 @@ class Transaction {
   // (asked before each statement where the store runs them one by one),
   // `history.duration` and errors as ExecuteAndCommit, except that on an error
   // the whole transaction is rolled back (nothing of it is applied) and is
-  // unusable.
+  // unusable. The store may keep the history rows until Commit (the
+  // PostgreSQL store writes them as one INSERT in front of COMMIT): a failure
+  // to write them is then Commit's error, and nothing is committed.
   virtual absl::Status ExecuteRevision(absl::Span<const SqlStatement> statements,
                                        absl::Span<const VersionRowChange> changes,
                                        const HistoryRecord& history,

@@ -961,8 +961,9 @@ TEST_F(PqDatabaseTest, ExecuteRevisionHistoryFailingAtCommitRollsBackEveryRevisi
     ASSERT_OK(tx->ExecuteRevision({Sql("ALTER TABLE schemad_history RENAME TO history_gone")},
                                   {Update("a1", "a2")}, UpRecord("a2"), nullptr, nullptr,
                                   &failed_index, nullptr));
-    EXPECT_THAT(tx->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                       AllOf(HasSubstr("committing"), HasSubstr("42P01"))));
+    EXPECT_THAT(tx->Commit(),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("writing the history rows"), HasSubstr("42P01"))));
   }
   EXPECT_EQ(Q("SELECT to_regclass('kept_until_commit') IS NULL, to_regclass('history_gone') IS "
               "NULL, (SELECT count(*) FROM schemad_history)"),

@@ -38,7 +38,8 @@
 //   of its session (together they name one backend; pids are reused).
 // - A transactional revision (Transaction::ExecuteAndCommit) is two round
 //   trips: BEGIN, the SET LOCALs, each statement, the session reset (one
-//   command per statement of ResetStatements) and the bookkeeping statement
+//   command per statement of ResetStatements) and the bookkeeping (a plain
+//   statement per version-row change, VersionRowSql, then the history row)
 //   go as separate extended-query commands in one libpq pipeline with one
 //   Sync, then COMMIT once all their results are in (a pipelined COMMIT
 //   would be run by a backend whose client was killed mid-revision, after
@@ -49,8 +50,9 @@
 //   per-statement progress; the other results come together at the Sync. An
 //   error makes PostgreSQL skip the rest up to the Sync; its command's index
 //   names the statement and PG_DIAG_STATEMENT_POSITION is relative to that
-//   statement alone. The bookkeeping statement checks the version-row counts
-//   itself (BookkeepingSql). Revisions with COPY or transaction control
+//   statement alone. Each version-row change's command tag must say one row
+//   (checked as its result arrives; otherwise ROLLBACK instead of COMMIT).
+//   Revisions with COPY or transaction control
 //   (NeedsOwnRoundTrip) keep the statement-by-statement path.
 // - Several revisions in one transaction (Transaction::ExecuteRevision, the
 //   per-command scope) are one pipeline each, as above but without COMMIT,
@@ -91,6 +93,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -741,10 +744,8 @@ std::string WithBlockers(std::string message, const std::string& blockers) {
 
 // ------------------------------------------------------------------ session
 
-// The statement that sets a session's client_connection_check_interval, or
-// "" when the configuration leaves it alone or the server (before 14) lacks it.
-// client_connection_check_interval's value quoted, or "" where the server
-// has no such setting.
+// client_connection_check_interval's value quoted, or "" when the
+// configuration leaves it alone or the server (before 14) lacks it.
 std::string CheckIntervalLiteral(const Config& config, PqConnection& conn) {
   if (config.check_interval.empty() || PQserverVersion(conn.pgconn()) < 140000) {
     return "";
@@ -2012,7 +2013,7 @@ absl::Status PqTransaction::FlushBookkeeping() {
 }
 
 // The message of a version-row change that did not touch exactly one row
-// (`found` rows: a number, or the SQL text that counts them).
+// (`found`: how many it touched).
 std::string MismatchMessage(const Config& c, const VersionRowChange& change,
                             absl::string_view found) {
   if (change.kind == VersionRowChange::Kind::kDelete) {
@@ -2191,7 +2192,9 @@ absl::Status PqTransaction::ExecuteAndCommit(absl::Span<const SqlStatement> stat
                                              int* failed_index, StatementError* error) {
   *failed_index = -1;
   RETURN_IF_ERROR(Usable());
-  const bool pipelinable = work_ == nullptr && pending_changes_.empty() &&
+  // After ExecuteRevision (raw_open_) the base class's ExecuteRevision +
+  // Commit keep this revision's history row with the others, for COMMIT.
+  const bool pipelinable = work_ == nullptr && !raw_open_ && pending_changes_.empty() &&
                            pending_history_.empty() && !AnyNeedsOwnRoundTrip(statements);
   if (!pipelinable) {
     return Transaction::ExecuteAndCommit(statements, changes, history, on_started, cancelled,
@@ -2288,7 +2291,11 @@ absl::Status PqTransaction::RunStatementsRaw(absl::Span<const SqlStatement> stat
 absl::Status PqTransaction::CommitRaw() {
   raw_open_ = false;
   std::string commit = "COMMIT";
+  std::string context = "committing";
   if (!history_at_commit_.empty()) {
+    context =
+        absl::StrCat("writing the history rows of the transaction's ", history_at_commit_.size(),
+                     " revision(s) with COMMIT (an error here commits nothing)");
     const std::vector<HistoryRecord> history = std::move(history_at_commit_);
     history_at_commit_.clear();
     absl::Status quoted = session_->Run("quoting the history", [&]() -> absl::Status {
@@ -2305,7 +2312,7 @@ absl::Status PqTransaction::CommitRaw() {
       return quoted;
     }
   }
-  absl::Status committed = Annotate(session_->RunRaw(commit, nullptr), "committing");
+  absl::Status committed = Annotate(session_->RunRaw(commit, nullptr), context);
   if (!committed.ok() && session_->TransactionStatus() == PQTRANS_INERROR) {
     // The history INSERT failed: COMMIT did not run.
     RollbackRaw();
@@ -2806,9 +2813,14 @@ class PqDatabase final : public Database {
 
 void PqDatabase::PrepareLock() {
   std::lock_guard<std::mutex> lock(prepared_mu_);
-  if (!prepared_lock_.valid()) {
+  if (prepared_lock_.valid()) {
+    return;
+  }
+  try {
     prepared_lock_ = std::async(
         std::launch::async, [config = config_]() { return Open(*config, config->lock_conninfo); });
+  } catch (const std::system_error&) {
+    // No thread to spare: AcquireLock connects when it is called.
   }
 }
 
