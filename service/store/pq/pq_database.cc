@@ -758,6 +758,9 @@ class PqSession;
 // A connection being opened on another thread (std::async over Open).
 using PreparedConnection = std::future<absl::StatusOr<std::unique_ptr<PqConnection>>>;
 
+// Quotes a literal for SQL built by hand.
+using Quote = std::function<std::string(const std::string&)>;
+
 class PqTransaction final : public Transaction {
  public:
   explicit PqTransaction(PqSession* session) : session_(session) {}
@@ -930,6 +933,10 @@ class PqSession final : public Session {
   // application_name while `operation_id` runs: "schemactl op-0123...".
   std::string RunTag(const std::string& operation_id) const;
   PqConnection& connection() { return *conn_; }
+  // Quotes literals for this session's connection (may throw as pqxx does).
+  Quote Quoter() {
+    return [this](const std::string& value) { return conn_->quote(value); };
+  }
   // Sends `commands` (one SQL command each) as one libpq pipeline with one
   // Sync, reading each command's result as it arrives: `on_result(k, result)`
   // for command k (result never null; PGRES_PIPELINE_ABORTED after an
@@ -2024,8 +2031,6 @@ std::string MismatchMessage(const Config& c, const VersionRowChange& change,
                       "' to '", change.to, "' in '", c.version_table_name, "'; ", found, " found");
 }
 
-using Quote = std::function<std::string(const std::string&)>;
-
 // The statement of one version-row change, naming the table as the session
 // resolved it (`n`); `quote` quotes a literal. Its command tag counts the
 // rows it touched: exactly one is right.
@@ -2299,12 +2304,9 @@ absl::Status PqTransaction::CommitRaw() {
     const std::vector<HistoryRecord> history = std::move(history_at_commit_);
     history_at_commit_.clear();
     absl::Status quoted = session_->Run("quoting the history", [&]() -> absl::Status {
-      commit = absl::StrCat(
-          HistoryInsertSql(
-              session_->names(), history,
-              [&](const std::string& value) { return session_->connection().quote(value); },
-              /*server_clock=*/false),
-          "; COMMIT");
+      commit = absl::StrCat(HistoryInsertSql(session_->names(), history, session_->Quoter(),
+                                             /*server_clock=*/false),
+                            "; COMMIT");
       return absl::OkStatus();
     });
     if (!quoted.ok()) {
@@ -2381,9 +2383,7 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
   // back: COMMIT only goes after every result is in), then the history row.
   const int first_bookkeeping = static_cast<int>(commands.size());
   absl::Status quoted = session_->Run("quoting the bookkeeping", [&]() -> absl::Status {
-    const auto quote = [&](const std::string& value) {
-      return session_->connection().quote(value);
-    };
+    const Quote quote = session_->Quoter();
     for (const VersionRowChange& change : changes) {
       commands.push_back(VersionRowSql(n, change, quote));
     }
@@ -2414,10 +2414,12 @@ absl::Status PqTransaction::PipelineRevision(absl::Span<const SqlStatement> stat
       failure = StatementErrorOf(result);
     }
     const int change = k - first_bookkeeping;
-    if (ok && change >= 0 && change < change_count && mismatched < 0 &&
-        absl::string_view(PQcmdTuples(const_cast<PGresult*>(result))) != "1") {
-      mismatched = change;
-      mismatch_found = PQcmdTuples(const_cast<PGresult*>(result));
+    if (ok && change >= 0 && change < change_count && mismatched < 0) {
+      const char* touched = PQcmdTuples(const_cast<PGresult*>(result));  // libpq's signature
+      if (absl::string_view(touched) != "1") {
+        mismatched = change;
+        mismatch_found = touched;
+      }
     }
     // Statement i done: statement i + 1 runs.
     const int i = k - first_statement;
